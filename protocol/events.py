@@ -1,0 +1,28 @@
+"""Event types and the payload each carries.
+
+The envelope (:class:`protocol.messages.Event`) is generic; these names are the stable
+vocabulary inside it.  Consumers switch on ``Event.type`` and read ``Event.data`` by the
+keys documented here and in ``docs/protocol.md``.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+AGENT_STARTED: Final = "agent.started"
+"""The agent started: ``{"version", "clock_trusted", "backlog"}``."""
+AGENT_STOPPED: Final = "agent.stopped"
+"""Clean shutdown: ``{"reason"}``."""
+ACCESS_SCAN: Final = "access.scan"
+"""A credential was presented and decided: ``{"credential", "code", "granted", "reason", "reader", "symbology"}``."""
+SCANNER_REJECTED: Final = "scanner.rejected"
+"""Serial input that was not a credential: ``{"reader", "reason", "detail", "length"}``."""
+SCANNER_CONNECTED: Final = "scanner.connected"
+SCANNER_DISCONNECTED: Final = "scanner.disconnected"
+"""The scanner's port came or went: ``{"reader", "detail"}``."""
+OUTBOX_OVERFLOW: Final = "outbox.overflow"
+"""Events were refused because the outbox was full: ``{"dropped", "first_time", "last_time", "by_type"}``."""
+CLOCK_UNTRUSTED: Final = "clock.untrusted"
+"""The wall clock was seen to go backwards or is not synchronised: ``{"detail"}``."""
+COMMAND_REJECTED: Final = "command.rejected"
+"""A command from the console was refused: ``{"reason", "detail", "command_id"}``."""

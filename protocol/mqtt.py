@@ -1,0 +1,91 @@
+"""How every gatepost process talks to the broker: MQTT 5, QoS 1, a persistent session.
+
+Both the gate agent and the console build their paho client here so that protocol
+version, session expiry, keep-alive and reconnect back-off are the same on both ends of
+the contract.  This module knows nothing about what is published; it only opens the pipe.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+QOS = 1
+KEEPALIVE_S = 15
+SESSION_EXPIRY_S = 7 * 24 * 3600
+"""Broker keeps a disconnected client's subscriptions and queued QoS 1 messages this long."""
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerEndpoint:
+    """Where the broker is and who we are to it.  ``password`` never appears in ``repr``."""
+
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+    tls_ca: str | None = None
+
+    def __repr__(self) -> str:
+        user = self.username or "-"
+        return f"BrokerEndpoint({self.host}:{self.port}, user={user}, tls={'yes' if self.tls_ca else 'no'})"
+
+
+@dataclass(frozen=True, slots=True)
+class Will:
+    topic: str
+    payload: bytes
+    retain: bool = True
+
+
+def make_client(
+    endpoint: BrokerEndpoint,
+    client_id: str,
+    *,
+    will: Will | None = None,
+    manual_ack: bool = False,
+    max_inflight: int = 100,
+    max_queued: int = 0,
+) -> paho.Client:
+    """A paho client configured for gatepost; the caller sets callbacks and connects.
+
+    ``manual_ack`` defers the PUBACK of each received message until the caller has
+    committed it, so the broker redelivers anything the process did not finish.
+    """
+    client = paho.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=paho.MQTTv5,
+        manual_ack=manual_ack,
+    )
+    if endpoint.username is not None:
+        client.username_pw_set(endpoint.username, endpoint.password)
+    if endpoint.tls_ca:
+        client.tls_set(ca_certs=endpoint.tls_ca)
+    if will is not None:
+        client.will_set(will.topic, will.payload, qos=QOS, retain=will.retain)
+    client.reconnect_delay_set(min_delay=1, max_delay=30)
+    client.max_inflight_messages_set(max_inflight)
+    client.max_queued_messages_set(max_queued)
+    return client
+
+
+def connect_properties(session_expiry_s: int = SESSION_EXPIRY_S) -> Properties:
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = session_expiry_s
+    return props
+
+
+def connect_async(client: paho.Client, endpoint: BrokerEndpoint, *, clean_start: bool = False) -> None:
+    """Start connecting in the background; paho's loop thread retries with back-off."""
+    client.connect_async(
+        endpoint.host,
+        endpoint.port,
+        keepalive=KEEPALIVE_S,
+        clean_start=clean_start,
+        properties=connect_properties(),
+    )

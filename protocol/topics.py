@@ -1,0 +1,128 @@
+"""The topic tree: one subtree per gate, so that the broker's ACL can fence each gate in.
+
+::
+
+    gatepost/v1/<site>/<gate>/event      gate -> console   event envelopes, QoS 1
+    gatepost/v1/<site>/<gate>/status     gate -> all       retained GateStatus (online/stopped/offline)
+    gatepost/v1/<site>/<gate>/response   gate -> console   CommandResponse
+    gatepost/v1/<site>/<gate>/command    console -> gate   Command
+    gatepost/v1/<site>/<gate>/ack        console -> gate   Ack: "these sequence numbers are committed"
+    gatepost/v1/<site>/$console/status   console -> all    retained ConsoleStatus
+
+A gate may write the first three of its own subtree and read the next two; that is the
+whole of its ACL.  Site and gate names are restricted to a small alphabet so that they
+can never contain MQTT wildcards or separators, and ``$console`` cannot collide with a
+gate because ``$`` is not in that alphabet.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+from protocol.errors import ProtocolError, RejectReason
+
+ROOT = "gatepost/v1"
+CONSOLE_NODE = "$console"
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+
+
+class TopicKind(StrEnum):
+    EVENT = "event"
+    STATUS = "status"
+    RESPONSE = "response"
+    COMMAND = "command"
+    ACK = "ack"
+
+
+def validate_name(value: str, what: str = "name") -> str:
+    """Return ``value`` if it is a legal site or gate name, else raise ProtocolError.
+
+    Lower-case letters, digits, ``-`` and ``_``, 1–32 characters, starting with a letter
+    or digit: safe in topics, file names, usernames and ACL lines alike.
+    """
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise ProtocolError(
+            RejectReason.BAD_TOPIC,
+            f"{what} {value!r} must be 1-32 characters of a-z, 0-9, '-' or '_', starting with a-z or 0-9",
+        )
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class GateTopics:
+    """Every topic of one gate, built once from its site and gate names."""
+
+    site: str
+    gate: str
+
+    def __post_init__(self) -> None:
+        validate_name(self.site, "site")
+        validate_name(self.gate, "gate")
+
+    @property
+    def base(self) -> str:
+        return f"{ROOT}/{self.site}/{self.gate}"
+
+    def topic(self, kind: TopicKind) -> str:
+        return f"{self.base}/{kind.value}"
+
+    @property
+    def event(self) -> str:
+        return self.topic(TopicKind.EVENT)
+
+    @property
+    def status(self) -> str:
+        return self.topic(TopicKind.STATUS)
+
+    @property
+    def response(self) -> str:
+        return self.topic(TopicKind.RESPONSE)
+
+    @property
+    def command(self) -> str:
+        return self.topic(TopicKind.COMMAND)
+
+    @property
+    def ack(self) -> str:
+        return self.topic(TopicKind.ACK)
+
+
+def site_filter(site: str, kind: TopicKind) -> str:
+    """Subscription filter for one kind of topic of every gate of a site."""
+    return f"{ROOT}/{validate_name(site, 'site')}/+/{kind.value}"
+
+
+def all_sites_filter(kind: TopicKind) -> str:
+    """Subscription filter for one kind of topic of every gate of every site."""
+    return f"{ROOT}/+/+/{kind.value}"
+
+
+def console_status_topic(site: str) -> str:
+    return f"{ROOT}/{validate_name(site, 'site')}/{CONSOLE_NODE}/status"
+
+
+@dataclass(frozen=True, slots=True)
+class TopicRef:
+    """What a concrete topic names: whose subtree, and which kind of message."""
+
+    site: str
+    gate: str
+    kind: TopicKind
+
+
+def parse_topic(topic: str) -> TopicRef:
+    """Split a gate topic into its parts, or raise ProtocolError(BAD_TOPIC)."""
+    parts = topic.split("/")
+    if len(parts) != 5 or f"{parts[0]}/{parts[1]}" != ROOT:
+        raise ProtocolError(
+            RejectReason.BAD_TOPIC, f"topic {topic[:120]!r} is not under {ROOT}/<site>/<gate>/"
+        )
+    site, gate, kind = parts[2], parts[3], parts[4]
+    validate_name(site, "site")
+    validate_name(gate, "gate")
+    try:
+        return TopicRef(site, gate, TopicKind(kind))
+    except ValueError:
+        raise ProtocolError(RejectReason.BAD_TOPIC, f"unknown topic kind {kind[:40]!r}") from None
