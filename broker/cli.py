@@ -1,0 +1,196 @@
+"""``gatepost broker …``: write the broker's configuration, provision users, run it in the foreground.
+
+Passwords are never printed unless asked for: they go to ``credentials/<user>.secret``
+(0600), which the installer copies to the device, so they do not end up in shell
+history, terminal scrollback or CI logs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from broker.provision import Credentials
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    broker = subparsers.add_parser("broker", help="the MQTT broker: configuration, users, running it")
+    commands = broker.add_subparsers(dest="broker_command", required=True)
+
+    def state(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--state",
+            type=Path,
+            required=True,
+            help="folder for config, passwd, acl, users (e.g. /etc/gatepost/broker)",
+        )
+
+    init = commands.add_parser("init", help="write mosquitto.conf, passwd and acl into the state folder")
+    state(init)
+    init.add_argument(
+        "--data", type=Path, help="folder for the persistence file and log (default: the state folder)"
+    )
+    init.add_argument("--port", type=int, default=1883)
+    init.add_argument("--bind", default="0.0.0.0", help="address to listen on (default: all)")
+    init.add_argument("--user", default="mosquitto", help="user mosquitto drops to when started as root")
+    init.add_argument("--gates", type=int, default=16, help="gates on the site, for queue sizing")
+    init.add_argument("--peak-rate", type=float, default=2.0, help="peak events per second per gate")
+    init.add_argument("--outage", type=int, default=3600, help="console outage to ride out, seconds")
+    init.set_defaults(func=_init)
+
+    add_gate = commands.add_parser("add-gate", help="create a gate's user (or give it a new password)")
+    state(add_gate)
+    add_gate.add_argument("--site", required=True)
+    add_gate.add_argument("--gate", required=True)
+    add_gate.add_argument("--show-password", action="store_true", help="also print the password")
+    add_gate.set_defaults(func=_add_gate)
+
+    add_console = commands.add_parser(
+        "add-console", help="create a console's user (or give it a new password)"
+    )
+    state(add_console)
+    add_console.add_argument("--name", default="console")
+    add_console.add_argument("--show-password", action="store_true", help="also print the password")
+    add_console.set_defaults(func=_add_console)
+
+    remove = commands.add_parser("remove", help="delete a user, its ACL and its secret file")
+    state(remove)
+    remove.add_argument("username")
+    remove.set_defaults(func=_remove)
+
+    users = commands.add_parser("users", help="list provisioned users")
+    state(users)
+    users.set_defaults(func=_users)
+
+    run = commands.add_parser("run", help="run mosquitto in the foreground from this folder until Ctrl-C")
+    state(run)
+    run.add_argument("--port", type=int, default=1883)
+    run.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    run.set_defaults(func=_run)
+
+
+def _fail(exc: Exception) -> int:
+    print(f"gatepost broker: {exc}", file=sys.stderr)
+    return 2
+
+
+def _init(args: argparse.Namespace) -> int:
+    from broker.config import QueueSizing, render_config
+    from broker.files import write_atomic
+    from broker.provision import Provisioning
+    from protocol.errors import GatepostError
+
+    try:
+        sizing = QueueSizing(gates=args.gates, peak_events_per_s=args.peak_rate, outage_s=args.outage)
+        state_dir: Path = args.state.absolute()
+        data_dir: Path = (args.data or args.state).absolute()
+        text = render_config(
+            config_dir=state_dir,
+            data_dir=data_dir,
+            port=args.port,
+            bind=args.bind,
+            user=args.user,
+            sizing=sizing,
+        )
+        state_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        write_atomic(state_dir / "mosquitto.conf", text, mode=0o640)
+        Provisioning(state_dir).sync()
+    except (GatepostError, ValueError, OSError) as exc:
+        return _fail(exc)
+    print(f"wrote {state_dir / 'mosquitto.conf'} (queue: {sizing.explain()})")
+    print(f"run it with: mosquitto -c {state_dir / 'mosquitto.conf'}")
+    return 0
+
+
+def _report(creds: Credentials, secret: Path, show: bool, rotated: bool) -> None:
+    print(f"{'new password for' if rotated else 'added'} {creds.username}")
+    print(f"secret: {secret}")
+    if show:
+        print(f"password: {creds.password}")
+    print("a running mosquitto takes this up when sent SIGHUP (kill -HUP <pid>)")
+
+
+def _add_gate(args: argparse.Namespace) -> int:
+    from broker.provision import Provisioning, gate_username
+    from protocol.errors import GatepostError
+
+    provisioning = Provisioning(args.state)
+    try:
+        rotated = gate_username(args.site, args.gate) in provisioning.users()
+        creds = provisioning.add_gate(args.site, args.gate)
+    except (GatepostError, OSError) as exc:
+        return _fail(exc)
+    _report(creds, provisioning.secret_path(creds.username), args.show_password, rotated)
+    return 0
+
+
+def _add_console(args: argparse.Namespace) -> int:
+    from broker.provision import Provisioning, console_username
+    from protocol.errors import GatepostError
+
+    provisioning = Provisioning(args.state)
+    try:
+        rotated = console_username(args.name) in provisioning.users()
+        creds = provisioning.add_console(args.name)
+    except (GatepostError, OSError) as exc:
+        return _fail(exc)
+    _report(creds, provisioning.secret_path(creds.username), args.show_password, rotated)
+    return 0
+
+
+def _remove(args: argparse.Namespace) -> int:
+    from broker.provision import Provisioning
+    from protocol.errors import GatepostError
+
+    try:
+        Provisioning(args.state).remove(args.username)
+    except (GatepostError, OSError) as exc:
+        return _fail(exc)
+    print(f"removed {args.username}")
+    return 0
+
+
+def _users(args: argparse.Namespace) -> int:
+    from broker.provision import Provisioning
+    from protocol.errors import GatepostError
+
+    try:
+        names = Provisioning(args.state).users()
+    except (GatepostError, OSError) as exc:
+        return _fail(exc)
+    for name in names:
+        print(name)
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from broker.launcher import Broker
+    from protocol.errors import GatepostError
+
+    broker = Broker(args.state, port=args.port, host=args.host)
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt  # SIGTERM (systemd, docker stop) stops as cleanly as Ctrl-C
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        broker.start()
+        print(f"broker on {broker.host}:{broker.port}, pid {broker.pid}, log {broker.log_path}", flush=True)
+        while broker.running:
+            time.sleep(0.2)
+        print(f"gatepost broker: mosquitto exited unexpectedly; see {broker.log_path}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    except GatepostError as exc:
+        return _fail(exc)
+    finally:
+        broker.stop()
+        signal.signal(signal.SIGTERM, previous)

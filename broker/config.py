@@ -1,0 +1,120 @@
+"""The broker's configuration file, rendered from one template for production and tests alike.
+
+Tests start mosquitto from exactly the file an installer would write, differing only in
+paths, port and the unprivileged user, so what the tests prove about authentication,
+ACLs, queues and persistence holds for the real site.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from protocol.messages import MAX_MESSAGE_BYTES
+
+TEMPLATE = "templates/mosquitto.conf.template"
+
+PRODUCTION_CONFIG_DIR = Path("/etc/gatepost/broker")
+PRODUCTION_DATA_DIR = Path("/var/lib/gatepost/broker")
+PRODUCTION_PORT = 1883
+PRODUCTION_BIND = "0.0.0.0"
+PRODUCTION_USER = "mosquitto"
+
+AUTOSAVE_INTERVAL_S = 10
+"""Short because the broker's memory (sessions, queued acks and commands, retained
+status) otherwise survives a power cut only as of the last snapshot; 10 s costs one small
+file write per 10 s while the console keeps up, since the queue is then nearly empty."""
+
+MAX_INFLIGHT_MESSAGES = 100
+"""Matches ``make_client(max_inflight=100)``; mosquitto's default of 20 throttles the
+console to 20 round trips' worth of events while it drains a backlog."""
+
+PERSISTENT_CLIENT_EXPIRATION = "14d"
+"""A backstop above ``protocol.mqtt.SESSION_EXPIRY_S`` for clients that ask for none."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSizing:
+    """How much one client's queue must hold to ride out a console outage at full flow.
+
+    The console's session receives every gate's events, so its queue is the one that
+    fills: ``gates × peak events per second per gate × outage × headroom`` messages.
+    The byte limit is the same count at a generous mean message size, so that the count,
+    not the bytes, is the limit that binds for ordinary events.
+    """
+
+    gates: int = 16
+    peak_events_per_s: float = 2.0
+    outage_s: int = 3600
+    headroom: float = 2.0
+    mean_message_bytes: int = 1024
+
+    def __post_init__(self) -> None:
+        if self.gates < 1 or self.peak_events_per_s <= 0 or self.outage_s < 1 or self.headroom < 1:
+            raise ValueError(
+                "queue sizing needs at least one gate, a positive rate and outage, headroom >= 1"
+            )
+
+    @property
+    def messages(self) -> int:
+        return math.ceil(self.gates * self.peak_events_per_s * self.outage_s * self.headroom)
+
+    @property
+    def bytes(self) -> int:
+        return self.messages * self.mean_message_bytes
+
+    def explain(self) -> str:
+        return (
+            f"{self.gates} gates x {self.peak_events_per_s:g} events/s x {self.outage_s} s x "
+            f"{self.headroom:g} headroom = {self.messages} messages, x {self.mean_message_bytes} B = {self.bytes} B"
+        )
+
+
+def render_config(
+    *,
+    config_dir: Path = PRODUCTION_CONFIG_DIR,
+    data_dir: Path = PRODUCTION_DATA_DIR,
+    port: int = PRODUCTION_PORT,
+    bind: str = PRODUCTION_BIND,
+    user: str = PRODUCTION_USER,
+    sizing: QueueSizing | None = None,
+    max_queued_messages: int | None = None,
+    autosave_interval: int = AUTOSAVE_INTERVAL_S,
+    max_inflight_messages: int = MAX_INFLIGHT_MESSAGES,
+    persistent_client_expiration: str = PERSISTENT_CLIENT_EXPIRATION,
+) -> str:
+    """The text of ``mosquitto.conf``; with no arguments, the production file.
+
+    ``max_queued_messages`` overrides the sizing's count (tests use a small queue to
+    show what overflow does) and the byte limit follows it.
+    """
+    sizing = sizing or QueueSizing()
+    queued = sizing.messages if max_queued_messages is None else max_queued_messages
+    if not 0 < port < 65536:
+        raise ValueError(f"port {port} is not a TCP port")
+    if queued < 1 or autosave_interval < 1 or max_inflight_messages < 1:
+        raise ValueError("queue, autosave interval and inflight limit must be positive")
+    template = resources.files("broker").joinpath(TEMPLATE).read_text(encoding="utf-8")
+    return template.format(
+        config_dir=Path(config_dir).as_posix(),
+        data_dir=Path(data_dir).as_posix(),
+        port=port,
+        bind=bind,
+        user=user,
+        autosave_interval=autosave_interval,
+        queue_sizing_comment=sizing.explain()
+        if max_queued_messages is None
+        else f"{queued} messages (override)",
+        max_queued_messages=queued,
+        max_queued_bytes=queued * sizing.mean_message_bytes,
+        max_inflight_messages=max_inflight_messages,
+        message_size_limit=MAX_MESSAGE_BYTES,
+        persistent_client_expiration=persistent_client_expiration,
+    )
+
+
+def committed_example() -> Path:
+    """The production file shipped in the package; a test keeps it equal to ``render_config()``."""
+    return Path(str(resources.files("broker").joinpath("mosquitto.conf")))

@@ -1,0 +1,97 @@
+"""The rendered configuration: the committed production file, and the numbers in it."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from broker.config import QueueSizing, committed_example, render_config
+from protocol.messages import MAX_MESSAGE_BYTES
+from protocol.mqtt import SESSION_EXPIRY_S
+
+
+def settings(text: str) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.partition(" ")
+            out.setdefault(key, []).append(value)
+    return out
+
+
+def test_committed_production_file_is_what_render_config_writes():
+    assert committed_example().read_text(encoding="utf-8") == render_config(), (
+        "broker/mosquitto.conf is stale: regenerate it with render_config()"
+    )
+
+
+def test_production_settings():
+    conf = settings(render_config())
+    assert conf["allow_anonymous"] == ["false"]
+    assert conf["per_listener_settings"] == ["false"]
+    assert conf["password_file"] == ["/etc/gatepost/broker/passwd"]
+    assert conf["acl_file"] == ["/etc/gatepost/broker/acl"]
+    assert conf["persistence"] == ["true"]
+    assert conf["persistence_location"] == ["/var/lib/gatepost/broker"]
+    assert conf["log_dest"] == ["file /var/lib/gatepost/broker/mosquitto.log"]
+    assert conf["listener"] == ["1883 0.0.0.0"]
+    assert conf["queue_qos0_messages"] == ["false"]
+    assert conf["message_size_limit"] == [str(MAX_MESSAGE_BYTES)] == ["65536"]
+    assert conf["user"] == ["mosquitto"]
+    assert int(conf["autosave_interval"][0]) <= 60
+    assert "information" in conf["log_type"], (
+        "the launcher waits for the 'running' line, logged at information"
+    )
+
+
+def test_every_placeholder_is_filled():
+    assert not re.search(r"\{[a-z_]+\}", render_config())
+
+
+def test_client_expiration_outlasts_the_session_expiry_clients_ask_for():
+    value = settings(render_config())["persistent_client_expiration"][0]
+    units = {"h": 3600, "d": 86400, "w": 7 * 86400}
+    assert int(value[:-1]) * units[value[-1]] > SESSION_EXPIRY_S
+
+
+def test_queue_sizing_arithmetic():
+    sizing = QueueSizing(
+        gates=16, peak_events_per_s=2.0, outage_s=3600, headroom=2.0, mean_message_bytes=1024
+    )
+    assert sizing.messages == 16 * 2 * 3600 * 2 == 230_400
+    assert sizing.bytes == 230_400 * 1024
+    conf = settings(render_config(sizing=sizing))
+    assert conf["max_queued_messages"] == ["230400"]
+    assert conf["max_queued_bytes"] == [str(230_400 * 1024)]
+    assert sizing.messages > 1000, "mosquitto's default queue would drop most of an outage"
+
+
+def test_render_for_another_place():
+    text = render_config(
+        config_dir="/srv/b",
+        data_dir="/data/b",
+        port=18830,
+        bind="127.0.0.1",
+        user="gp",
+        max_queued_messages=7,
+    )
+    conf = settings(text)
+    assert conf["listener"] == ["18830 127.0.0.1"]
+    assert conf["password_file"] == ["/srv/b/passwd"]
+    assert conf["persistence_location"] == ["/data/b"]
+    assert conf["max_queued_messages"] == ["7"]
+    assert conf["max_queued_bytes"] == [str(7 * 1024)]
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"port": 0}, {"port": 70000}, {"max_queued_messages": 0}, {"autosave_interval": 0}]
+)
+def test_nonsense_is_refused(kwargs):
+    with pytest.raises(ValueError):
+        render_config(**kwargs)
+
+
+def test_queue_sizing_refuses_nonsense():
+    with pytest.raises(ValueError):
+        QueueSizing(gates=0)
