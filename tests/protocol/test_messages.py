@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -111,10 +112,8 @@ def test_times_are_normalised_to_utc():
 @given(st.binary(max_size=2048))
 def test_any_bytes_decode_or_reject(raw: bytes):
     for decode in (decode_event, decode_ack, decode_command, decode_status):
-        try:
+        with contextlib.suppress(ProtocolError):  # anything else fails the test
             decode(raw)
-        except ProtocolError:
-            pass
 
 
 @settings(max_examples=200, deadline=None)
@@ -128,10 +127,8 @@ def test_any_bytes_decode_or_reject(raw: bytes):
 def test_any_json_decodes_or_rejects(value: object):
     raw = json.dumps(value).encode()
     for decode in (decode_event, decode_ack, decode_command, decode_status):
-        try:
+        with contextlib.suppress(ProtocolError):  # anything else fails the test
             decode(raw)
-        except ProtocolError:
-            pass
 
 
 def test_ack_ranges_collapse_and_expand():
