@@ -1,0 +1,251 @@
+"""``gatepost console …``: run the console, watch what it stores, prove nothing is missing.
+
+``tail`` and ``stats`` open the store read-only, so they can run beside a live console
+(SQLite's WAL lets readers and the writer proceed together) and can never change it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from console.store import EventStore, StoredEvent, StoreStats
+
+_POLL_S = 0.25
+_REPORT_S = 60.0
+_FIELD_CHARS = 40
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    console = subparsers.add_parser("console", help="the central console that stores every event")
+    commands = console.add_subparsers(dest="console_command", required=True)
+
+    run = commands.add_parser("run", help="store events from the broker until SIGINT or SIGTERM")
+    run.add_argument("--config", "-c", type=Path, required=True, help="the console's TOML configuration")
+    run.set_defaults(func=_run)
+
+    tail = commands.add_parser("tail", help="print the newest stored events, optionally following new ones")
+    tail.add_argument("--db", type=Path, required=True, help="the console's event store")
+    tail.add_argument("--follow", "-f", action="store_true", help="keep printing events as they are stored")
+    tail.add_argument("--limit", "-n", type=int, default=20, help="how many recent events to show first")
+    tail.set_defaults(func=_tail)
+
+    stats = commands.add_parser("stats", help="per-gate counts, missing sequence numbers and rejections")
+    stats.add_argument("--db", type=Path, required=True, help="the console's event store")
+    stats.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    stats.set_defaults(func=_stats)
+
+    check = commands.add_parser(
+        "check-config", help="validate a configuration; name each bad file line and key"
+    )
+    check.add_argument("file", type=Path)
+    check.set_defaults(func=_check)
+
+
+# -- run / check-config ------------------------------------------------------------------
+
+
+def _check(args: argparse.Namespace) -> int:
+    from console.config import ConfigError, load_config
+
+    try:
+        config = load_config(args.file)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    sites = "all sites" if config.site == "+" else f"site {config.site}"
+    print(f"{args.file}: ok (console {config.name}, {sites}, store {config.store.path})")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    import logging
+    import signal
+    import threading
+    from types import FrameType
+
+    from console.config import ConfigError, load_config
+    from console.ingest import Ingestor
+    from console.store import EventStore, StoreError
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=config.log.level, format="%(asctime)s console %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        endpoint = config.mqtt.endpoint()
+    except OSError as exc:
+        print(f"cannot read the broker password: {exc}", file=sys.stderr)
+        return 1
+    try:
+        store = EventStore(config.store.path)
+    except StoreError as exc:
+        print(f"cannot open the event store: {exc}", file=sys.stderr)
+        return 1
+
+    done = threading.Event()
+
+    def _stop(_signum: int, _frame: FrameType | None) -> None:
+        done.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    ingestor = Ingestor(
+        endpoint,
+        store,
+        name=config.name,
+        site=config.site,
+        batch_max=config.ingest.batch_max,
+        batch_wait_s=config.ingest.batch_wait_s,
+    )
+    log = logging.getLogger("gatepost.console")
+    try:
+        ingestor.start()
+        reported = ingestor.counters
+        while not done.wait(_REPORT_S):
+            if ingestor.counters != reported:  # a heartbeat for the operator, quiet when idle
+                reported = ingestor.counters
+                log.info("%s", reported)
+    finally:
+        ingestor.stop()
+        store.close()
+    return 0
+
+
+# -- tail --------------------------------------------------------------------------------
+
+
+def _clean(value: object) -> str:
+    """Scanner input is untrusted: never let it put escape sequences on an operator's terminal."""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    text = "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
+    return text if len(text) <= _FIELD_CHARS else text[: _FIELD_CHARS - 1] + "…"
+
+
+def format_event(event: StoredEvent) -> str:
+    """One readable line: time, site/gate, seq, type, then the fields that matter."""
+    stamp = event.time.replace("T", " ").rstrip("Z")[:23]
+    mark = " " if event.clock_trusted else "?"
+    data = dict(event.data)
+    head: list[str] = []
+    if "granted" in data:
+        head.append("GRANTED" if data.pop("granted") is True else "DENIED")
+    fields = [f"{key}={_clean(value)}" for key, value in data.items() if value not in (None, "", {}, [])]
+    return f"{stamp}{mark} {event.site}/{event.gate} #{event.seq} {event.type} {' '.join(head + fields)}".rstrip()
+
+
+def _open_readonly(path: Path, *, wait: bool) -> tuple[EventStore | None, bool]:
+    """The store, and whether we had to wait for a console to create it."""
+    from console.store import EventStore, StoreError
+
+    waited = False
+    while True:
+        try:
+            return EventStore(path, readonly=True), waited
+        except StoreError as exc:
+            if not wait:
+                print(f"gatepost console: {exc}", file=sys.stderr)
+                return None, waited
+            if not waited:
+                print(f"gatepost console: waiting for {path} ({exc})", file=sys.stderr, flush=True)
+        waited = True
+        time.sleep(_POLL_S)  # --follow before the console has created its store
+
+
+def _tail(args: argparse.Namespace) -> int:
+    store, waited = _open_readonly(args.db, wait=args.follow)
+    if store is None:
+        return 1
+    try:
+        if waited:  # the store is new since we started: every event in it is news
+            last = 0
+        else:
+            events = store.last_events(max(args.limit, 0))
+            last = events[-1].row_id if events else _last_row(store)
+            _print(events)
+        while args.follow:
+            events = store.events_after(last, limit=1000)
+            if events:
+                last = events[-1].row_id
+                _print(events)
+            else:
+                time.sleep(_POLL_S)
+    except BrokenPipeError:
+        sys.stderr.close()  # reader went away (``| head``): not an error
+    except KeyboardInterrupt:
+        pass
+    finally:
+        store.close()
+    return 0
+
+
+def _last_row(store: EventStore) -> int:
+    newest = store.last_events(1)
+    return newest[-1].row_id if newest else 0
+
+
+def _print(events: list[StoredEvent]) -> None:
+    if events:
+        sys.stdout.write("".join(format_event(event) + "\n" for event in events))
+        sys.stdout.flush()
+
+
+# -- stats -------------------------------------------------------------------------------
+
+
+def _stats(args: argparse.Namespace) -> int:
+    store, _ = _open_readonly(args.db, wait=False)
+    if store is None:
+        return 1
+    try:
+        stats = store.stats()
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(stats.to_dict(), indent=2))
+    else:
+        print(format_stats(stats))
+    return 0
+
+
+def format_stats(stats: StoreStats) -> str:
+    header = ("SITE", "GATE", "EVENTS", "SEQS", "MISSING", "CONFLICTS", "STATE", "LAST EVENT")
+    rows: list[tuple[Any, ...]] = [
+        (
+            g.site,
+            g.gate,
+            g.count,
+            f"{g.min_seq}-{g.max_seq}" if g.count else "-",
+            g.missing,
+            g.seq_conflicts,
+            g.state or "-",
+            (g.last_event_time or "-").replace("T", " ").rstrip("Z")[:19],
+        )
+        for g in stats.gates
+    ]
+    table = [header, *[tuple(str(cell) for cell in row) for row in rows]]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in table
+    ]
+    lines.append("")
+    lines.append(
+        f"{stats.total_events} events from {len(stats.gates)} gates, {stats.total_missing} missing; "
+        f"{stats.total_rejections} rejected messages"
+        + (
+            ": " + ", ".join(f"{reason} {n}" for reason, n in stats.rejections.items())
+            if stats.rejections
+            else ""
+        )
+    )
+    return "\n".join(lines)

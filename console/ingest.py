@@ -1,0 +1,470 @@
+"""The console's subscriber: commit every event, then tell the gate, then tell the broker.
+
+Order is the whole guarantee.  For each batch the writer thread
+
+1. commits the events (and any rejections and gate statuses) in one SQLite transaction;
+2. publishes one :class:`~protocol.Ack` per gate naming every sequence number of the batch,
+   new and duplicate alike, because only that Ack lets a gate delete from its outbox;
+3. sends the broker the MQTT PUBACK of each message (paho's manual ack).
+
+If the console dies before 1 completes, nothing was acknowledged anywhere: the broker
+redelivers to the persistent session and the gate still holds the events.  If it dies
+between 1 and 3, the broker redelivers events that are already stored; the store drops
+them by id and the console acknowledges them again.  Nothing is lost and nothing is
+stored twice.
+
+paho's network thread only decodes, checks and enqueues, so it keeps reading while a
+batch is being synced; the broker sends at most ``receive_maximum`` messages ahead of
+our PUBACKs, which bounds the queue.  A PUBACK is sent only on the connection that
+delivered the message: MQTT packet ids belong to a connection, and after a reconnect the
+broker redelivers whatever we had not acknowledged anyway.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+
+import paho.mqtt.client as paho
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from console.store import EventStore, Rejection
+from protocol import (
+    ConsoleStatus,
+    Event,
+    GateState,
+    GateStatus,
+    ProtocolError,
+    RejectReason,
+    decode_event,
+    decode_status,
+    encode,
+    parse_topic,
+    seq_ranges,
+)
+from protocol.messages import Ack
+from protocol.mqtt import KEEPALIVE_S, QOS, SESSION_EXPIRY_S, BrokerEndpoint, Will, make_client
+from protocol.topics import (
+    CONSOLE_NODE,
+    ROOT,
+    GateTopics,
+    TopicKind,
+    all_sites_filter,
+    console_status_topic,
+    site_filter,
+)
+
+log = logging.getLogger("gatepost.console.ingest")
+
+ALL_SITES = "+"
+ANNOUNCE_ALL = "all"
+"""Site under which a console that serves every site announces its status (see docs/console.md)."""
+
+RECEIVE_MAXIMUM = 2000
+"""Messages the broker may send before we PUBACK; a few batches' worth keeps the pipe full."""
+
+_STOP = object()
+_RETRY_MIN_S = 0.2
+_RETRY_MAX_S = 5.0
+_REJECTION_LOG_BURST = 20
+_REJECTION_LOG_WINDOW_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class IngestCounters:
+    """Totals since start; ``received`` counts gates' messages (events, statuses and junk)."""
+
+    received: int = 0
+    committed: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    statuses: int = 0
+    acks_sent: int = 0
+    batches: int = 0
+    commit_failures: int = 0
+    connects: int = 0
+
+
+@dataclass(slots=True)
+class _Item:
+    """One delivered message on its way to the writer."""
+
+    mid: int
+    qos: int
+    generation: int
+    event: Event | None = None
+    status: GateStatus | None = None
+    rejection: Rejection | None = None
+
+
+@dataclass(slots=True)
+class _Counts:
+    received: int = 0
+    committed: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    statuses: int = 0
+    acks_sent: int = 0
+    batches: int = 0
+    commit_failures: int = 0
+    connects: int = 0
+
+
+@dataclass(slots=True)
+class _RejectionLog:
+    """Log rejections at WARNING, but not a flood of them: a hostile gate must not fill the disk."""
+
+    window_start: float = 0.0
+    logged: int = 0
+    suppressed: int = 0
+    by_reason: dict[str, int] = field(default_factory=dict)
+
+    def log(self, rejection: Rejection) -> None:
+        now = time.monotonic()
+        if now - self.window_start > _REJECTION_LOG_WINDOW_S:
+            if self.suppressed:
+                log.warning(
+                    "%d more rejected messages not logged in the last %.0f s: %s",
+                    self.suppressed,
+                    _REJECTION_LOG_WINDOW_S,
+                    ", ".join(f"{reason} {n}" for reason, n in sorted(self.by_reason.items())),
+                )
+            self.window_start, self.logged, self.suppressed = now, 0, 0
+            self.by_reason.clear()
+        if self.logged < _REJECTION_LOG_BURST:
+            self.logged += 1
+            log.warning(
+                "rejected message on %s: %s: %s", rejection.topic[:200], rejection.reason, rejection.detail
+            )
+        else:
+            self.suppressed += 1
+            self.by_reason[rejection.reason] = self.by_reason.get(rejection.reason, 0) + 1
+
+
+class Ingestor:
+    """Subscribes to every gate's events and status and stores them exactly once.
+
+    ``site`` is one site name, or ``"+"`` for all sites.  The console announces itself
+    with a retained :class:`~protocol.ConsoleStatus` on ``console_status_topic(site)``;
+    serving all sites, it uses the site name ``"all"``.  ``on_commit(events, new)`` is
+    called from the writer thread after each batch that held events, after the Acks
+    were published.
+    """
+
+    def __init__(
+        self,
+        endpoint: BrokerEndpoint,
+        store: EventStore,
+        *,
+        name: str = "console",
+        site: str = ALL_SITES,
+        batch_max: int = 500,
+        batch_wait_s: float = 0.005,
+        on_commit: Callable[[list[Event], int], None] | None = None,
+        receive_maximum: int = RECEIVE_MAXIMUM,
+    ) -> None:
+        if batch_max < 1:
+            raise ValueError("batch_max must be at least 1")
+        self.endpoint = endpoint
+        self.store = store
+        self.name = name
+        self.site = site
+        self.batch_max = batch_max
+        self.batch_wait_s = batch_wait_s
+        self.on_commit = on_commit
+        self.receive_maximum = receive_maximum
+        if site == ALL_SITES:
+            self._filters = [all_sites_filter(TopicKind.EVENT), all_sites_filter(TopicKind.STATUS)]
+            self.status_topic = console_status_topic(ANNOUNCE_ALL)
+        else:
+            self._filters = [site_filter(site, TopicKind.EVENT), site_filter(site, TopicKind.STATUS)]
+            self.status_topic = console_status_topic(site)
+        self.client_id = f"console-{name}"
+        self._queue: queue.SimpleQueue[_Item | object] = queue.SimpleQueue()
+        self._counts = _Counts()
+        self._rejection_log = _RejectionLog()
+        self._generation = 0
+        self._subscribed = threading.Event()
+        self._stopping = threading.Event()
+        self._writer: threading.Thread | None = None
+        self._client: paho.Client | None = None
+        self._ack_topics: dict[tuple[str, str], str] = {}
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> Ingestor:
+        if self._client is not None:
+            raise RuntimeError("ingestor already started")
+        self._stopping.clear()
+        will = Will(self.status_topic, self._status_payload(GateState.OFFLINE, stamp=False), retain=True)
+        client = make_client(self.endpoint, self.client_id, will=will, manual_ack=True)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        self._client = client
+        self._writer = threading.Thread(
+            target=self._write_loop, name=f"console-{self.name}-writer", daemon=True
+        )
+        self._writer.start()
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = SESSION_EXPIRY_S
+        props.ReceiveMaximum = self.receive_maximum
+        client.connect_async(
+            self.endpoint.host, self.endpoint.port, keepalive=KEEPALIVE_S, clean_start=False, properties=props
+        )
+        client.loop_start()
+        return self
+
+    def wait_connected(self, timeout: float | None = None) -> bool:
+        """True once connected and subscribed, so that anything published from now is ours."""
+        return self._subscribed.wait(timeout)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Finish the batch in hand, announce ``stopped`` and disconnect.
+
+        Messages still queued behind the batch are not acknowledged; the broker keeps
+        them in our session and delivers them again on the next start.
+        """
+        client = self._client
+        if client is None:
+            return
+        self._stopping.set()
+        self._queue.put(_STOP)
+        if self._writer is not None:
+            self._writer.join(timeout)
+        if client.is_connected():
+            info = client.publish(
+                self.status_topic, self._status_payload(GateState.STOPPED), qos=QOS, retain=True
+            )
+            try:
+                info.wait_for_publish(timeout)
+            except (RuntimeError, ValueError):
+                log.warning("could not publish console status 'stopped' before disconnecting")
+        client.disconnect()
+        client.loop_stop()
+        self._client = None
+        self._subscribed.clear()
+        self._queue = queue.SimpleQueue()
+        log.info("console %s stopped: %s", self.name, self.counters)
+
+    def __enter__(self) -> Ingestor:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def counters(self) -> IngestCounters:
+        return IngestCounters(**asdict(self._counts))
+
+    @property
+    def connected(self) -> bool:
+        return self._subscribed.is_set()
+
+    # -- paho callbacks (network thread: cheap work only) ----------------------------
+
+    def _status_payload(self, state: GateState, *, stamp: bool = True) -> bytes:
+        return encode(ConsoleStatus(state=state, name=self.name, time=datetime.now(UTC) if stamp else None))
+
+    def _on_connect(
+        self,
+        client: paho.Client,
+        _userdata: object,
+        _flags: paho.ConnectFlags,
+        reason: ReasonCode,
+        _props: Properties | None,
+    ) -> None:
+        if reason.is_failure:
+            log.error("broker refused the console's connection: %s", reason)
+            return
+        self._generation += 1
+        self._counts.connects = self._generation
+        options = SubscribeOptions(qos=QOS)
+        client.subscribe([(topic, options) for topic in self._filters])
+        client.publish(self.status_topic, self._status_payload(GateState.ONLINE), qos=QOS, retain=True)
+        log.info("console %s connected to %r, subscribing to %s", self.name, self.endpoint, self._filters)
+
+    def _on_subscribe(
+        self,
+        _client: paho.Client,
+        _userdata: object,
+        _mid: int,
+        reasons: list[ReasonCode],
+        _props: Properties | None,
+    ) -> None:
+        refused = [str(reason) for reason in reasons if reason.is_failure]
+        if refused:
+            log.error("broker refused the console's subscriptions: %s", ", ".join(refused))
+            return
+        self._subscribed.set()
+
+    def _on_disconnect(
+        self,
+        _client: paho.Client,
+        _userdata: object,
+        _flags: paho.DisconnectFlags,
+        reason: ReasonCode,
+        _props: Properties | None,
+    ) -> None:
+        self._subscribed.clear()
+        if not self._stopping.is_set():
+            log.warning("console %s lost the broker (%s); reconnecting", self.name, reason)
+
+    def _on_message(self, client: paho.Client, _userdata: object, message: paho.MQTTMessage) -> None:
+        item = _Item(message.mid, message.qos, self._generation)
+        topic = message.topic
+        try:
+            body = parse_message(topic, message.payload)
+        except ProtocolError as exc:
+            item.rejection = Rejection(topic, exc.reason.value, exc.detail)
+        except Exception as exc:  # never let one message kill the network thread
+            item.rejection = Rejection(topic, RejectReason.SCHEMA.value, f"unexpected {type(exc).__name__}")
+        else:
+            if body is None:  # a console's status: "+" matches "$console", so we see our own
+                if message.qos:
+                    client.ack(message.mid, message.qos)
+                return
+            if isinstance(body, Event):
+                item.event = body
+            else:
+                item.status = body
+        self._counts.received += 1
+        self._queue.put(item)
+
+    # -- writer thread ---------------------------------------------------------------
+
+    def _next_batch(self) -> tuple[list[_Item], bool]:
+        """Block for one item, then gather more for up to ``batch_wait_s``; True means stop after."""
+        first = self._queue.get()
+        if first is _STOP:
+            return [], True
+        assert isinstance(first, _Item)
+        batch = [first]
+        deadline = time.monotonic() + self.batch_wait_s
+        while len(batch) < self.batch_max:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    item = self._queue.get(timeout=remaining)
+                except queue.Empty:
+                    break
+            if item is _STOP:
+                return batch, True
+            assert isinstance(item, _Item)
+            batch.append(item)
+        return batch, False
+
+    def _write_loop(self) -> None:
+        stop = False
+        while not stop:
+            batch, stop = self._next_batch()
+            if batch:
+                try:
+                    self._handle(batch)
+                except Exception:  # a bug here must not end ingestion; the broker redelivers
+                    log.exception("console %s failed to handle a batch of %d messages", self.name, len(batch))
+
+    def _handle(self, batch: list[_Item]) -> None:
+        events = [item.event for item in batch if item.event is not None]
+        statuses = [item.status for item in batch if item.status is not None]
+        rejections = [item.rejection for item in batch if item.rejection is not None]
+        result = self._commit(events, statuses, rejections)
+        if result is None:
+            return  # stopping with the batch uncommitted: unacknowledged, so redelivered later
+        new, duplicate = result
+        counts = self._counts
+        counts.batches += 1
+        counts.committed += new
+        counts.duplicates += duplicate
+        counts.statuses += len(statuses)
+        counts.rejected += len(rejections)
+        for rejection in rejections:
+            self._rejection_log.log(rejection)
+        client = self._client
+        if client is None:
+            return
+        if events:
+            self._publish_acks(client, events)
+        generation = self._generation
+        for item in batch:
+            if item.qos and item.generation == generation:
+                client.ack(item.mid, item.qos)
+        if events and self.on_commit is not None:
+            try:
+                self.on_commit(events, new)
+            except Exception:
+                log.exception("on_commit callback failed")
+
+    def _commit(
+        self, events: list[Event], statuses: list[GateStatus], rejections: list[Rejection]
+    ) -> tuple[int, int] | None:
+        """Commit, retrying with back-off while the store fails (disk full, locked, I/O error)."""
+        delay = _RETRY_MIN_S
+        while True:
+            try:
+                result = self.store.commit(events, statuses, rejections)
+                return result.new, result.duplicate
+            except Exception as exc:
+                self._counts.commit_failures += 1
+                log.error(
+                    "console %s cannot commit %d events: %s; retrying in %.1f s",
+                    self.name,
+                    len(events),
+                    exc,
+                    delay,
+                )
+            if self._stopping.wait(delay):
+                return None
+            delay = min(delay * 2, _RETRY_MAX_S)
+
+    def _publish_acks(self, client: paho.Client, events: list[Event]) -> None:
+        by_gate: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for event in events:
+            by_gate[event.site, event.gate].append(event.seq)
+        for key, seqs in by_gate.items():
+            topic = self._ack_topics.get(key)
+            if topic is None:
+                topic = self._ack_topics[key] = GateTopics(*key).ack
+            client.publish(topic, encode(Ack(seqs=seq_ranges(seqs))), qos=QOS)
+            self._counts.acks_sent += 1
+
+
+def parse_message(topic: str, payload: bytes) -> Event | GateStatus | None:
+    """What a delivered message is, or ProtocolError saying why it is refused.
+
+    ``None`` means a console's own status topic, which the status filter also matches
+    and which is not ours to store.  The envelope must name the gate whose topic it came
+    on: the ACL already fences each gate into its subtree, and this check keeps a gate
+    from writing another gate's history even if the ACL were wrong.
+    """
+    parts = topic.split("/", 4)
+    if len(parts) == 5 and parts[3] == CONSOLE_NODE and f"{parts[0]}/{parts[1]}" == ROOT:
+        return None
+    ref = parse_topic(topic)
+    body: Event | GateStatus
+    if ref.kind is TopicKind.EVENT:
+        body = decode_event(payload)
+    elif ref.kind is TopicKind.STATUS:
+        body = decode_status(payload)
+    else:
+        raise ProtocolError(RejectReason.BAD_TOPIC, f"the console does not read {ref.kind.value} topics")
+    if body.site != ref.site or body.gate != ref.gate:
+        raise ProtocolError(
+            RejectReason.TOPIC_MISMATCH,
+            f"envelope is {body.site}/{body.gate} but the topic is {ref.site}/{ref.gate}",
+        )
+    return body
