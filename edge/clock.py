@@ -74,7 +74,9 @@ class Clock:
         self._sync_state: bool | None = None
         self._sync_checked = float("-inf")
         if not_before is not None and datetime.now(UTC) < not_before.astimezone(UTC):
-            self._distrust(f"wall clock reads earlier than the newest stored event ({not_before.isoformat()})")
+            self._distrust(
+                f"wall clock reads earlier than the newest stored event ({not_before.isoformat()})"
+            )
 
     def _distrust(self, reason: str) -> None:
         if self._distrust_reason is None:

@@ -49,7 +49,13 @@ def test_pending_is_ordered_and_holds_the_wire_form(tmp_path: Path):
         rows = outbox.pending(after_seq=3, limit=4)
         assert [row.seq for row in rows] == [4, 5, 6, 7]
         event = decode_event(rows[0].body)
-        assert (event.site, event.gate, event.seq, event.boot, event.data) == ("s", "g", 4, "a" * 32, {"i": 3})
+        assert (event.site, event.gate, event.seq, event.boot, event.data) == (
+            "s",
+            "g",
+            4,
+            "a" * 32,
+            {"i": 3},
+        )
 
 
 def test_only_acknowledged_rows_leave(tmp_path: Path):
@@ -145,5 +151,5 @@ def test_every_event_answered_before_sigkill_is_on_disk(tmp_path: Path):
     assert answered >= 300
     with Outbox(path, site="s", gate="g") as outbox:
         on_disk = [row.seq for row in outbox.pending(limit=1_000_000)]
-    assert on_disk[: answered] == list(range(1, answered + 1))
+    assert on_disk[:answered] == list(range(1, answered + 1))
     assert json.dumps(on_disk[-1]) and on_disk[-1] >= answered

@@ -1,0 +1,152 @@
+"""The gate agent's configuration: one TOML file, validated before anything starts.
+
+Unknown keys are errors (a misspelt ``capacty`` must not silently fall back to a
+default at a gate nobody watches), and every error names the file, line and key — see
+``gatepost edge check-config FILE``.  Secrets are never inline: the MQTT password comes
+from a file, or from systemd's ``$CREDENTIALS_DIRECTORY`` so it never sits in the unit.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from edge.clock import ClockTrust
+from protocol import ProtocolError, validate_name
+from protocol.configfile import load_toml_model
+from protocol.mqtt import BrokerEndpoint
+
+
+def _name(value: str) -> str:
+    try:
+        return validate_name(value)
+    except ProtocolError as exc:
+        raise ValueError(exc.detail) from None
+
+
+Name = Annotated[str, AfterValidator(_name)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MqttConfig(_Section):
+    """How this gate reaches the broker.  Its username is provisioned by ``gatepost broker add-gate``."""
+
+    host: str = Field("127.0.0.1", title="Broker host name or address")
+    port: int = Field(1883, ge=1, le=65535)
+    username: str | None = Field(None, title="Broker username, e.g. gate.<site>.<gate>")
+    password_file: Path | None = Field(None, title="File holding the broker password")
+    credential: str | None = Field(None, title="Name of a systemd credential holding the password")
+    tls_ca: Path | None = None
+    window: int = Field(500, ge=1, le=10_000, title="Events in flight before the console acknowledges")
+    resend_after_s: float = Field(15.0, gt=0, title="Resend unacknowledged events after this long")
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> MqttConfig:
+        if self.password_file is not None and self.credential is not None:
+            raise ValueError("give password_file or credential, not both")
+        return self
+
+    def password(self) -> str | None:
+        if self.credential is not None:
+            directory = os.environ.get("CREDENTIALS_DIRECTORY")
+            if not directory:
+                raise FileNotFoundError(
+                    f"credential {self.credential!r} set but $CREDENTIALS_DIRECTORY is not"
+                )
+            return (Path(directory) / self.credential).read_text().strip()
+        if self.password_file is not None:
+            return self.password_file.read_text().strip()
+        return None
+
+    def endpoint(self) -> BrokerEndpoint:
+        return BrokerEndpoint(
+            self.host,
+            self.port,
+            self.username,
+            self.password(),
+            str(self.tls_ca) if self.tls_ca else None,
+        )
+
+
+class ScannerConfig(_Section):
+    """A serial pass scanner.  ``url`` is anything pyserial opens: a tty path, ``socket://``, ``spy://``."""
+
+    name: Name = "scanner"
+    url: str
+    baudrate: int = Field(9600, gt=0)
+    max_length: int = Field(512, ge=8, le=4096)
+
+
+class OutboxConfig(_Section):
+    path: Path = Path("/var/lib/gatepost/outbox.db")
+    capacity: int = Field(200_000, ge=100, title="Events kept while the console is unreachable")
+
+
+class AccessConfig(_Section):
+    """The interim decision: pass codes allowed in.  The signed-pass issue replaces it."""
+
+    allow: list[str] = Field(default_factory=list)
+    allow_file: Path | None = Field(None, title="A file with one allowed code per line")
+
+    def codes(self) -> frozenset[str]:
+        codes = set(self.allow)
+        if self.allow_file is not None:
+            for line in self.allow_file.read_text(encoding="utf-8").splitlines():
+                line = line.strip()
+                if line and not line.startswith("#"):
+                    codes.add(line)
+        return frozenset(codes)
+
+
+class ClockConfig(_Section):
+    trust: ClockTrust = ClockTrust.AUTO
+
+
+class LogConfig(_Section):
+    level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+
+
+class EdgeConfig(_Section):
+    site: Name
+    gate: Name
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    scanners: list[ScannerConfig] = Field(default_factory=list)
+    outbox: OutboxConfig = Field(default_factory=OutboxConfig)
+    access: AccessConfig = Field(default_factory=AccessConfig)
+    clock: ClockConfig = Field(default_factory=ClockConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
+
+    @model_validator(mode="after")
+    def _unique_readers(self) -> EdgeConfig:
+        names = [scanner.name for scanner in self.scanners]
+        if len(names) != len(set(names)):
+            raise ValueError("scanner names must be unique")
+        return self
+
+
+def load_config(path: Path | str) -> EdgeConfig:
+    """Parse and validate ``path``; raise ConfigError naming each bad line and key.
+
+    Relative paths inside the file are taken relative to the file's own folder, so a
+    configuration and its secrets can be moved together.
+    """
+    path = Path(path)
+    config = load_toml_model(path, EdgeConfig)
+    assert isinstance(config, EdgeConfig)
+    base = path.resolve().parent
+    config.outbox.path = _resolve(base, config.outbox.path)
+    if config.mqtt.password_file is not None:
+        config.mqtt.password_file = _resolve(base, config.mqtt.password_file)
+    if config.access.allow_file is not None:
+        config.access.allow_file = _resolve(base, config.access.allow_file)
+    return config
+
+
+def _resolve(base: Path, value: Path) -> Path:
+    return value if value.is_absolute() else base / value

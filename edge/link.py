@@ -1,0 +1,323 @@
+"""The gate's MQTT link: drains the outbox to the console and nothing else.
+
+The scan path never touches this module: it commits to the outbox and returns.  Here a
+sender thread publishes outbox rows in order, at most ``window`` ahead of the console's
+acknowledgements, and the rows are deleted only when the console's :class:`Ack` names
+them — a broker PUBACK proves nothing about the console's store.  After every reconnect,
+and whenever acknowledgements stop arriving for ``resend_after_s``, the sender starts
+again from the oldest unacknowledged row; the console drops the duplicates by event id.
+
+Status follows Frigate's three states: ``online`` (retained) on connect, ``stopped`` on a
+clean shutdown, and ``offline`` as the last will when the connection dies.  Commands are
+answered on the response topic with the same correlation id; retained and expired
+commands are refused, so a stale command can never act on reconnect.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from edge.outbox import Outbox, OutboxClosed
+from protocol import (
+    Command,
+    CommandResponse,
+    GateState,
+    GateStatus,
+    GateTopics,
+    ProtocolError,
+    decode_ack,
+    decode_command,
+    encode,
+)
+from protocol.mqtt import QOS, BrokerEndpoint, Will, connect_async, make_client
+
+log = logging.getLogger("gatepost.edge.link")
+
+MAX_RESEND_AFTER_S = 300.0
+"""Longest wait between resends while the console acknowledges nothing."""
+
+CommandHandler = Callable[[Command], dict[str, Any]]
+
+
+class CommandRefused(Exception):
+    """Raised by a command handler to answer ``ok: false`` with this message."""
+
+
+class Link:
+    """Publishes one gate's outbox and status, and receives acks and commands."""
+
+    def __init__(
+        self,
+        endpoint: BrokerEndpoint,
+        topics: GateTopics,
+        outbox: Outbox,
+        *,
+        version: str = "",
+        window: int = 500,
+        resend_after_s: float = 15.0,
+        clock_trusted: Callable[[], bool] = lambda: False,
+        on_rejected_command: Callable[[str, str, str | None], None] | None = None,
+    ) -> None:
+        self.topics = topics
+        self.outbox = outbox
+        self.window = window
+        self.resend_after_s = resend_after_s
+        self.version = version
+        self._clock_trusted = clock_trusted
+        self._on_rejected_command = on_rejected_command
+        self._handlers: dict[str, CommandHandler] = {"ping": lambda _cmd: {"pong": True}}
+        self._endpoint = endpoint
+        will = GateStatus(state=GateState.OFFLINE, site=topics.site, gate=topics.gate, boot=outbox.boot)
+        self._client = make_client(
+            endpoint,
+            f"gate-{topics.site}-{topics.gate}",
+            will=Will(topics.status, encode(will)),
+            max_inflight=min(window, 1000),
+        )
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+        self._wake = threading.Condition()
+        self._connected = False
+        self._restart = True
+        self._dirty = True
+        self._running = False
+        self._inflight: dict[int, float] = {}
+        self._next_seq = 1
+        self._last_progress = time.monotonic()
+        self._stalls = 0
+        self._resend_after = resend_after_s
+        self._sender = threading.Thread(target=self._send_loop, name="link-sender", daemon=True)
+        self.published = 0
+        self.acked = 0
+        outbox.add_listener(self.wake)
+
+    def register(self, name: str, handler: CommandHandler) -> None:
+        self._handlers[name] = handler
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    def start(self) -> None:
+        self._running = True
+        connect_async(self._client, self._endpoint)
+        self._client.loop_start()
+        self._sender.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Say ``stopped`` (retained), then disconnect; the broker will not fire the will."""
+        self._running = False
+        self.wake()
+        if self._sender.is_alive():
+            self._sender.join(timeout)
+        if self._connected:
+            info = self._client.publish(
+                self.topics.status, encode(self._status(GateState.STOPPED)), QOS, True
+            )
+            try:
+                info.wait_for_publish(timeout)
+            except (RuntimeError, ValueError):
+                log.warning("could not publish stopped status before disconnecting")
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def wait_connected(self, timeout: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while not self._connected and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self._connected
+
+    def wake(self) -> None:
+        with self._wake:
+            self._dirty = True
+            self._wake.notify()
+
+    def _status(self, state: GateState) -> GateStatus:
+        return GateStatus(
+            state=state,
+            site=self.topics.site,
+            gate=self.topics.gate,
+            boot=self.outbox.boot,
+            time=datetime.now(UTC),
+            version=self.version,
+            backlog=self.outbox.backlog,
+            clock_trusted=self._clock_trusted(),
+        )
+
+    # -- paho callbacks (network thread) ---------------------------------------------
+
+    def _on_connect(self, client: paho.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
+        if reason.is_failure:
+            log.warning("broker refused connection: %s", reason)
+            return
+        # Retain-as-published: a command someone published retained is seen as retained
+        # (and refused) even when it arrives live, not only when it replays on reconnect.
+        client.subscribe(
+            [
+                (self.topics.ack, SubscribeOptions(qos=QOS)),
+                (self.topics.command, SubscribeOptions(qos=QOS, retainAsPublished=True)),
+            ]
+        )
+        client.publish(self.topics.status, encode(self._status(GateState.ONLINE)), QOS, True)
+        log.info("connected to broker; %d events waiting for the console", self.outbox.backlog)
+        with self._wake:
+            self._connected = True
+            self._restart = True
+            self._dirty = True
+            self._wake.notify()
+
+    def _on_disconnect(
+        self, _client: paho.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
+    ) -> None:
+        with self._wake:
+            was = self._connected
+            self._connected = False
+        if was:
+            log.warning("disconnected from broker (%s); events stay in the outbox", reason)
+
+    def _on_message(self, _client: paho.Client, _userdata: Any, message: paho.MQTTMessage) -> None:
+        try:
+            if message.topic == self.topics.ack:
+                self._handle_ack(message.payload)
+            elif message.topic == self.topics.command:
+                self._handle_command(message)
+            else:
+                log.warning("message on unexpected topic %r ignored", message.topic[:120])
+        except Exception:  # never let one bad message kill the network thread
+            log.exception("failed to handle message on %s", message.topic[:120])
+
+    def _handle_ack(self, payload: bytes) -> None:
+        try:
+            ack = decode_ack(payload)
+        except ProtocolError as exc:
+            log.warning("rejected ack: %s", exc)
+            return
+        ranges = list(ack.iter_ranges())
+        if not ranges:
+            return
+        try:
+            self.outbox.ack_async(ranges)
+        except OutboxClosed:
+            return
+        with self._wake:
+            for first, last in ranges:
+                if last - first < len(self._inflight):
+                    for seq in range(first, last + 1):
+                        self._inflight.pop(seq, None)
+                else:
+                    for seq in [s for s in self._inflight if first <= s <= last]:
+                        del self._inflight[seq]
+                self.acked += last - first + 1
+            self._last_progress = time.monotonic()
+            if self._stalls:
+                log.info("console acknowledging again")
+            self._stalls = 0
+            self._resend_after = self.resend_after_s
+            self._dirty = True
+            self._wake.notify()
+
+    def _handle_command(self, message: paho.MQTTMessage) -> None:
+        if message.retain:
+            self._refuse(None, "retained", "retained commands are ignored")
+            return
+        try:
+            command = decode_command(message.payload)
+        except ProtocolError as exc:
+            self._refuse(None, exc.reason.value, exc.detail)
+            return
+        now = datetime.now(UTC)
+        if command.expires_at <= now:
+            self._respond(command, ok=False, error="expired")
+            self._refuse(
+                command.id, "expired", f"command {command.name} expired at {command.expires_at.isoformat()}"
+            )
+            return
+        handler = self._handlers.get(command.name)
+        if handler is None:
+            self._respond(command, ok=False, error=f"unknown command {command.name!r}")
+            self._refuse(command.id, "unknown", f"unknown command {command.name!r}")
+            return
+        try:
+            result = handler(command)
+        except CommandRefused as exc:
+            self._respond(command, ok=False, error=str(exc))
+            return
+        self._respond(command, ok=True, result=result)
+
+    def _respond(
+        self, command: Command, *, ok: bool, result: dict[str, Any] | None = None, error: str | None = None
+    ) -> None:
+        response = CommandResponse(
+            id=command.id,
+            site=self.topics.site,
+            gate=self.topics.gate,
+            ok=ok,
+            result=result or {},
+            error=error,
+            time=datetime.now(UTC),
+        )
+        self._client.publish(self.topics.response, encode(response), QOS)
+
+    def _refuse(self, command_id: str | None, reason: str, detail: str) -> None:
+        log.warning("command refused (%s): %s", reason, detail)
+        if self._on_rejected_command is not None:
+            self._on_rejected_command(reason, detail, command_id)
+
+    # -- sender thread ---------------------------------------------------------------
+
+    def _send_loop(self) -> None:
+        while self._running:
+            with self._wake:
+                if not self._dirty:
+                    self._wake.wait(timeout=0.5)
+                self._dirty = False
+                if not self._connected or not self._running:
+                    continue
+                stalled = self._inflight and time.monotonic() - self._last_progress > self._resend_after
+                if self._restart or stalled:
+                    if stalled:
+                        # Back off while the console stays silent, so a long outage costs little.
+                        log.log(
+                            logging.WARNING if self._stalls == 0 else logging.DEBUG,
+                            "no acknowledgement for %.0f s; resending from the oldest event",
+                            self._resend_after,
+                        )
+                        self._stalls += 1
+                        self._resend_after = min(self.resend_after_s * 2**self._stalls, MAX_RESEND_AFTER_S)
+                    self._inflight.clear()
+                    self._next_seq = self.outbox.first_pending_seq() or self.outbox.last_seq + 1
+                    self._restart = False
+                    self._last_progress = time.monotonic()
+                room = self.window - len(self._inflight)
+                start = self._next_seq
+            if room <= 0:
+                continue
+            try:
+                batch = self.outbox.pending(after_seq=start - 1, limit=room)
+            except Exception:
+                log.exception("could not read the outbox")
+                continue
+            for row in batch:
+                info = self._client.publish(self.topics.event, row.body, QOS)
+                if info.rc != paho.MQTT_ERR_SUCCESS:
+                    # Not sent; go back to it after the next reconnect.
+                    with self._wake:
+                        self._restart = True
+                    break
+                with self._wake:
+                    if not self._inflight:
+                        self._last_progress = time.monotonic()
+                    self._inflight[row.seq] = time.monotonic()
+                    self._next_seq = row.seq + 1
+                self.published += 1
+            if len(batch) == room:
+                self.wake()

@@ -1,0 +1,226 @@
+"""A whole compound on one machine: broker, console and gates, with virtual scanners.
+
+The demo, the end-to-end fault tests and the pipeline benchmark all need the same thing:
+a real mosquitto started from ``broker/``'s configuration, a console process, gate agent
+processes, each gate reading a pseudo-terminal that a virtual scanner types into.  This
+module builds that from nothing but a folder, writing real configuration files, so what
+runs is exactly what an installer would run — ``gatepost console run`` and
+``gatepost edge run`` with a TOML file each.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from broker.launcher import Broker
+from broker.provision import Credentials
+from gatepost.processes import Child, gatepost_command
+from simulator.scanner import VirtualScanner
+from simulator.scenario import resident_codes
+
+
+def _toml_str(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+class SimulatedSite:
+    """Everything of one site under ``root``; start what a test needs, stop it all at the end."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        site: str = "longtan",
+        gates: Sequence[str] = ("north", "east", "south"),
+        residents: int = 200,
+        baudrate: int = 9600,
+        pace: bool = True,
+        broker_port: int | None = None,
+        outbox_capacity: int = 200_000,
+        resend_after_s: float = 15.0,
+        log_level: str = "INFO",
+    ) -> None:
+        self.root = root
+        self.site = site
+        self.gates = list(gates)
+        self.codes = resident_codes(residents)
+        self.baudrate = baudrate
+        self.pace = pace
+        self.outbox_capacity = outbox_capacity
+        self.resend_after_s = resend_after_s
+        self.log_level = log_level
+        root.mkdir(parents=True, exist_ok=True)
+        self.broker = Broker(root / "broker", port=broker_port)
+        self.console_db = root / "console" / "events.db"
+        self.console: Child | None = None
+        self.agents: dict[str, Child] = {}
+        self.scanners: dict[str, VirtualScanner] = {}
+        self._configured: set[str] = set()
+        self.credentials: dict[str, Credentials] = {}
+
+    # -- configuration files ---------------------------------------------------------
+
+    def _secret(self, name: str, password: str) -> Path:
+        path = self.root / "secrets" / f"{name}.secret"
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.write_text(password)
+        path.chmod(0o600)
+        return path
+
+    def console_config(self) -> Path:
+        path = self.root / "console" / "console.toml"
+        if "console" not in self._configured:
+            creds = self.broker.add_console("console")
+            self.credentials[creds.username] = creds
+            secret = self._secret(creds.username, creds.password)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(
+                "\n".join(
+                    [
+                        'name = "console"',
+                        "",
+                        "[mqtt]",
+                        f"host = {_toml_str(self.broker.host)}",
+                        f"port = {self.broker.port}",
+                        f"username = {_toml_str(creds.username)}",
+                        f"password_file = {_toml_str(str(secret))}",
+                        "",
+                        "[store]",
+                        f"path = {_toml_str(str(self.console_db))}",
+                        "",
+                    ]
+                )
+            )
+            self._configured.add("console")
+        return path
+
+    def gate_config(self, gate: str) -> Path:
+        path = self.root / "gates" / gate / "gate.toml"
+        if gate not in self._configured:
+            creds = self.broker.add_gate(self.site, gate)
+            self.credentials[creds.username] = creds
+            secret = self._secret(creds.username, creds.password)
+            tty = self.scanner(gate).link_path
+            allow = ",\n    ".join(_toml_str(code) for code in self.codes)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(
+                "\n".join(
+                    [
+                        f"site = {_toml_str(self.site)}",
+                        f"gate = {_toml_str(gate)}",
+                        "",
+                        "[mqtt]",
+                        f"host = {_toml_str(self.broker.host)}",
+                        f"port = {self.broker.port}",
+                        f"username = {_toml_str(creds.username)}",
+                        f"password_file = {_toml_str(str(secret))}",
+                        f"resend_after_s = {self.resend_after_s}",
+                        "",
+                        "[[scanners]]",
+                        'name = "scanner"',
+                        f"url = {_toml_str(str(tty))}",
+                        f"baudrate = {self.baudrate}",
+                        "",
+                        "[outbox]",
+                        f"path = {_toml_str(str(path.parent / 'outbox.db'))}",
+                        f"capacity = {self.outbox_capacity}",
+                        "",
+                        "[access]",
+                        f"allow = [\n    {allow},\n]",
+                        "",
+                        "[log]",
+                        f'level = "{self.log_level}"',
+                        "",
+                    ]
+                )
+            )
+            self._configured.add(gate)
+        return path
+
+    def scanner(self, gate: str) -> VirtualScanner:
+        if gate not in self.scanners:
+            self.scanners[gate] = VirtualScanner(
+                self.root / "dev" / f"tty-{gate}",
+                baudrate=self.baudrate,
+                pace=self.pace,
+                write_timeout_s=30.0,
+            )
+        return self.scanners[gate]
+
+    def outbox_path(self, gate: str) -> Path:
+        return self.root / "gates" / gate / "outbox.db"
+
+    # -- processes -------------------------------------------------------------------
+
+    def start_broker(self) -> None:
+        if not self.broker.running:
+            self.broker.start()
+
+    def start_console(self) -> Child:
+        self.start_broker()
+        config = self.console_config()
+        self.console = Child(
+            "console",
+            gatepost_command("console", "run", "--config", str(config)),
+            self.root / "logs" / "console.log",
+        ).start()
+        return self.console
+
+    def start_gate(self, gate: str) -> Child:
+        self.start_broker()
+        config = self.gate_config(gate)
+        child = Child(
+            gate, gatepost_command("edge", "run", "--config", str(config)), self.root / "logs" / f"{gate}.log"
+        ).start()
+        self.agents[gate] = child
+        return child
+
+    def start(self) -> None:
+        self.start_broker()
+        self.start_console()
+        for gate in self.gates:
+            self.start_gate(gate)
+
+    def stop(self) -> None:
+        """Gates first (their last events may still reach the console), then console, broker, scanners."""
+        for child in self.agents.values():
+            child.stop()
+        if self.console is not None:
+            self.console.stop()
+        if self.broker.running:
+            self.broker.stop()
+        for scanner in self.scanners.values():
+            scanner.close()
+
+    # -- what reached the console ----------------------------------------------------
+
+    def console_rows(self, sql: str, params: Iterable[object] = ()) -> list[tuple]:
+        if not self.console_db.exists():
+            return []
+        db = sqlite3.connect(f"file:{self.console_db}?mode=ro", uri=True, timeout=10)
+        try:
+            return db.execute(sql, tuple(params)).fetchall()
+        except sqlite3.OperationalError:
+            return []  # the console has not created its tables yet
+        finally:
+            db.close()
+
+    def stored_codes(self, gate: str | None = None) -> list[str]:
+        sql = "SELECT json_extract(data, '$.code') FROM events WHERE type = 'access.scan'"
+        params: list[object] = []
+        if gate is not None:
+            sql += " AND gate = ?"
+            params.append(gate)
+        return [row[0] for row in self.console_rows(sql, params)]
+
+    def wait_for(self, predicate: object, timeout: float = 60.0, interval: float = 0.2) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():  # type: ignore[operator]
+                return True
+            time.sleep(interval)
+        return bool(predicate())  # type: ignore[operator]
