@@ -92,7 +92,9 @@ class StoreConfig(_Section):
 
 class IngestConfig(_Section):
     batch_max: int = Field(500, ge=1, le=10_000, title="Most messages committed in one transaction")
-    batch_wait_s: float = Field(0.005, ge=0, le=1, title="How long a batch waits to fill")
+    batch_wait_s: float = Field(
+        0.0, ge=0, le=1, title="How long a batch waits to fill (0: take what is queued)"
+    )
 
 
 class LogConfig(_Section):

@@ -168,7 +168,7 @@ class Ingestor:
         name: str = "console",
         site: str = ALL_SITES,
         batch_max: int = 500,
-        batch_wait_s: float = 0.005,
+        batch_wait_s: float = 0.0,
         on_commit: Callable[[list[Event], int], None] | None = None,
         receive_maximum: int = RECEIVE_MAXIMUM,
     ) -> None:
@@ -344,7 +344,14 @@ class Ingestor:
     # -- writer thread ---------------------------------------------------------------
 
     def _next_batch(self) -> tuple[list[_Item], bool]:
-        """Block for one item, then gather more for up to ``batch_wait_s``; True means stop after."""
+        """Block for one item, then gather more for up to ``batch_wait_s``; True means stop after.
+
+        The default wait is zero: a batch is whatever queued up while the previous one
+        was committing.  Under load batches grow by themselves (one fsync covers
+        hundreds of events); when quiet, an event is committed at once instead of
+        waiting for company — measured, a 5 ms wait cost 5 ms of latency and bought
+        no throughput.
+        """
         first = self._queue.get()
         if first is _STOP:
             return [], True

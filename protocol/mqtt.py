@@ -7,6 +7,8 @@ the contract.  This module knows nothing about what is published; it only opens 
 
 from __future__ import annotations
 
+import contextlib
+import socket
 from dataclasses import dataclass
 
 import paho.mqtt.client as paho
@@ -68,10 +70,22 @@ def make_client(
         client.tls_set(ca_certs=endpoint.tls_ca)
     if will is not None:
         client.will_set(will.topic, will.payload, qos=QOS, retain=will.retain)
+    client.on_socket_open = _no_delay
     client.reconnect_delay_set(min_delay=1, max_delay=30)
     client.max_inflight_messages_set(max_inflight)
     client.max_queued_messages_set(max_queued)
     return client
+
+
+def _no_delay(_client: paho.Client, _userdata: object, sock: object) -> None:
+    """Turn off Nagle's algorithm: paho does not, and an event is one small packet.
+
+    With Nagle on, a PUBLISH written while an earlier segment is still unacknowledged
+    waits for the peer's delayed ACK — measured here as a 19 ms median added between a
+    gate's publish and the console's receipt.  The broker side is ``set_tcp_nodelay``.
+    """
+    with contextlib.suppress(AttributeError, OSError):  # a non-TCP transport: nothing to tune
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # type: ignore[attr-defined]
 
 
 def connect_properties(session_expiry_s: int = SESSION_EXPIRY_S) -> Properties:
