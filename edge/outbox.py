@@ -2,9 +2,13 @@
 
 An event is *taken* when its row is committed and the write-ahead log is synced to disk;
 ``append`` returns only then, so a power cut after a scan was answered cannot lose it.
-Appends from several threads are committed together (group commit): one writer thread
-drains whatever is queued and makes it durable with a single fsync, so a burst costs one
-sync rather than one per event, while a lone scan pays one sync and no added delay.
+Appends from several threads are committed together (leader/follower group commit):
+the first caller to take the commit lock becomes the leader and commits everything
+queued so far with a single fsync, while later callers queue behind it and find their
+event already committed or lead the next batch.  A burst costs one sync rather than
+one per event, and a lone scan is committed on its own thread with no hand-off.
+``submit`` and acknowledgements, which must not block their caller, are committed by a
+background writer thread through the same lock.
 
 Rows leave only through :meth:`Outbox.ack`, which the MQTT link calls when the console
 says it has committed them.  Sequence numbers are assigned at commit, start at 1, and are
@@ -18,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import queue
 import sqlite3
 import threading
 import uuid
@@ -105,9 +108,6 @@ class _Ack:
     future: Future[int]
 
 
-_STOP = object()
-
-
 class Outbox:
     """A bounded, durable, ordered queue of one gate's events.
 
@@ -143,8 +143,12 @@ class Outbox:
         self.last_event_time = self._meta("last_event_time", "")
         self._reader_db = self._connect(sync)
         self._reader_lock = threading.Lock()
-        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._pending: list[_Append | _Ack] = []
+        self._pending_lock = threading.Lock()
+        self._commit_lock = threading.Lock()
+        self._work = threading.Event()
         self._closed = False
+        self._db_closed = False
         self._listeners: list[Any] = []
         self._trusted = False
         self.commits = 0
@@ -175,14 +179,25 @@ class Outbox:
         if self._closed:
             future.set_exception(OutboxClosed("outbox is closed"))
             return future
-        self._queue.put(_Append(event_type, data, time.astimezone(UTC), clock_trusted, future))
+        self._enqueue(
+            _Append(event_type, data, time.astimezone(UTC), clock_trusted, future), wake_writer=True
+        )
         return future
 
     def append(
         self, event_type: str, data: dict[str, Any], *, time: datetime, clock_trusted: bool
     ) -> Event | None:
         """Take one event: return it once committed and synced (or ``None`` if refused as overflow)."""
-        return self.submit(event_type, data, time=time, clock_trusted=clock_trusted).result()
+        future: Future[Event | None] = Future()
+        if self._closed:
+            raise OutboxClosed("outbox is closed")
+        self._enqueue(
+            _Append(event_type, data, time.astimezone(UTC), clock_trusted, future), wake_writer=False
+        )
+        with self._commit_lock:
+            if not future.done():
+                self._commit_pending()
+        return future.result()
 
     def add_listener(self, callback: Any) -> None:
         """Call ``callback()`` after each group commit (the link uses it to wake its sender)."""
@@ -212,8 +227,14 @@ class Outbox:
         if self._closed:
             future.set_exception(OutboxClosed("outbox is closed"))
             return future
-        self._queue.put(_Ack(tuple(ranges), future))
+        self._enqueue(_Ack(tuple(ranges), future), wake_writer=True)
         return future
+
+    def _enqueue(self, item: _Append | _Ack, *, wake_writer: bool) -> None:
+        with self._pending_lock:
+            self._pending.append(item)
+            if wake_writer:
+                self._work.set()
 
     @property
     def backlog(self) -> int:
@@ -234,10 +255,13 @@ class Outbox:
         if self._closed:
             return
         self._closed = True
-        self._queue.put(_STOP)
+        self._work.set()
         self._writer.join()
-        self._reader_db.close()
-        self._writer_db.close()
+        with self._commit_lock:
+            self._commit_pending()  # an append that raced close() still gets its answer
+            self._db_closed = True
+            self._reader_db.close()
+            self._writer_db.close()
 
     def __enter__(self) -> Outbox:
         return self
@@ -245,30 +269,27 @@ class Outbox:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- the writer thread -----------------------------------------------------------
+    # -- committing ------------------------------------------------------------------
 
     def _run(self) -> None:
-        stop = False
-        while not stop:
-            batch = [self._queue.get()]
-            while True:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            if _STOP in batch:
-                stop = True
-                batch = [item for item in batch if item is not _STOP]
-            if batch:
-                self._commit(batch)
-        # Anything queued after close() was called is refused rather than left hanging.
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if isinstance(item, (_Append, _Ack)):
+        """Commit what callers that must not block (``submit``, acks) left queued."""
+        while not self._closed:
+            self._work.wait()
+            with self._commit_lock:
+                self._commit_pending()
+        with self._commit_lock:
+            self._commit_pending()  # what was queued before close() is committed, not dropped
+
+    def _commit_pending(self) -> None:
+        """Commit everything queued so far; the caller holds the commit lock."""
+        with self._pending_lock:
+            batch, self._pending = self._pending, []
+            self._work.clear()
+        if batch and self._db_closed:
+            for item in batch:
                 item.future.set_exception(OutboxClosed("outbox is closed"))
+        elif batch:
+            self._commit(batch)
 
     def _commit(self, batch: Sequence[object]) -> None:
         appends = [item for item in batch if isinstance(item, _Append)]

@@ -153,3 +153,28 @@ def test_every_event_answered_before_sigkill_is_on_disk(tmp_path: Path):
         on_disk = [row.seq for row in outbox.pending(limit=1_000_000)]
     assert on_disk[:answered] == list(range(1, answered + 1))
     assert json.dumps(on_disk[-1]) and on_disk[-1] >= answered
+
+
+def test_blocking_appends_from_many_threads_are_led_into_shared_commits(tmp_path: Path):
+    """Leader/follower: whoever holds the commit lock commits for everyone queued behind it."""
+    with Outbox(tmp_path / "o.db", site="s", gate="g") as outbox:
+        seqs: list[int] = []
+        lock = threading.Lock()
+        start = threading.Barrier(8)
+
+        def reader_thread() -> None:
+            start.wait()
+            for _ in range(100):
+                event = outbox.append("access.scan", {}, time=NOW, clock_trusted=True)
+                assert event is not None
+                with lock:
+                    seqs.append(event.seq)
+
+        threads = [threading.Thread(target=reader_thread) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(seqs) == list(range(1, 801))
+        assert outbox.commits < 800
+        assert [row.seq for row in outbox.pending(limit=1000)] == list(range(1, 801))
