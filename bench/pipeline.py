@@ -1,0 +1,490 @@
+"""Pipeline benchmark: from the last byte on the serial line to a row in the console store.
+
+Measured in one run, each next to its comparison:
+
+1. outbox appends with durability (commit + fsync), group commit from four producers,
+   against the naive one-commit-per-event loop on the same disk;
+2. scan (last byte on the serial line) to outbox commit, p50/p99, through a real
+   pseudo-terminal, pyserial and the gate agent;
+3. scan to console commit, p50/p99: gate agent as its own process, broker, and the
+   console's ingestor;
+4. sustained console ingest (validate, dedupe, commit, ack) in events/s, against raw paho
+   QoS 1 publish-to-subscribe on the same broker with the same payloads.
+
+Usage: ``python bench/pipeline.py [--quick]``.  Prints a table, then one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from broker.launcher import Broker  # noqa: E402
+from protocol import Event, GateTopics, encode  # noqa: E402
+from protocol.mqtt import BrokerEndpoint, connect_async, make_client  # noqa: E402
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+# -- 1. outbox appends -------------------------------------------------------------------
+
+
+def bench_outbox(workdir: Path, n: int) -> dict[str, float]:
+    from edge.outbox import Outbox
+
+    now = datetime.now(UTC)
+    producers = 4
+    with Outbox(workdir / "group.db", site="bench", gate="g") as outbox:
+        began = time.perf_counter()
+
+        def produce() -> None:
+            futures = [
+                outbox.submit("access.scan", {"code": "123456789012"}, time=now, clock_trusted=True)
+                for _ in range(n // producers)
+            ]
+            for future in futures:
+                future.result()
+
+        threads = [threading.Thread(target=produce) for _ in range(producers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        group_rate = (n // producers * producers) / (time.perf_counter() - began)
+        commits = outbox.commits
+
+    with Outbox(workdir / "single.db", site="bench", gate="g") as outbox:
+        began = time.perf_counter()
+        single_n = max(200, n // 5)
+        for _ in range(single_n):
+            outbox.append("access.scan", {"code": "123456789012"}, time=now, clock_trusted=True)
+        single_rate = single_n / (time.perf_counter() - began)
+
+    db = sqlite3.connect(workdir / "naive.db", isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute("CREATE TABLE t (seq INTEGER PRIMARY KEY, body BLOB)")
+    body = b"x" * 300
+    naive_n = max(200, n // 5)
+    began = time.perf_counter()
+    for _ in range(naive_n):
+        db.execute("BEGIN")
+        db.execute("INSERT INTO t (body) VALUES (?)", (body,))
+        db.execute("COMMIT")
+    naive_rate = naive_n / (time.perf_counter() - began)
+    db.close()
+    return {
+        "group_per_s": group_rate,
+        "group_commits": commits,
+        "group_events": n // producers * producers,
+        "sequential_per_s": single_rate,
+        "naive_per_s": naive_rate,
+    }
+
+
+# -- 2. scan to outbox -------------------------------------------------------------------
+
+
+def bench_scan_to_outbox(workdir: Path, broker: Broker, n: int) -> dict[str, float]:
+    from edge.agent import GateAgent
+    from edge.config import EdgeConfig
+    from simulator.scanner import VirtualScanner
+
+    creds = broker.add_gate("bench", "g-outbox")
+    secret = workdir / "g-outbox.secret"
+    secret.write_text(creds.password)
+    scanner = VirtualScanner(workdir / "tty-outbox", baudrate=9600, pace=True)
+    typed: dict[str, int] = {}
+    committed: dict[str, int] = {}
+    done = threading.Event()
+
+    def on_taken(scan: object, _decision: object, _event: object, commit_ns: int) -> None:
+        committed[scan.code] = commit_ns  # type: ignore[attr-defined]
+        if len(committed) >= n:
+            done.set()
+
+    config = EdgeConfig.model_validate(
+        {
+            "site": "bench",
+            "gate": "g-outbox",
+            "mqtt": {
+                "host": broker.host,
+                "port": broker.port,
+                "username": creds.username,
+                "password_file": str(secret),
+            },
+            "scanners": [{"url": str(scanner.link_path), "baudrate": 9600}],
+            "outbox": {"path": str(workdir / "outbox-scan.db")},
+        }
+    )
+    agent = GateAgent(config, on_taken=on_taken)
+    agent.start()
+    try:
+        time.sleep(0.5)
+        for i in range(n):
+            code = f"{100000000000 + i}"
+            typed[code] = scanner.type(code)
+            time.sleep(0.002)
+        done.wait(30)
+    finally:
+        agent.stop(drain_s=0)
+        scanner.close()
+    latencies = [(committed[c] - typed[c]) / 1e6 for c in typed if c in committed]
+    return {"n": len(latencies), "p50": pct(latencies, 50), "p99": pct(latencies, 99), "max": max(latencies)}
+
+
+def bench_naive_serial(workdir: Path, n: int) -> dict[str, float]:
+    """The usual first attempt: ``read_until(CR)`` and one durable commit per scan."""
+    import serial
+
+    from simulator.scanner import VirtualScanner
+
+    scanner = VirtualScanner(workdir / "tty-naive", baudrate=9600, pace=True)
+    port = serial.serial_for_url(str(scanner.link_path), baudrate=9600, timeout=1.0)
+    db = sqlite3.connect(workdir / "naive-scan.db", isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute("CREATE TABLE t (seq INTEGER PRIMARY KEY, body TEXT)")
+    committed: dict[str, int] = {}
+
+    def reader() -> None:
+        while len(committed) < n:
+            line = port.read_until(b"\r")
+            if not line:
+                continue
+            code = line.strip().decode()
+            db.execute("BEGIN")
+            db.execute("INSERT INTO t (body) VALUES (?)", (code,))
+            db.execute("COMMIT")
+            committed[code] = time.monotonic_ns()
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    typed: dict[str, int] = {}
+    for i in range(n):
+        code = f"{200000000000 + i}"
+        typed[code] = scanner.type(code)
+        time.sleep(0.002)
+    thread.join(10)
+    port.close()
+    scanner.close()
+    latencies = [(committed[c] - typed[c]) / 1e6 for c in typed if c in committed]
+    return {"n": len(latencies), "p50": pct(latencies, 50), "p99": pct(latencies, 99)}
+
+
+# -- 3. scan to console ------------------------------------------------------------------
+
+
+def bench_scan_to_console(workdir: Path, n: int) -> dict[str, float]:
+    from console.ingest import Ingestor
+    from console.store import EventStore
+    from simulator.site import SimulatedSite
+
+    site = SimulatedSite(
+        workdir / "site",
+        site="bench",
+        gates=["g1"],
+        residents=5,
+        baudrate=9600,
+        pace=True,
+        log_level="WARNING",
+    )
+    committed: dict[str, int] = {}
+    done = threading.Event()
+
+    def on_commit(events: list[Event], _new: int) -> None:
+        now = time.monotonic_ns()
+        for event in events:
+            if event.type == "access.scan":
+                committed.setdefault(event.data["code"], now)
+        if len(committed) >= n:
+            done.set()
+
+    site.start_broker()
+    creds = site.broker.add_console("bench")
+    store = EventStore(workdir / "console.db")
+    ingestor = Ingestor(site.broker.endpoint(creds), store, name="bench", on_commit=on_commit)
+    ingestor.start()
+    ingestor.wait_connected(10)
+    site.start_gate("g1")
+    typed: dict[str, int] = {}
+    try:
+        deadline = time.monotonic() + 20
+        while not store.stats().total_events and time.monotonic() < deadline:
+            time.sleep(0.05)
+        scanner = site.scanner("g1")
+        for i in range(n):
+            code = f"{300000000000 + i}"
+            typed[code] = scanner.type(code)
+            time.sleep(0.01)
+        done.wait(30)
+    finally:
+        ingestor.stop()
+        store.close()
+        site.stop()
+    latencies = [(committed[c] - typed[c]) / 1e6 for c in typed if c in committed]
+    return {"n": len(latencies), "p50": pct(latencies, 50), "p99": pct(latencies, 99), "max": max(latencies)}
+
+
+# -- 4. ingest throughput ----------------------------------------------------------------
+
+
+def _payloads(n: int, site: str, gate: str) -> list[bytes]:
+    boot = uuid.uuid4().hex
+    now = datetime.now(UTC)
+    return [
+        encode(
+            Event(
+                id=uuid.uuid4().hex,
+                site=site,
+                gate=gate,
+                boot=boot,
+                seq=i + 1,
+                time=now,
+                clock_trusted=True,
+                type="access.scan",
+                data={
+                    "credential": "pass",
+                    "code": f"{400000000000 + i}",
+                    "granted": True,
+                    "reason": "granted",
+                },
+            )
+        )
+        for i in range(n)
+    ]
+
+
+def run_publisher(args: argparse.Namespace) -> None:
+    """Child process: publish N events as fast as QoS 1 allows, print the start time."""
+    endpoint = BrokerEndpoint(args.host, args.port, args.username, Path(args.secret).read_text().strip())
+    topics = GateTopics(args.site, args.gate)
+    payloads = _payloads(args.n, args.site, args.gate)
+    client = make_client(endpoint, f"pub-{uuid.uuid4().hex[:8]}", max_inflight=1000)
+    connected = threading.Event()
+    client.on_connect = lambda *a: connected.set()
+    connect_async(client, endpoint, clean_start=True)
+    client.loop_start()
+    connected.wait(10)
+    print(time.monotonic_ns(), flush=True)
+    infos = [client.publish(topics.event, payload, qos=1) for payload in payloads]
+    for info in infos:
+        info.wait_for_publish(60)
+    client.disconnect()
+    client.loop_stop()
+
+
+def _publish(broker: Broker, workdir: Path, gate: str, n: int) -> tuple[subprocess.Popen[str], int]:
+    creds = broker.add_gate("bench", gate)
+    secret = workdir / f"{gate}.secret"
+    secret.write_text(creds.password)
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            __file__,
+            "--publisher",
+            "--host",
+            broker.host,
+            "--port",
+            str(broker.port),
+            "--username",
+            creds.username,
+            "--secret",
+            str(secret),
+            "--site",
+            "bench",
+            "--gate",
+            gate,
+            "--n",
+            str(n),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert child.stdout is not None
+    started = int(child.stdout.readline())
+    return child, started
+
+
+def bench_raw_paho(workdir: Path, broker: Broker, n: int) -> float:
+    run = uuid.uuid4().hex[:6]
+    creds = broker.add_console(f"raw{run}")
+    received = 0
+    last = 0
+    done = threading.Event()
+    client = make_client(broker.endpoint(creds), f"raw-{run}")
+    subscribed = threading.Event()
+
+    def on_message(*_a: object) -> None:
+        nonlocal received, last
+        received += 1
+        if received >= n:
+            last = time.monotonic_ns()
+            done.set()
+
+    client.on_message = on_message
+    client.on_connect = lambda c, *a: c.subscribe("gatepost/v1/bench/+/event", qos=1)
+    client.on_subscribe = lambda *a: subscribed.set()
+    connect_async(client, broker.endpoint(creds), clean_start=True)
+    client.loop_start()
+    subscribed.wait(10)
+    child, started = _publish(broker, workdir, f"raw{run}", n)
+    done.wait(120)
+    child.wait(60)
+    client.disconnect()
+    client.loop_stop()
+    return received / ((last - started) / 1e9)
+
+
+def bench_ingest(workdir: Path, broker: Broker, n: int) -> float:
+    from console.ingest import Ingestor
+    from console.store import EventStore
+
+    run = uuid.uuid4().hex[:6]
+    creds = broker.add_console(f"ingest{run}")
+    store = EventStore(workdir / f"ingest-{run}.db")
+    committed = 0
+    last = 0
+    done = threading.Event()
+
+    def on_commit(events: list[Event], _new: int) -> None:
+        nonlocal committed, last
+        committed += len(events)
+        if committed >= n:
+            last = time.monotonic_ns()
+            done.set()
+
+    ingestor = Ingestor(broker.endpoint(creds), store, name=f"ingest{run}", site="bench", on_commit=on_commit)
+    ingestor.start()
+    ingestor.wait_connected(10)
+    child, started = _publish(broker, workdir, f"ingest{run}", n)
+    done.wait(120)
+    child.wait(60)
+    ingestor.stop()
+    stored = store.stats().total_events
+    store.close()
+    if stored != n:
+        raise SystemExit(f"ingest stored {stored} of {n} events")
+    return committed / ((last - started) / 1e9)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller counts; finishes in under a minute")
+    parser.add_argument("--publisher", action="store_true", help=argparse.SUPPRESS)
+    for name in ("host", "username", "secret", "site", "gate"):
+        parser.add_argument(f"--{name}", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.publisher:
+        run_publisher(args)
+        return
+
+    quick = args.quick
+    n_outbox = 4000 if quick else 20000
+    n_scan = 150 if quick else 1000
+    n_console = 100 if quick else 500
+    n_ingest = 5000 if quick else 20000
+    rounds = 3 if quick else 5
+
+    with tempfile.TemporaryDirectory(prefix="gatepost-bench-") as tmp:
+        workdir = Path(tmp)
+        outbox = bench_outbox(workdir, n_outbox)
+        broker = Broker(workdir / "broker")
+        broker.start()
+        try:
+            scan = bench_scan_to_outbox(workdir, broker, n_scan)
+            naive = bench_naive_serial(workdir, n_scan)
+            # Interleaved rounds, median of each: the two share the machine's noise.
+            raw_rates, ingest_rates = [], []
+            for _ in range(rounds):
+                raw_rates.append(bench_raw_paho(workdir, broker, n_ingest))
+                ingest_rates.append(bench_ingest(workdir, broker, n_ingest))
+            raw_rate = statistics.median(raw_rates)
+            ingest_rate = statistics.median(ingest_rates)
+        finally:
+            broker.stop()
+        console = bench_scan_to_console(workdir, n_console)
+
+    rows = [
+        (
+            "outbox appends/s, durable, group commit (4 producers)",
+            f"{outbox['group_per_s']:,.0f}",
+            f"{outbox['group_events']} events in {outbox['group_commits']} commits",
+        ),
+        (
+            "outbox appends/s, durable, one producer",
+            f"{outbox['sequential_per_s']:,.0f}",
+            "each waits for its fsync",
+        ),
+        ("naive: one commit per event (SQLite FULL)", f"{outbox['naive_per_s']:,.0f}", "comparison"),
+        (
+            "scan -> outbox commit p50 / p99 ms",
+            f"{scan['p50']:.2f} / {scan['p99']:.2f}",
+            f"n={scan['n']}, 9600 baud pty",
+        ),
+        (
+            "naive read_until + commit p50 / p99 ms",
+            f"{naive['p50']:.2f} / {naive['p99']:.2f}",
+            f"n={naive['n']}, comparison",
+        ),
+        (
+            "scan -> console commit p50 / p99 ms",
+            f"{console['p50']:.2f} / {console['p99']:.2f}",
+            f"n={console['n']}, agent process",
+        ),
+        (
+            "console ingest events/s",
+            f"{ingest_rate:,.0f}",
+            f"median of {rounds} x {n_ingest}: validate+dedupe+commit+ack",
+        ),
+        (
+            "raw paho QoS 1 publish->subscribe msg/s",
+            f"{raw_rate:,.0f}",
+            f"median of {rounds}, comparison, same broker",
+        ),
+        ("ingest / raw paho", f"{ingest_rate / raw_rate:.2f}", "target >= 0.9"),
+    ]
+    width = max(len(r[0]) for r in rows)
+    print(f"{'measure':<{width}}  {'value':>16}  note")
+    for name, value, note in rows:
+        print(f"{name:<{width}}  {value:>16}  {note}")
+    result = {
+        "scan_to_outbox_p50_ms": round(scan["p50"], 3),
+        "scan_to_outbox_p99_ms": round(scan["p99"], 3),
+        "naive_scan_to_commit_p99_ms": round(naive["p99"], 3),
+        "scan_to_console_p50_ms": round(console["p50"], 3),
+        "scan_to_console_p99_ms": round(console["p99"], 3),
+        "ingest_events_per_s": round(ingest_rate),
+        "raw_paho_per_s": round(raw_rate),
+        "ingest_ratio_vs_raw_paho": round(ingest_rate / raw_rate, 3),
+        "outbox_appends_per_s": round(outbox["group_per_s"]),
+        "outbox_sequential_appends_per_s": round(outbox["sequential_per_s"]),
+        "naive_appends_per_s": round(outbox["naive_per_s"]),
+        "quick": quick,
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
