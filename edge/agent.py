@@ -1,9 +1,13 @@
-"""The gate agent: the one place that wires readers, decision, outbox and link together.
+"""The gate agent: the one place that wires readers, decision, door, outbox and link together.
 
-The scan path is ``reader thread -> decide -> answer the guard -> outbox commit`` and
-touches no socket: the door's answer never waits on the network, and an event is taken
-as soon as its row is durable.  The MQTT link drains the outbox on its own threads and
-may be down for hours without the gate noticing anything but a growing backlog.
+The access path is ``reader thread -> repeat filter -> decide -> door (relay, lights,
+buzzer) -> outbox commit`` and touches no socket: the door opens before anything is
+written and never waits on the network, and an event is taken as soon as its row is
+durable.  Every kind of reader — serial pass scanner, Wiegand, EM4100, keyboard-mode,
+camera — ends in the same :meth:`GateAgent.present`, so the same credential gets the same
+answer and the same repeat suppression wherever it is shown.  The MQTT link drains the
+outbox on its own threads and may be down for hours without the gate noticing anything
+but a growing backlog.
 """
 
 from __future__ import annotations
@@ -12,28 +16,89 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
-from typing import Any
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
+from drivers.cards import CardGone, CardRead, CardRejected, KeyPress, Reading
 from drivers.scanner import Scan, ScannerState, ScanRejected, SerialScanner
 from edge.clock import Clock
 from edge.config import EdgeConfig
 from edge.decision import AllowList, Decision
-from edge.link import Link
+from edge.door import DoorCommandError, DoorController, DoorEvent, DoorEventType, remote_unlock_seconds
+from edge.link import CommandRefused, Link
 from edge.outbox import Outbox
 from protocol import Command, Event, GateTopics
 from protocol import events as ev
 
 log = logging.getLogger("gatepost.edge.agent")
 
-TakenHook = Callable[[Scan, Decision, Event | None, int], None]
-"""Called after a scan's event is durable: (scan, decision, event, commit time in monotonic ns)."""
+TakenHook = Callable[["Presented", Decision, Event | None, int], None]
+"""Called after a decision's event is durable: (what was shown, decision, event, commit time in monotonic ns)."""
+
+_DOOR_EVENTS_SAID_ELSEWHERE = {
+    DoorEventType.ACCESS_GRANTED,
+    DoorEventType.ACCESS_DENIED,
+    DoorEventType.CARD_READ,
+}
+"""The door machine reports decisions and card reads too; ``access.scan`` already says them once."""
+
+
+class Device(Protocol):
+    def start(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Presented:
+    """A credential shown at one of the gate's readers, whatever the wire."""
+
+    credential: str
+    kind: str  # "pass" or "card"
+    reader: str
+    at_ns: int
+    code: str  # what the reader read: the pass code, or the card's credential string
+    symbology: str | None = None
+
+
+class RepeatFilter:
+    """The same credential within ``window_s`` is one presentation, not several.
+
+    A pass held under a scanner, a card left on a reader or a camera seeing the same
+    phone for a second would otherwise open, log and count the same person many times.
+    """
+
+    def __init__(self, window_s: float) -> None:
+        self._window_ns = int(window_s * 1e9)
+        self._last: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self.suppressed = 0
+
+    def fresh(self, credential: str, at_ns: int) -> bool:
+        with self._lock:
+            last = self._last.get(credential)
+            if last is not None and at_ns - last < self._window_ns:
+                self.suppressed += 1
+                return False
+            self._last[credential] = at_ns
+            if len(self._last) > 4096:  # forget the stale ones; the window is seconds long
+                horizon = at_ns - self._window_ns
+                self._last = {key: t for key, t in self._last.items() if t >= horizon}
+            return True
 
 
 class GateAgent:
-    """One gate: its readers, its decision, its outbox and its link to the console."""
+    """One gate: its readers, decision, door, outbox and link to the console."""
 
-    def __init__(self, config: EdgeConfig, *, version: str = "", on_taken: TakenHook | None = None) -> None:
+    def __init__(
+        self,
+        config: EdgeConfig,
+        *,
+        version: str = "",
+        on_taken: TakenHook | None = None,
+        pin_factory: Any = None,
+    ) -> None:
         self.config = config
         self.topics = GateTopics(config.site, config.gate)
         self.outbox = Outbox(
@@ -44,10 +109,11 @@ class GateAgent:
         )
         self.clock = Clock(config.clock.trust, not_before=not_before)
         self.decider = AllowList(config.access.codes())
+        self.repeats = RepeatFilter(config.access.repeat_s)
         self.on_taken = on_taken
         self._version = version
         self._stopped = threading.Event()
-        self._scanner_states: dict[str, str] = {}
+        self.reader_states: dict[str, str] = {}
         self.link = Link(
             config.mqtt.endpoint(),
             self.topics,
@@ -59,18 +125,103 @@ class GateAgent:
             on_rejected_command=self._command_rejected,
         )
         self.link.register("status", self._status_command)
-        self.scanners = [
-            SerialScanner(
-                scanner.url,
-                baudrate=scanner.baudrate,
-                max_length=scanner.max_length,
-                on_scan=lambda scan, name=scanner.name: self._on_scan(name, scan),
-                on_reject=lambda rejected, name=scanner.name: self._on_reject(name, rejected),
-                on_state=lambda state, detail, name=scanner.name: self._on_state(name, state, detail),
-                name=scanner.name,
+        self.pin_factory = pin_factory
+        if pin_factory is None and (config.door is not None or config.wiegand):
+            from drivers.door_io import make_pin_factory
+
+            self.pin_factory = make_pin_factory(config.gpio.pin_factory)
+        self.door: DoorController | None = None
+        self.hardware: Any = None
+        self.devices: list[Device] = []
+        try:
+            self._build_door()
+            self._build_readers()
+        except BaseException:
+            self._close_devices()
+            self.outbox.close()
+            raise
+
+    # -- construction ----------------------------------------------------------------
+
+    def _build_door(self) -> None:
+        if self.config.door is None:
+            return
+        from drivers.door_io import DoorHardware
+
+        settings = self.config.door.behaviour
+        self.hardware = DoorHardware(
+            self.config.door.pins, relay_max_on_s=settings.relay_max_on_s, pin_factory=self.pin_factory
+        )
+        self.door = DoorController(settings, self.hardware, self._door_event)
+        self.link.register("unlock", self._unlock_command)
+        self.link.register("lock", self._lock_command)
+
+    def _build_readers(self) -> None:
+        for scanner in self.config.scanners:
+            self.devices.append(
+                SerialScanner(
+                    scanner.url,
+                    baudrate=scanner.baudrate,
+                    max_length=scanner.max_length,
+                    on_scan=lambda scan, name=scanner.name: self._on_scan(name, scan),
+                    on_reject=lambda rejected, name=scanner.name: self._on_reject(name, rejected),
+                    on_state=lambda state, detail, name=scanner.name: self._on_state(name, state, detail),
+                    name=scanner.name,
+                )
             )
-            for scanner in config.scanners
-        ]
+        if self.config.wiegand:
+            from drivers.wiegand import WiegandDecoder, WiegandReader
+
+            for reader in self.config.wiegand:
+                decoder = WiegandDecoder(
+                    reader=reader.name,
+                    min_silence_ns=int(reader.min_silence_ms * 1e6),
+                    silence_periods=reader.silence_periods,
+                )
+                self.devices.append(
+                    _Started(
+                        lambda r=reader, d=decoder: WiegandReader(
+                            r.d0, r.d1, self._on_reading, name=r.name, pin_factory=self.pin_factory, decoder=d
+                        )
+                    )
+                )
+        if self.config.rdm6300:
+            from drivers.em4100 import Rdm6300Reader
+
+            for reader in self.config.rdm6300:
+                self.devices.append(
+                    _Started(
+                        lambda r=reader: Rdm6300Reader(
+                            r.url, self._on_reading, name=r.name, baudrate=r.baudrate
+                        )
+                    )
+                )
+        if self.config.keyboards:
+            from drivers.keyboard import KeyboardReader
+
+            for reader in self.config.keyboards:
+                self.devices.append(
+                    _Started(
+                        lambda r=reader: KeyboardReader(r.path, self._on_reading, name=r.name, grab=r.grab)
+                    )
+                )
+        if self.config.cameras:
+            from drivers.camera_scanner import CameraScanner
+
+            for camera in self.config.cameras:
+                self.devices.append(
+                    CameraScanner(
+                        camera.source,
+                        width=camera.width,
+                        height=camera.height,
+                        fps=camera.fps,
+                        backend=camera.backend,
+                        on_scan=lambda scan, name=camera.name: self._on_scan(name, scan),
+                        on_reject=lambda rejected, name=camera.name: self._on_reject(name, rejected),
+                        on_state=lambda state, detail, name=camera.name: self._on_state(name, state, detail),
+                        name=camera.name,
+                    )
+                )
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -84,31 +235,44 @@ class GateAgent:
             self.record(
                 ev.CLOCK_UNTRUSTED, {"detail": self.clock.distrust_reason or "clock not synchronised"}
             )
+        if self.door is not None:
+            self.door.start()
         self.link.start()
-        for scanner in self.scanners:
-            scanner.start()
+        for device in self.devices:
+            device.start()
         log.info(
-            "gate %s/%s up: %d reader(s), %d allowed code(s), %d event(s) waiting",
+            "gate %s/%s up: %d reader(s), %s, %d allowed credential(s), %d event(s) waiting",
             self.config.site,
             self.config.gate,
-            len(self.scanners),
+            len(self.devices),
+            "a door" if self.door else "no door",
             len(self.decider),
             self.outbox.backlog,
         )
 
     def stop(self, *, reason: str = "shutdown", drain_s: float = 2.0) -> None:
-        """Close readers, record the stop, give the link a moment to deliver, then say ``stopped``."""
+        """Close readers, lock the door, record the stop, let the link deliver, then say ``stopped``."""
         if self._stopped.is_set():
             return
         self._stopped.set()
-        for scanner in self.scanners:
-            scanner.close()
+        self._close_devices()
         self.record(ev.AGENT_STOPPED, {"reason": reason})
         deadline = time.monotonic() + drain_s
         while self.outbox.backlog and self.link.connected and time.monotonic() < deadline:
             time.sleep(0.02)
         self.link.stop()
         self.outbox.close()
+
+    def _close_devices(self) -> None:
+        for device in self.devices:
+            try:
+                device.close()
+            except Exception:
+                log.exception("closing a reader failed")
+        if self.door is not None:
+            self.door.stop()  # locks the door and delivers its last events
+        if self.hardware is not None:
+            self.hardware.close()
 
     def wait(self, timeout: float | None = None) -> bool:
         return self._stopped.wait(timeout)
@@ -120,28 +284,67 @@ class GateAgent:
         reading = self.clock.now()
         return self.outbox.append(event_type, data, time=reading.wall, clock_trusted=reading.trusted)
 
-    def _on_scan(self, reader: str, scan: Scan) -> None:
-        decision = self.decider.decide(scan.code)
+    def present(self, shown: Presented) -> Decision | None:
+        """Decide on a credential, answer at the door, then take the event.  ``None``: a repeat."""
+        if not self.repeats.fresh(shown.credential, shown.at_ns):
+            return None
+        decision = self.decider.decide(shown.credential)
+        if self.door is not None:
+            self.door.access(
+                granted=decision.granted,
+                credential=shown.credential,
+                reason=decision.reason.value,
+                reader=shown.reader,
+            )
         log.info(
             "%s %s at %s (%s)",
             "GRANTED" if decision.granted else "DENIED",
-            scan.code,
-            reader,
+            shown.credential,
+            shown.reader,
             decision.reason,
         )
-        event = self.record(
-            ev.ACCESS_SCAN,
-            {
-                "credential": "pass",
-                "code": scan.code,
-                "granted": decision.granted,
-                "reason": decision.reason.value,
-                "reader": reader,
-                "symbology": scan.symbology,
-            },
-        )
+        data: dict[str, Any] = {
+            "credential": shown.kind,
+            "code": shown.code,
+            "granted": decision.granted,
+            "reason": decision.reason.value,
+            "reader": shown.reader,
+        }
+        if shown.symbology is not None:
+            data["symbology"] = shown.symbology
+        event = self.record(ev.ACCESS_SCAN, data)
         if self.on_taken is not None:
-            self.on_taken(scan, decision, event, time.monotonic_ns())
+            self.on_taken(shown, decision, event, time.monotonic_ns())
+        return decision
+
+    def _on_scan(self, reader: str, scan: Scan) -> None:
+        self.present(Presented(scan.code, "pass", reader, scan.at_ns, scan.code, scan.symbology))
+
+    def _on_reading(self, reading: Reading) -> None:
+        if isinstance(reading, CardRead):
+            self.present(
+                Presented(reading.credential, "card", reading.reader, reading.at_ns, reading.credential)
+            )
+        elif isinstance(reading, CardRejected):
+            if self.door is not None:
+                self.door.reading(reading)  # becomes door.card_rejected through the door's events
+            else:
+                self.record(
+                    ev.SCANNER_REJECTED,
+                    {
+                        "reader": reading.reader,
+                        "reason": reading.reason.value,
+                        "detail": reading.detail,
+                        "length": reading.bits,
+                    },
+                )
+        elif isinstance(reading, KeyPress | CardGone):
+            pass  # PIN keys are never logged; a tag leaving the field is not an event
+
+    def _door_event(self, event: DoorEvent) -> None:
+        if event.type in _DOOR_EVENTS_SAID_ELSEWHERE:
+            return
+        self.record(str(event.type), dict(event.data))
 
     def _on_reject(self, reader: str, rejected: ScanRejected) -> None:
         log.warning("rejected input at %s: %s (%s)", reader, rejected.reason, rejected.detail)
@@ -156,22 +359,70 @@ class GateAgent:
         )
 
     def _on_state(self, reader: str, state: ScannerState, detail: str | None = None) -> None:
-        previous = self._scanner_states.get(reader)
-        self._scanner_states[reader] = str(state)
+        previous = self.reader_states.get(reader)
+        self.reader_states[reader] = str(state)
         if state == ScannerState.CONNECTED and previous != str(state):
             self.record(ev.SCANNER_CONNECTED, {"reader": reader, "detail": detail or ""})
         elif state == ScannerState.DISCONNECTED and previous == str(ScannerState.CONNECTED):
             self.record(ev.SCANNER_DISCONNECTED, {"reader": reader, "detail": detail or ""})
+
+    # -- commands --------------------------------------------------------------------
 
     def _command_rejected(self, reason: str, detail: str, command_id: str | None) -> None:
         self.record(ev.COMMAND_REJECTED, {"reason": reason, "detail": detail, "command_id": command_id})
 
     def _status_command(self, _command: Command) -> dict[str, Any]:
         reading = self.clock.now()
-        return {
+        status: dict[str, Any] = {
             "backlog": self.outbox.backlog,
             "last_seq": self.outbox.last_seq,
             "clock_trusted": reading.trusted,
-            "readers": dict(self._scanner_states),
+            "readers": dict(self.reader_states),
             "version": self._version,
+            "repeats_suppressed": self.repeats.suppressed,
         }
+        if self.door is not None:
+            machine = self.door.machine
+            status["door"] = {
+                "unlocked": machine.unlocked,
+                "open": machine.door_open,
+                "tampered": machine.tampered,
+            }
+        return status
+
+    def _unlock_command(self, command: Command) -> dict[str, Any]:
+        assert self.door is not None
+        reading = self.clock.now()
+        try:
+            seconds = remote_unlock_seconds(
+                command,
+                retained=False,  # the link already refused retained commands
+                now=datetime.now(UTC),
+                clock_trusted=reading.trusted,
+                settings=self.door.settings,
+            )
+        except DoorCommandError as exc:
+            self._command_rejected(exc.reason.value, exc.detail, command.id)
+            raise CommandRefused(exc.reason.value) from None
+        self.door.remote_unlock(seconds, command_id=command.id)
+        return {"unlocked_for_s": seconds}
+
+    def _lock_command(self, _command: Command) -> dict[str, Any]:
+        assert self.door is not None
+        self.door.remote_lock()
+        return {"locked": True}
+
+
+class _Started:
+    """A reader whose driver starts in its constructor, wrapped so the agent starts it with the rest."""
+
+    def __init__(self, build: Callable[[], Any]) -> None:
+        self._build = build
+        self._device: Any = None
+
+    def start(self) -> None:
+        self._device = self._build()
+
+    def close(self) -> None:
+        if self._device is not None:
+            self._device.close()

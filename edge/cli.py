@@ -8,6 +8,13 @@ import signal
 import sys
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
+
+from protocol.errors import GatepostError
+
+if TYPE_CHECKING:
+    from edge.config import EdgeConfig
+    from simulator.door_scenario import DoorScenario
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -53,18 +60,48 @@ def _run(args: argparse.Namespace) -> int:
         level=config.log.level,
         format=f"%(asctime)s {config.gate} %(levelname)s %(name)s: %(message)s",
     )
+    pin_factory = None
+    if config.simulation is not None:
+        from gpiozero.pins.mock import MockFactory
+
+        pin_factory = MockFactory()  # shared with the simulated people below
     try:
-        agent = GateAgent(config, version=__version__)
-    except OSError as exc:
+        agent = GateAgent(config, version=__version__, pin_factory=pin_factory)
+    except (OSError, GatepostError) as exc:
         print(f"cannot start gate {config.site}/{config.gate}: {exc}", file=sys.stderr)
         return 1
+    people = _simulated_people(config, pin_factory)
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
+        if people is not None:
+            people.stop()
         agent.stop(reason=signal.Signals(signum).name.lower())
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     agent.start()
+    if people is not None:
+        people.start()
     while not agent.wait(0.5):
         pass
     return 0
+
+
+def _simulated_people(config: EdgeConfig, pin_factory: object) -> DoorScenario | None:
+    """People at this gate's door, on the same mock pins, when the configuration asks for them."""
+    if config.simulation is None or config.door is None:
+        return None
+    from simulator.door_scenario import DoorPeople, DoorScenario
+
+    sim = config.simulation
+    return DoorScenario(
+        pin_factory,  # type: ignore[arg-type]
+        config.door.pins,
+        config.wiegand[0].d0,
+        config.wiegand[0].d1,
+        sim.cards,
+        DoorPeople(
+            sim.people_per_min, sim.unknown_share, sim.exit_share, sim.hold_open_share, sim.force_share
+        ),
+        seed=sim.seed,
+    )

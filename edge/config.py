@@ -14,7 +14,9 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from drivers.door_io import DoorPins
 from edge.clock import ClockTrust
+from edge.door import DoorSettings
 from protocol import ProtocolError, validate_name
 from protocol.configfile import load_toml_model
 from protocol.mqtt import BrokerEndpoint
@@ -83,6 +85,64 @@ class ScannerConfig(_Section):
     max_length: int = Field(512, ge=8, le=4096)
 
 
+class CameraConfig(_Section):
+    """A camera reading passes held up to it (see docs/camera.md)."""
+
+    name: Name = "camera"
+    source: str = Field(title="Device index, /dev/video* path, RTSP/HTTP URL, video file or sim:// source")
+    width: int | None = Field(None, gt=0)
+    height: int | None = Field(None, gt=0)
+    fps: float | None = Field(None, gt=0, title="Frame-rate cap")
+    backend: str | None = Field(None, title="QR decoder backend (default: the shipped decoder)")
+
+
+class GpioConfig(_Section):
+    """Which gpiozero pin factory drives the pins: ``lgpio`` on a Pi 5, ``mock`` in the simulator."""
+
+    pin_factory: str | None = Field(None, title="mock, lgpio, rpigpio or native (default: gpiozero's choice)")
+
+
+class DoorConfig(_Section):
+    """A door driven by this gate: lock relay, contact, exit button, tamper, lights, buzzer."""
+
+    pins: DoorPins
+    behaviour: DoorSettings = Field(default_factory=DoorSettings)
+
+
+class WiegandConfig(_Section):
+    name: Name = "wiegand"
+    d0: int | str
+    d1: int | str
+    min_silence_ms: float = Field(25.0, gt=0, le=1000, title="Shortest silence that ends a frame")
+    silence_periods: int = Field(3, ge=2, le=20, title="A frame ends after this many bit periods of silence")
+
+
+class Rdm6300Config(_Section):
+    name: Name = "rfid"
+    url: str
+    baudrate: int = Field(9600, gt=0)
+
+
+class KeyboardReaderConfig(_Section):
+    """A USB reader or scanner that types like a keyboard (needs the optional evdev package)."""
+
+    name: Name = "keyboard"
+    path: str = Field(title="/dev/input/by-id/... event device")
+    grab: bool = True
+
+
+class SimulationConfig(_Section):
+    """Simulated people at this gate's door; only with ``[gpio] pin_factory = "mock"``."""
+
+    people_per_min: float = Field(6.0, gt=0)
+    cards: list[str] = Field(default_factory=list, title="Wiegand 26-bit cards as facility:card")
+    unknown_share: float = Field(0.1, ge=0, le=1)
+    exit_share: float = Field(0.3, ge=0, le=1, title="Share of people leaving by the exit button")
+    hold_open_share: float = Field(0.02, ge=0, le=1)
+    force_share: float = Field(0.01, ge=0, le=1)
+    seed: int | None = None
+
+
 class OutboxConfig(_Section):
     path: Path = Path("/var/lib/gatepost/outbox.db")
     capacity: int = Field(200_000, ge=100, title="Events kept while the console is unreachable")
@@ -91,8 +151,11 @@ class OutboxConfig(_Section):
 class AccessConfig(_Section):
     """The interim decision: pass codes allowed in.  The signed-pass issue replaces it."""
 
-    allow: list[str] = Field(default_factory=list)
+    allow: list[str] = Field(
+        default_factory=list, title="Pass codes and card credentials (e.g. wiegand26:13:13067)"
+    )
     allow_file: Path | None = Field(None, title="A file with one allowed code per line")
+    repeat_s: float = Field(2.5, ge=0, le=60, title="The same credential again within this time is ignored")
 
     def codes(self) -> frozenset[str]:
         codes = set(self.allow)
@@ -117,6 +180,13 @@ class EdgeConfig(_Section):
     gate: Name
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     scanners: list[ScannerConfig] = Field(default_factory=list)
+    cameras: list[CameraConfig] = Field(default_factory=list)
+    wiegand: list[WiegandConfig] = Field(default_factory=list)
+    rdm6300: list[Rdm6300Config] = Field(default_factory=list)
+    keyboards: list[KeyboardReaderConfig] = Field(default_factory=list)
+    gpio: GpioConfig = Field(default_factory=GpioConfig)
+    door: DoorConfig | None = None
+    simulation: SimulationConfig | None = None
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     access: AccessConfig = Field(default_factory=AccessConfig)
     clock: ClockConfig = Field(default_factory=ClockConfig)
@@ -124,9 +194,15 @@ class EdgeConfig(_Section):
 
     @model_validator(mode="after")
     def _unique_readers(self) -> EdgeConfig:
-        names = [scanner.name for scanner in self.scanners]
+        readers = [*self.scanners, *self.cameras, *self.wiegand, *self.rdm6300, *self.keyboards]
+        names = [reader.name for reader in readers]
         if len(names) != len(set(names)):
-            raise ValueError("scanner names must be unique")
+            raise ValueError(f"reader names must be unique across all readers: {', '.join(sorted(names))}")
+        if self.simulation is not None:
+            if self.gpio.pin_factory != "mock":
+                raise ValueError('[simulation] drives mock pins: it needs [gpio] pin_factory = "mock"')
+            if self.door is None or not self.wiegand or not self.simulation.cards:
+                raise ValueError("[simulation] needs a [door], a [[wiegand]] reader and some cards")
         return self
 
 

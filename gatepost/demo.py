@@ -29,7 +29,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument(
         "--rate", type=float, default=40.0, help="arrivals per minute at each gate (default 40)"
     )
-    demo.add_argument("--gates", default="north,east,south", help="comma-separated gate names")
+    demo.add_argument("--gates", default="north,east,south", help="comma-separated checkpoint gate names")
+    demo.add_argument(
+        "--doors", default="building-3", help="comma-separated building doors with card readers ('' for none)"
+    )
     demo.add_argument("--site", default="longtan")
     demo.add_argument(
         "--state", type=Path, default=None, help="keep everything in this folder (default: a temporary one)"
@@ -46,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
     root = args.state or Path(tempfile.mkdtemp(prefix="gatepost-demo-"))
     keep = args.state is not None
     gates = [gate.strip() for gate in args.gates.split(",") if gate.strip()]
-    site = SimulatedSite(root, site=args.site, gates=gates)
+    doors = [door.strip() for door in args.doors.split(",") if door.strip()]
+    site = SimulatedSite(root, site=args.site, gates=gates, door_gates=doors)
     stop = threading.Event()
 
     def _stop(_signum: int, _frame: FrameType | None) -> None:
@@ -56,7 +60,11 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _stop)
     tail: Child | None = None
     scenario: ArrivalScenario | None = None
-    print(f"gatepost demo: site {args.site}, gates {', '.join(gates)}; state in {root}", flush=True)
+    print(
+        f"gatepost demo: site {args.site}, gates {', '.join(gates)}, doors {', '.join(doors) or 'none'};"
+        f" state in {root}",
+        flush=True,
+    )
     try:
         site.start()
         print(

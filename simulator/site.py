@@ -36,6 +36,7 @@ class SimulatedSite:
         *,
         site: str = "longtan",
         gates: Sequence[str] = ("north", "east", "south"),
+        door_gates: Sequence[str] = (),
         residents: int = 200,
         baudrate: int = 9600,
         pace: bool = True,
@@ -47,7 +48,9 @@ class SimulatedSite:
         self.root = root
         self.site = site
         self.gates = list(gates)
+        self.door_gates = list(door_gates)
         self.codes = resident_codes(residents)
+        self.cards = [f"13:{1000 + 37 * i}" for i in range(min(residents, 500))]
         self.baudrate = baudrate
         self.pace = pace
         self.outbox_capacity = outbox_capacity
@@ -100,6 +103,8 @@ class SimulatedSite:
 
     def gate_config(self, gate: str) -> Path:
         path = self.root / "gates" / gate / "gate.toml"
+        if gate in self.door_gates and gate not in self._configured:
+            self._write_door_gate(gate, path)
         if gate not in self._configured:
             creds = self.broker.add_gate(self.site, gate)
             self.credentials[creds.username] = creds
@@ -140,6 +145,68 @@ class SimulatedSite:
             )
             self._configured.add(gate)
         return path
+
+    def _write_door_gate(self, gate: str, path: Path) -> None:
+        """A building door: a Wiegand card reader and a lock, with simulated residents on mock pins."""
+        creds = self.broker.add_gate(self.site, gate)
+        self.credentials[creds.username] = creds
+        secret = self._secret(creds.username, creds.password)
+        allow = ",\n    ".join(_toml_str(f"wiegand26:{card}") for card in self.cards)
+        cards = ", ".join(_toml_str(card) for card in self.cards[:50])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(
+            "\n".join(
+                [
+                    f"site = {_toml_str(self.site)}",
+                    f"gate = {_toml_str(gate)}",
+                    "",
+                    "[mqtt]",
+                    f"host = {_toml_str(self.broker.host)}",
+                    f"port = {self.broker.port}",
+                    f"username = {_toml_str(creds.username)}",
+                    f"password_file = {_toml_str(str(secret))}",
+                    f"resend_after_s = {self.resend_after_s}",
+                    "",
+                    "[gpio]",
+                    'pin_factory = "mock"',
+                    "",
+                    "[door.pins]",
+                    'relay = "GPIO17"',
+                    'contact = "GPIO27"',
+                    'exit_button = "GPIO22"',
+                    'tamper = "GPIO23"',
+                    'green = "GPIO24"',
+                    'red = "GPIO25"',
+                    'buzzer = "GPIO12"',
+                    "",
+                    "[door.behaviour]",
+                    "unlock_s = 5",
+                    "prealarm_s = 20",
+                    "held_open_s = 30",
+                    "",
+                    "[[wiegand]]",
+                    'name = "card-reader"',
+                    'd0 = "GPIO5"',
+                    'd1 = "GPIO6"',
+                    "",
+                    "[simulation]",
+                    "people_per_min = 12",
+                    f"cards = [{cards}]",
+                    "",
+                    "[outbox]",
+                    f"path = {_toml_str(str(path.parent / 'outbox.db'))}",
+                    f"capacity = {self.outbox_capacity}",
+                    "",
+                    "[access]",
+                    f"allow = [\n    {allow},\n]",
+                    "",
+                    "[log]",
+                    f'level = "{self.log_level}"',
+                    "",
+                ]
+            )
+        )
+        self._configured.add(gate)
 
     def scanner(self, gate: str) -> VirtualScanner:
         if gate not in self.scanners:
@@ -182,7 +249,7 @@ class SimulatedSite:
     def start(self) -> None:
         self.start_broker()
         self.start_console()
-        for gate in self.gates:
+        for gate in [*self.gates, *self.door_gates]:
             self.start_gate(gate)
 
     def stop(self) -> None:
