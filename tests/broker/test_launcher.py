@@ -166,9 +166,10 @@ def test_queue_survives_kill_after_autosave(broker, unique_name, mqtt_client_fac
     console.subscribe(all_sites_filter(TopicKind.EVENT))
     console.close()
     gate = mqtt_client_factory(gate_creds)
-    offset = broker.log_path.stat().st_size
     assert not gate.publish(GateTopics(unique_name, "g1").event, b"saved").is_failure
     gate.close()
+    # Only an autosave that starts after the PUBACK (the message is queued by then) counts.
+    offset = broker.log_path.stat().st_size
 
     saved = lambda: b"Saving in-memory database" in broker.log_path.read_bytes()[offset:]  # noqa: E731
     assert wait_until(saved, timeout=5), "no autosave within the configured interval"

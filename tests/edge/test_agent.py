@@ -73,7 +73,9 @@ def make_agent(tmp_path: Path, broker: Broker, scanner: VirtualScanner, gate: st
 def start(agent: GateAgent) -> None:
     """Start the agent and wait until its reader has the port open (bytes sent before are flushed)."""
     agent.start()
-    assert wait_until(lambda: all(state == "connected" for state in agent.reader_states.values()) and agent.reader_states)
+    assert wait_until(
+        lambda: all(state == "connected" for state in agent.reader_states.values()) and agent.reader_states
+    )
 
 
 def outbox_events(agent: GateAgent) -> list:

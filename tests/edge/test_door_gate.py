@@ -21,7 +21,14 @@ from protocol import decode_event
 from simulator.door import DoorModel
 from simulator.wiegand import VirtualWiegandReader
 
-PINS = {"relay": "GPIO17", "contact": "GPIO27", "exit_button": "GPIO22", "tamper": "GPIO23", "green": "GPIO24", "red": "GPIO25"}
+PINS = {
+    "relay": "GPIO17",
+    "contact": "GPIO27",
+    "exit_button": "GPIO22",
+    "tamper": "GPIO23",
+    "green": "GPIO24",
+    "red": "GPIO25",
+}
 RESIDENT = (13, 13067)  # wiegand26:13:13067
 
 
@@ -46,7 +53,15 @@ class DoorGate:
                 "access": {"allow": [f"wiegand26:{RESIDENT[0]}:{RESIDENT[1]}"], "repeat_s": 2.0},
                 "clock": {"trust": "trusted"},
                 "gpio": {"pin_factory": "mock"},
-                "door": {"pins": PINS, "behaviour": {"unlock_s": 0.5, "max_unlock_s": 2.0, "prealarm_s": 0.4, "held_open_s": 0.8}},
+                "door": {
+                    "pins": PINS,
+                    "behaviour": {
+                        "unlock_s": 0.5,
+                        "max_unlock_s": 2.0,
+                        "prealarm_s": 0.4,
+                        "held_open_s": 0.8,
+                    },
+                },
                 "wiegand": [{"name": "reader", "d0": "GPIO5", "d1": "GPIO6", "min_silence_ms": 30}],
             }
         )

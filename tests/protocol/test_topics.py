@@ -24,7 +24,13 @@ def test_illegal_names_are_refused(name: str):
 
 @pytest.mark.parametrize(
     "topic",
-    ["gatepost/v1/s/g", "gatepost/v2/s/g/event", "gatepost/v1/s/g/evil", "gatepost/v1/S/g/event", "a/b/c/d/e"],
+    [
+        "gatepost/v1/s/g",
+        "gatepost/v2/s/g/event",
+        "gatepost/v1/s/g/evil",
+        "gatepost/v1/S/g/event",
+        "a/b/c/d/e",
+    ],
 )
 def test_foreign_topics_are_refused(topic: str):
     with pytest.raises(ProtocolError):
