@@ -93,7 +93,10 @@ class CameraConfig(_Section):
     width: int | None = Field(None, gt=0)
     height: int | None = Field(None, gt=0)
     fps: float | None = Field(None, gt=0, title="Frame-rate cap")
-    backend: str | None = Field(None, title="QR decoder backend (default: the shipped decoder)")
+    decoder: str = Field(
+        "zxing", pattern=r"^(zxing|pyzbar)$", title="QR decoder backend: zxing (default) or pyzbar"
+    )
+    hold_off_s: float = Field(2.0, ge=0, le=60, title="The same code again within this time is one scan")
 
 
 class GpioConfig(_Section):

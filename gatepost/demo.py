@@ -33,6 +33,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument(
         "--doors", default="building-3", help="comma-separated building doors with card readers ('' for none)"
     )
+    demo.add_argument("--cameras", default="west", help="comma-separated camera gates ('' for none)")
     demo.add_argument("--site", default="longtan")
     demo.add_argument(
         "--state", type=Path, default=None, help="keep everything in this folder (default: a temporary one)"
@@ -50,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     keep = args.state is not None
     gates = [gate.strip() for gate in args.gates.split(",") if gate.strip()]
     doors = [door.strip() for door in args.doors.split(",") if door.strip()]
-    site = SimulatedSite(root, site=args.site, gates=gates, door_gates=doors)
+    cameras = [camera.strip() for camera in args.cameras.split(",") if camera.strip()]
+    site = SimulatedSite(root, site=args.site, gates=gates, door_gates=doors, camera_gates=cameras)
     stop = threading.Event()
 
     def _stop(_signum: int, _frame: FrameType | None) -> None:
@@ -61,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
     tail: Child | None = None
     scenario: ArrivalScenario | None = None
     print(
-        f"gatepost demo: site {args.site}, gates {', '.join(gates)}, doors {', '.join(doors) or 'none'};"
+        f"gatepost demo: site {args.site}, gates {', '.join(gates)}, doors {', '.join(doors) or 'none'},"
+        f" cameras {', '.join(cameras) or 'none'};"
         f" state in {root}",
         flush=True,
     )

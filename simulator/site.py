@@ -37,6 +37,7 @@ class SimulatedSite:
         site: str = "longtan",
         gates: Sequence[str] = ("north", "east", "south"),
         door_gates: Sequence[str] = (),
+        camera_gates: Sequence[str] = (),
         residents: int = 200,
         baudrate: int = 9600,
         pace: bool = True,
@@ -49,6 +50,7 @@ class SimulatedSite:
         self.site = site
         self.gates = list(gates)
         self.door_gates = list(door_gates)
+        self.camera_gates = list(camera_gates)
         self.codes = resident_codes(residents)
         self.cards = [f"13:{1000 + 37 * i}" for i in range(min(residents, 500))]
         self.baudrate = baudrate
@@ -105,6 +107,8 @@ class SimulatedSite:
         path = self.root / "gates" / gate / "gate.toml"
         if gate in self.door_gates and gate not in self._configured:
             self._write_door_gate(gate, path)
+        if gate in self.camera_gates and gate not in self._configured:
+            self._write_camera_gate(gate, path)
         if gate not in self._configured:
             creds = self.broker.add_gate(self.site, gate)
             self.credentials[creds.username] = creds
@@ -145,6 +149,46 @@ class SimulatedSite:
             )
             self._configured.add(gate)
         return path
+
+    def _write_camera_gate(self, gate: str, path: Path) -> None:
+        """A gate with no scanner: a camera that residents hold their passes up to (one visitor too)."""
+        creds = self.broker.add_gate(self.site, gate)
+        self.credentials[creds.username] = creds
+        secret = self._secret(creds.username, creds.password)
+        shown = ",".join([*self.codes[:6], "9000000000001"])
+        allow = ",\n    ".join(_toml_str(code) for code in self.codes)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(
+            "\n".join(
+                [
+                    f"site = {_toml_str(self.site)}",
+                    f"gate = {_toml_str(gate)}",
+                    "",
+                    "[mqtt]",
+                    f"host = {_toml_str(self.broker.host)}",
+                    f"port = {self.broker.port}",
+                    f"username = {_toml_str(creds.username)}",
+                    f"password_file = {_toml_str(str(secret))}",
+                    f"resend_after_s = {self.resend_after_s}",
+                    "",
+                    "[[cameras]]",
+                    'name = "camera"',
+                    f'source = "sim://?codes={shown}&every=5&hold=1.5&size=1280x720&fps=15"',
+                    "",
+                    "[outbox]",
+                    f"path = {_toml_str(str(path.parent / 'outbox.db'))}",
+                    f"capacity = {self.outbox_capacity}",
+                    "",
+                    "[access]",
+                    f"allow = [\n    {allow},\n]",
+                    "",
+                    "[log]",
+                    f'level = "{self.log_level}"',
+                    "",
+                ]
+            )
+        )
+        self._configured.add(gate)
 
     def _write_door_gate(self, gate: str, path: Path) -> None:
         """A building door: a Wiegand card reader and a lock, with simulated residents on mock pins."""
@@ -249,7 +293,7 @@ class SimulatedSite:
     def start(self) -> None:
         self.start_broker()
         self.start_console()
-        for gate in [*self.gates, *self.door_gates]:
+        for gate in [*self.gates, *self.door_gates, *self.camera_gates]:
             self.start_gate(gate)
 
     def stop(self) -> None:
