@@ -17,6 +17,7 @@ gate because ``$`` is not in that alphabet.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from enum import StrEnum
@@ -25,7 +26,8 @@ from protocol.errors import ProtocolError, RejectReason
 
 ROOT = "gatepost/v1"
 CONSOLE_NODE = "$console"
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,31}$"
+_NAME = re.compile(NAME_PATTERN)
 
 
 class TopicKind(StrEnum):
@@ -112,8 +114,13 @@ class TopicRef:
     kind: TopicKind
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_topic(topic: str) -> TopicRef:
-    """Split a gate topic into its parts, or raise ProtocolError(BAD_TOPIC)."""
+    """Split a gate topic into its parts, or raise ProtocolError(BAD_TOPIC).
+
+    Cached: a console sees the same few topics (one per gate) thousands of times a second.
+    A refused topic raises every time (``lru_cache`` does not keep exceptions).
+    """
     parts = topic.split("/")
     if len(parts) != 5 or f"{parts[0]}/{parts[1]}" != ROOT:
         raise ProtocolError(
