@@ -22,15 +22,14 @@ from ``password_file`` or from a systemd credential (``credential = "NAME"`` rea
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from protocol import validate_name
 from protocol.configfile import ConfigError, load_toml_model
-from protocol.mqtt import BrokerEndpoint
+from protocol.mqtt import MqttSettings
 
 __all__ = ["ConfigError", "ConsoleConfig", "load_config"]
 
@@ -52,38 +51,8 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class MqttConfig(_Section):
+class MqttConfig(MqttSettings):
     """How the console reaches the broker.  Its user is provisioned by ``gatepost broker add-console``."""
-
-    host: str = Field("127.0.0.1", title="Broker host name or address")
-    port: int = Field(1883, ge=1, le=65535)
-    username: str | None = Field(None, title="Broker username, e.g. console.<name>")
-    password_file: Path | None = Field(None, title="File holding the broker password")
-    credential: str | None = Field(None, title="Name of a systemd credential holding the password")
-    tls_ca: Path | None = None
-
-    @model_validator(mode="after")
-    def _one_secret(self) -> MqttConfig:
-        if self.password_file is not None and self.credential is not None:
-            raise ValueError("give password_file or credential, not both")
-        return self
-
-    def password(self) -> str | None:
-        if self.credential is not None:
-            directory = os.environ.get("CREDENTIALS_DIRECTORY")
-            if not directory:
-                raise FileNotFoundError(
-                    f"credential {self.credential!r} set but $CREDENTIALS_DIRECTORY is not"
-                )
-            return (Path(directory) / self.credential).read_text().strip()
-        if self.password_file is not None:
-            return self.password_file.read_text().strip()
-        return None
-
-    def endpoint(self) -> BrokerEndpoint:
-        return BrokerEndpoint(
-            self.host, self.port, self.username, self.password(), str(self.tls_ca) if self.tls_ca else None
-        )
 
 
 class StoreConfig(_Section):

@@ -8,7 +8,6 @@ from a file, or from systemd's ``$CREDENTIALS_DIRECTORY`` so it never sits in th
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -19,7 +18,7 @@ from edge.clock import ClockTrust
 from edge.door import DoorSettings
 from protocol import ProtocolError, validate_name
 from protocol.configfile import load_toml_model
-from protocol.mqtt import BrokerEndpoint
+from protocol.mqtt import MqttSettings
 
 
 def _name(value: str) -> str:
@@ -36,44 +35,11 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class MqttConfig(_Section):
+class MqttConfig(MqttSettings):
     """How this gate reaches the broker.  Its username is provisioned by ``gatepost broker add-gate``."""
 
-    host: str = Field("127.0.0.1", title="Broker host name or address")
-    port: int = Field(1883, ge=1, le=65535)
-    username: str | None = Field(None, title="Broker username, e.g. gate.<site>.<gate>")
-    password_file: Path | None = Field(None, title="File holding the broker password")
-    credential: str | None = Field(None, title="Name of a systemd credential holding the password")
-    tls_ca: Path | None = None
     window: int = Field(500, ge=1, le=10_000, title="Events in flight before the console acknowledges")
     resend_after_s: float = Field(15.0, gt=0, title="Resend unacknowledged events after this long")
-
-    @model_validator(mode="after")
-    def _one_secret(self) -> MqttConfig:
-        if self.password_file is not None and self.credential is not None:
-            raise ValueError("give password_file or credential, not both")
-        return self
-
-    def password(self) -> str | None:
-        if self.credential is not None:
-            directory = os.environ.get("CREDENTIALS_DIRECTORY")
-            if not directory:
-                raise FileNotFoundError(
-                    f"credential {self.credential!r} set but $CREDENTIALS_DIRECTORY is not"
-                )
-            return (Path(directory) / self.credential).read_text().strip()
-        if self.password_file is not None:
-            return self.password_file.read_text().strip()
-        return None
-
-    def endpoint(self) -> BrokerEndpoint:
-        return BrokerEndpoint(
-            self.host,
-            self.port,
-            self.username,
-            self.password(),
-            str(self.tls_ca) if self.tls_ca else None,
-        )
 
 
 class ScannerConfig(_Section):

@@ -8,13 +8,16 @@ the contract.  This module knows nothing about what is published; it only opens 
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 QOS = 1
 KEEPALIVE_S = 15
@@ -35,6 +38,46 @@ class BrokerEndpoint:
     def __repr__(self) -> str:
         user = self.username or "-"
         return f"BrokerEndpoint({self.host}:{self.port}, user={user}, tls={'yes' if self.tls_ca else 'no'})"
+
+
+class MqttSettings(BaseModel):
+    """The ``[mqtt]`` section every gatepost process has: where the broker is, who we are.
+
+    Secrets are never inline: the password comes from a file, or from systemd's
+    ``$CREDENTIALS_DIRECTORY`` so that it never sits in a unit file or a config.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = Field("127.0.0.1", title="Broker host name or address")
+    port: int = Field(1883, ge=1, le=65535)
+    username: str | None = Field(None, title="Broker username (gate.<site>.<gate> or console.<name>)")
+    password_file: Path | None = Field(None, title="File holding the broker password")
+    credential: str | None = Field(None, title="Name of a systemd credential holding the password")
+    tls_ca: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> MqttSettings:
+        if self.password_file is not None and self.credential is not None:
+            raise ValueError("give password_file or credential, not both")
+        return self
+
+    def password(self) -> str | None:
+        if self.credential is not None:
+            directory = os.environ.get("CREDENTIALS_DIRECTORY")
+            if not directory:
+                raise FileNotFoundError(
+                    f"credential {self.credential!r} set but $CREDENTIALS_DIRECTORY is not"
+                )
+            return (Path(directory) / self.credential).read_text().strip()
+        if self.password_file is not None:
+            return self.password_file.read_text().strip()
+        return None
+
+    def endpoint(self) -> BrokerEndpoint:
+        return BrokerEndpoint(
+            self.host, self.port, self.username, self.password(), str(self.tls_ca) if self.tls_ca else None
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -104,153 +104,92 @@ class SimulatedSite:
         return path
 
     def gate_config(self, gate: str) -> Path:
+        """Provision ``gate`` on the broker and write its configuration (once)."""
         path = self.root / "gates" / gate / "gate.toml"
-        if gate in self.door_gates and gate not in self._configured:
-            self._write_door_gate(gate, path)
-        if gate in self.camera_gates and gate not in self._configured:
-            self._write_camera_gate(gate, path)
-        if gate not in self._configured:
-            creds = self.broker.add_gate(self.site, gate)
-            self.credentials[creds.username] = creds
-            secret = self._secret(creds.username, creds.password)
-            tty = self.scanner(gate).link_path
-            allow = ",\n    ".join(_toml_str(code) for code in self.codes)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(
-                "\n".join(
-                    [
-                        f"site = {_toml_str(self.site)}",
-                        f"gate = {_toml_str(gate)}",
-                        "",
-                        "[mqtt]",
-                        f"host = {_toml_str(self.broker.host)}",
-                        f"port = {self.broker.port}",
-                        f"username = {_toml_str(creds.username)}",
-                        f"password_file = {_toml_str(str(secret))}",
-                        f"resend_after_s = {self.resend_after_s}",
-                        "",
-                        "[[scanners]]",
-                        'name = "scanner"',
-                        f"url = {_toml_str(str(tty))}",
-                        f"baudrate = {self.baudrate}",
-                        "",
-                        "[outbox]",
-                        f"path = {_toml_str(str(path.parent / 'outbox.db'))}",
-                        f"capacity = {self.outbox_capacity}",
-                        "",
-                        "[access]",
-                        f"allow = [\n    {allow},\n]",
-                        "",
-                        "[log]",
-                        f'level = "{self.log_level}"',
-                        "",
-                    ]
-                )
-            )
-            self._configured.add(gate)
+        if gate in self._configured:
+            return path
+        if gate in self.door_gates:
+            readers = self._door_sections()
+            allow = [f"wiegand26:{card}" for card in self.cards]
+        elif gate in self.camera_gates:
+            shown = ",".join([*self.codes[:6], "9000000000001"])  # six residents and one visitor
+            readers = [
+                "[[cameras]]",
+                'name = "camera"',
+                f'source = "sim://?codes={shown}&every=5&hold=1.5&size=1280x720&fps=15"',
+            ]
+            allow = self.codes
+        else:
+            readers = [
+                "[[scanners]]",
+                'name = "scanner"',
+                f"url = {_toml_str(str(self.scanner(gate).link_path))}",
+                f"baudrate = {self.baudrate}",
+            ]
+            allow = self.codes
+        creds = self.broker.add_gate(self.site, gate)
+        self.credentials[creds.username] = creds
+        secret = self._secret(creds.username, creds.password)
+        allowed = ",\n    ".join(_toml_str(code) for code in allow)
+        lines = [
+            f"site = {_toml_str(self.site)}",
+            f"gate = {_toml_str(gate)}",
+            "",
+            "[mqtt]",
+            f"host = {_toml_str(self.broker.host)}",
+            f"port = {self.broker.port}",
+            f"username = {_toml_str(creds.username)}",
+            f"password_file = {_toml_str(str(secret))}",
+            f"resend_after_s = {self.resend_after_s}",
+            "",
+            *readers,
+            "",
+            "[outbox]",
+            f"path = {_toml_str(str(path.parent / 'outbox.db'))}",
+            f"capacity = {self.outbox_capacity}",
+            "",
+            "[access]",
+            f"allow = [\n    {allowed},\n]",
+            "",
+            "[log]",
+            f'level = "{self.log_level}"',
+            "",
+        ]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join(lines))
+        self._configured.add(gate)
         return path
 
-    def _write_camera_gate(self, gate: str, path: Path) -> None:
-        """A gate with no scanner: a camera that residents hold their passes up to (one visitor too)."""
-        creds = self.broker.add_gate(self.site, gate)
-        self.credentials[creds.username] = creds
-        secret = self._secret(creds.username, creds.password)
-        shown = ",".join([*self.codes[:6], "9000000000001"])
-        allow = ",\n    ".join(_toml_str(code) for code in self.codes)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(
-            "\n".join(
-                [
-                    f"site = {_toml_str(self.site)}",
-                    f"gate = {_toml_str(gate)}",
-                    "",
-                    "[mqtt]",
-                    f"host = {_toml_str(self.broker.host)}",
-                    f"port = {self.broker.port}",
-                    f"username = {_toml_str(creds.username)}",
-                    f"password_file = {_toml_str(str(secret))}",
-                    f"resend_after_s = {self.resend_after_s}",
-                    "",
-                    "[[cameras]]",
-                    'name = "camera"',
-                    f'source = "sim://?codes={shown}&every=5&hold=1.5&size=1280x720&fps=15"',
-                    "",
-                    "[outbox]",
-                    f"path = {_toml_str(str(path.parent / 'outbox.db'))}",
-                    f"capacity = {self.outbox_capacity}",
-                    "",
-                    "[access]",
-                    f"allow = [\n    {allow},\n]",
-                    "",
-                    "[log]",
-                    f'level = "{self.log_level}"',
-                    "",
-                ]
-            )
-        )
-        self._configured.add(gate)
-
-    def _write_door_gate(self, gate: str, path: Path) -> None:
+    def _door_sections(self) -> list[str]:
         """A building door: a Wiegand card reader and a lock, with simulated residents on mock pins."""
-        creds = self.broker.add_gate(self.site, gate)
-        self.credentials[creds.username] = creds
-        secret = self._secret(creds.username, creds.password)
-        allow = ",\n    ".join(_toml_str(f"wiegand26:{card}") for card in self.cards)
         cards = ", ".join(_toml_str(card) for card in self.cards[:50])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(
-            "\n".join(
-                [
-                    f"site = {_toml_str(self.site)}",
-                    f"gate = {_toml_str(gate)}",
-                    "",
-                    "[mqtt]",
-                    f"host = {_toml_str(self.broker.host)}",
-                    f"port = {self.broker.port}",
-                    f"username = {_toml_str(creds.username)}",
-                    f"password_file = {_toml_str(str(secret))}",
-                    f"resend_after_s = {self.resend_after_s}",
-                    "",
-                    "[gpio]",
-                    'pin_factory = "mock"',
-                    "",
-                    "[door.pins]",
-                    'relay = "GPIO17"',
-                    'contact = "GPIO27"',
-                    'exit_button = "GPIO22"',
-                    'tamper = "GPIO23"',
-                    'green = "GPIO24"',
-                    'red = "GPIO25"',
-                    'buzzer = "GPIO12"',
-                    "",
-                    "[door.behaviour]",
-                    "unlock_s = 5",
-                    "prealarm_s = 20",
-                    "held_open_s = 30",
-                    "",
-                    "[[wiegand]]",
-                    'name = "card-reader"',
-                    'd0 = "GPIO5"',
-                    'd1 = "GPIO6"',
-                    "",
-                    "[simulation]",
-                    "people_per_min = 12",
-                    f"cards = [{cards}]",
-                    "",
-                    "[outbox]",
-                    f"path = {_toml_str(str(path.parent / 'outbox.db'))}",
-                    f"capacity = {self.outbox_capacity}",
-                    "",
-                    "[access]",
-                    f"allow = [\n    {allow},\n]",
-                    "",
-                    "[log]",
-                    f'level = "{self.log_level}"',
-                    "",
-                ]
-            )
-        )
-        self._configured.add(gate)
+        return [
+            "[gpio]",
+            'pin_factory = "mock"',
+            "",
+            "[door.pins]",
+            'relay = "GPIO17"',
+            'contact = "GPIO27"',
+            'exit_button = "GPIO22"',
+            'tamper = "GPIO23"',
+            'green = "GPIO24"',
+            'red = "GPIO25"',
+            'buzzer = "GPIO12"',
+            "",
+            "[door.behaviour]",
+            "unlock_s = 5",
+            "prealarm_s = 20",
+            "held_open_s = 30",
+            "",
+            "[[wiegand]]",
+            'name = "card-reader"',
+            'd0 = "GPIO5"',
+            'd1 = "GPIO6"',
+            "",
+            "[simulation]",
+            "people_per_min = 12",
+            f"cards = [{cards}]",
+        ]
 
     def scanner(self, gate: str) -> VirtualScanner:
         if gate not in self.scanners:
