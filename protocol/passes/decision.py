@@ -1,0 +1,248 @@
+"""The gate's decision on a scanned code: one call, one value, an enumerated reason.
+
+``decide(raw_code, now, state)`` never raises for any input text.  Checks run in this
+order, and the first failure is the reason: the code must parse (``unknown`` when it
+is not ours, ``malformed`` when it is ours but damaged); its key must be in the trust
+bundle and valid now (``unknown_key``); the signature must verify (``bad_signature``;
+nothing in the pass is believed before this); then site, revocation, validity window,
+daily window, zone, dynamic code, replay, passback, and finally how old the revocation
+list is.  Only a grant changes ``state`` (it remembers the dynamic step and the time,
+for replay and passback).
+
+An untrusted clock (``ClockReading.trusted`` false: a Raspberry Pi without RTC after a
+power cut, or a clock seen going backwards) is taken as a *lower bound* on the true
+time, since a Pi boots at the last saved time, never in the future.  So a failure that
+the lower bound proves (expired, key retired, revocation list provably stale) is a
+denial as usual, and a check that passes on the lower bound passes.  A check that
+fails only possibly (not yet valid, key not yet valid, outside the daily window, a
+dynamic code that matches no step near the gate's time) is decided by
+``GatePolicy.untrusted_clock``: ``deny``, or ``grant_and_flag`` (the default, so that
+residents are not locked out by a power cut; the decision carries ``clock_untrusted``
+and the console can review it).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, tzinfo
+from enum import StrEnum
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+from protocol.passes.codec import decode_text
+from protocol.passes.dynamic import STEP_S, ReplayGuard, matching_step, pass_key, time_step
+from protocol.passes.errors import PassError, PassRejectReason
+from protocol.passes.format import Pass
+from protocol.passes.revocation import RevocationState
+from protocol.passes.trust import TrustStore
+
+
+class Reason(StrEnum):
+    """Why a code was granted or denied: what the guard sees and the console counts."""
+
+    GRANTED = "granted"
+    UNKNOWN = "unknown"
+    """Not a gatepost pass at all (another QR code, stray keyboard input)."""
+    MALFORMED = "malformed"
+    """Carries the gatepost marker but does not parse: damaged, truncated or tampered with."""
+    BAD_SIGNATURE = "bad_signature"
+    UNKNOWN_KEY = "unknown_key"
+    """Signed by a key the trust bundle does not list, or lists as not valid now (retired)."""
+    EXPIRED = "expired"
+    NOT_YET_VALID = "not_yet_valid"
+    OUTSIDE_TIME_WINDOW = "outside_time_window"
+    WRONG_SITE = "wrong_site"
+    WRONG_ZONE = "wrong_zone"
+    REVOKED = "revoked"
+    BAD_DYNAMIC_CODE = "bad_dynamic_code"
+    """A dynamic pass without its code, or with a code of no step near now (an old screenshot)."""
+    REPLAYED = "replayed"
+    """A dynamic code already used at this gate (a fresh screenshot)."""
+    PASSBACK = "passback"
+    STALE_REVOCATION_LIST = "stale_revocation_list"
+
+
+class Flag(StrEnum):
+    """Caveats on a decision, granted or not, for the console to review."""
+
+    CLOCK_UNTRUSTED = "clock_untrusted"
+    """The decision used an untrusted clock; at least one time check may have been waived."""
+    STALE_REVOCATION_LIST = "stale_revocation_list"
+    """Granted although the revocation list is older than the configured limit (or missing)."""
+    DYNAMIC_UNVERIFIED = "dynamic_unverified"
+    """The dynamic code could not be checked against a trusted clock and was waived."""
+
+
+class StalePolicy(StrEnum):
+    DENY = "deny"
+    GRANT_AND_FLAG = "grant_and_flag"
+
+
+class UntrustedClockPolicy(StrEnum):
+    DENY = "deny"
+    GRANT_AND_FLAG = "grant_and_flag"
+
+
+class ClockLike(Protocol):
+    """Anything with ``wall`` and ``trusted``, such as ``edge.clock.ClockReading``."""
+
+    @property
+    def wall(self) -> datetime: ...
+
+    @property
+    def trusted(self) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ClockReading:
+    """Wall time and whether to believe it (same shape as ``edge.clock.ClockReading``)."""
+
+    wall: datetime
+    trusted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    granted: bool
+    reason: Reason
+    pass_info: Pass | None = None
+    """The pass, once its signature verified; never attacker-controlled data."""
+    flags: frozenset[Flag] = frozenset()
+    detail: str = ""
+    """Why, in more words (the parser's reason for ``malformed``, which key for ``unknown_key``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class GatePolicy:
+    """What this gate admits, and how strict it is when it cannot be sure."""
+
+    zone: int = 0
+    """This gate's zone index; a pass opens it if its zone set contains it."""
+    passback: timedelta = timedelta(0)
+    """Refuse the same serial again within this time of a grant (0 turns it off)."""
+    revocation_max_age: timedelta = timedelta(hours=24)
+    stale_revocation: StalePolicy = StalePolicy.GRANT_AND_FLAG
+    untrusted_clock: UntrustedClockPolicy = UntrustedClockPolicy.GRANT_AND_FLAG
+    step_s: int = STEP_S
+    skew_steps: int = 1
+
+
+@dataclass(slots=True)
+class _Passback:
+    window: timedelta
+    last: OrderedDict[int, datetime] = field(default_factory=OrderedDict)
+
+    def recent(self, serial: int, now: datetime) -> bool:
+        last = self.last.get(serial)
+        return last is not None and timedelta(0) <= now - last < self.window
+
+    def record(self, serial: int, now: datetime) -> None:
+        self.last[serial] = now
+        self.last.move_to_end(serial)
+        while self.last:
+            oldest = next(iter(self.last.values()))
+            if now - oldest < self.window and len(self.last) <= 100_000:
+                break
+            self.last.popitem(last=False)
+
+
+class GateState:
+    """Everything ``decide`` needs besides the code and the time, plus its memory of grants."""
+
+    def __init__(
+        self,
+        *,
+        trust: TrustStore,
+        revocation: RevocationState,
+        policy: GatePolicy | None = None,
+        site_secret: bytes | None = None,
+    ) -> None:
+        self.trust = trust
+        self.revocation = revocation
+        self.policy = policy or GatePolicy()
+        self.site_secret = site_secret
+        self.replays = ReplayGuard(self.policy.skew_steps)
+        self._passback = _Passback(self.policy.passback)
+        self._zone_cache: tuple[str, tzinfo] | None = None
+
+    def timezone(self) -> tzinfo:
+        name = self.trust.bundle.timezone if self.trust.bundle else "UTC"
+        if self._zone_cache is None or self._zone_cache[0] != name:
+            self._zone_cache = (name, ZoneInfo(name))
+        return self._zone_cache[1]
+
+
+def decide(raw_code: str, now: ClockLike, state: GateState) -> Decision:
+    """Grant or deny ``raw_code`` at ``now``; see the module docstring for the order and the clock."""
+    untrusted = not now.trusted
+    flags: set[Flag] = {Flag.CLOCK_UNTRUSTED} if untrusted else set()
+    lenient = untrusted and state.policy.untrusted_clock is UntrustedClockPolicy.GRANT_AND_FLAG
+    wall = now.wall
+
+    def deny(reason: Reason, p: Pass | None = None, detail: str = "") -> Decision:
+        return Decision(False, reason, p, frozenset(flags), detail)
+
+    try:
+        scanned = decode_text(raw_code)
+    except PassError as exc:
+        reason = Reason.UNKNOWN if exc.reason is PassRejectReason.NOT_A_PASS else Reason.MALFORMED
+        return deny(reason, detail=exc.reason.value)
+    p = scanned.signed.pass_
+
+    trusted = state.trust.key(p.kid)
+    if trusted is None:
+        return deny(Reason.UNKNOWN_KEY, detail=f"kid {p.kid} not in trust bundle")
+    entry = trusted.entry
+    if wall >= entry.not_after:
+        return deny(Reason.UNKNOWN_KEY, detail=f"kid {p.kid} retired")
+    if wall < entry.not_before and not lenient:
+        return deny(Reason.UNKNOWN_KEY, detail=f"kid {p.kid} not valid yet")
+    if not scanned.signed.verify(trusted.verify_key):
+        return deny(Reason.BAD_SIGNATURE, detail=f"kid {p.kid}")
+
+    bundle = state.trust.bundle
+    if bundle is None or p.site_id != bundle.site_id:
+        return deny(Reason.WRONG_SITE, p, f"site_id {p.site_id}")
+    if state.revocation.is_revoked(p.serial, p.generation):
+        return deny(Reason.REVOKED, p)
+    if wall >= p.valid_until:
+        return deny(Reason.EXPIRED, p)
+    if wall < p.valid_from and not lenient:
+        return deny(Reason.NOT_YET_VALID, p)
+    if p.daily_window is not None and not lenient:
+        local = wall.astimezone(state.timezone())
+        if not p.daily_window.contains(local.hour * 60 + local.minute):
+            return deny(Reason.OUTSIDE_TIME_WINDOW, p, f"{local:%H:%M} {bundle.timezone}")
+    if state.policy.zone not in p.zones:
+        return deny(Reason.WRONG_ZONE, p, f"gate zone {state.policy.zone}")
+
+    step = used_step = None
+    if p.dynamic:
+        if scanned.dynamic_code is None:
+            return deny(Reason.BAD_DYNAMIC_CODE, p, "dynamic pass shown without its code")
+        if state.site_secret is None:
+            return deny(Reason.BAD_DYNAMIC_CODE, p, "gate has no site secret")
+        step = time_step(wall, state.policy.step_s)
+        key = pass_key(state.site_secret, p.serial, p.generation)
+        used_step = matching_step(key, scanned.dynamic_code, step, state.policy.skew_steps)
+        if used_step is None:
+            if not lenient:
+                return deny(Reason.BAD_DYNAMIC_CODE, p, "code matches no current step")
+            flags.add(Flag.DYNAMIC_UNVERIFIED)
+        elif state.replays.seen(p.serial, used_step):
+            return deny(Reason.REPLAYED, p, f"step {used_step}")
+
+    if state.policy.passback > timedelta(0) and state._passback.recent(p.serial, wall):
+        return deny(Reason.PASSBACK, p)
+
+    if state.revocation.is_stale(wall, state.policy.revocation_max_age):
+        if state.policy.stale_revocation is StalePolicy.DENY:
+            return deny(Reason.STALE_REVOCATION_LIST, p)
+        flags.add(Flag.STALE_REVOCATION_LIST)
+
+    if used_step is not None and step is not None:
+        state.replays.record(p.serial, used_step, step)
+    if state.policy.passback > timedelta(0):
+        state._passback.record(p.serial, wall)
+    return Decision(True, Reason.GRANTED, p, frozenset(flags))
