@@ -24,12 +24,13 @@ from drivers.cards import CardGone, CardRead, CardRejected, KeyPress, Reading
 from drivers.scanner import Scan, ScannerState, ScanRejected, SerialScanner
 from edge.clock import Clock
 from edge.config import EdgeConfig
-from edge.decision import AllowList, Decision
+from edge.decision import AllowList, Decision, GateDecider
 from edge.door import DoorCommandError, DoorController, DoorEvent, DoorEventType, remote_unlock_seconds
 from edge.link import CommandRefused, Link
 from edge.outbox import Outbox
 from protocol import Command, Event, GateTopics
 from protocol import events as ev
+from protocol.passes import GateState
 
 log = logging.getLogger("gatepost.edge.agent")
 
@@ -108,7 +109,7 @@ class GateAgent:
             datetime.fromisoformat(self.outbox.last_event_time) if self.outbox.last_event_time else None
         )
         self.clock = Clock(config.clock.trust, not_before=not_before)
-        self.decider = AllowList(config.access.codes())
+        self.decider = GateDecider(AllowList(config.access.codes()), _pass_state(config))
         self.repeats = RepeatFilter(config.access.repeat_s)
         self.on_taken = on_taken
         self._version = version
@@ -289,7 +290,7 @@ class GateAgent:
         """Decide on a credential, answer at the door, then take the event.  ``None``: a repeat."""
         if not self.repeats.fresh(shown.credential, shown.at_ns):
             return None
-        decision = self.decider.decide(shown.credential)
+        decision = self.decider.decide(shown.credential, self.clock.now())
         if self.door is not None:
             self.door.access(
                 granted=decision.granted,
@@ -306,10 +307,11 @@ class GateAgent:
         )
         data: dict[str, Any] = {
             "credential": shown.kind,
-            "code": shown.code,
+            "code": shown.code if decision.holder is None else None,  # a signed pass is named by its serial
             "granted": decision.granted,
             "reason": decision.reason.value,
             "reader": shown.reader,
+            **decision.event_fields(),
         }
         if shown.symbology is not None:
             data["symbology"] = shown.symbology
@@ -412,6 +414,29 @@ class GateAgent:
         assert self.door is not None
         self.door.remote_lock()
         return {"locked": True}
+
+
+def _pass_state(config: EdgeConfig) -> GateState | None:
+    """The signed-pass side of the decision, from the files named in ``[passes]``."""
+    if config.passes is None:
+        return None
+    from datetime import timedelta
+
+    from protocol.passes import GatePolicy, RevocationState, TrustStore
+    from protocol.passes.keys import load_public_key, load_site_secret
+
+    passes = config.passes
+    trust = TrustStore(load_public_key(passes.root_key), config.site, path=passes.trust_bundle)
+    revocation = RevocationState(trust, path=passes.revocation_list)
+    policy = GatePolicy(
+        zone=passes.zone,
+        passback=timedelta(seconds=passes.passback_s),
+        revocation_max_age=timedelta(hours=passes.revocation_max_age_h),
+        stale_revocation=passes.stale_revocation,
+        untrusted_clock=passes.untrusted_clock,
+    )
+    secret = load_site_secret(passes.site_secret_file) if passes.site_secret_file else None
+    return GateState(trust=trust, revocation=revocation, policy=policy, site_secret=secret)
 
 
 class _Started:

@@ -19,6 +19,7 @@ from edge.door import DoorSettings
 from protocol import ProtocolError, validate_name
 from protocol.configfile import load_toml_model
 from protocol.mqtt import MqttSettings
+from protocol.passes.decision import StalePolicy, UntrustedClockPolicy
 
 
 def _name(value: str) -> str:
@@ -136,6 +137,27 @@ class AccessConfig(_Section):
         return frozenset(codes)
 
 
+class PassesConfig(_Section):
+    """Signed passes (docs/passes.md): the site's pinned root key and the documents it signs.
+
+    Only public material lives on a gate: the root's public key, the signed trust bundle
+    of signing keys, the signed revocation list, and — for phone passes with a dynamic
+    code — the site secret that derives each pass's code key.
+    """
+
+    root_key: Path = Field(title="The site root's public key file (pinned: bundles must be signed by it)")
+    trust_bundle: Path = Field(title="The signed trust bundle; a newer one replaces it, never an older")
+    revocation_list: Path | None = Field(None, title="The signed revocation list, kept across restarts")
+    site_secret_file: Path | None = Field(None, title="Site secret for dynamic phone passes")
+    zone: int = Field(0, ge=0, le=63, title="The zone this gate guards")
+    passback_s: float = Field(0.0, ge=0, title="The same pass again within this time is refused (0: off)")
+    revocation_max_age_h: float = Field(24.0, gt=0, title="A revocation list older than this is stale")
+    stale_revocation: StalePolicy = Field(
+        StalePolicy.GRANT_AND_FLAG, title="deny, or grant and flag for review"
+    )
+    untrusted_clock: UntrustedClockPolicy = Field(UntrustedClockPolicy.GRANT_AND_FLAG)
+
+
 class ClockConfig(_Section):
     trust: ClockTrust = ClockTrust.AUTO
 
@@ -158,6 +180,7 @@ class EdgeConfig(_Section):
     simulation: SimulationConfig | None = None
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     access: AccessConfig = Field(default_factory=AccessConfig)
+    passes: PassesConfig | None = None
     clock: ClockConfig = Field(default_factory=ClockConfig)
     log: LogConfig = Field(default_factory=LogConfig)
 
@@ -190,6 +213,11 @@ def load_config(path: Path | str) -> EdgeConfig:
         config.mqtt.password_file = _resolve(base, config.mqtt.password_file)
     if config.access.allow_file is not None:
         config.access.allow_file = _resolve(base, config.access.allow_file)
+    if config.passes is not None:
+        for key in ("root_key", "trust_bundle", "revocation_list", "site_secret_file"):
+            value = getattr(config.passes, key)
+            if value is not None:
+                setattr(config.passes, key, _resolve(base, value))
     return config
 
 
