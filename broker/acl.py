@@ -13,7 +13,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from protocol.topics import CONSOLE_NODE, ROOT, GateTopics, TopicKind, all_sites_filter, console_status_topic
+from protocol.topics import (
+    CONSOLE_NODE,
+    ROOT,
+    GateTopics,
+    SiteDocument,
+    TopicKind,
+    all_sites_filter,
+    console_status_topic,
+    site_document_topic,
+)
 
 
 class Access(StrEnum):
@@ -41,6 +50,7 @@ def gate_rules(site: str, gate: str) -> list[Rule]:
         Rule(Access.READ, topics.command),
         Rule(Access.READ, topics.ack),
         Rule(Access.READ, console_status_topic(site)),
+        *(Rule(Access.READ, site_document_topic(site, document)) for document in SiteDocument),
     ]
 
 
@@ -53,6 +63,7 @@ def console_rules() -> list[Rule]:
         Rule(Access.WRITE, all_sites_filter(TopicKind.COMMAND)),
         Rule(Access.WRITE, all_sites_filter(TopicKind.ACK)),
         Rule(Access.READWRITE, f"{ROOT}/+/{CONSOLE_NODE}/status"),
+        *(Rule(Access.WRITE, f"{ROOT}/+/{CONSOLE_NODE}/{document.value}") for document in SiteDocument),
     ]
 
 

@@ -40,6 +40,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     stats.add_argument("--json", action="store_true", help="print JSON instead of a table")
     stats.set_defaults(func=_stats)
 
+    publish = commands.add_parser(
+        "publish-passes",
+        help="publish a site's signed trust bundle and revocation list to its gates (retained)",
+    )
+    publish.add_argument("--config", "-c", type=Path, required=True, help="the console's TOML configuration")
+    publish.add_argument("--site", required=True, help="the site whose gates receive the documents")
+    publish.add_argument("--public", type=Path, required=True, help="the site office's public/ folder")
+    publish.set_defaults(func=_publish_passes)
+
     check = commands.add_parser(
         "check-config", help="validate a configuration; name each bad file line and key"
     )
@@ -48,6 +57,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 # -- run / check-config ------------------------------------------------------------------
+
+
+def _publish_passes(args: argparse.Namespace) -> int:
+    from console.config import ConfigError, load_config
+    from console.documents import PublishError, publish_documents
+    from protocol.errors import ProtocolError
+
+    try:
+        config = load_config(args.config)
+        sent = publish_documents(
+            config.mqtt.endpoint(), args.site, args.public, client_id=f"console-{config.name}-publish"
+        )
+    except (ConfigError, PublishError, ProtocolError, OSError) as exc:
+        print(f"gatepost console publish-passes: {exc}", file=sys.stderr)
+        return 2
+    for document, size in sent.items():
+        print(f"published {document.value} for site {args.site} ({size} bytes, retained)")
+    return 0
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -31,6 +31,7 @@ from edge.outbox import Outbox
 from protocol import Command, Event, GateTopics
 from protocol import events as ev
 from protocol.passes import GateState
+from protocol.topics import SiteDocument
 
 log = logging.getLogger("gatepost.edge.agent")
 
@@ -124,6 +125,8 @@ class GateAgent:
             resend_after_s=config.mqtt.resend_after_s,
             clock_trusted=lambda: self.clock.now().trusted,
             on_rejected_command=self._command_rejected,
+            on_document=self._on_document,
+            status_extra=self._pass_status,
         )
         self.link.register("status", self._status_command)
         self.pin_factory = pin_factory
@@ -369,6 +372,56 @@ class GateAgent:
         elif state == ScannerState.DISCONNECTED and previous == str(ScannerState.CONNECTED):
             self.record(ev.SCANNER_DISCONNECTED, {"reader": reader, "detail": detail or ""})
 
+    # -- signed documents from the console ----------------------------------------------
+
+    def _on_document(self, document: SiteDocument, payload: bytes) -> None:
+        """A retained trust bundle or revocation list: verify, keep if newer, say what happened.
+
+        The gate checks the signatures itself against its pinned root, so a document
+        that a broker or an impostor console slipped in is refused here; an older one is
+        refused too, so a replayed list cannot un-revoke a pass.
+        """
+        passes = self.decider.passes
+        if passes is None:
+            log.debug("ignoring %s document: this gate has no [passes] section", document)
+            return
+        target = passes.trust if document is SiteDocument.TRUST else passes.revocation
+        try:
+            outcome = target.apply(payload)
+        except Exception as exc:  # a store that cannot be written must not stop the link
+            log.error("could not apply %s document: %s", document, exc)
+            self.record(
+                ev.PASSES_DOCUMENT,
+                {"document": document.value, "applied": False, "reason": "error", "detail": str(exc)[:200]},
+            )
+            return
+        if outcome.reason.value == "same":
+            return  # the retained copy again, on reconnect
+        (log.info if outcome.applied else log.warning)(
+            "%s document: %s (%s)", document, outcome.reason, outcome.detail
+        )
+        self.record(
+            ev.PASSES_DOCUMENT,
+            {
+                "document": document.value,
+                "applied": outcome.applied,
+                "reason": outcome.reason.value,
+                "version": outcome.version,
+                "detail": outcome.detail,
+            },
+        )
+
+    def _pass_status(self) -> dict[str, Any]:
+        passes = self.decider.passes
+        if passes is None:
+            return {}
+        max_age = passes.policy.revocation_max_age
+        return {
+            "trust_version": passes.trust.version,
+            "revocation_version": passes.revocation.version,
+            "revocation_stale": passes.revocation.is_stale(self.clock.now().wall, max_age),
+        }
+
     # -- commands --------------------------------------------------------------------
 
     def _command_rejected(self, reason: str, detail: str, command_id: str | None) -> None:
@@ -383,6 +436,7 @@ class GateAgent:
             "readers": dict(self.reader_states),
             "version": self._version,
             "repeats_suppressed": self.repeats.suppressed,
+            **self._pass_status(),
         }
         if self.door is not None:
             machine = self.door.machine

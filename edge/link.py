@@ -38,6 +38,7 @@ from protocol import (
     encode,
 )
 from protocol.mqtt import QOS, BrokerEndpoint, Will, connect_async, make_client
+from protocol.topics import SiteDocument, site_document_topic
 
 log = logging.getLogger("gatepost.edge.link")
 
@@ -65,6 +66,8 @@ class Link:
         resend_after_s: float = 15.0,
         clock_trusted: Callable[[], bool] = lambda: False,
         on_rejected_command: Callable[[str, str, str | None], None] | None = None,
+        on_document: Callable[[SiteDocument, bytes], None] | None = None,
+        status_extra: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.topics = topics
         self.outbox = outbox
@@ -73,6 +76,9 @@ class Link:
         self.version = version
         self._clock_trusted = clock_trusted
         self._on_rejected_command = on_rejected_command
+        self._on_document = on_document
+        self._status_extra = status_extra
+        self._documents = {site_document_topic(topics.site, doc): doc for doc in SiteDocument}
         self._handlers: dict[str, CommandHandler] = {"ping": lambda _cmd: {"pong": True}}
         self._endpoint = endpoint
         will = GateStatus(state=GateState.OFFLINE, site=topics.site, gate=topics.gate, boot=outbox.boot)
@@ -151,6 +157,7 @@ class Link:
             version=self.version,
             backlog=self.outbox.backlog,
             clock_trusted=self._clock_trusted(),
+            **(self._status_extra() if self._status_extra else {}),
         )
 
     # -- paho callbacks (network thread) ---------------------------------------------
@@ -165,6 +172,8 @@ class Link:
             [
                 (self.topics.ack, SubscribeOptions(qos=QOS)),
                 (self.topics.command, SubscribeOptions(qos=QOS, retainAsPublished=True)),
+                # Signed documents are retained state: the latest arrives on every subscribe.
+                *((topic, SubscribeOptions(qos=QOS)) for topic in self._documents),
             ]
         )
         client.publish(self.topics.status, encode(self._status(GateState.ONLINE)), QOS, True)
@@ -190,6 +199,9 @@ class Link:
                 self._handle_ack(message.payload)
             elif message.topic == self.topics.command:
                 self._handle_command(message)
+            elif message.topic in self._documents:
+                if self._on_document is not None:
+                    self._on_document(self._documents[message.topic], bytes(message.payload))
             else:
                 log.warning("message on unexpected topic %r ignored", message.topic[:120])
         except Exception:  # never let one bad message kill the network thread

@@ -128,6 +128,10 @@ class GateStatus(_Message):
     version: Annotated[str, Field(max_length=32)] = ""
     backlog: int | None = Field(default=None, ge=0)
     clock_trusted: bool | None = None
+    trust_version: int | None = Field(default=None, ge=0)
+    revocation_version: int | None = Field(default=None, ge=0)
+    revocation_stale: bool | None = None
+    """True while the gate's revocation list is older than its limit (or missing)."""
 
 
 class ConsoleStatus(_Message):

@@ -8,9 +8,11 @@
     gatepost/v1/<site>/<gate>/command    console -> gate   Command
     gatepost/v1/<site>/<gate>/ack        console -> gate   Ack: "these sequence numbers are committed"
     gatepost/v1/<site>/$console/status   console -> all    retained ConsoleStatus
+    gatepost/v1/<site>/$console/trust    console -> gates  retained sealed trust bundle (signed passes)
+    gatepost/v1/<site>/$console/revocation  console -> gates  retained sealed revocation list
 
-A gate may write the first three of its own subtree and read the next two; that is the
-whole of its ACL.  Site and gate names are restricted to a small alphabet so that they
+A gate may write the first three of its own subtree, read the next two, and read its
+site's console documents; that is the whole of its ACL.  Site and gate names are restricted to a small alphabet so that they
 can never contain MQTT wildcards or separators, and ``$console`` cannot collide with a
 gate because ``$`` is not in that alphabet.
 """
@@ -103,6 +105,21 @@ def all_sites_filter(kind: TopicKind) -> str:
 
 def console_status_topic(site: str) -> str:
     return f"{ROOT}/{validate_name(site, 'site')}/{CONSOLE_NODE}/status"
+
+
+class SiteDocument(StrEnum):
+    """Signed documents the console publishes, retained, to every gate of a site.
+
+    Each is verified by the gate itself (signatures under the site's pinned root key),
+    so the broker and the console's connection need not be trusted with their integrity.
+    """
+
+    TRUST = "trust"
+    REVOCATION = "revocation"
+
+
+def site_document_topic(site: str, document: SiteDocument) -> str:
+    return f"{ROOT}/{validate_name(site, 'site')}/{CONSOLE_NODE}/{document.value}"
 
 
 @dataclass(frozen=True, slots=True)

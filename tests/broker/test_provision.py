@@ -86,6 +86,8 @@ def test_gate_acl_is_exactly_its_own_subtree(tmp_path):
         "topic read gatepost/v1/s1/g1/command",
         "topic read gatepost/v1/s1/g1/ack",
         "topic read gatepost/v1/s1/$console/status",
+        "topic read gatepost/v1/s1/$console/trust",
+        "topic read gatepost/v1/s1/$console/revocation",
     ]
     assert not any("+" in line or "#" in line for line in lines)
 
@@ -98,6 +100,8 @@ def test_console_acl():
         "topic write gatepost/v1/+/+/command",
         "topic write gatepost/v1/+/+/ack",
         "topic readwrite gatepost/v1/+/$console/status",
+        "topic write gatepost/v1/+/$console/trust",
+        "topic write gatepost/v1/+/$console/revocation",
     ]
 
 

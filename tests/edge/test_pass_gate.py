@@ -173,3 +173,77 @@ def test_cards_still_go_by_the_allow_list(gate):
         Presented("wiegand26:13:13067", "card", "reader", time.monotonic_ns(), "wiegand26:13:13067")
     )
     assert decision is not None and decision.granted
+
+
+def test_revocation_reaches_a_gate_over_mqtt_and_never_rolls_back(tmp_path: Path, broker):
+    from console.documents import publish_documents
+
+    office = Office(tmp_path)  # version 1, nothing revoked
+    scanner = VirtualScanner(tmp_path / "ttyACM0", baudrate=115200, pace=False)
+    gate_creds = broker.add_gate(SITE, "north")
+    console_creds = broker.add_console("office")
+    (tmp_path / "gate.secret").write_text(gate_creds.password)
+    gate_dir = tmp_path / "gate"
+    gate_dir.mkdir()
+    for name in ("root.pub", "bundle", "revocations"):
+        (gate_dir / name).write_bytes((tmp_path / name).read_bytes())
+    (gate_dir / "root.pub").chmod(0o644)
+    config = EdgeConfig.model_validate(
+        {
+            "site": SITE,
+            "gate": "north",
+            "mqtt": {
+                "host": broker.host,
+                "port": broker.port,
+                "username": gate_creds.username,
+                "password_file": str(tmp_path / "gate.secret"),
+            },
+            "scanners": [{"url": str(scanner.link_path), "baudrate": 115200, "max_length": 1024}],
+            "outbox": {"path": str(tmp_path / "outbox.db")},
+            "clock": {"trust": "trusted"},
+            "passes": {
+                "root_key": str(gate_dir / "root.pub"),
+                "trust_bundle": str(gate_dir / "bundle"),
+                "revocation_list": str(gate_dir / "revocations"),
+            },
+        }
+    )
+    agent = GateAgent(config)
+    agent.start()
+    try:
+        assert agent.link.wait_connected(10)
+        public = tmp_path / "public"
+        public.mkdir()
+        office.folder = public
+        office.revoke([1001], version=2)
+        publish_documents(broker.endpoint(console_creds), SITE, public, client_id="office-1")
+
+        def documents() -> list:
+            events = [decode_event(row.body) for row in agent.outbox.pending(limit=1000)]
+            return [event.data for event in events if event.type == "passes.document"]
+
+        deadline = time.monotonic() + 10
+        while not any(d["document"] == "revocation" and d["applied"] for d in documents()):
+            assert time.monotonic() < deadline, documents()
+            time.sleep(0.05)
+        assert agent.decider.passes is not None and agent.decider.passes.revocation.version == 2
+        while agent.reader_states.get("scanner") != "connected" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        scanner.type(office.code(1001))
+        found = scans(agent, 1)
+        assert (found[0].data["granted"], found[0].data["reason"]) == (False, "revoked")
+
+        # A replayed older list (version 1, nothing revoked) must not un-revoke the pass.
+        office.revoke([], version=1)
+        publish_documents(broker.endpoint(console_creds), SITE, public, client_id="office-2")
+        while not any(d["document"] == "revocation" and not d["applied"] for d in documents()):
+            assert time.monotonic() < deadline, documents()
+            time.sleep(0.05)
+        refused = [d for d in documents() if d["document"] == "revocation" and not d["applied"]]
+        assert refused[0]["reason"] == "older"
+        assert agent.decider.passes.revocation.version == 2
+        status = agent._status_command(None)  # type: ignore[arg-type]
+        assert (status["revocation_version"], status["revocation_stale"]) == (2, False)
+    finally:
+        agent.stop(drain_s=0)
+        scanner.close()
