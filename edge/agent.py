@@ -26,6 +26,7 @@ from edge.clock import Clock
 from edge.config import EdgeConfig
 from edge.decision import AllowList, Decision, GateDecider
 from edge.door import DoorCommandError, DoorController, DoorEvent, DoorEventType, remote_unlock_seconds
+from edge.feedback import GuardFeedback, pattern_for
 from edge.link import CommandRefused, Link
 from edge.outbox import Outbox
 from protocol import Command, Event, GateTopics
@@ -130,14 +131,17 @@ class GateAgent:
         )
         self.link.register("status", self._status_command)
         self.pin_factory = pin_factory
-        if pin_factory is None and (config.door is not None or config.wiegand):
+        if pin_factory is None and (config.door is not None or config.wiegand or config.feedback is not None):
             from drivers.door_io import make_pin_factory
 
             self.pin_factory = make_pin_factory(config.gpio.pin_factory)
         self.door: DoorController | None = None
         self.hardware: Any = None
+        self.feedback: GuardFeedback | None = None
         self.devices: list[Device] = []
         try:
+            if config.feedback is not None:
+                self.feedback = GuardFeedback(config.feedback, pin_factory=self.pin_factory)
             self._build_door()
             self._build_readers()
         except BaseException:
@@ -278,6 +282,8 @@ class GateAgent:
             self.door.stop()  # locks the door and delivers its last events
         if self.hardware is not None:
             self.hardware.close()
+        if self.feedback is not None:
+            self.feedback.close()
 
     def wait(self, timeout: float | None = None) -> bool:
         return self._stopped.wait(timeout)
@@ -301,6 +307,8 @@ class GateAgent:
                 reason=decision.reason.value,
                 reader=shown.reader,
             )
+        if self.feedback is not None:
+            self.feedback.show(pattern_for(decision.granted, decision.reason, flagged=bool(decision.flags)))
         log.info(
             "%s %s at %s (%s)",
             "GRANTED" if decision.granted else "DENIED",

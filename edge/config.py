@@ -16,6 +16,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from drivers.door_io import DoorPins
 from edge.clock import ClockTrust
 from edge.door import DoorSettings
+from edge.feedback import FeedbackPins
 from protocol import ProtocolError, validate_name
 from protocol.configfile import load_toml_model
 from protocol.mqtt import MqttSettings
@@ -177,6 +178,7 @@ class EdgeConfig(_Section):
     keyboards: list[KeyboardReaderConfig] = Field(default_factory=list)
     gpio: GpioConfig = Field(default_factory=GpioConfig)
     door: DoorConfig | None = None
+    feedback: FeedbackPins | None = None
     simulation: SimulationConfig | None = None
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     access: AccessConfig = Field(default_factory=AccessConfig)
