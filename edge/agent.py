@@ -111,7 +111,9 @@ class GateAgent:
             datetime.fromisoformat(self.outbox.last_event_time) if self.outbox.last_event_time else None
         )
         self.clock = Clock(config.clock.trust, not_before=not_before)
-        self.decider = GateDecider(AllowList(config.access.codes()), _pass_state(config))
+        self.decider = GateDecider(
+            AllowList(config.access.codes()), _pass_state(config), *_card_store(config)
+        )
         self.repeats = RepeatFilter(config.access.repeat_s)
         self.on_taken = on_taken
         self._version = version
@@ -476,6 +478,20 @@ class GateAgent:
         assert self.door is not None
         self.door.remote_lock()
         return {"locked": True}
+
+
+def _card_store(config: EdgeConfig) -> tuple[Any, Any]:
+    """The synced door-card list and how to judge its cards, when ``[cards]`` is configured."""
+    if config.cards is None:
+        return None, None
+    from zoneinfo import ZoneInfo
+
+    from edge.credentials import CardStore
+    from edge.decision import CardPolicy
+
+    cards = config.cards
+    policy = CardPolicy(ZoneInfo(cards.timezone), cards.zone, cards.untrusted_clock)
+    return CardStore(cards.store), policy
 
 
 def _pass_state(config: EdgeConfig) -> GateState | None:

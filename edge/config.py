@@ -159,6 +159,15 @@ class PassesConfig(_Section):
     untrusted_clock: UntrustedClockPolicy = Field(UntrustedClockPolicy.GRANT_AND_FLAG)
 
 
+class CardsConfig(_Section):
+    """Door cards from the console's credential list (docs/cards.md), kept in a local store."""
+
+    store: Path = Field(Path("/var/lib/gatepost/cards.db"), title="The gate's card store (SQLite)")
+    timezone: str = Field("UTC", title="Local time zone for daily time windows, e.g. Asia/Shanghai")
+    zone: int | None = Field(None, ge=0, le=63, title="The zone this door guards")
+    untrusted_clock: UntrustedClockPolicy = Field(UntrustedClockPolicy.GRANT_AND_FLAG)
+
+
 class ClockConfig(_Section):
     trust: ClockTrust = ClockTrust.AUTO
 
@@ -183,6 +192,7 @@ class EdgeConfig(_Section):
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     access: AccessConfig = Field(default_factory=AccessConfig)
     passes: PassesConfig | None = None
+    cards: CardsConfig | None = None
     clock: ClockConfig = Field(default_factory=ClockConfig)
     log: LogConfig = Field(default_factory=LogConfig)
 
@@ -215,6 +225,8 @@ def load_config(path: Path | str) -> EdgeConfig:
         config.mqtt.password_file = _resolve(base, config.mqtt.password_file)
     if config.access.allow_file is not None:
         config.access.allow_file = _resolve(base, config.access.allow_file)
+    if config.cards is not None:
+        config.cards.store = _resolve(base, config.cards.store)
     if config.passes is not None:
         for key in ("root_key", "trust_bundle", "revocation_list", "site_secret_file"):
             value = getattr(config.passes, key)

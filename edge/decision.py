@@ -10,13 +10,17 @@ sees and what the console counts; it is never an exception.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
+from datetime import UTC, tzinfo
 from typing import Any
 
+from edge.credentials import CardStore
+from edge.credentials import check as check_card
 from protocol.passes import Flag, GateState, Pass, Reason
 from protocol.passes import decide as decide_pass
 from protocol.passes.codec import MARKER
-from protocol.passes.decision import ClockLike
+from protocol.passes.decision import ClockLike, UntrustedClockPolicy
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +30,8 @@ class Decision:
     flags: frozenset[Flag] = frozenset()
     holder: Pass | None = None
     detail: str = ""
+    card_holder: str | None = None
+    card_unit: str | None = None
 
     def event_fields(self) -> dict[str, Any]:
         """What the access event says about the holder beyond granted/reason."""
@@ -41,6 +47,8 @@ class Decision:
                 role=self.holder.role.name.lower(),
                 photo=self.holder.photo_digest.hex() if self.holder.photo_digest else None,
             )
+        if self.card_holder:
+            fields.update(holder=self.card_holder, unit=self.card_unit)
         if self.detail and not self.granted:
             fields["detail"] = self.detail
         return fields
@@ -63,18 +71,53 @@ class AllowList:
         return GRANT if code in self._codes else DENY_UNKNOWN
 
 
-class GateDecider:
-    """Signed passes by signature, everything else by the allow-list."""
+@dataclass(frozen=True, slots=True)
+class CardPolicy:
+    """How the gate judges a card found in its credential list."""
 
-    def __init__(self, allow: AllowList, passes: GateState | None = None) -> None:
+    timezone: tzinfo
+    zone: int | None = None
+    untrusted_clock: UntrustedClockPolicy = UntrustedClockPolicy.GRANT_AND_FLAG
+
+
+class GateDecider:
+    """Signed passes by signature, cards by the synced credential list, the rest by the allow-list."""
+
+    def __init__(
+        self,
+        allow: AllowList,
+        passes: GateState | None = None,
+        cards: CardStore | None = None,
+        card_policy: CardPolicy | None = None,
+    ) -> None:
         self.allow = allow
         self.passes = passes
+        self.cards = cards
+        self.card_policy = card_policy or CardPolicy(UTC)
+        self._cards_lock = threading.Lock()  # the store is used by every reader thread
 
     def __len__(self) -> int:
-        return len(self.allow)
+        cards = self.cards.state.count if self.cards is not None else 0
+        return len(self.allow) + cards
 
     def decide(self, credential: str, now: ClockLike) -> Decision:
         if self.passes is not None and credential.startswith(MARKER):
             result = decide_pass(credential, now, self.passes)
             return Decision(result.granted, result.reason, result.flags, result.pass_info, result.detail)
+        if self.cards is not None:
+            with self._cards_lock:
+                entry = self.cards.lookup(credential)
+            if entry is not None:
+                policy = self.card_policy
+                result = check_card(
+                    entry,
+                    now.wall,
+                    now.trusted,
+                    policy.timezone,
+                    zone=policy.zone,
+                    untrusted_clock=policy.untrusted_clock,
+                )
+                return Decision(
+                    result.granted, result.reason, result.flags, None, result.detail, entry.holder, entry.unit
+                )
         return self.allow.decide(credential)
