@@ -17,6 +17,7 @@ from gatepost import __version__
 def build_parser() -> argparse.ArgumentParser:
     from broker.cli import add_parser as add_broker
     from console.cli import add_parser as add_console
+    from console.passes.cli import add_parser as add_pass
     from edge.cli import add_parser as add_edge
     from gatepost.demo import add_parser as add_demo
 
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_demo(commands)
     add_edge(commands)
     add_console(commands)
+    add_pass(commands)
     add_broker(commands)
     return parser
 

@@ -1,0 +1,1 @@
+"""The site office: issue, print and revoke signed passes (``gatepost pass …``); see docs/passes.md, Issuing."""

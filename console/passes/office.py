@@ -1,0 +1,624 @@
+"""The site office: everything needed to issue and revoke passes, in one private folder.
+
+Layout of the office folder (created 0700; private files 0600, written once, never
+overwritten)::
+
+    root.key            the site root key: signs trust bundles, nothing else
+    signing-<kid>.key   signing keys: sign passes and revocation lists
+    site.secret         the dynamic-code secret (gates need a copy, phones never do)
+    register.sqlite     serial counter, every pass issued, every revocation
+    photos/             the photos whose digests the passes carry (the guard compares faces)
+    public/root.pub     what a gate is provisioned with once
+    public/bundle       the sealed trust bundle (root-signed)
+    public/revocations  the sealed revocation list (signed by a signing key)
+
+``public/bundle`` is the source of truth for the keys: the office re-reads it and
+verifies it against its own root key, so a hand-edited bundle is refused rather than
+silently re-signed.  Every change takes an exclusive lock on the folder, so two
+operators issuing at once get distinct serials and one bundle history.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import sqlite3
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from enum import StrEnum
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from nacl.signing import SigningKey
+
+from protocol.errors import GatepostError
+from protocol.passes import (
+    DailyWindow,
+    DocumentError,
+    GatePolicy,
+    GateState,
+    KeyFileError,
+    Pass,
+    PassError,
+    RevocationList,
+    RevocationState,
+    Role,
+    TrustBundle,
+    TrustStore,
+    issue,
+    issuing_key,
+    make_revocation_list,
+    new_bundle,
+    open_bundle,
+    photo_digest,
+    retire,
+    seal_bundle,
+    seal_revocation_list,
+)
+from protocol.passes.dynamic import pass_key
+from protocol.passes.keys import (
+    generate_signing_key,
+    generate_site_secret,
+    load_public_key,
+    load_signing_key,
+    load_site_secret,
+    save_public_key,
+    save_signing_key,
+    save_site_secret,
+)
+from protocol.passes.signed import atomic_write
+from protocol.passes.trust import rotate_with_file
+
+ROOT_KEY = "root.key"
+SITE_SECRET = "site.secret"
+REGISTER = "register.sqlite"
+PUBLIC = "public"
+ROOT_PUB = "root.pub"
+BUNDLE = "bundle"
+REVOCATIONS = "revocations"
+PHOTOS = "photos"
+_LOCK = ".lock"
+
+DEFAULT_KEY_LIFETIME = timedelta(days=730)
+"""How long a new signing key is accepted; rotate before then (``gatepost pass rotate-key``)."""
+MAX_PHOTO_BYTES = 10 * 1024 * 1024
+
+DEFAULT_DAYS = {Role.RESIDENT: 365, Role.STAFF: 365, Role.SERVICE_WORKER: 90, Role.VISITOR: 1}
+"""Validity when neither days nor an end date is given: a visitor's pass should not outlive the visit."""
+
+
+class OfficeReason(StrEnum):
+    """Why the office refused to act.  Stable strings, shown to the operator."""
+
+    NOT_INITIALISED = "not_initialised"
+    ALREADY_INITIALISED = "already_initialised"
+    INSECURE_PERMISSIONS = "insecure_permissions"
+    CORRUPT = "corrupt"
+    NO_SIGNING_KEY = "no_signing_key"
+    UNKNOWN_KEY = "unknown_key"
+    UNKNOWN_SERIAL = "unknown_serial"
+    OUTLIVES_KEY = "outlives_key"
+
+
+class OfficeError(GatepostError, RuntimeError):
+    """The office's own state forbids the operation (missing, insecure, or inconsistent)."""
+
+    def __init__(self, reason: OfficeReason, detail: str) -> None:
+        super().__init__(f"{reason.value}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class RequestReason(StrEnum):
+    """Why a pass request (a command line or a CSV row) cannot become a pass."""
+
+    MISSING = "missing"
+    BAD_ROLE = "bad_role"
+    BAD_DAYS = "bad_days"
+    BAD_DATE = "bad_date"
+    BAD_ZONES = "bad_zones"
+    BAD_WINDOW = "bad_window"
+    BAD_PHOTO = "bad_photo"
+    BAD_FIELD = "bad_field"
+    """The pass format refuses a value (a name longer than 64 UTF-8 bytes, ...)."""
+
+
+class RequestError(GatepostError, ValueError):
+    """One field of a pass request is unusable; ``field`` names it (a CSV column, a CLI option)."""
+
+    def __init__(self, reason: RequestReason, field: str, detail: str) -> None:
+        super().__init__(f"{field}: {reason.value}: {detail}")
+        self.reason = reason
+        self.field = field
+        self.detail = detail
+
+
+# -- requests ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PassRequest:
+    """What an operator asks for; validity is resolved against the site's clock when issued."""
+
+    holder: str
+    unit: str
+    role: Role
+    zones: frozenset[int] = frozenset({0})
+    days: int | None = None
+    until: date | None = None
+    """Last valid day (site-local, inclusive)."""
+    daily_window: DailyWindow | None = None
+    photo: Path | None = None
+    dynamic: bool = False
+
+
+def parse_role(text: str, field: str = "role") -> Role:
+    name = text.strip().lower().replace("-", "_").replace(" ", "_")
+    try:
+        return Role[name.upper()]
+    except KeyError:
+        choices = ", ".join(r.name.lower() for r in Role)
+        raise RequestError(RequestReason.BAD_ROLE, field, f"{text!r} is not one of {choices}") from None
+
+
+def parse_zones(text: str, field: str = "zones") -> frozenset[int]:
+    try:
+        zones = frozenset(int(part) for part in text.replace(";", ",").split(",") if part.strip())
+    except ValueError:
+        raise RequestError(RequestReason.BAD_ZONES, field, f"{text!r} is not a list like 0,1") from None
+    if not zones or not all(0 <= z < 64 for z in zones):
+        raise RequestError(RequestReason.BAD_ZONES, field, "zones are numbers 0-63, at least one")
+    return zones
+
+
+def parse_window(text: str, field: str = "window") -> DailyWindow:
+    """``06:00-09:00``; ``22:00-06:00`` wraps midnight."""
+    start, sep, end = text.strip().partition("-")
+    try:
+        if not sep:
+            raise ValueError
+        minutes = []
+        for part in (start, end):
+            hours, colon, mins = part.strip().partition(":")
+            h, m = int(hours), int(mins) if colon else 0
+            if not (0 <= h <= 23 and 0 <= m <= 59):
+                raise ValueError
+            minutes.append(h * 60 + m)
+        return DailyWindow(minutes[0], minutes[1])
+    except (ValueError, PassError):
+        raise RequestError(
+            RequestReason.BAD_WINDOW, field, f"{text!r} is not a window like 06:00-09:00"
+        ) from None
+
+
+def parse_days(text: str, field: str = "days") -> int:
+    try:
+        days = int(text)
+    except ValueError:
+        raise RequestError(RequestReason.BAD_DAYS, field, f"{text!r} is not a whole number of days") from None
+    if not 1 <= days <= 36500:
+        raise RequestError(RequestReason.BAD_DAYS, field, "days must be 1-36500")
+    return days
+
+
+def parse_until(text: str, field: str = "until") -> date:
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise RequestError(RequestReason.BAD_DATE, field, f"{text!r} is not a date like 2026-12-31") from None
+
+
+# -- the office -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedPass:
+    pass_: Pass
+    text: str
+    """The QR numeric-mode digits, exactly what the printed code holds."""
+    photo: Path | None
+    """The office's copy of the photo, if any."""
+    phone_key: bytes | None = None
+    """For a dynamic pass: the per-pass key the holder's phone computes codes with."""
+
+
+@dataclass(frozen=True, slots=True)
+class RegisteredPass:
+    serial: int
+    generation: int
+    kid: int
+    holder: str
+    unit: str
+    role: Role
+    valid_until: datetime
+    text: str
+    issued_at: datetime
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
+CREATE TABLE IF NOT EXISTS passes (
+    serial INTEGER NOT NULL,
+    generation INTEGER NOT NULL,
+    kid INTEGER NOT NULL,
+    holder TEXT NOT NULL,
+    unit TEXT NOT NULL,
+    role TEXT NOT NULL,
+    zones TEXT NOT NULL,
+    valid_from TEXT NOT NULL,
+    valid_until TEXT NOT NULL,
+    daily_window TEXT,
+    photo_digest TEXT,
+    dynamic INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    issued_at TEXT NOT NULL,
+    PRIMARY KEY (serial, generation)
+) STRICT;
+CREATE TABLE IF NOT EXISTS revocations (
+    serial INTEGER PRIMARY KEY,
+    all_generations INTEGER NOT NULL,
+    before_generation INTEGER NOT NULL,
+    revoked_at TEXT NOT NULL
+) STRICT;
+"""
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _make_private_dir(path: Path) -> None:
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+
+
+class Office:
+    """One site's issuing state.  Create with :meth:`create`, then :meth:`open` it for each command."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = Path(directory)
+        if not (self.dir / ROOT_KEY).exists() or not (self.dir / REGISTER).exists():
+            raise OfficeError(
+                OfficeReason.NOT_INITIALISED, f"{self.dir} is not a site office (run `pass init`)"
+            )
+        info = self.dir.stat()
+        if info.st_mode & 0o077 or info.st_uid != os.geteuid():
+            raise OfficeError(
+                OfficeReason.INSECURE_PERMISSIONS,
+                f"{self.dir} has mode {stat.filemode(info.st_mode)}; it must be 0700 and ours",
+            )
+        self.public = self.dir / PUBLIC
+        self.db = sqlite3.connect(self.dir / REGISTER, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        try:
+            self.root_public = load_public_key(self.public / ROOT_PUB)
+            self.bundle = open_bundle((self.public / BUNDLE).read_bytes(), self.root_public)
+        except (OSError, KeyFileError, DocumentError) as exc:
+            raise OfficeError(OfficeReason.CORRUPT, f"public files: {exc}") from None
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        directory: Path,
+        *,
+        site: str,
+        site_id: int,
+        timezone: str = "Asia/Shanghai",
+        now: datetime | None = None,
+        key_lifetime: timedelta = DEFAULT_KEY_LIFETIME,
+    ) -> Office:
+        """A new office: root key, first signing key, site secret, bundle v1, empty revocation list v1."""
+        now = now or _utcnow()
+        directory = Path(directory)
+        if (directory / ROOT_KEY).exists() or (directory / REGISTER).exists():
+            raise OfficeError(OfficeReason.ALREADY_INITIALISED, f"{directory} already holds a site office")
+        try:
+            bundle = new_bundle(site=site, site_id=site_id, timezone=timezone, now=now)
+        except (ValueError, GatepostError) as exc:
+            raise RequestError(RequestReason.BAD_FIELD, "site", str(exc).splitlines()[0]) from None
+        _make_private_dir(directory)
+        _make_private_dir(directory / PHOTOS)
+        (directory / PUBLIC).mkdir(mode=0o755, exist_ok=True)
+        root = generate_signing_key()
+        save_signing_key(directory / ROOT_KEY, root)
+        save_public_key(directory / PUBLIC / ROOT_PUB, root)
+        save_site_secret(directory / SITE_SECRET, generate_site_secret())
+        bundle, _kid, _path = rotate_with_file(
+            bundle, directory, now=now, lifetime=key_lifetime, grace=timedelta(0)
+        )
+        atomic_write(directory / PUBLIC / BUNDLE, seal_bundle(bundle, root))
+        db = sqlite3.connect(directory / REGISTER, isolation_level=None)
+        try:
+            db.executescript(_SCHEMA)
+            db.executemany(
+                "INSERT INTO meta VALUES (?, ?)",
+                [("next_serial", "1"), ("revocation_version", "0")],
+            )
+        finally:
+            db.close()
+        os.chmod(directory / REGISTER, 0o600)
+        office = cls(directory)
+        with office.locked():
+            office._publish_revocations(now)
+        return office
+
+    @classmethod
+    def open(cls, directory: Path) -> Office:
+        return cls(directory)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Office:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the office's exclusive lock, and re-read the bundle another process may have changed."""
+        fd = os.open(self.dir / _LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self.bundle = open_bundle((self.public / BUNDLE).read_bytes(), self.root_public)
+            yield
+        finally:
+            os.close(fd)
+
+    # -- keys ---------------------------------------------------------------------------------
+
+    @property
+    def timezone(self) -> ZoneInfo:
+        return ZoneInfo(self.bundle.timezone)
+
+    def _root(self) -> SigningKey:
+        return load_signing_key(self.dir / ROOT_KEY)
+
+    def _signing(self, now: datetime) -> tuple[int, SigningKey]:
+        entry = issuing_key(self.bundle, now)
+        if entry is None:
+            raise OfficeError(
+                OfficeReason.NO_SIGNING_KEY, "no signing key is valid now; run `pass rotate-key`"
+            )
+        return entry.kid, load_signing_key(self.dir / f"signing-{entry.kid}.key")
+
+    def _publish_bundle(self, bundle: TrustBundle) -> None:
+        atomic_write(self.public / BUNDLE, seal_bundle(bundle, self._root()))
+        self.bundle = bundle
+
+    def _latest_valid_until(self, now: datetime) -> datetime:
+        row = self.db.execute("SELECT max(valid_until) FROM passes").fetchone()
+        latest = datetime.fromisoformat(row[0]) if row and row[0] else now
+        return max(latest, now)
+
+    def rotate_key(self, *, now: datetime | None = None, lifetime: timedelta = DEFAULT_KEY_LIFETIME) -> int:
+        """A new signing key; older keys stay accepted exactly as long as the passes they signed.
+
+        The grace is the latest expiry in the register, so no issued pass stops working
+        early and no old key is accepted longer than needed.
+        """
+        now = now or _utcnow()
+        with self.locked():
+            grace = self._latest_valid_until(now) - now + timedelta(minutes=1)
+            bundle, kid, _path = rotate_with_file(
+                self.bundle, self.dir, now=now, lifetime=lifetime, grace=grace
+            )
+            self._publish_bundle(bundle)
+        return kid
+
+    def retire_key(self, kid: int, *, now: datetime | None = None) -> int | None:
+        """Stop accepting ``kid`` now.  If no valid key would remain, a new one is added; its kid is returned."""
+        now = now or _utcnow()
+        with self.locked():
+            if self.bundle.key(kid) is None:
+                raise OfficeError(
+                    OfficeReason.UNKNOWN_KEY, f"kid {kid} is not in bundle v{self.bundle.version}"
+                )
+            bundle = retire(self.bundle, kid, now=now)
+            added = None
+            remaining = issuing_key(bundle, now)
+            if remaining is None or remaining.kid == kid:
+                bundle, added, _path = rotate_with_file(
+                    bundle, self.dir, now=now, lifetime=DEFAULT_KEY_LIFETIME, grace=timedelta(0)
+                )
+            self._publish_bundle(bundle)
+            # A list signed by the retired key stays valid for gates, but re-sign it with a
+            # key we still trust, so the newest list never depends on a leaked key.
+            self._publish_revocations(now)
+        return added
+
+    # -- issuing ------------------------------------------------------------------------------
+
+    def resolve_validity(self, request: PassRequest, now: datetime) -> tuple[datetime, datetime]:
+        """From now (to the minute) until the end of ``until`` (site-local) or ``days`` later."""
+        start = now.astimezone(UTC).replace(second=0, microsecond=0)
+        if request.until is not None:
+            end = datetime.combine(request.until + timedelta(days=1), time(0), tzinfo=self.timezone)
+            if end <= start:
+                raise RequestError(RequestReason.BAD_DATE, "until", f"{request.until} is already past")
+            return start, end.astimezone(UTC)
+        days = request.days if request.days is not None else DEFAULT_DAYS[request.role]
+        return start, start + timedelta(days=days)
+
+    def issue(self, request: PassRequest, *, now: datetime | None = None) -> IssuedPass:
+        """Assign the next serial, sign, and record; the register and the serial move together."""
+        now = now or _utcnow()
+        photo_bytes = _read_photo(request.photo) if request.photo is not None else None
+        valid_from, valid_until = self.resolve_validity(request, now)
+        with self.locked():
+            kid, key = self._signing(now)
+            entry = self.bundle.key(kid)
+            assert entry is not None
+            if valid_until > entry.not_after:
+                raise OfficeError(
+                    OfficeReason.OUTLIVES_KEY,
+                    f"the pass would outlive signing key {kid} (accepted until {entry.not_after:%Y-%m-%d}); "
+                    "run `pass rotate-key` or shorten it",
+                )
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                serial = int(self.db.execute("SELECT value FROM meta WHERE key='next_serial'").fetchone()[0])
+                try:
+                    p = Pass(
+                        kid=kid,
+                        site_id=self.bundle.site_id,
+                        serial=serial,
+                        holder=request.holder,
+                        unit=request.unit,
+                        role=request.role,
+                        zones=request.zones,
+                        valid_from=valid_from,
+                        valid_until=valid_until,
+                        daily_window=request.daily_window,
+                        photo_digest=photo_digest(photo_bytes) if photo_bytes is not None else None,
+                        dynamic=request.dynamic,
+                    )
+                except PassError as exc:
+                    raise RequestError(RequestReason.BAD_FIELD, _field_of(exc.detail), exc.detail) from None
+                text = issue(p, key)
+                self.db.execute("UPDATE meta SET value=? WHERE key='next_serial'", (str(serial + 1),))
+                self.db.execute(
+                    "INSERT INTO passes VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        serial,
+                        p.generation,
+                        kid,
+                        p.holder,
+                        p.unit,
+                        p.role.name.lower(),
+                        ",".join(map(str, sorted(p.zones))),
+                        p.valid_from.isoformat(),
+                        p.valid_until.isoformat(),
+                        f"{p.daily_window.start}-{p.daily_window.end}" if p.daily_window else None,
+                        p.photo_digest.hex() if p.photo_digest else None,
+                        int(p.dynamic),
+                        text,
+                        now.isoformat(),
+                    ),
+                )
+                photo = None
+                if request.photo is not None and photo_bytes is not None:
+                    photo = self.dir / PHOTOS / f"{serial}-{p.generation}{request.photo.suffix.lower()}"
+                    shutil.copyfile(request.photo, photo)
+                    os.chmod(photo, 0o600)
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+        phone_key = pass_key(self.site_secret(), serial, p.generation) if p.dynamic else None
+        return IssuedPass(p, text, photo, phone_key)
+
+    def site_secret(self) -> bytes:
+        return load_site_secret(self.dir / SITE_SECRET)
+
+    def registered(self, serial: int) -> list[RegisteredPass]:
+        rows = self.db.execute(
+            "SELECT serial, generation, kid, holder, unit, role, valid_until, text, issued_at "
+            "FROM passes WHERE serial=? ORDER BY generation",
+            (serial,),
+        ).fetchall()
+        return [
+            RegisteredPass(
+                r[0], r[1], r[2], r[3], r[4], Role[r[5].upper()],
+                datetime.fromisoformat(r[6]), r[7], datetime.fromisoformat(r[8]),
+            )
+            for r in rows
+        ]  # fmt: skip
+
+    # -- revocation ---------------------------------------------------------------------------
+
+    def revoke(
+        self, serial: int, *, before_generation: int | None = None, now: datetime | None = None
+    ) -> RevocationList:
+        """Revoke a serial (every generation, or those below ``before_generation``) and publish a new list."""
+        now = now or _utcnow()
+        with self.locked():
+            if not self.registered(serial):
+                raise OfficeError(OfficeReason.UNKNOWN_SERIAL, f"serial {serial} was never issued here")
+            self.db.execute(
+                "INSERT INTO revocations VALUES (?, ?, ?, ?) ON CONFLICT(serial) DO UPDATE SET "
+                "all_generations = max(all_generations, excluded.all_generations), "
+                "before_generation = max(before_generation, excluded.before_generation), "
+                "revoked_at = excluded.revoked_at",
+                (serial, int(before_generation is None), before_generation or 0, now.isoformat()),
+            )
+            return self._publish_revocations(now)
+
+    def _publish_revocations(self, now: datetime) -> RevocationList:
+        """Seal the next list version.  Serials whose every pass has expired are left out: gates deny those anyway."""
+        rows = self.db.execute(
+            "SELECT r.serial, r.all_generations, r.before_generation FROM revocations r "
+            "WHERE EXISTS (SELECT 1 FROM passes p WHERE p.serial = r.serial AND p.valid_until > ?)",
+            (now.astimezone(UTC).isoformat(),),
+        ).fetchall()
+        version = (
+            int(self.db.execute("SELECT value FROM meta WHERE key='revocation_version'").fetchone()[0]) + 1
+        )
+        revocations = make_revocation_list(
+            site=self.bundle.site,
+            version=version,
+            issued_at=now,
+            serials=[s for s, whole, _b in rows if whole],
+            before_generation={s: b for s, whole, b in rows if not whole and b},
+        )
+        kid, key = self._signing(now)
+        atomic_write(self.public / REVOCATIONS, seal_revocation_list(revocations, key, kid))
+        self.db.execute("UPDATE meta SET value=? WHERE key='revocation_version'", (str(version),))
+        return revocations
+
+    # -- what a gate sees ---------------------------------------------------------------------
+
+    def gate_state(self, policy: GatePolicy | None = None) -> GateState:
+        return gate_state_from(self.public, self.bundle.site, policy=policy, site_secret=self.site_secret())
+
+
+def gate_state_from(
+    public: Path,
+    site: str | None = None,
+    *,
+    policy: GatePolicy | None = None,
+    site_secret: bytes | None = None,
+) -> GateState:
+    """A gate's state built from an office's ``public/`` folder, as a freshly provisioned gate would hold it."""
+    public = Path(public)
+    root = load_public_key(public / ROOT_PUB)
+    data = (public / BUNDLE).read_bytes()
+    if site is None:
+        site = open_bundle(data, root).site
+    trust = TrustStore(root, site)
+    outcome = trust.apply(data)
+    if not outcome.applied:
+        raise OfficeError(OfficeReason.CORRUPT, f"{public / BUNDLE}: {outcome.reason.value} {outcome.detail}")
+    revocation = RevocationState(trust)
+    if (public / REVOCATIONS).exists():
+        revocation.apply((public / REVOCATIONS).read_bytes())
+    return GateState(trust=trust, revocation=revocation, policy=policy, site_secret=site_secret)
+
+
+def _read_photo(path: Path) -> bytes:
+    try:
+        size = path.stat().st_size
+        if size > MAX_PHOTO_BYTES:
+            raise RequestError(RequestReason.BAD_PHOTO, "photo", f"{path} is over {MAX_PHOTO_BYTES} bytes")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise RequestError(RequestReason.BAD_PHOTO, "photo", f"{path}: {exc.strerror}") from None
+    from console.passes.printing import check_photo
+
+    check_photo(data, str(path))
+    return data
+
+
+def _field_of(detail: str) -> str:
+    for name in ("holder", "unit", "zones", "valid"):
+        if detail.startswith(name):
+            return "until" if name == "valid" else name
+    return "pass"
