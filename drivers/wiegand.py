@@ -29,6 +29,14 @@ log = logging.getLogger("gatepost.drivers.wiegand")
 
 MIN_SILENCE_NS = 25_000_000
 """A frame ends after at least this much silence (longer when the reader's bits are slower)."""
+DOUBT_SILENCE_NS = 25_000_000
+"""By the clock alone, a frame that is not a card (or a line low) is only final after this much.
+
+Edges reach Python late when the interpreter is busy (a thread holding the GIL, a garbage
+collection), so a short silence seen by the clock may be a frame whose next edges are still
+on their way.  A frame that already decodes to a card ends on the short silence; anything
+else waits this long, and an edge whose own timestamp falls within the silence continues it.
+"""
 SILENCE_PERIODS = 3
 """...or after this many of the frame's slowest bit periods, whichever is longer."""
 MIN_PULSE_NS = 10_000
@@ -175,6 +183,7 @@ class WiegandDecoder:
         keypad: bool = True,
         min_silence_ns: int = MIN_SILENCE_NS,
         silence_periods: int = SILENCE_PERIODS,
+        doubt_silence_ns: int = DOUBT_SILENCE_NS,
         min_pulse_ns: int = MIN_PULSE_NS,
         min_interval_ns: int = MIN_INTERVAL_NS,
         max_bits: int = MAX_BITS,
@@ -184,12 +193,14 @@ class WiegandDecoder:
         self._keypad = keypad
         self._min_silence_ns = min_silence_ns
         self._silence_periods = silence_periods
+        self._doubt_silence_ns = doubt_silence_ns
         self._min_pulse_ns = min_pulse_ns
         self._min_interval_ns = min_interval_ns
         self._max_bits = max_bits
         self._low = [False, False]
         self._low_since = [0, 0]
         self._stuck = [False, False]
+        self._suspect = [False, False]
         self._reset()
 
     def _reset(self) -> None:
@@ -200,6 +211,7 @@ class WiegandDecoder:
         self._last_activity_ns = 0
         self._period_ns = 0
         self._noise: str | None = None
+        self._held = False
 
     def _mark_noise(self, detail: str) -> None:
         if self._noise is None:
@@ -208,20 +220,33 @@ class WiegandDecoder:
     def _silence_ns(self) -> int:
         return max(self._min_silence_ns, self._silence_periods * self._period_ns)
 
+    def _doubt_ns(self) -> int:
+        return max(self._silence_ns(), self._doubt_silence_ns)
+
+    @property
+    def held(self) -> bool:
+        """A frame fell silent but is no card: it is kept a while in case the rest of it is late."""
+        return self._held
+
     def deadline_ns(self) -> int | None:
         """When :meth:`poll` must next run, or ``None`` while nothing is pending."""
+        silence, doubt = self._silence_ns(), self._doubt_ns()
         deadlines = [
-            self._low_since[line] + self._silence_ns()
+            self._low_since[line] + (doubt if self._suspect[line] else silence)
             for line in (0, 1)
             if self._low[line] and not self._stuck[line]
         ]
         if self._first_ns is not None and not any(self._low):
-            deadlines.append(self._last_activity_ns + self._silence_ns())
+            deadlines.append(self._last_activity_ns + (doubt if self._held else silence))
         return min(deadlines, default=None)
 
     def edge(self, line: int, active: bool, t_ns: int) -> list[Reading]:
-        """One edge on D0 (``line=0``) or D1 (``line=1``) at monotonic time ``t_ns``."""
-        out = self.poll(t_ns)
+        """One edge on D0 (``line=0``) or D1 (``line=1``) at monotonic time ``t_ns``.
+
+        The edge's own time settles what came before it: edges arrive in order, so nothing
+        happened between the last one and this one.
+        """
+        out = self._expire(t_ns, settled=True)
         if line not in (0, 1):
             return out
         other = 1 - line
@@ -241,8 +266,10 @@ class WiegandDecoder:
             if len(self._bits) < self._max_bits:
                 self._bits.append(str(line))
             self._last_start_ns = self._last_activity_ns = t_ns
+            self._held = False
         elif self._low[line]:
             self._low[line] = False
+            self._suspect[line] = False
             if self._stuck[line]:
                 self._stuck[line] = False
                 return out  # a stuck line let go: not part of any frame
@@ -253,17 +280,41 @@ class WiegandDecoder:
         return out
 
     def poll(self, now_ns: int) -> list[Reading]:
-        """End a frame whose silence has lasted long enough; report a line held low."""
+        """End a frame whose silence has lasted long enough; report a line held low.
+
+        ``now_ns`` is the clock, and edges may still be on their way: a frame that decodes
+        to a card ends after the silence, anything else only after the doubt silence
+        (the same unless the silence is shorter than :data:`DOUBT_SILENCE_NS`).
+        """
+        return self._expire(now_ns, settled=False)
+
+    def _expire(self, now_ns: int, *, settled: bool) -> list[Reading]:
         out: list[Reading] = []
-        silence = self._silence_ns()
+        silence, doubt = self._silence_ns(), self._doubt_ns()
         for line in (0, 1):
-            if self._low[line] and not self._stuck[line] and now_ns - self._low_since[line] >= silence:
+            if not self._low[line] or self._stuck[line] or now_ns - self._low_since[line] < silence:
+                continue
+            if settled or now_ns - self._low_since[line] >= doubt:
                 self._stuck[line] = True
+                self._suspect[line] = False
                 self._mark_noise(f"D{line} held low for {(now_ns - self._low_since[line]) / 1e6:.0f} ms")
                 out.extend(self._finish())
-        if self._first_ns is not None and not any(self._low) and now_ns - self._last_activity_ns >= silence:
-            out.extend(self._finish())
+            else:
+                self._suspect[line] = True  # or its release is late: wait for the doubt silence
+        if self._first_ns is not None and not any(self._low):
+            quiet = now_ns - self._last_activity_ns
+            if quiet >= silence:
+                if settled or quiet >= doubt or self._is_card():
+                    out.extend(self._finish())
+                else:
+                    self._held = True
         return out
+
+    def _is_card(self) -> bool:
+        if self._noise is not None or self._count > self._max_bits:
+            return False
+        bits = "".join(self._bits)
+        return isinstance(decode_bits(bits, formats=self._formats, keypad=self._keypad), CardRead)
 
     def _finish(self) -> list[Reading]:
         if self._first_ns is None:
@@ -349,12 +400,14 @@ class WiegandReader:
 
     def _edge(self, line: int, active: bool, ticks: float) -> None:
         with self._lock:
-            idle = self._decoder.deadline_ns() is None
+            before = self._decoder.deadline_ns()
             ready = self._decoder.edge(line, active, round(ticks * 1e9))
+            after = self._decoder.deadline_ns()
             self._pending.extend(ready)
-        # Later edges only push the deadline back, which the thread finds when it wakes;
-        # waking it on every edge would only compete with edge capture for the GIL.
-        if idle or ready:
+        # Later edges mostly push the deadline back, which the thread finds when it wakes;
+        # waking it on every edge would only compete with edge capture for the GIL.  It is
+        # woken when the deadline comes forward: a held frame that late edges continued.
+        if before is None or ready or (after is not None and after < before):
             self._wake.set()
 
     def _run(self) -> None:
