@@ -52,7 +52,9 @@ def run(args: argparse.Namespace) -> int:
     gates = [gate.strip() for gate in args.gates.split(",") if gate.strip()]
     doors = [door.strip() for door in args.doors.split(",") if door.strip()]
     cameras = [camera.strip() for camera in args.cameras.split(",") if camera.strip()]
-    site = SimulatedSite(root, site=args.site, gates=gates, door_gates=doors, camera_gates=cameras)
+    site = SimulatedSite(
+        root, site=args.site, gates=gates, door_gates=doors, camera_gates=cameras, signed_passes=True
+    )
     stop = threading.Event()
 
     def _stop(_signum: int, _frame: FrameType | None) -> None:
@@ -80,7 +82,17 @@ def run(args: argparse.Namespace) -> int:
         tail = Child(
             "tail", gatepost_command("console", "tail", "--db", str(site.console_db), "--follow")
         ).start(stdout=sys.stdout)
-        scenario = ArrivalScenario(site.scanners, site.codes, rate_per_min=args.rate, seed=args.seed)
+        assert site.office is not None
+        corpus = site.office.corpus
+        refused = [code for codes in corpus.refused.values() for code in codes[:1]]  # each reason alike
+        scenario = ArrivalScenario(
+            site.scanners,
+            corpus.genuine,
+            rate_per_min=args.rate,
+            seed=args.seed,
+            visitor_share=0.15,
+            refused=refused,
+        )
         scenario.start()
         deadline = None if args.duration is None else time.monotonic() + args.duration
         while not stop.is_set():

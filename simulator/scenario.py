@@ -70,6 +70,7 @@ class ArrivalScenario:
         visitor_share: float = 0.08,
         garbage_share: float = 0.03,
         seed: int | None = None,
+        refused: Sequence[str] = (),
     ) -> None:
         if not residents:
             raise ValueError("a scenario needs at least one resident code")
@@ -78,6 +79,8 @@ class ArrivalScenario:
         self.rate_per_s = rate_per_min / 60.0
         self.visitor_share = visitor_share
         self.garbage_share = garbage_share
+        self.refused = list(refused)
+        """Codes a gate must refuse (forged, expired, revoked…); visitors show these when given."""
         self.log = ScenarioLog()
         self._seed = seed
         self._stop = threading.Event()
@@ -112,7 +115,9 @@ class ArrivalScenario:
                     scanner.type_garbage(rng)
                     self.log.add(Arrival(gate, "garbage", None, time.monotonic_ns()))
                 elif roll < self.garbage_share + self.visitor_share:
-                    code = f"9{rng.randrange(10**11, 10**12)}"  # 13 digits: never a resident's
+                    code = (
+                        rng.choice(self.refused) if self.refused else f"9{rng.randrange(10**11, 10**12)}"
+                    )  # 13 random digits are never a resident's
                     self.log.add(Arrival(gate, "visitor", code, scanner.type(code)))
                 else:
                     code = rng.choice(self.residents)

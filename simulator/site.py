@@ -19,6 +19,7 @@ from pathlib import Path
 from broker.launcher import Broker
 from broker.provision import Credentials
 from gatepost.processes import Child, gatepost_command
+from simulator.passes import SimulatedOffice
 from simulator.scanner import VirtualScanner
 from simulator.scenario import resident_codes
 
@@ -45,6 +46,7 @@ class SimulatedSite:
         outbox_capacity: int = 200_000,
         resend_after_s: float = 15.0,
         log_level: str = "INFO",
+        signed_passes: bool = False,
     ) -> None:
         self.root = root
         self.site = site
@@ -66,6 +68,10 @@ class SimulatedSite:
         self.scanners: dict[str, VirtualScanner] = {}
         self._configured: set[str] = set()
         self.credentials: dict[str, Credentials] = {}
+        self.office: SimulatedOffice | None = None
+        if signed_passes:
+            # Scanner gates then check real signed passes; the allow-list keeps the plain codes.
+            self.office = SimulatedOffice(root / "office", site=site)
 
     # -- configuration files ---------------------------------------------------------
 
@@ -127,6 +133,8 @@ class SimulatedSite:
                 f"baudrate = {self.baudrate}",
             ]
             allow = self.codes
+            if self.office is not None:
+                readers += ["", *self._passes_section(gate, path.parent)]
         creds = self.broker.add_gate(self.site, gate)
         self.credentials[creds.username] = creds
         secret = self._secret(creds.username, creds.password)
@@ -159,6 +167,19 @@ class SimulatedSite:
         path.write_text("\n".join(lines))
         self._configured.add(gate)
         return path
+
+    def _passes_section(self, gate: str, folder: Path) -> list[str]:
+        """The office's public files, copied for this gate (each gate keeps its own newer ones)."""
+        assert self.office is not None
+        folder.mkdir(parents=True, exist_ok=True)
+        for source in (self.office.root_key, self.office.bundle, self.office.revocations):
+            (folder / source.name).write_bytes(source.read_bytes())
+        return [
+            "[passes]",
+            f"root_key = {_toml_str(str(folder / self.office.root_key.name))}",
+            f"trust_bundle = {_toml_str(str(folder / self.office.bundle.name))}",
+            f"revocation_list = {_toml_str(str(folder / self.office.revocations.name))}",
+        ]
 
     def _door_sections(self) -> list[str]:
         """A building door: a Wiegand card reader and a lock, with simulated residents on mock pins."""

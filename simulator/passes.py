@@ -1,0 +1,137 @@
+"""Real signed passes for simulated residents — and the bad ones guards meet at a gate.
+
+The simulated site plays its own site office with the real ``protocol.passes`` functions:
+a root key, a signing key, a sealed trust bundle and revocation list written where a gate
+reads them, and passes issued to residents.  Beside the genuine passes it keeps a corpus
+of the passes a checkpoint must refuse — forged (one digit changed on a printed pass),
+signed by a stranger's key, expired, revoked, from another compound — so that scenarios
+and the demo show every answer a guard can get, with its reason.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from nacl.signing import SigningKey
+
+from protocol.passes import (
+    Pass,
+    Role,
+    make_revocation_list,
+    new_bundle,
+    rotate,
+    seal_bundle,
+    seal_revocation_list,
+)
+from protocol.passes.codec import issue
+from protocol.passes.keys import save_public_key
+
+HOLDERS = ["王小明", "李华", "张伟", "刘洋", "陈静", "杨帆", "赵磊", "黄丽", "周杰", "吴敏"]
+
+
+@dataclass
+class PassCorpus:
+    """Genuine codes by holder, and refused ones by the reason a gate should give."""
+
+    genuine: list[str] = field(default_factory=list)
+    refused: dict[str, list[str]] = field(default_factory=dict)
+
+    def pick_refused(self, rng: random.Random) -> tuple[str, str]:
+        reason = rng.choice(sorted(self.refused))
+        return reason, rng.choice(self.refused[reason])
+
+
+class SimulatedOffice:
+    """A site office on disk: keys, bundle, revocation list, and a corpus of passes."""
+
+    def __init__(
+        self, folder: Path, *, site: str, site_id: int = 1, residents: int = 60, seed: int = 7
+    ) -> None:
+        self.folder = folder
+        self.site = site
+        self.site_id = site_id
+        folder.mkdir(parents=True, exist_ok=True)
+        now = datetime.now(UTC)
+        self._root = SigningKey.generate()
+        self._signer = SigningKey.generate()
+        bundle = new_bundle(
+            site=site, site_id=site_id, timezone="Asia/Shanghai", now=now - timedelta(days=30)
+        )
+        self._bundle, self._kid = rotate(
+            bundle,
+            self._signer,
+            now=now - timedelta(days=30),
+            lifetime=timedelta(days=730),
+            grace=timedelta(days=1),
+        )
+        save_public_key(self.root_key, self._root.verify_key)
+        self.bundle.write_bytes(seal_bundle(self._bundle, self._root))
+        rng = random.Random(seed)
+        corpus = PassCorpus()
+        for serial in range(1, residents + 1):
+            corpus.genuine.append(self._issue(serial, now, rng))
+        revoked = [self._issue(serial, now, rng) for serial in range(9001, 9004)]
+        rl = make_revocation_list(site=site, version=1, issued_at=now, serials=range(9001, 9004))
+        self.revocations.write_bytes(seal_revocation_list(rl, self._signer, self._kid))
+        forged = []
+        for code in corpus.genuine[:5]:
+            digits = list(code)
+            at = rng.randrange(10, len(digits) - 10)
+            digits[at] = str((int(digits[at]) + 1 + rng.randrange(8)) % 10)
+            forged.append("".join(digits))
+        stranger = SigningKey.generate()
+        corpus.refused = {
+            "revoked": revoked,
+            "bad_signature": [*forged, self._issue(8001, now, rng, key=stranger)],
+            "expired": [self._issue(8101, now, rng, valid_until=now - timedelta(days=2))],
+            "wrong_site": [self._issue(8201, now, rng, site_id=site_id + 1)],
+        }
+        self.corpus = corpus
+
+    @property
+    def root_key(self) -> Path:
+        return self.folder / "root.pub"
+
+    @property
+    def bundle(self) -> Path:
+        return self.folder / "bundle"
+
+    @property
+    def revocations(self) -> Path:
+        return self.folder / "revocations"
+
+    def _issue(
+        self,
+        serial: int,
+        now: datetime,
+        rng: random.Random,
+        *,
+        key: SigningKey | None = None,
+        valid_until: datetime | None = None,
+        site_id: int | None = None,
+    ) -> str:
+        p = Pass(
+            kid=self._kid,
+            site_id=self.site_id if site_id is None else site_id,
+            serial=serial,
+            holder=rng.choice(HOLDERS),
+            unit=f"{rng.randint(1, 9)}-{rng.randint(1, 4)}-{rng.randint(1, 6)}0{rng.randint(1, 4)}",
+            role=Role.RESIDENT,
+            zones=frozenset({0}),
+            valid_from=now - timedelta(days=20),
+            valid_until=valid_until or now + timedelta(days=300),
+            generation=0,
+        )
+        return issue(p, key or self._signer)
+
+    def passes_section(self) -> list[str]:
+        """The ``[passes]`` lines of a gate's configuration for this office's public files."""
+        return [
+            "[passes]",
+            f'root_key = "{self.root_key}"',
+            f'trust_bundle = "{self.bundle}"',
+            f'revocation_list = "{self.revocations}"',
+        ]
