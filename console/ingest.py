@@ -28,7 +28,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import paho.mqtt.client as paho
@@ -79,9 +79,12 @@ _REJECTION_LOG_BURST = 20
 _REJECTION_LOG_WINDOW_S = 60.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class IngestCounters:
-    """Totals since start; ``received`` counts gates' messages (events, statuses and junk)."""
+    """Totals since start; ``received`` counts gates' messages (events, statuses and junk).
+
+    The ingestor updates one instance in place; :attr:`Ingestor.counters` hands out copies.
+    """
 
     received: int = 0
     committed: int = 0
@@ -104,19 +107,6 @@ class _Item:
     event: Event | None = None
     status: GateStatus | None = None
     rejection: Rejection | None = None
-
-
-@dataclass(slots=True)
-class _Counts:
-    received: int = 0
-    committed: int = 0
-    duplicates: int = 0
-    rejected: int = 0
-    statuses: int = 0
-    acks_sent: int = 0
-    batches: int = 0
-    commit_failures: int = 0
-    connects: int = 0
 
 
 @dataclass(slots=True)
@@ -190,7 +180,7 @@ class Ingestor:
             self.status_topic = console_status_topic(site)
         self.client_id = f"console-{name}"
         self._queue: queue.SimpleQueue[_Item | object] = queue.SimpleQueue()
-        self._counts = _Counts()
+        self._counts = IngestCounters()
         self._rejection_log = _RejectionLog()
         self._generation = 0
         self._subscribed = threading.Event()
@@ -265,7 +255,7 @@ class Ingestor:
 
     @property
     def counters(self) -> IngestCounters:
-        return IngestCounters(**asdict(self._counts))
+        return replace(self._counts)
 
     @property
     def connected(self) -> bool:

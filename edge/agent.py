@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from drivers.cards import CardGone, CardRead, CardRejected, KeyPress, Reading
 from drivers.scanner import Scan, ScannerState, ScanRejected, SerialScanner
-from edge.clock import Clock
+from edge.clock import Clock, ClockReading
 from edge.config import EdgeConfig
 from edge.decision import AllowList, Decision, GateDecider
 from edge.door import DoorCommandError, DoorController, DoorEvent, DoorEventType, remote_unlock_seconds
@@ -292,16 +292,19 @@ class GateAgent:
 
     # -- events ----------------------------------------------------------------------
 
-    def record(self, event_type: str, data: dict[str, Any]) -> Event | None:
-        """Take an event: return once it is durable in the outbox."""
-        reading = self.clock.now()
+    def record(
+        self, event_type: str, data: dict[str, Any], reading: ClockReading | None = None
+    ) -> Event | None:
+        """Take an event: return once it is durable in the outbox (stamped ``reading``, or now)."""
+        reading = reading or self.clock.now()
         return self.outbox.append(event_type, data, time=reading.wall, clock_trusted=reading.trusted)
 
     def present(self, shown: Presented) -> Decision | None:
         """Decide on a credential, answer at the door, then take the event.  ``None``: a repeat."""
         if not self.repeats.fresh(shown.credential, shown.at_ns):
             return None
-        decision = self.decider.decide(shown.credential, self.clock.now())
+        reading = self.clock.now()  # one reading: the event says the time the decision used
+        decision = self.decider.decide(shown.credential, reading)
         if self.door is not None:
             self.door.access(
                 granted=decision.granted,
@@ -328,7 +331,7 @@ class GateAgent:
         }
         if shown.symbology is not None:
             data["symbology"] = shown.symbology
-        event = self.record(ev.ACCESS_SCAN, data)
+        event = self.record(ev.ACCESS_SCAN, data, reading)
         if self.on_taken is not None:
             self.on_taken(shown, decision, event, time.monotonic_ns())
         return decision

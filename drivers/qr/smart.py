@@ -30,6 +30,7 @@ a repair -- only a frame that reads or does not.
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -64,15 +65,15 @@ class FrameResult:
     """Some tries were skipped because the frame's time budget was spent."""
 
 
-class FrameDecoder:
+class FrameDecoder(ABC):
     """Interface of a frame decoder: greyscale frames in, :class:`FrameResult` out.  Not thread-safe."""
 
     name: str = "decoder"
 
-    def decode(self, grey: np.ndarray) -> FrameResult:
-        raise NotImplementedError
+    @abstractmethod
+    def decode(self, grey: np.ndarray) -> FrameResult: ...
 
-    def reset(self) -> None:
+    def reset(self) -> None:  # noqa: B027 - stateless decoders have nothing to forget
         """Forget the previous frames (a new stream starts)."""
 
 
