@@ -20,7 +20,10 @@ from protocol.topics import (
     SiteDocument,
     TopicKind,
     all_sites_filter,
+    card_delta_topic,
+    card_snapshot_filter,
     console_status_topic,
+    photo_filter,
     site_document_topic,
 )
 
@@ -51,6 +54,13 @@ def gate_rules(site: str, gate: str) -> list[Rule]:
         Rule(Access.READ, topics.ack),
         Rule(Access.READ, console_status_topic(site)),
         *(Rule(Access.READ, site_document_topic(site, document)) for document in SiteDocument),
+        # The door-card list and holder thumbnails: the whole site's, retained, plus
+        # answers meant for this gate alone, which it asks for on its own request topic.
+        Rule(Access.READ, card_snapshot_filter(site)),
+        Rule(Access.READ, card_delta_topic(site)),
+        Rule(Access.READ, photo_filter(site)),
+        Rule(Access.READ, topics.cards),
+        Rule(Access.WRITE, topics.cards_request),
     ]
 
 
@@ -64,6 +74,10 @@ def console_rules() -> list[Rule]:
         Rule(Access.WRITE, all_sites_filter(TopicKind.ACK)),
         Rule(Access.READWRITE, f"{ROOT}/+/{CONSOLE_NODE}/status"),
         *(Rule(Access.WRITE, f"{ROOT}/+/{CONSOLE_NODE}/{document.value}") for document in SiteDocument),
+        Rule(Access.WRITE, f"{ROOT}/+/{CONSOLE_NODE}/cards/#"),
+        Rule(Access.WRITE, f"{ROOT}/+/{CONSOLE_NODE}/photo/+"),
+        Rule(Access.WRITE, all_sites_filter(TopicKind.CARDS)),
+        Rule(Access.READ, all_sites_filter(TopicKind.CARDS_REQUEST)),
     ]
 
 

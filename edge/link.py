@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -68,6 +68,8 @@ class Link:
         on_rejected_command: Callable[[str, str, str | None], None] | None = None,
         on_document: Callable[[SiteDocument, bytes], None] | None = None,
         status_extra: Callable[[], dict[str, Any]] | None = None,
+        subscriptions: Sequence[tuple[str, Callable[[str, bytes], None]]] = (),
+        on_connected: Callable[[], None] | None = None,
     ) -> None:
         self.topics = topics
         self.outbox = outbox
@@ -78,6 +80,8 @@ class Link:
         self._on_rejected_command = on_rejected_command
         self._on_document = on_document
         self._status_extra = status_extra
+        self._subscriptions = list(subscriptions)
+        self._on_connected = on_connected
         self._documents = {site_document_topic(topics.site, doc): doc for doc in SiteDocument}
         self._handlers: dict[str, CommandHandler] = {"ping": lambda _cmd: {"pong": True}}
         self._endpoint = endpoint
@@ -174,6 +178,7 @@ class Link:
                 (self.topics.command, SubscribeOptions(qos=QOS, retainAsPublished=True)),
                 # Signed documents are retained state: the latest arrives on every subscribe.
                 *((topic, SubscribeOptions(qos=QOS)) for topic in self._documents),
+                *((topic, SubscribeOptions(qos=QOS)) for topic, _ in self._subscriptions),
             ]
         )
         client.publish(self.topics.status, encode(self._status(GateState.ONLINE)), QOS, True)
@@ -183,6 +188,8 @@ class Link:
             self._restart = True
             self._dirty = True
             self._wake.notify()
+        if self._on_connected is not None:
+            self._on_connected()
 
     def _on_disconnect(
         self, _client: paho.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
@@ -202,10 +209,28 @@ class Link:
             elif message.topic in self._documents:
                 if self._on_document is not None:
                     self._on_document(self._documents[message.topic], bytes(message.payload))
+            elif handler := self._handler_for(message.topic):
+                handler(message.topic, bytes(message.payload))
             else:
                 log.warning("message on unexpected topic %r ignored", message.topic[:120])
         except Exception:  # never let one bad message kill the network thread
             log.exception("failed to handle message on %s", message.topic[:120])
+
+    def _handler_for(self, topic: str) -> Callable[[str, bytes], None] | None:
+        for pattern, handler in self._subscriptions:
+            if paho.topic_matches_sub(pattern, topic):
+                return handler
+        return None
+
+    def publish(self, topic: str, payload: bytes) -> bool:
+        """Send one message outside the outbox (QoS 1, not retained); false when not connected.
+
+        For requests that are worth nothing once stale, such as asking for a card-list
+        update, which the gate asks again for on its next connect if still needed.
+        """
+        if not self._connected:
+            return False
+        return self._client.publish(topic, payload, QOS).rc == paho.MQTT_ERR_SUCCESS
 
     def _handle_ack(self, payload: bytes) -> None:
         try:

@@ -132,6 +132,10 @@ class GateStatus(_Message):
     revocation_version: int | None = Field(default=None, ge=0)
     revocation_stale: bool | None = None
     """True while the gate's revocation list is older than its limit (or missing)."""
+    cards_version: int | None = Field(default=None, ge=0)
+    cards_hash: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+    cards_count: int | None = Field(default=None, ge=0)
+    """The door-card list the gate holds, so the console can see which gates lag behind."""
 
 
 class ConsoleStatus(_Message):

@@ -10,6 +10,11 @@
     gatepost/v1/<site>/$console/status   console -> all    retained ConsoleStatus
     gatepost/v1/<site>/$console/trust    console -> gates  retained sealed trust bundle (signed passes)
     gatepost/v1/<site>/$console/revocation  console -> gates  retained sealed revocation list
+    gatepost/v1/<site>/$console/cards/snapshot/<i>  console -> gates  retained door-card list chunks
+    gatepost/v1/<site>/$console/cards/delta  console -> gates  door-card list changes (chunks)
+    gatepost/v1/<site>/$console/photo/<hex>  console -> gates  retained holder thumbnail (JPEG)
+    gatepost/v1/<site>/<gate>/cards          console -> gate   card-list chunks answering a request
+    gatepost/v1/<site>/<gate>/cards_request  gate -> console  "my list is (version, hash); send an update"
 
 A gate may write the first three of its own subtree, read the next two, and read its
 site's console documents; that is the whole of its ACL.  Site and gate names are restricted to a small alphabet so that they
@@ -38,6 +43,8 @@ class TopicKind(StrEnum):
     RESPONSE = "response"
     COMMAND = "command"
     ACK = "ack"
+    CARDS = "cards"
+    CARDS_REQUEST = "cards_request"
 
 
 def validate_name(value: str, what: str = "name") -> str:
@@ -92,6 +99,14 @@ class GateTopics:
     def ack(self) -> str:
         return self.topic(TopicKind.ACK)
 
+    @property
+    def cards(self) -> str:
+        return self.topic(TopicKind.CARDS)
+
+    @property
+    def cards_request(self) -> str:
+        return self.topic(TopicKind.CARDS_REQUEST)
+
 
 def site_filter(site: str, kind: TopicKind) -> str:
     """Subscription filter for one kind of topic of every gate of a site."""
@@ -120,6 +135,39 @@ class SiteDocument(StrEnum):
 
 def site_document_topic(site: str, document: SiteDocument) -> str:
     return f"{ROOT}/{validate_name(site, 'site')}/{CONSOLE_NODE}/{document.value}"
+
+
+def card_snapshot_topic(site: str, index: int) -> str:
+    """One retained chunk of the site's door-card snapshot; a gate that subscribes gets them all."""
+    return f"{ROOT}/{validate_name(site, 'site')}/{CONSOLE_NODE}/cards/snapshot/{index}"
+
+
+def card_snapshot_filter(site: str) -> str:
+    return f"{ROOT}/{validate_name(site, 'site')}/{CONSOLE_NODE}/cards/snapshot/+"
+
+
+def card_delta_topic(site: str) -> str:
+    return f"{ROOT}/{validate_name(site, 'site')}/{CONSOLE_NODE}/cards/delta"
+
+
+_DIGEST = re.compile(r"^[0-9a-f]{32}$")
+
+
+def photo_topic(site: str, digest_hex: str) -> str:
+    """A holder's thumbnail, retained, named by the 16-byte photo digest its pass or card carries."""
+    if not _DIGEST.match(digest_hex):
+        raise ProtocolError(RejectReason.BAD_TOPIC, f"photo digest {digest_hex[:40]!r} is not 32 hex digits")
+    return f"{ROOT}/{validate_name(site, 'site')}/{CONSOLE_NODE}/photo/{digest_hex}"
+
+
+def photo_filter(site: str) -> str:
+    return f"{ROOT}/{validate_name(site, 'site')}/{CONSOLE_NODE}/photo/+"
+
+
+def photo_digest_of_topic(topic: str) -> str | None:
+    """The digest a photo topic names, or ``None`` when the last level is not a digest."""
+    last = topic.rsplit("/", 1)[-1]
+    return last if _DIGEST.match(last) else None
 
 
 @dataclass(frozen=True, slots=True)
