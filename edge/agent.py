@@ -22,13 +22,15 @@ from typing import Any, Protocol
 
 from drivers.cards import CardGone, CardRead, CardRejected, KeyPress, Reading
 from drivers.scanner import Scan, ScannerState, ScanRejected, SerialScanner
+from edge.card_sync import CardSync, ThumbnailStore
 from edge.clock import Clock, ClockReading
-from edge.config import EdgeConfig
+from edge.config import Direction, EdgeConfig
 from edge.decision import AllowList, Decision, GateDecider
 from edge.door import DoorCommandError, DoorController, DoorEvent, DoorEventType, remote_unlock_seconds
 from edge.feedback import GuardFeedback, pattern_for
 from edge.link import CommandRefused, Link
 from edge.outbox import Outbox
+from edge.pass_memory import PassMemory
 from protocol import Command, Event, GateTopics
 from protocol import events as ev
 from protocol.passes import GateState
@@ -63,6 +65,8 @@ class Presented:
     at_ns: int
     code: str  # what the reader read: the pass code, or the card's credential string
     symbology: str | None = None
+    direction: Direction | None = None
+    """Which way the reader faces, from its configuration; filled in by the agent if not given."""
 
 
 class RepeatFilter:
@@ -115,10 +119,43 @@ class GateAgent:
             AllowList(config.access.codes()), _pass_state(config), *_card_store(config)
         )
         self.repeats = RepeatFilter(config.access.repeat_s)
+        self.directions: dict[str, Direction] = {
+            reader.name: reader.direction
+            for reader in (
+                *config.scanners,
+                *config.cameras,
+                *config.wiegand,
+                *config.rdm6300,
+                *config.keyboards,
+            )
+            if reader.direction is not None
+        }
+        self.pass_memory: PassMemory | None = None
+        if self.decider.passes is not None:
+            memory_path = config.outbox.path.with_suffix(".passes.db")
+            self.pass_memory = PassMemory.for_state(memory_path, self.decider.passes)
+            remembered = self.pass_memory.attach(self.decider.passes)
+            if remembered:
+                log.info("remembered %d recent pass grant(s) from before the restart", remembered)
         self.on_taken = on_taken
         self._version = version
         self._stopped = threading.Event()
         self.reader_states: dict[str, str] = {}
+        self.card_sync: CardSync | None = None
+        subscriptions: list[tuple[str, Callable[[str, bytes], None]]] = []
+        if config.cards is not None:
+            self.card_sync = CardSync(
+                config.cards.store,
+                self.topics,
+                self.record,
+                lambda topic, body: self.link.publish(topic, body),
+            )
+            subscriptions += self.card_sync.subscriptions()
+        self.thumbnails = (
+            ThumbnailStore(config.photos.dir, config.site) if config.photos is not None else None
+        )
+        if self.thumbnails is not None:
+            subscriptions += self.thumbnails.subscriptions()
         self.link = Link(
             config.mqtt.endpoint(),
             self.topics,
@@ -130,6 +167,8 @@ class GateAgent:
             on_rejected_command=self._command_rejected,
             on_document=self._on_document,
             status_extra=self._pass_status,
+            subscriptions=subscriptions,
+            on_connected=self.card_sync.on_connected if self.card_sync is not None else None,
         )
         self.link.register("status", self._status_command)
         self.pin_factory = pin_factory
@@ -248,6 +287,8 @@ class GateAgent:
             )
         if self.door is not None:
             self.door.start()
+        if self.card_sync is not None:
+            self.card_sync.start()
         self.link.start()
         for device in self.devices:
             device.start()
@@ -272,6 +313,10 @@ class GateAgent:
         while self.outbox.backlog and self.link.connected and time.monotonic() < deadline:
             time.sleep(0.02)
         self.link.stop()
+        if self.card_sync is not None:
+            self.card_sync.close()
+        if self.pass_memory is not None:
+            self.pass_memory.close()
         self.outbox.close()
 
     def _close_devices(self) -> None:
@@ -303,8 +348,9 @@ class GateAgent:
         """Decide on a credential, answer at the door, then take the event.  ``None``: a repeat."""
         if not self.repeats.fresh(shown.credential, shown.at_ns):
             return None
+        direction = shown.direction or self.directions.get(shown.reader)
         reading = self.clock.now()  # one reading: the event says the time the decision used
-        decision = self.decider.decide(shown.credential, reading)
+        decision = self.decider.decide(shown.credential, reading, direction)
         if self.door is not None:
             self.door.access(
                 granted=decision.granted,
@@ -331,6 +377,8 @@ class GateAgent:
         }
         if shown.symbology is not None:
             data["symbology"] = shown.symbology
+        if direction is not None:
+            data["direction"] = direction
         event = self.record(ev.ACCESS_SCAN, data, reading)
         if self.on_taken is not None:
             self.on_taken(shown, decision, event, time.monotonic_ns())
@@ -425,11 +473,16 @@ class GateAgent:
         )
 
     def _pass_status(self) -> dict[str, Any]:
+        status: dict[str, Any] = {}
+        if self.decider.cards is not None:
+            cards = self.decider.cards.state
+            status.update(cards_version=cards.version, cards_hash=cards.hash, cards_count=cards.count)
         passes = self.decider.passes
         if passes is None:
-            return {}
+            return status
         max_age = passes.policy.revocation_max_age
         return {
+            **status,
             "trust_version": passes.trust.version,
             "revocation_version": passes.revocation.version,
             "revocation_stale": passes.revocation.is_stale(self.clock.now().wall, max_age),
@@ -512,6 +565,7 @@ def _pass_state(config: EdgeConfig) -> GateState | None:
     policy = GatePolicy(
         zone=passes.zone,
         passback=timedelta(seconds=passes.passback_s),
+        anti_passback=passes.anti_passback,
         revocation_max_age=timedelta(hours=passes.revocation_max_age_h),
         stale_revocation=passes.stale_revocation,
         untrusted_clock=passes.untrusted_clock,

@@ -9,7 +9,7 @@ from a file, or from systemd's ``$CREDENTIALS_DIRECTORY`` so it never sits in th
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
@@ -33,6 +33,10 @@ def _name(value: str) -> str:
 Name = Annotated[str, AfterValidator(_name)]
 
 
+Direction = Literal["in", "out"]
+"""Which way a reader lets people through; the console counts entries and exits by it."""
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -51,6 +55,7 @@ class ScannerConfig(_Section):
     url: str
     baudrate: int = Field(9600, gt=0)
     max_length: int = Field(512, ge=8, le=4096)
+    direction: Direction | None = Field(None, title="Which way a person passes this reader: in or out")
 
 
 class CameraConfig(_Section):
@@ -65,6 +70,7 @@ class CameraConfig(_Section):
         "zxing", pattern=r"^(zxing|pyzbar)$", title="QR decoder backend: zxing (default) or pyzbar"
     )
     hold_off_s: float = Field(2.0, ge=0, le=60, title="The same code again within this time is one scan")
+    direction: Direction | None = Field(None, title="Which way a person passes this reader: in or out")
 
 
 class GpioConfig(_Section):
@@ -86,12 +92,14 @@ class WiegandConfig(_Section):
     d1: int | str
     min_silence_ms: float = Field(25.0, gt=0, le=1000, title="Shortest silence that ends a frame")
     silence_periods: int = Field(3, ge=2, le=20, title="A frame ends after this many bit periods of silence")
+    direction: Direction | None = Field(None, title="Which way a person passes this reader: in or out")
 
 
 class Rdm6300Config(_Section):
     name: Name = "rfid"
     url: str
     baudrate: int = Field(9600, gt=0)
+    direction: Direction | None = Field(None, title="Which way a person passes this reader: in or out")
 
 
 class KeyboardReaderConfig(_Section):
@@ -100,6 +108,7 @@ class KeyboardReaderConfig(_Section):
     name: Name = "keyboard"
     path: str = Field(title="/dev/input/by-id/... event device")
     grab: bool = True
+    direction: Direction | None = Field(None, title="Which way a person passes this reader: in or out")
 
 
 class SimulationConfig(_Section):
@@ -152,6 +161,7 @@ class PassesConfig(_Section):
     site_secret_file: Path | None = Field(None, title="Site secret for dynamic phone passes")
     zone: int = Field(0, ge=0, le=63, title="The zone this gate guards")
     passback_s: float = Field(0.0, ge=0, title="The same pass again within this time is refused (0: off)")
+    anti_passback: bool = Field(False, title="Refuse a pass going in twice (or out twice) in a row")
     revocation_max_age_h: float = Field(24.0, gt=0, title="A revocation list older than this is stale")
     stale_revocation: StalePolicy = Field(
         StalePolicy.GRANT_AND_FLAG, title="deny, or grant and flag for review"
@@ -168,8 +178,44 @@ class CardsConfig(_Section):
     untrusted_clock: UntrustedClockPolicy = Field(UntrustedClockPolicy.GRANT_AND_FLAG)
 
 
+class PhotosConfig(_Section):
+    """Holder thumbnails the console sends (retained, by photo digest) for the guard screen."""
+
+    dir: Path = Field(Path("/var/lib/gatepost/photos"), title="Folder of <digest>.jpg thumbnails")
+
+
 class ClockConfig(_Section):
     trust: ClockTrust = ClockTrust.AUTO
+
+
+class GuardScreenConfig(_Section):
+    """The guard screen the agent serves to the gate's own display (docs/guard-screen.md).
+
+    Off by default; it is local (loopback) so it keeps working with the network down.
+    Guard actions (manual let-through, visitor registration) need the per-gate guard PIN,
+    stored only as a scrypt hash made by ``python -m edge.guard.pin``.
+    """
+
+    enabled: bool = False
+    listen: str = Field("127.0.0.1:8088", pattern=r"^[^\s:]+:\d{1,5}$", title="host:port to serve on")
+    idle_s: float = Field(8.0, gt=0, le=600, title="Back to the idle screen this long after a decision")
+    photo_dir: Path | None = Field(None, title="Folder of <photo_digest_hex>.jpg thumbnails")
+    pin_hash: str | None = Field(None, title="scrypt hash of the guard PIN (python -m edge.guard.pin)")
+    pin_attempts: int = Field(5, ge=1, le=100, title="Wrong PINs in a row before guard actions pause")
+    pin_lockout_s: float = Field(60.0, ge=0, le=3600, title="How long guard actions pause after that")
+    visitor_db: Path = Field(
+        Path("/var/lib/gatepost/visitors.db"), title="The gate's visitor passes (SQLite)"
+    )
+    visitor_pass_hours: float = Field(4.0, gt=0, le=72, title="A visitor pass expires this long after issue")
+    manual_unlock_s: float | None = Field(
+        None, gt=0, le=600, title="Unlock time of a manual let-through (default: the door's unlock_s)"
+    )
+
+    @model_validator(mode="after")
+    def _pin_when_enabled(self) -> GuardScreenConfig:
+        if self.enabled and not self.pin_hash:
+            raise ValueError("an enabled guard screen needs pin_hash (make one: python -m edge.guard.pin)")
+        return self
 
 
 class LogConfig(_Section):
@@ -193,7 +239,9 @@ class EdgeConfig(_Section):
     access: AccessConfig = Field(default_factory=AccessConfig)
     passes: PassesConfig | None = None
     cards: CardsConfig | None = None
+    photos: PhotosConfig | None = None
     clock: ClockConfig = Field(default_factory=ClockConfig)
+    guard_screen: GuardScreenConfig = Field(default_factory=GuardScreenConfig)
     log: LogConfig = Field(default_factory=LogConfig)
 
     @model_validator(mode="after")
@@ -227,6 +275,12 @@ def load_config(path: Path | str) -> EdgeConfig:
         config.access.allow_file = _resolve(base, config.access.allow_file)
     if config.cards is not None:
         config.cards.store = _resolve(base, config.cards.store)
+    guard = config.guard_screen
+    guard.visitor_db = _resolve(base, guard.visitor_db)
+    if guard.photo_dir is not None:
+        guard.photo_dir = _resolve(base, guard.photo_dir)
+    if config.photos is not None:
+        config.photos.dir = _resolve(base, config.photos.dir)
     if config.passes is not None:
         for key in ("root_key", "trust_bundle", "revocation_list", "site_secret_file"):
             value = getattr(config.passes, key)

@@ -20,7 +20,7 @@ from edge.credentials import check as check_card
 from protocol.passes import Flag, GateState, Pass, Reason
 from protocol.passes import decide as decide_pass
 from protocol.passes.codec import MARKER
-from protocol.passes.decision import ClockLike, UntrustedClockPolicy
+from protocol.passes.decision import ClockLike, Direction, UntrustedClockPolicy
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,14 +95,17 @@ class GateDecider:
         self.cards = cards
         self.card_policy = card_policy or CardPolicy(UTC)
         self._cards_lock = threading.Lock()  # the store is used by every reader thread
+        self.visitors: Any = None  # edge.visitors.VisitorBook, set by the guard screen when enabled
 
     def __len__(self) -> int:
         cards = self.cards.state.count if self.cards is not None else 0
         return len(self.allow) + cards
 
-    def decide(self, credential: str, now: ClockLike) -> Decision:
+    def decide(self, credential: str, now: ClockLike, direction: Direction | None = None) -> Decision:
+        if self.visitors is not None and (visitor := self.visitors.decide(credential, now, direction)):
+            return visitor
         if self.passes is not None and credential.startswith(MARKER):
-            result = decide_pass(credential, now, self.passes)
+            result = decide_pass(credential, now, self.passes, direction)
             return Decision(result.granted, result.reason, result.flags, result.pass_info, result.detail)
         if self.cards is not None:
             with self._cards_lock:

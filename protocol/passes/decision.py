@@ -24,10 +24,11 @@ and the console can review it).
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from enum import StrEnum
-from typing import Protocol
+from typing import Literal, Protocol
 from zoneinfo import ZoneInfo
 
 from protocol.passes.codec import decode_text
@@ -121,6 +122,9 @@ class GatePolicy:
     """This gate's zone index; a pass opens it if its zone set contains it."""
     passback: timedelta = timedelta(0)
     """Refuse the same serial again within this time of a grant (0 turns it off)."""
+    anti_passback: bool = False
+    """Refuse a pass going the same way twice in a row at this gate (in twice without an out);
+    only readers with a configured direction take part."""
     revocation_max_age: timedelta = timedelta(hours=24)
     stale_revocation: StalePolicy = StalePolicy.GRANT_AND_FLAG
     untrusted_clock: UntrustedClockPolicy = UntrustedClockPolicy.GRANT_AND_FLAG
@@ -128,23 +132,42 @@ class GatePolicy:
     skew_steps: int = 1
 
 
+Direction = Literal["in", "out"]
+
+
 @dataclass(slots=True)
 class _Passback:
+    """The last grant of each serial: when (for the time window) and which way (anti-passback)."""
+
     window: timedelta
     last: OrderedDict[int, datetime] = field(default_factory=OrderedDict)
+    way: OrderedDict[int, Direction] = field(default_factory=OrderedDict)
 
     def recent(self, serial: int, now: datetime) -> bool:
         last = self.last.get(serial)
         return last is not None and timedelta(0) <= now - last < self.window
 
-    def record(self, serial: int, now: datetime) -> None:
-        self.last[serial] = now
-        self.last.move_to_end(serial)
-        while self.last:
-            oldest = next(iter(self.last.values()))
-            if now - oldest < self.window and len(self.last) <= 100_000:
-                break
-            self.last.popitem(last=False)
+    def same_way(self, serial: int, direction: Direction | None) -> bool:
+        return direction is not None and self.way.get(serial) == direction
+
+    def record(self, serial: int, now: datetime, direction: Direction | None = None) -> None:
+        if self.window > timedelta(0):
+            self.last[serial] = now
+            self.last.move_to_end(serial)
+            while self.last:
+                oldest = next(iter(self.last.values()))
+                if now - oldest < self.window and len(self.last) <= 100_000:
+                    break
+                self.last.popitem(last=False)
+        if direction is not None:
+            self.way[serial] = direction
+            self.way.move_to_end(serial)
+            while len(self.way) > 100_000:  # a resident's direction is worth a day or two, not forever
+                self.way.popitem(last=False)
+
+
+GrantHook = Callable[[int, "int | None", datetime, "Direction | None"], None]
+"""Told of every grant: (serial, dynamic step used or None, wall time, direction) — to persist it."""
 
 
 class GateState:
@@ -157,7 +180,9 @@ class GateState:
         revocation: RevocationState,
         policy: GatePolicy | None = None,
         site_secret: bytes | None = None,
+        on_grant: GrantHook | None = None,
     ) -> None:
+        self.on_grant = on_grant
         self.trust = trust
         self.revocation = revocation
         self.policy = policy or GatePolicy()
@@ -166,6 +191,12 @@ class GateState:
         self._passback = _Passback(self.policy.passback)
         self._zone_cache: tuple[str, tzinfo] | None = None
 
+    def remember(self, serial: int, step: int | None, when: datetime, direction: Direction | None) -> None:
+        """Take back a grant made before a restart, so a screenshot or a passback cannot use the restart."""
+        if step is not None:
+            self.replays.record(serial, step, time_step(when, self.policy.step_s))
+        self._passback.record(serial, when, direction)
+
     def timezone(self) -> tzinfo:
         name = self.trust.bundle.timezone if self.trust.bundle else "UTC"
         if self._zone_cache is None or self._zone_cache[0] != name:
@@ -173,8 +204,11 @@ class GateState:
         return self._zone_cache[1]
 
 
-def decide(raw_code: str, now: ClockLike, state: GateState) -> Decision:
-    """Grant or deny ``raw_code`` at ``now``; see the module docstring for the order and the clock."""
+def decide(raw_code: str, now: ClockLike, state: GateState, direction: Direction | None = None) -> Decision:
+    """Grant or deny ``raw_code`` at ``now``; see the module docstring for the order and the clock.
+
+    ``direction`` is the way the reader faces (``in``/``out``), when the gate knows it.
+    """
     untrusted = not now.trusted
     flags: set[Flag] = {Flag.CLOCK_UNTRUSTED} if untrusted else set()
     lenient = untrusted and state.policy.untrusted_clock is UntrustedClockPolicy.GRANT_AND_FLAG
@@ -234,7 +268,9 @@ def decide(raw_code: str, now: ClockLike, state: GateState) -> Decision:
             return deny(Reason.REPLAYED, p, f"step {used_step}")
 
     if state.policy.passback > timedelta(0) and state._passback.recent(p.serial, wall):
-        return deny(Reason.PASSBACK, p)
+        return deny(Reason.PASSBACK, p, f"again within {state.policy.passback.total_seconds():.0f} s")
+    if state.policy.anti_passback and state._passback.same_way(p.serial, direction):
+        return deny(Reason.PASSBACK, p, f"{direction} twice without the other way between")
 
     if state.revocation.is_stale(wall, state.policy.revocation_max_age):
         if state.policy.stale_revocation is StalePolicy.DENY:
@@ -243,6 +279,7 @@ def decide(raw_code: str, now: ClockLike, state: GateState) -> Decision:
 
     if used_step is not None and step is not None:
         state.replays.record(p.serial, used_step, step)
-    if state.policy.passback > timedelta(0):
-        state._passback.record(p.serial, wall)
+    state._passback.record(p.serial, wall, direction)
+    if state.on_grant is not None:
+        state.on_grant(p.serial, used_step, wall, direction)
     return Decision(True, Reason.GRANTED, p, frozenset(flags))
