@@ -11,6 +11,7 @@ and the demo show every answer a guard can get, with its reason.
 from __future__ import annotations
 
 import random
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,7 +28,9 @@ from protocol.passes import (
     seal_revocation_list,
 )
 from protocol.passes.codec import issue
-from protocol.passes.keys import save_public_key
+from protocol.passes.dynamic import dynamic_text, pass_key
+from protocol.passes.keys import generate_site_secret, save_public_key, save_site_secret
+from simulator.scenario import Keyboard
 
 HOLDERS = ["王小明", "李华", "张伟", "刘洋", "陈静", "杨帆", "赵磊", "黄丽", "周杰", "吴敏"]
 
@@ -82,14 +85,33 @@ class SimulatedOffice:
             at = rng.randrange(10, len(digits) - 10)
             digits[at] = str((int(digits[at]) + 1 + rng.randrange(8)) % 10)
             forged.append("".join(digits))
+        self.secret = generate_site_secret()
+        save_site_secret(self.site_secret, self.secret)
+        self.phone_serial = 7001
+        self.phone = self._issue(self.phone_serial, now, rng, dynamic=True)
+        """A resident's phone pass: its dynamic part must be made at the moment it is shown."""
+        old_screenshot = dynamic_text(self.phone, self.phone_key, now - timedelta(minutes=20))
         stranger = SigningKey.generate()
         corpus.refused = {
+            "bad_dynamic_code": [old_screenshot, self.phone],  # a 20-minute-old screenshot; no code at all
             "revoked": revoked,
             "bad_signature": [*forged, self._issue(8001, now, rng, key=stranger)],
             "expired": [self._issue(8101, now, rng, valid_until=now - timedelta(days=2))],
             "wrong_site": [self._issue(8201, now, rng, site_id=site_id + 1)],
         }
         self.corpus = corpus
+
+    @property
+    def phone_key(self) -> bytes:
+        return pass_key(self.secret, self.phone_serial, 0)
+
+    def phone_code(self, when: datetime | None = None) -> str:
+        """What the resident's phone shows now: the pass and the code of the current step."""
+        return dynamic_text(self.phone, self.phone_key, when or datetime.now(UTC))
+
+    @property
+    def site_secret(self) -> Path:
+        return self.folder / "site.secret"
 
     @property
     def root_key(self) -> Path:
@@ -112,6 +134,7 @@ class SimulatedOffice:
         key: SigningKey | None = None,
         valid_until: datetime | None = None,
         site_id: int | None = None,
+        dynamic: bool = False,
     ) -> str:
         p = Pass(
             kid=self._kid,
@@ -124,6 +147,7 @@ class SimulatedOffice:
             valid_from=now - timedelta(days=20),
             valid_until=valid_until or now + timedelta(days=300),
             generation=0,
+            dynamic=dynamic,
         )
         return issue(p, key or self._signer)
 
@@ -134,4 +158,52 @@ class SimulatedOffice:
             f'root_key = "{self.root_key}"',
             f'trust_bundle = "{self.bundle}"',
             f'revocation_list = "{self.revocations}"',
+            f'site_secret_file = "{self.site_secret}"',
         ]
+
+
+class ScreenshotReplays:
+    """Now and then, a resident shows their phone pass and a friend shows a screenshot of it.
+
+    The phone's code is made at the moment it is shown, so the gate grants it; the same
+    code shown again a few seconds later — a screenshot sent on — is refused as
+    ``replayed``.  Runs on its own thread beside the arrival scenario, at one gate, and
+    keeps its own log of what it typed and what the gate should answer.
+    """
+
+    def __init__(
+        self,
+        office: SimulatedOffice,
+        scanner: Keyboard,
+        *,
+        every_s: float = 20.0,
+        replay_after_s: float = 4.0,
+    ) -> None:
+        self.office = office
+        self.scanner = scanner
+        self.every_s = every_s
+        self.replay_after_s = replay_after_s
+        self.shown: list[tuple[str, str]] = []
+        """(code, expected reason) in the order typed."""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="screenshot-replays", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            code = self.office.phone_code()
+            try:
+                self.scanner.type(code)
+                self.shown.append((code, "granted"))
+                if self._stop.wait(self.replay_after_s):
+                    return
+                self.scanner.type(code)
+                self.shown.append((code, "replayed"))
+            except OSError:  # the scanner was closed at shutdown
+                return

@@ -118,13 +118,19 @@ class SimulatedSite:
             readers = self._door_sections()
             allow = [f"wiegand26:{card}" for card in self.cards]
         elif gate in self.camera_gates:
-            shown = ",".join([*self.codes[:6], "9000000000001"])  # six residents and one visitor
+            if self.office is not None:  # residents' signed passes, and a forged one held up by a visitor
+                corpus = self.office.corpus
+                codes = [*corpus.genuine[:4], corpus.refused["bad_signature"][0]]
+            else:
+                codes = [*self.codes[:6], "9000000000001"]  # six residents and one visitor
             readers = [
                 "[[cameras]]",
                 'name = "camera"',
-                f'source = "sim://?codes={shown}&every=5&hold=1.5&size=1280x720&fps=15"',
+                f'source = "sim://?codes={",".join(codes)}&every=5&hold=1.5&size=1280x720&fps=15"',
             ]
             allow = self.codes
+            if self.office is not None:
+                readers += ["", *self._passes_section(gate, path.parent)]
         else:
             readers = [
                 "[[scanners]]",
@@ -172,13 +178,20 @@ class SimulatedSite:
         """The office's public files, copied for this gate (each gate keeps its own newer ones)."""
         assert self.office is not None
         folder.mkdir(parents=True, exist_ok=True)
-        for source in (self.office.root_key, self.office.bundle, self.office.revocations):
+        for source in (
+            self.office.root_key,
+            self.office.bundle,
+            self.office.revocations,
+            self.office.site_secret,
+        ):
             (folder / source.name).write_bytes(source.read_bytes())
+        (folder / self.office.site_secret.name).chmod(0o600)
         return [
             "[passes]",
             f"root_key = {_toml_str(str(folder / self.office.root_key.name))}",
             f"trust_bundle = {_toml_str(str(folder / self.office.bundle.name))}",
             f"revocation_list = {_toml_str(str(folder / self.office.revocations.name))}",
+            f"site_secret_file = {_toml_str(str(folder / self.office.site_secret.name))}",
         ]
 
     def _door_sections(self) -> list[str]:
