@@ -69,6 +69,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     batch.add_argument("--out", type=Path, help="where to write the cards (default DIR/printed)")
     batch.set_defaults(func=_issue_batch)
 
+    reissue = commands.add_parser(
+        "reissue", help="a new generation of a pass (lost, copied, new phone); earlier ones revoked"
+    )
+    office(reissue)
+    reissue.add_argument("serial", type=int)
+    again = reissue.add_mutually_exclusive_group()
+    again.add_argument("--days", help="valid for this many days from now (default: the role's default)")
+    again.add_argument("--until", help="valid through this site-local date (YYYY-MM-DD)")
+    reissue.add_argument("--photo", type=Path, help="a new photo (default: keep the current one)")
+    reissue.add_argument("--out", type=Path, help="where to write <serial>.png/.pdf (default DIR/printed)")
+    reissue.set_defaults(func=_reissue)
+
     revoke = commands.add_parser("revoke", help="revoke a pass and publish a new revocation list")
     office(revoke)
     revoke.add_argument("serial", type=int)
@@ -252,6 +264,36 @@ def _issue_batch(args: argparse.Namespace) -> int:
     first_last = f" (serials {result.issued[0]}-{result.issued[-1]})" if result.issued else ""
     print(f"issued {len(result.issued)}{first_last}, rejected {len(result.rejected)}; cards in {out}")
     return EXIT_REFUSED if result.rejected else EXIT_OK
+
+
+def _reissue(args: argparse.Namespace) -> int:
+    from console.passes.office import Office, RequestError, parse_days, parse_until
+    from console.passes.printing import find_cjk_font
+
+    try:
+        days = parse_days(args.days, "--days") if args.days else None
+        until = parse_until(args.until, "--until") if args.until else None
+        find_cjk_font()
+        with Office.open(args.office) as office:
+            issued, revocations = office.reissue(args.serial, days=days, until=until, photo=args.photo)
+            png, pdf = _print_issued(office, issued, args.out or office.dir / "printed")
+    except RequestError as exc:
+        print(f"gatepost pass reissue: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    except (GatepostError, OSError) as exc:
+        return _fail("reissue", exc)
+    p = issued.pass_
+    print(
+        f"serial {p.serial} generation {p.generation}: {p.holder} ({p.unit}),"
+        f" until {p.valid_until:%Y-%m-%d %H:%M} UTC"
+    )
+    print(f"printed {png} and {pdf}")
+    if issued.phone_key is not None:
+        print(f"phone pass: give the holder {png.parent / f'{p.serial}.phone.json'} (secret, 0600)")
+    print(f"generations below {p.generation} revoked: revocation list v{revocations.version}")
+    print("publish it to the gates: gatepost console publish-passes --public " + str(office.public))
+    print(f"code {issued.text}")
+    return EXIT_OK
 
 
 def _revoke(args: argparse.Namespace) -> int:

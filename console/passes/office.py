@@ -452,67 +452,133 @@ class Office:
         """Assign the next serial, sign, and record; the register and the serial move together."""
         now = now or _utcnow()
         photo_bytes = _read_photo(request.photo) if request.photo is not None else None
-        valid_from, valid_until = self.resolve_validity(request, now)
         with self.locked():
-            kid, key = self._signing(now)
-            entry = self.bundle.key(kid)
-            assert entry is not None
-            if valid_until > entry.not_after:
-                raise OfficeError(
-                    OfficeReason.OUTLIVES_KEY,
-                    f"the pass would outlive signing key {kid} (accepted until {entry.not_after:%Y-%m-%d}); "
-                    "run `pass rotate-key` or shorten it",
-                )
             self.db.execute("BEGIN IMMEDIATE")
             try:
                 serial = int(self.db.execute("SELECT value FROM meta WHERE key='next_serial'").fetchone()[0])
-                try:
-                    p = Pass(
-                        kid=kid,
-                        site_id=self.bundle.site_id,
-                        serial=serial,
-                        holder=request.holder,
-                        unit=request.unit,
-                        role=request.role,
-                        zones=request.zones,
-                        valid_from=valid_from,
-                        valid_until=valid_until,
-                        daily_window=request.daily_window,
-                        photo_digest=photo_digest(photo_bytes) if photo_bytes is not None else None,
-                        dynamic=request.dynamic,
-                    )
-                except PassError as exc:
-                    raise RequestError(RequestReason.BAD_FIELD, _field_of(exc.detail), exc.detail) from None
-                text = issue(p, key)
+                issued = self._sign_and_record(request, serial, 0, photo_bytes, None, now)
                 self.db.execute("UPDATE meta SET value=? WHERE key='next_serial'", (str(serial + 1),))
-                self.db.execute(
-                    "INSERT INTO passes VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (
-                        serial,
-                        p.generation,
-                        kid,
-                        p.holder,
-                        p.unit,
-                        p.role.name.lower(),
-                        ",".join(map(str, sorted(p.zones))),
-                        p.valid_from.isoformat(),
-                        p.valid_until.isoformat(),
-                        f"{p.daily_window.start}-{p.daily_window.end}" if p.daily_window else None,
-                        p.photo_digest.hex() if p.photo_digest else None,
-                        int(p.dynamic),
-                        text,
-                        now.isoformat(),
-                    ),
-                )
-                photo = None
-                if request.photo is not None and photo_bytes is not None:
-                    photo = self.dir / PHOTOS / f"{serial}-{p.generation}{request.photo.suffix.lower()}"
-                    shutil.copyfile(request.photo, photo)
-                    os.chmod(photo, 0o600)
                 self.db.execute("COMMIT")
             except BaseException:
                 self.db.execute("ROLLBACK")
                 raise
+        return issued
+
+    def reissue(
+        self,
+        serial: int,
+        *,
+        days: int | None = None,
+        until: date | None = None,
+        photo: Path | None = None,
+        now: datetime | None = None,
+    ) -> tuple[IssuedPass, RevocationList]:
+        """A new generation of a pass — lost, photographed, or a phone replaced — and the old ones revoked.
+
+        The holder keeps the serial; the new pass carries the next generation, and one
+        revocation entry ("every generation of this serial below N") retires all earlier
+        ones at every gate.  A dynamic pass gets a new per-pass key with it, so a copied
+        phone key stops working too.  Holder, unit, role, zones, daily window and photo are
+        kept (a new photo may be given); the validity starts again from now.
+        """
+        now = now or _utcnow()
+        photo_bytes = _read_photo(photo) if photo is not None else None
+        with self.locked():
+            row = self.db.execute(
+                "SELECT generation, holder, unit, role, zones, daily_window, photo_digest, dynamic "
+                "FROM passes WHERE serial=? ORDER BY generation DESC LIMIT 1",
+                (serial,),
+            ).fetchone()
+            if row is None:
+                raise OfficeError(OfficeReason.UNKNOWN_SERIAL, f"serial {serial} was never issued here")
+            generation, holder, unit, role, zones, window, digest, dynamic = row
+            request = PassRequest(
+                holder=holder,
+                unit=unit,
+                role=Role[role.upper()],
+                zones=frozenset(int(z) for z in zones.split(",") if z),
+                days=days,
+                until=until,
+                daily_window=DailyWindow(*map(int, window.split("-"))) if window else None,
+                photo=photo,
+                dynamic=bool(dynamic),
+            )
+            kept = bytes.fromhex(digest) if digest and photo_bytes is None else None
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                issued = self._sign_and_record(request, serial, generation + 1, photo_bytes, kept, now)
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+        revocations = self.revoke(serial, before_generation=generation + 1, now=now)
+        return issued, revocations
+
+    def _sign_and_record(
+        self,
+        request: PassRequest,
+        serial: int,
+        generation: int,
+        photo_bytes: bytes | None,
+        kept_digest: bytes | None,
+        now: datetime,
+    ) -> IssuedPass:
+        """Sign one pass and add it to the register; the caller holds the lock and the transaction."""
+        valid_from, valid_until = self.resolve_validity(request, now)
+        kid, key = self._signing(now)
+        entry = self.bundle.key(kid)
+        assert entry is not None
+        if valid_until > entry.not_after:
+            raise OfficeError(
+                OfficeReason.OUTLIVES_KEY,
+                f"the pass would outlive signing key {kid} (accepted until {entry.not_after:%Y-%m-%d}); "
+                "run `pass rotate-key` or shorten it",
+            )
+        try:
+            p = Pass(
+                kid=kid,
+                site_id=self.bundle.site_id,
+                serial=serial,
+                holder=request.holder,
+                unit=request.unit,
+                role=request.role,
+                zones=request.zones,
+                valid_from=valid_from,
+                valid_until=valid_until,
+                daily_window=request.daily_window,
+                photo_digest=photo_digest(photo_bytes) if photo_bytes is not None else kept_digest,
+                dynamic=request.dynamic,
+                generation=generation,
+            )
+        except PassError as exc:
+            raise RequestError(RequestReason.BAD_FIELD, _field_of(exc.detail), exc.detail) from None
+        text = issue(p, key)
+        self.db.execute(
+            "INSERT INTO passes VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                serial,
+                p.generation,
+                kid,
+                p.holder,
+                p.unit,
+                p.role.name.lower(),
+                ",".join(map(str, sorted(p.zones))),
+                p.valid_from.isoformat(),
+                p.valid_until.isoformat(),
+                f"{p.daily_window.start}-{p.daily_window.end}" if p.daily_window else None,
+                p.photo_digest.hex() if p.photo_digest else None,
+                int(p.dynamic),
+                text,
+                now.isoformat(),
+            ),
+        )
+        photo = None
+        if request.photo is not None and photo_bytes is not None:
+            photo = self.dir / PHOTOS / f"{serial}-{p.generation}{request.photo.suffix.lower()}"
+            shutil.copyfile(request.photo, photo)
+            os.chmod(photo, 0o600)
+        elif kept_digest is not None:
+            photo = next(iter(sorted((self.dir / PHOTOS).glob(f"{serial}-*"))[-1:]), None)
         phone_key = pass_key(self.site_secret(), serial, p.generation) if p.dynamic else None
         return IssuedPass(p, text, photo, phone_key)
 

@@ -187,3 +187,31 @@ def test_dynamic_pass_gets_a_phone_key_and_show_checks_the_code(
     assert code == EXIT_REFUSED and "FAIL dynamic" in out
     code, out, _ = run(capsys, "show", "--office", office, dynamic_text(text, key, datetime.now(UTC)))
     assert code == EXIT_OK and "ok   dynamic" in out
+
+
+def test_reissue_makes_a_new_generation_and_revokes_the_old_one(
+    office: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old = issue(capsys, office, "--dynamic", "--zones", "0,2", "--out", tmp_path)
+    code, out, err = run(capsys, "reissue", "--office", office, "1", "--days", "10", "--out", tmp_path)
+    assert code == EXIT_OK, err
+    assert "generation 1" in out and "generations below 1 revoked" in out
+    new = next(line.split()[1] for line in out.splitlines() if line.startswith("code "))
+    state = gate_state_from(office / "public")
+    now = ClockReading(datetime.now(UTC), True)
+    assert decide(old, now, state).reason is Reason.REVOKED
+    fresh = decide(new, now, state)
+    # A dynamic pass without its live code is refused for that, not for being revoked:
+    # the new generation passed the revocation check, and kept holder, zones and the flag.
+    assert fresh.reason is Reason.BAD_DYNAMIC_CODE
+    assert fresh.pass_info is not None
+    assert (fresh.pass_info.generation, fresh.pass_info.holder) == (1, "王小明")
+    assert fresh.pass_info.zones == frozenset({0, 2}) and fresh.pass_info.dynamic
+    assert (tmp_path / "1.phone.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_reissue_of_an_unknown_serial_is_refused_cleanly(
+    office: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _out, err = run(capsys, "reissue", "--office", office, "99")
+    assert code != EXIT_OK and "99" in err
