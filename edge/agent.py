@@ -486,6 +486,9 @@ class GateAgent:
             "trust_version": passes.trust.version,
             "revocation_version": passes.revocation.version,
             "revocation_stale": passes.revocation.is_stale(self.clock.now().wall, max_age),
+            "revocation_issued_at": passes.revocation.current.issued_at
+            if passes.revocation.current
+            else None,
         }
 
     # -- commands --------------------------------------------------------------------

@@ -132,6 +132,8 @@ class GateStatus(_Message):
     revocation_version: int | None = Field(default=None, ge=0)
     revocation_stale: bool | None = None
     """True while the gate's revocation list is older than its limit (or missing)."""
+    revocation_issued_at: UtcTime | None = None
+    """When the office signed the list the gate holds: its age is what the operator watches."""
     cards_version: int | None = Field(default=None, ge=0)
     cards_hash: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
     cards_count: int | None = Field(default=None, ge=0)
