@@ -185,6 +185,7 @@ class GateAgent:
                 self.feedback = GuardFeedback(config.feedback, pin_factory=self.pin_factory)
             self._build_door()
             self._build_readers()
+            self.guard = _guard_screen(self)
         except BaseException:
             self._close_devices()
             self.outbox.close()
@@ -290,6 +291,8 @@ class GateAgent:
         if self.card_sync is not None:
             self.card_sync.start()
         self.link.start()
+        if self.guard is not None:
+            self.guard.start()
         for device in self.devices:
             device.start()
         log.info(
@@ -308,6 +311,8 @@ class GateAgent:
             return
         self._stopped.set()
         self._close_devices()
+        if self.guard is not None:
+            self.guard.stop()
         self.record(ev.AGENT_STOPPED, {"reason": reason})
         deadline = time.monotonic() + drain_s
         while self.outbox.backlog and self.link.connected and time.monotonic() < deadline:
@@ -360,6 +365,8 @@ class GateAgent:
             )
         if self.feedback is not None:
             self.feedback.show(pattern_for(decision.granted, decision.reason, flagged=bool(decision.flags)))
+        if self.guard is not None:
+            self.guard.show(shown, decision)
         log.info(
             "%s %s at %s (%s)",
             "GRANTED" if decision.granted else "DENIED",
@@ -537,6 +544,15 @@ class GateAgent:
         assert self.door is not None
         self.door.remote_lock()
         return {"locked": True}
+
+
+def _guard_screen(agent: GateAgent) -> Any:
+    """The guard screen (docs/guard-screen.md) when ``[guard_screen]`` is enabled, else ``None``."""
+    if not agent.config.guard_screen.enabled:
+        return None
+    from edge.guard import GuardScreen
+
+    return GuardScreen(agent, agent.config.guard_screen)
 
 
 def _card_store(config: EdgeConfig) -> tuple[Any, Any]:

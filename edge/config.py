@@ -213,8 +213,14 @@ class GuardScreenConfig(_Section):
 
     @model_validator(mode="after")
     def _pin_when_enabled(self) -> GuardScreenConfig:
+        from edge.guard.pin import parse_hash
+
         if self.enabled and not self.pin_hash:
             raise ValueError("an enabled guard screen needs pin_hash (make one: python -m edge.guard.pin)")
+        if self.pin_hash:
+            parse_hash(self.pin_hash)  # PinFormatError is a ValueError: reported with file, line and key
+        if int(self.listen.rpartition(":")[2]) > 65535:
+            raise ValueError(f"listen port out of range: {self.listen}")
         return self
 
 

@@ -1,0 +1,156 @@
+"""The guard screen's HTTP side: one page, one event stream, two guard actions, photos.
+
+Everything is served from the agent (templates, script, style, locales; no CDN, no web
+fonts), so the kiosk browser at ``http://127.0.0.1:8088/`` works with the network down.
+Guard actions take JSON only: a form on some other page cannot post JSON here without a
+CORS preflight this server never answers, which keeps a stray page in the kiosk from
+acting for the guard even before the PIN is checked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from edge.guard.texts import LANGUAGES, MANUAL_REASONS
+from edge.guard.views import DIGEST_RE
+
+if TYPE_CHECKING:
+    from edge.guard.screen import GuardScreen
+
+log = logging.getLogger("gatepost.edge.guard")
+
+HERE = Path(__file__).resolve().parent
+MAX_BODY = 8192
+KEEPALIVE_S = 15.0
+"""A comment line this often keeps idle proxies and the browser from closing the stream."""
+
+
+def _sse(event: str, data: dict[str, Any]) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False, separators=(',', ':'))}\n\n"
+
+
+def _error(code: str, status: int, detail: str = "") -> JSONResponse:
+    body = {"error": code, "field": None, "problem": None, "detail": detail, "seconds": None}
+    return JSONResponse(body, status_code=status)
+
+
+async def _json_body(request: Request) -> dict[str, Any] | JSONResponse:
+    """The request's JSON object, or the response that says why there is none."""
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        return _error("bad_request", 415, "send application/json")
+    try:
+        length = int(request.headers.get("content-length", "0"))
+    except ValueError:
+        return _error("bad_request", 400, "bad content-length")
+    if length > MAX_BODY:
+        return _error("bad_request", 413, f"body over {MAX_BODY} bytes")
+    raw = await request.body()
+    if len(raw) > MAX_BODY:
+        return _error("bad_request", 413, f"body over {MAX_BODY} bytes")
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return _error("bad_request", 400, "not JSON")
+    if not isinstance(body, dict):
+        return _error("bad_request", 400, "not a JSON object")
+    return body
+
+
+def create_app(screen: GuardScreen) -> Starlette:
+    from edge.guard.screen import GuardActionError
+
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+
+    async def index(request: Request) -> Response:
+        return templates.TemplateResponse(
+            request,
+            "index.html",
+            {
+                "site": screen.site,
+                "gate": screen.gate,
+                "languages": LANGUAGES,
+                "texts": screen.texts,
+                "manual_reasons": MANUAL_REASONS,
+                "idle_s": screen.config.idle_s,
+            },
+            headers={"Cache-Control": "no-store"},
+        )
+
+    async def events(request: Request) -> Response:
+        sub = screen.live.subscribe()
+
+        async def stream() -> AsyncIterator[str]:
+            try:
+                yield "retry: 1000\n\n"
+                yield _sse("state", screen.state())
+                while True:
+                    try:
+                        message = await asyncio.wait_for(sub.queue.get(), KEEPALIVE_S)
+                    except TimeoutError:
+                        yield ": keepalive\n\n"
+                        continue
+                    if message is None:
+                        return
+                    yield _sse("show", message)
+            finally:
+                screen.live.unsubscribe(sub)
+
+        return StreamingResponse(
+            stream(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
+    async def photo(request: Request) -> Response:
+        name = request.path_params["name"]
+        digest = name.removesuffix(".jpg")
+        if not name.endswith(".jpg") or not DIGEST_RE.match(digest) or screen.photo_dir is None:
+            return _error("not_found", 404)
+        path = screen.photo_dir / f"{digest}.jpg"
+        if not path.is_file():
+            return _error("not_found", 404)
+        return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
+
+    def action(run: Callable[[dict[str, Any]], dict[str, Any]]) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            body = await _json_body(request)
+            if isinstance(body, JSONResponse):
+                return body
+            try:
+                result = await run_in_threadpool(run, body)
+            except GuardActionError as exc:
+                return JSONResponse(exc.body(), status_code=exc.status)
+            except Exception:
+                log.exception("guard action %s failed", request.url.path)
+                return _error("unavailable", 503)
+            return JSONResponse(result, headers={"Cache-Control": "no-store"})
+
+        return endpoint
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"ok": True, "listeners": screen.live.listeners})
+
+    return Starlette(
+        routes=[
+            Route("/", index),
+            Route("/events", events),
+            Route("/photo/{name}", photo),
+            Route("/api/manual", action(screen.let_through), methods=["POST"]),
+            Route("/api/visitors", action(screen.register_visitor), methods=["POST"]),
+            Route("/healthz", health),
+            Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
+        ]
+    )

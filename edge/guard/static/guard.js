@@ -1,0 +1,244 @@
+// The guard screen: live decisions over Server-Sent Events, two guard actions, zh/en.
+// Reasons are always shown in both languages; the toggle switches only the interface.
+"use strict";
+
+const TEXTS = JSON.parse(document.getElementById("texts").textContent);
+const LANGS = ["zh", "en"];
+let lang = LANGS.includes(localStorage.getItem("guard-lang")) ? localStorage.getItem("guard-lang") : "zh";
+let idleTimer = null;
+let source = null;
+
+const $ = (id) => document.getElementById(id);
+
+function lookup(language, key) {
+  return key.split(".").reduce((node, part) => (node && typeof node === "object" ? node[part] : undefined), TEXTS[language]);
+}
+
+function t(key, vars = {}) {
+  const text = lookup(lang, key) ?? lookup("en", key) ?? key;
+  return String(text).replace(/\{(\w+)\}/g, (_, name) => (name in vars ? String(vars[name]) : `{${name}}`));
+}
+
+function both(key) {
+  return { zh: lookup("zh", key) ?? key, en: lookup("en", key) ?? key };
+}
+
+function applyLanguage() {
+  document.documentElement.lang = lang;
+  for (const el of document.querySelectorAll("[data-t]")) el.textContent = t(el.dataset.t);
+  $("lang").textContent = t("ui.toggle_language");
+  document.title = `${t("ui.title")} · ${document.querySelector(".gate strong").textContent}`;
+}
+
+$("lang").addEventListener("click", () => {
+  lang = lang === "zh" ? "en" : "zh";
+  localStorage.setItem("guard-lang", lang);
+  applyLanguage();
+});
+
+// -- the clock and the link badge ----------------------------------------------------
+
+function tick() {
+  $("clock").textContent = new Date().toLocaleTimeString("zh-CN", { hour12: false });
+}
+setInterval(tick, 1000);
+tick();
+
+function setLink(up) {
+  const badge = $("link");
+  badge.classList.toggle("up", up);
+  badge.classList.toggle("down", !up);
+  badge.dataset.t = up ? "ui.live" : "ui.reconnecting";
+  badge.textContent = t(badge.dataset.t);
+}
+
+// -- showing a decision ---------------------------------------------------------------
+
+function idle() {
+  clearTimeout(idleTimer);
+  $("panel").className = "idle";
+  $("panel").dataset.id = "";
+  $("result").hidden = true;
+  $("idle-view").hidden = false;
+}
+
+function addFact(list, key, value) {
+  if (value === null || value === undefined || value === "") return;
+  const dt = document.createElement("dt");
+  const names = both(key);
+  dt.textContent = `${names.zh} · ${names.en}`;
+  const dd = document.createElement("dd");
+  dd.textContent = value;
+  list.append(dt, dd);
+}
+
+function show(message, ageS = 0) {
+  clearTimeout(idleTimer);
+  const state = message.kind === "manual" ? "manual" : message.granted ? "granted" : "denied";
+  const panel = $("panel");
+  panel.className = state;
+  panel.dataset.id = message.id;
+  panel.dataset.reason = message.reason;
+  $("idle-view").hidden = true;
+  $("result").hidden = false;
+
+  const verdict = both(`ui.${state}`);
+  $("verdict-zh").textContent = verdict.zh;
+  $("verdict-en").textContent = verdict.en;
+  const reason = both(`reason.${message.reason}`);
+  $("reason-zh").textContent = reason.zh;
+  $("reason-en").textContent = reason.en;
+
+  const flags = $("flags");
+  flags.replaceChildren();
+  for (const flag of message.flags || []) {
+    const li = document.createElement("li");
+    const text = both(`flag.${flag}`);
+    li.textContent = `${text.zh} · ${text.en}`;
+    flags.append(li);
+  }
+  $("check").hidden = !message.check_by_hand;
+
+  const photo = message.photo;
+  $("photo").hidden = !photo;
+  const img = $("photo-img");
+  img.hidden = !(photo && photo.url);
+  $("no-photo").hidden = !photo || Boolean(photo.url);
+  if (photo && photo.url) img.src = photo.url;
+  else img.removeAttribute("src");
+
+  const facts = $("facts");
+  facts.replaceChildren();
+  if (message.kind === "manual") {
+    const why = both(`manual_reason.${message.manual_reason}`);
+    addFact(facts, "ui.reason", message.note ? `${why.zh} · ${why.en} — ${message.note}` : `${why.zh} · ${why.en}`);
+    addFact(facts, "ui.by_guard", message.guard);
+  } else {
+    addFact(facts, "ui.holder", message.holder);
+    addFact(facts, "ui.unit", message.unit);
+    if (message.role) {
+      const role = both(`role.${message.role}`);
+      addFact(facts, "ui.role", `${role.zh} · ${role.en}`);
+    }
+    addFact(facts, "ui.reader", message.reader);
+  }
+
+  const remaining = Math.max(0.5, (message.idle_after_s || Number(document.body.dataset.idleS)) - ageS);
+  idleTimer = setTimeout(idle, remaining * 1000);
+}
+
+// -- the live stream: EventSource reconnects by itself; we restart it if it gave up ----
+
+function connect() {
+  source = new EventSource("/events");
+  source.addEventListener("open", () => setLink(true));
+  source.addEventListener("state", (event) => {
+    const state = JSON.parse(event.data);
+    if (state.last) show(state.last, state.age_s || 0);
+    else idle();
+  });
+  source.addEventListener("show", (event) => show(JSON.parse(event.data)));
+  source.addEventListener("error", () => {
+    setLink(false);
+    if (source.readyState === EventSource.CLOSED) {
+      source.close();
+      setTimeout(connect, 2000);
+    }
+  });
+}
+
+// -- guard actions --------------------------------------------------------------------
+
+function errorText(body) {
+  if (body.error === "field") {
+    return t("error.field", { field: t(`field.${body.field}`), detail: t(`problem.${body.problem}`) });
+  }
+  if (body.error === "pin_locked") return t("error.pin_locked", { seconds: Math.ceil(body.seconds || 0) });
+  return t(`error.${body.error}`);
+}
+
+async function post(form, url) {
+  const message = form.querySelector(".message");
+  for (const el of form.querySelectorAll("[aria-invalid]")) el.removeAttribute("aria-invalid");
+  message.className = "message";
+  message.textContent = t("ui.sending");
+  const payload = Object.fromEntries(new FormData(form).entries());
+  let response;
+  let body;
+  try {
+    response = await fetch(url, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(payload),
+    });
+    body = await response.json();
+  } catch (_) {
+    message.textContent = t("error.network");
+    return null;
+  }
+  if (!response.ok) {
+    message.textContent = errorText(body);
+    const field = body.field && form.elements.namedItem(body.field);
+    if (field) {
+      field.setAttribute("aria-invalid", "true");
+      field.focus();
+    }
+    if (body.error === "pin_wrong" || body.error === "pin_locked") form.elements.namedItem("pin").value = "";
+    return null;
+  }
+  message.textContent = "";
+  return body;
+}
+
+function openDialog(dialog, form) {
+  form.reset();
+  form.hidden = false;
+  form.querySelector(".message").textContent = "";
+  for (const el of form.querySelectorAll("[aria-invalid]")) el.removeAttribute("aria-invalid");
+  dialog.showModal();
+  form.querySelector("select, input").focus();
+}
+
+for (const button of document.querySelectorAll("dialog .cancel")) {
+  button.addEventListener("click", () => button.closest("dialog").close());
+}
+
+$("open-manual").addEventListener("click", () => openDialog($("manual-dialog"), $("manual-form")));
+$("manual-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = event.currentTarget;
+  const body = await post(form, "/api/manual");
+  if (!body) return;
+  form.elements.namedItem("pin").value = "";
+  const message = form.querySelector(".message");
+  message.className = "message ok";
+  message.textContent =
+    body.unlocked_for_s === null ? t("ui.done_manual_no_door") : t("ui.done_manual", { seconds: body.unlocked_for_s });
+  setTimeout(() => $("manual-dialog").close(), 1500);
+});
+
+$("open-visitor").addEventListener("click", () => {
+  $("visitor-slip").hidden = true;
+  openDialog($("visitor-dialog"), $("visitor-form"));
+});
+$("visitor-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = event.currentTarget;
+  const body = await post(form, "/api/visitors");
+  if (!body) return;
+  form.elements.namedItem("pin").value = "";
+  form.hidden = true;
+  $("slip-qr").innerHTML = body.qr_svg; // made by the gate (segno) from digits only
+  $("slip-code").textContent = body.code_grouped;
+  $("slip-code").dataset.code = body.code;
+  $("slip-name").textContent = body.name;
+  $("slip-unit").textContent = body.unit;
+  $("slip-phone").textContent = body.phone;
+  $("slip-expires").textContent = new Date(body.expires).toLocaleString("zh-CN", { hour12: false });
+  $("visitor-slip").hidden = false;
+});
+$("print").addEventListener("click", () => window.print());
+
+applyLanguage();
+setLink(false);
+connect();

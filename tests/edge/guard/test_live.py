@@ -1,0 +1,148 @@
+"""The live stream on the real server (uvicorn on the agent's thread): decisions arrive as they happen.
+
+The screen is local, so it keeps working with the broker down: the last test stops the
+broker and scans with a virtual serial scanner, and the page's stream still updates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from broker.launcher import Broker
+from simulator.scanner import VirtualScanner
+
+from .conftest import PIN, GuardGate, SseReader, wait_until
+
+
+@pytest.fixture
+def stream(guard_gate: GuardGate) -> Iterator[SseReader]:
+    reader = SseReader(guard_gate.url)
+    try:
+        yield reader
+    finally:
+        reader.close()
+
+
+def test_the_stream_starts_idle_then_carries_each_decision(guard_gate: GuardGate, stream: SseReader):
+    assert stream.response.headers["content-type"].startswith("text/event-stream")
+    assert stream.next() == ("state", {"site": "longtan", "gate": "north", "last": None, "age_s": None})
+    guard_gate.scan("104729")
+    event, granted = stream.next()
+    assert event == "show"
+    assert (granted["kind"], granted["granted"], granted["reason"]) == ("decision", True, "granted")
+    guard_gate.scan("999999")
+    _, denied = stream.next("show")
+    assert (denied["granted"], denied["reason"], denied["photo"]) == (False, "unknown", None)
+
+
+def test_a_page_that_connects_late_still_sees_the_current_decision(guard_gate: GuardGate):
+    guard_gate.scan("999999")
+    reader = SseReader(guard_gate.url)
+    try:
+        event, state = reader.next()
+        assert event == "state" and state["last"]["reason"] == "unknown" and state["age_s"] < 30
+    finally:
+        reader.close()
+
+
+def test_a_manual_let_through_is_pushed_to_every_page(guard_gate: GuardGate, stream: SseReader):
+    second = SseReader(guard_gate.url)
+    try:
+        stream.next("state")
+        second.next("state")
+        response = guard_gate.post("/api/manual", {"pin": PIN, "guard": "07", "reason": "emergency"})
+        assert response.status_code == 200
+        for reader in (stream, second):
+            _, shown = reader.next("show")
+            assert (shown["kind"], shown["guard"], shown["manual_reason"]) == ("manual", "07", "emergency")
+    finally:
+        second.close()
+
+
+def test_stopping_the_agent_ends_the_stream_and_frees_the_port(tmp_path: Path):
+    gate = GuardGate(tmp_path)
+    reader = SseReader(gate.url)
+    reader.next("state")
+    gate.close()
+    with pytest.raises(AssertionError, match="stream ended"):
+        reader.next()
+    reader.close()
+    with pytest.raises(httpx.TransportError):
+        httpx.get(gate.url, timeout=2)
+
+
+def test_the_screen_keeps_working_with_the_broker_down(tmp_path: Path, broker: Broker):
+    creds = broker.add_gate("longtan", "north")
+    secret = tmp_path / "gate.secret"
+    secret.write_text(creds.password)
+    with VirtualScanner(tmp_path / "ttyACM0", baudrate=115200, pace=False) as scanner:
+        gate = GuardGate(
+            tmp_path,
+            mqtt={
+                "host": broker.host,
+                "port": broker.port,
+                "username": creds.username,
+                "password_file": str(secret),
+            },
+            extra={"scanners": [{"name": "scanner", "url": str(scanner.link_path), "baudrate": 115200}]},
+        )
+        reader = SseReader(gate.url)
+        try:
+            assert wait_until(lambda: gate.agent.link.connected, 10)
+            reader.next("state")
+            broker.stop()
+            assert wait_until(lambda: not gate.agent.link.connected, 10)
+            scanner.type("104729")
+            _, shown = reader.next("show")
+            assert (shown["granted"], shown["reader"]) == (True, "scanner")
+            response = gate.post("/api/manual", {"pin": PIN, "guard": "07", "reason": "forgot_pass"})
+            assert response.status_code == 200
+            assert reader.next("show")[1]["kind"] == "manual"
+            assert gate.events("access.manual")  # waiting in the outbox for the console
+        finally:
+            reader.close()
+            gate.close()
+
+
+def test_a_port_in_use_leaves_the_gate_deciding_without_a_screen(tmp_path: Path, caplog):
+    import socket
+    import time
+
+    from edge.agent import GateAgent, Presented
+    from edge.config import EdgeConfig
+
+    from .conftest import PIN_HASH
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    port = taken.getsockname()[1]
+    config = EdgeConfig.model_validate(
+        {
+            "site": "longtan",
+            "gate": "north",
+            "mqtt": {"host": "127.0.0.1", "port": 9},
+            "outbox": {"path": str(tmp_path / "outbox.db")},
+            "access": {"allow": ["104729"]},
+            "guard_screen": {
+                "enabled": True,
+                "listen": f"127.0.0.1:{port}",
+                "pin_hash": PIN_HASH,
+                "visitor_db": str(tmp_path / "visitors.db"),
+            },
+        }
+    )
+    agent = GateAgent(config)
+    try:
+        agent.start()
+        assert agent.guard.url is None
+        assert f"guard screen not served on 127.0.0.1:{port}" in caplog.text
+        decision = agent.present(Presented("104729", "pass", "scanner", time.monotonic_ns(), "104729"))
+        assert decision is not None and decision.granted
+    finally:
+        agent.stop(drain_s=0)
+        taken.close()
