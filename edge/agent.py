@@ -47,6 +47,14 @@ _DOOR_EVENTS_SAID_ELSEWHERE = {
     DoorEventType.CARD_READ,
 }
 """The door machine reports decisions and card reads too; ``access.scan`` already says them once."""
+_DOOR_ALARMS = {
+    DoorEventType.FORCED,
+    DoorEventType.HELD_OPEN_WARNING,
+    DoorEventType.HELD_OPEN,
+    DoorEventType.TAMPER,
+    DoorEventType.RELAY_WATCHDOG,
+}
+"""Door events the guard must see at once on the guard screen, not only in the console."""
 
 
 class Device(Protocol):
@@ -419,6 +427,8 @@ class GateAgent:
         if event.type in _DOOR_EVENTS_SAID_ELSEWHERE:
             return
         self.record(str(event.type), dict(event.data))
+        if self.guard is not None and event.type in _DOOR_ALARMS:
+            self.guard.door_alarm(str(event.type).removeprefix("door."))
 
     def _on_reject(self, reader: str, rejected: ScanRejected) -> None:
         log.warning("rejected input at %s: %s (%s)", reader, rejected.reason, rejected.detail)

@@ -31,6 +31,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("file", type=Path)
     check.set_defaults(func=_check)
 
+    pin = commands.add_parser(
+        "hash-pin", help="ask for the gate's guard PIN twice and print its pin_hash line for [guard_screen]"
+    )
+    pin.set_defaults(func=_hash_pin)
+
+
+def _hash_pin(_args: argparse.Namespace) -> int:
+    from edge.guard.pin import main
+
+    return main()
+
 
 def _check(args: argparse.Namespace) -> int:
     from edge.config import load_config

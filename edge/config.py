@@ -193,14 +193,14 @@ class GuardScreenConfig(_Section):
 
     Off by default; it is local (loopback) so it keeps working with the network down.
     Guard actions (manual let-through, visitor registration) need the per-gate guard PIN,
-    stored only as a scrypt hash made by ``python -m edge.guard.pin``.
+    stored only as a scrypt hash made by ``gatepost edge hash-pin``.
     """
 
     enabled: bool = False
     listen: str = Field("127.0.0.1:8088", pattern=r"^[^\s:]+:\d{1,5}$", title="host:port to serve on")
     idle_s: float = Field(8.0, gt=0, le=600, title="Back to the idle screen this long after a decision")
     photo_dir: Path | None = Field(None, title="Folder of <photo_digest_hex>.jpg thumbnails")
-    pin_hash: str | None = Field(None, title="scrypt hash of the guard PIN (python -m edge.guard.pin)")
+    pin_hash: str | None = Field(None, title="scrypt hash of the guard PIN (gatepost edge hash-pin)")
     pin_attempts: int = Field(5, ge=1, le=100, title="Wrong PINs in a row before guard actions pause")
     pin_lockout_s: float = Field(60.0, ge=0, le=3600, title="How long guard actions pause after that")
     visitor_db: Path = Field(
@@ -216,7 +216,7 @@ class GuardScreenConfig(_Section):
         from edge.guard.pin import parse_hash
 
         if self.enabled and not self.pin_hash:
-            raise ValueError("an enabled guard screen needs pin_hash (make one: python -m edge.guard.pin)")
+            raise ValueError("an enabled guard screen needs pin_hash (make one: gatepost edge hash-pin)")
         if self.pin_hash:
             parse_hash(self.pin_hash)  # PinFormatError is a ValueError: reported with file, line and key
         if int(self.listen.rpartition(":")[2]) > 65535:

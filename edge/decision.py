@@ -32,6 +32,8 @@ class Decision:
     detail: str = ""
     card_holder: str | None = None
     card_unit: str | None = None
+    card_photo: str | None = None
+    """The card's photo digest (hex), for the guard screen and the event."""
 
     def event_fields(self) -> dict[str, Any]:
         """What the access event says about the holder beyond granted/reason."""
@@ -49,6 +51,8 @@ class Decision:
             )
         if self.card_holder:
             fields.update(holder=self.card_holder, unit=self.card_unit)
+        if self.card_photo:
+            fields["photo"] = self.card_photo
         if self.detail and not self.granted:
             fields["detail"] = self.detail
         return fields
@@ -121,6 +125,13 @@ class GateDecider:
                     untrusted_clock=policy.untrusted_clock,
                 )
                 return Decision(
-                    result.granted, result.reason, result.flags, None, result.detail, entry.holder, entry.unit
+                    result.granted,
+                    result.reason,
+                    result.flags,
+                    None,
+                    result.detail,
+                    entry.holder,
+                    entry.unit,
+                    entry.photo_digest,
                 )
         return self.allow.decide(credential)

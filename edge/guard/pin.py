@@ -4,7 +4,7 @@ The kiosk stands at the guard post, so whoever touches it is normally the guard;
 stops a visitor leaning over the counter from letting people in or issuing passes, and
 every action still names the guard.  scrypt makes a copied config useless for guessing a
 short PIN quickly, and after ``attempts`` wrong PINs in a row guard actions pause for
-``lockout_s`` seconds.  Make a hash with ``python -m edge.guard.pin``.
+``lockout_s`` seconds.  Make a hash with ``gatepost edge hash-pin``.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def hash_pin(pin: str, *, n: int = _N) -> str:
 def parse_hash(stored: str) -> tuple[int, int, int, bytes, bytes]:
     parts = stored.split("$")
     if len(parts) != 6 or parts[0] != _PREFIX:
-        raise PinFormatError("pin_hash must look like scrypt$n$r$p$salt$hash (python -m edge.guard.pin)")
+        raise PinFormatError("pin_hash must look like scrypt$n$r$p$salt$hash (gatepost edge hash-pin)")
     try:
         n, r, p = (int(x) for x in parts[1:4])
         salt, digest = _unb64(parts[4]), _unb64(parts[5])

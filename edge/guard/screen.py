@@ -27,7 +27,7 @@ from edge.guard.live import Broadcaster
 from edge.guard.pin import PinGate, PinOutcome
 from edge.guard.server import ThreadedServer, parse_listen
 from edge.guard.texts import MANUAL_REASONS, load_locales
-from edge.guard.views import decision_view, manual_view
+from edge.guard.views import alarm_view, decision_view, manual_view
 from edge.visitors import FieldProblem, VisitorBook, VisitorError, VisitorRequest, clean_text, is_visitor_code
 from protocol import events as ev
 from protocol.passes import Reason
@@ -156,7 +156,7 @@ class GuardScreen:
                     kind=shown.kind,
                     reader=shown.reader,
                     visitor=visitor,
-                    card_photo=self._card_photo(shown) if shown.kind == "card" else None,
+                    card_photo=decision.card_photo,
                     photo_dir=self.photo_dir,
                     idle_s=self.config.idle_s,
                 )
@@ -164,14 +164,12 @@ class GuardScreen:
         except Exception:
             log.exception("guard screen could not show a decision")
 
-    def _card_photo(self, shown: Presented) -> str | None:
-        decider = self.host.decider
-        cards = getattr(decider, "cards", None)
-        if cards is None:
-            return None
-        with decider._cards_lock:  # the card store's connection is shared with the reader threads
-            entry = cards.lookup(shown.credential)
-        return entry.photo_digest if entry is not None else None
+    def door_alarm(self, name: str) -> None:
+        """Put a door alarm (``forced``, ``held_open``, ``tamper``…) on every open page.  Never raises."""
+        try:
+            self.live.publish(alarm_view(name, idle_s=self.config.idle_s))
+        except Exception:
+            log.exception("guard screen could not show a door alarm")
 
     def state(self) -> dict[str, Any]:
         """What a page that just connected should show: the last message while it is still current."""

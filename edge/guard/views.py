@@ -96,3 +96,19 @@ def manual_view(
         "photo": None,
         "idle_after_s": idle_s,
     }
+
+
+def alarm_view(door_event: str, *, idle_s: float) -> dict[str, Any]:
+    """The screen message for a door alarm (forced, held open, tamper…): red, and says which."""
+    return {
+        "kind": "alarm",
+        "id": uuid.uuid4().hex,
+        "at": _now(),
+        "granted": False,
+        "reason": "alarm",
+        "door": door_event,
+        "flags": [],
+        "check_by_hand": True,
+        "photo": None,
+        "idle_after_s": idle_s,
+    }

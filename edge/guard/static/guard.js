@@ -74,6 +74,7 @@ function addFact(list, key, value) {
 
 function show(message, ageS = 0) {
   clearTimeout(idleTimer);
+  const alarm = message.kind === "alarm";
   const state = message.kind === "manual" ? "manual" : message.granted ? "granted" : "denied";
   const panel = $("panel");
   panel.className = state;
@@ -82,10 +83,10 @@ function show(message, ageS = 0) {
   $("idle-view").hidden = true;
   $("result").hidden = false;
 
-  const verdict = both(`ui.${state}`);
+  const verdict = both(alarm ? "ui.alarm" : `ui.${state}`);
   $("verdict-zh").textContent = verdict.zh;
   $("verdict-en").textContent = verdict.en;
-  const reason = both(`reason.${message.reason}`);
+  const reason = both(alarm ? `door.${message.door}` : `reason.${message.reason}`);
   $("reason-zh").textContent = reason.zh;
   $("reason-en").textContent = reason.en;
 

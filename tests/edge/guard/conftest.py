@@ -25,7 +25,14 @@ from simulator.door import DoorModel
 
 PIN = "2468"
 PIN_HASH = hash_pin(PIN, n=2**12)  # cheaper than the default: tests check hundreds of PINs
-PINS = {"relay": "GPIO17", "contact": "GPIO27", "exit_button": "GPIO22", "green": "GPIO24", "red": "GPIO25"}
+PINS = {
+    "relay": "GPIO17",
+    "contact": "GPIO27",
+    "exit_button": "GPIO22",
+    "tamper": "GPIO23",
+    "green": "GPIO24",
+    "red": "GPIO25",
+}
 RESIDENT_CARD = "wiegand26:13:1001"
 
 

@@ -146,3 +146,32 @@ def test_a_port_in_use_leaves_the_gate_deciding_without_a_screen(tmp_path: Path,
     finally:
         agent.stop(drain_s=0)
         taken.close()
+
+
+def test_a_door_forced_open_and_tampered_with_turns_the_screen_red(guard_gate: GuardGate, stream: SseReader):
+    stream.next("state")
+    assert guard_gate.door is not None
+    guard_gate.door.force_open()  # opened with the lock closed: no grant, no exit button
+    _event, shown = stream.next("show")
+    assert (shown["kind"], shown["door"], shown["granted"]) == ("alarm", "forced", False)
+    guard_gate.door.set_tamper(True)
+    _event, shown = stream.next("show")
+    assert (shown["kind"], shown["door"]) == ("alarm", "tamper")
+    assert [e.type for e in guard_gate.events() if e.type in ("door.forced", "door.tamper")] == [
+        "door.forced",
+        "door.tamper",
+    ]
+
+
+def test_the_door_alarm_texts_exist_in_both_languages():
+    import json
+    from pathlib import Path
+
+    import edge.guard
+    from edge.guard.texts import DOOR_ALARMS
+
+    folder = Path(edge.guard.__file__).parent / "locales"
+    for lang in ("zh", "en"):
+        texts = json.loads((folder / f"{lang}.json").read_text())
+        assert texts["ui"]["alarm"]
+        assert all(texts["door"][name] for name in DOOR_ALARMS)
