@@ -27,16 +27,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     run = commands.add_parser("run", help="store events from the broker until SIGINT or SIGTERM")
     run.add_argument("--config", "-c", type=Path, required=True, help="the console's TOML configuration")
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="ingest processes (overrides [ingest] workers; docs/storage.md)",
+    )
     run.set_defaults(func=_run)
 
+    prune = commands.add_parser("prune", help="delete events and rejections older than [store] retain_days")
+    prune.add_argument("--config", "-c", type=Path, required=True, help="the console's TOML configuration")
+    prune.add_argument("--dry-run", action="store_true", help="count what would be deleted, delete nothing")
+    prune.set_defaults(func=_prune)
+
     tail = commands.add_parser("tail", help="print the newest stored events, optionally following new ones")
-    tail.add_argument("--db", type=Path, required=True, help="the console's event store")
+    tail.add_argument("--db", required=True, help="the console's event store (a path or postgresql://…)")
     tail.add_argument("--follow", "-f", action="store_true", help="keep printing events as they are stored")
     tail.add_argument("--limit", "-n", type=int, default=20, help="how many recent events to show first")
     tail.set_defaults(func=_tail)
 
     stats = commands.add_parser("stats", help="per-gate counts, missing sequence numbers and rejections")
-    stats.add_argument("--db", type=Path, required=True, help="the console's event store")
+    stats.add_argument("--db", required=True, help="the console's event store (a path or postgresql://…)")
     stats.add_argument("--json", action="store_true", help="print JSON instead of a table")
     stats.set_defaults(func=_stats)
 
@@ -48,6 +59,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     publish.add_argument("--site", required=True, help="the site whose gates receive the documents")
     publish.add_argument("--public", type=Path, required=True, help="the site office's public/ folder")
     publish.set_defaults(func=_publish_passes)
+
+    from console.web.serve import add_user_parser
+
+    add_user_parser(commands)
 
     check = commands.add_parser(
         "check-config", help="validate a configuration; name each bad file line and key"
@@ -79,6 +94,7 @@ def _publish_passes(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from console.config import ConfigError, load_config
+    from console.db import display_url
 
     try:
         config = load_config(args.file)
@@ -86,7 +102,7 @@ def _check(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return 2
     sites = "all sites" if config.site == "+" else f"site {config.site}"
-    print(f"{args.file}: ok (console {config.name}, {sites}, store {config.store.path})")
+    print(f"{args.file}: ok (console {config.name}, {sites}, store {display_url(config.store.target)})")
     return 0
 
 
@@ -97,7 +113,8 @@ def _run(args: argparse.Namespace) -> int:
     from types import FrameType
 
     from console.config import ConfigError, load_config
-    from console.ingest import Ingestor
+    from console.ingest import Ingestor, IngestWorkers, WorkerSpec, share_group_name, sweep_worker_sessions
+    from console.retention import RetentionPolicy, RetentionTimer
     from console.store import EventStore, StoreError
 
     try:
@@ -114,10 +131,14 @@ def _run(args: argparse.Namespace) -> int:
         print(f"cannot read the broker password: {exc}", file=sys.stderr)
         return 1
     try:
-        store = EventStore(config.store.path)
+        store = EventStore(config.store.target)  # migrated here, before any worker opens it
     except StoreError as exc:
         print(f"cannot open the event store: {exc}", file=sys.stderr)
         return 1
+    workers = args.workers if args.workers is not None else config.ingest.workers
+    if not 1 <= workers <= 64:
+        print(f"--workers must be 1..64, not {workers}", file=sys.stderr)
+        return 2
 
     done = threading.Event()
 
@@ -126,25 +147,93 @@ def _run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    ingestor = Ingestor(
-        endpoint,
+    ingestor: Ingestor | IngestWorkers
+    if workers > 1:
+        spec = WorkerSpec(
+            endpoint,
+            str(config.store.target),
+            name=config.name,
+            site=config.site,
+            batch_max=config.ingest.batch_max,
+            batch_wait_s=config.ingest.batch_wait_s,
+            log_level=config.log.level,
+        )
+        ingestor = IngestWorkers(spec, workers)  # sweeps stale worker sessions on start
+    else:
+        try:
+            sweep_worker_sessions(endpoint, config.name, keep=1)
+        except Exception as exc:  # the broker may be down at start; paho will keep trying below
+            logging.getLogger("gatepost.console").info("did not clear old worker sessions: %s", exc)
+        ingestor = Ingestor(
+            endpoint,
+            store,
+            name=config.name,
+            site=config.site,
+            batch_max=config.ingest.batch_max,
+            batch_wait_s=config.ingest.batch_wait_s,
+            share_group=share_group_name(config.name, endpoint.password),
+        )
+    retention = RetentionTimer(
         store,
-        name=config.name,
-        site=config.site,
-        batch_max=config.ingest.batch_max,
-        batch_wait_s=config.ingest.batch_wait_s,
+        RetentionPolicy(
+            config.store.retain_days, config.store.retain_rejections_days, batch=config.store.prune_batch
+        ),
     )
     log = logging.getLogger("gatepost.console")
+    from console.web.serve import start_web
+
+    try:
+        web = start_web(config, store, endpoint)
+    except Exception as exc:  # storing events matters more than the web pages: carry on without them
+        log.error("the web console did not start: %s", exc)
+        print(f"gatepost console: the web console did not start: {exc}", file=sys.stderr)
+        web = None
+    if web is not None:
+        ingestor.on_commit = web.poke  # live pages update at once, not at the next poll
+    from console.card_sync import start_card_publisher
+
+    publisher = None
     try:
         ingestor.start()
+        retention.start()
+        publisher = start_card_publisher(config, endpoint)
         reported = ingestor.counters
         while not done.wait(_REPORT_S):
             if ingestor.counters != reported:  # a heartbeat for the operator, quiet when idle
                 reported = ingestor.counters
                 log.info("%s", reported)
     finally:
+        if publisher is not None:
+            publisher.stop()
+        if web is not None:
+            web.stop()
+        retention.stop()
         ingestor.stop()
         store.close()
+    return 0
+
+
+def _prune(args: argparse.Namespace) -> int:
+    from console.config import ConfigError, load_config
+    from console.db import DatabaseError
+    from console.retention import RetentionPolicy, prune
+    from console.store import EventStore
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    policy = RetentionPolicy(
+        config.store.retain_days, config.store.retain_rejections_days, batch=config.store.prune_batch
+    )
+    try:
+        with EventStore(config.store.target) as store:
+            result = prune(store, policy, dry_run=args.dry_run)
+    except DatabaseError as exc:
+        print(f"gatepost console prune: {exc}", file=sys.stderr)
+        return 1
+    print(result.describe())
     return 0
 
 
@@ -170,7 +259,7 @@ def format_event(event: StoredEvent) -> str:
     return f"{stamp}{mark} {event.site}/{event.gate} #{event.seq} {event.type} {' '.join(head + fields)}".rstrip()
 
 
-def _open_readonly(path: Path, *, wait: bool) -> tuple[EventStore | None, bool]:
+def _open_readonly(path: str | Path, *, wait: bool) -> tuple[EventStore | None, bool]:
     """The store, and whether we had to wait for a console to create it."""
     from console.store import EventStore, StoreError
 

@@ -17,13 +17,17 @@ from ``password_file`` or from a systemd credential (``credential = "NAME"`` rea
     password_file = "secrets/console.secret"   # relative to this file
 
     [store]
-    path = "/var/lib/gatepost/console/events.db"
+    path = "/var/lib/gatepost/console/events.db"   # or: url = "postgresql://gatepost@db/gatepost"
+    retain_days = 400
+
+    [ingest]
+    workers = 1                 # >1: processes sharing a $share subscription (docs/storage.md)
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -56,7 +60,24 @@ class MqttConfig(MqttSettings):
 
 
 class StoreConfig(_Section):
+    """Where events live (docs/storage.md): an SQLite file, or PostgreSQL when ``url`` is set."""
+
     path: Path = Field(Path("/var/lib/gatepost/console/events.db"), title="SQLite event store")
+    url: str | None = Field(
+        None,
+        pattern=r"^(postgresql|postgres)://\S+$",
+        title="postgresql://user@host:port/db; when set, ``path`` is not used",
+    )
+    retain_days: int = Field(400, ge=0, le=36_500, title="Delete events older than this (0: keep for ever)")
+    retain_rejections_days: int = Field(
+        30, ge=0, le=36_500, title="Delete rejected-message records older than this (0: keep)"
+    )
+    prune_batch: int = Field(5000, ge=100, le=1_000_000, title="Rows deleted per short transaction")
+
+    @property
+    def target(self) -> str | Path:
+        """What ``EventStore`` / ``Database`` open."""
+        return self.url if self.url is not None else self.path
 
 
 class IngestConfig(_Section):
@@ -64,10 +85,65 @@ class IngestConfig(_Section):
     batch_wait_s: float = Field(
         0.0, ge=0, le=1, title="How long a batch waits to fill (0: take what is queued)"
     )
+    workers: int = Field(
+        1, ge=1, le=64, title="Ingest processes sharing the gates' events ($share subscription)"
+    )
 
 
 class LogConfig(_Section):
     level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+
+
+def _timezone(value: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{value!r} is not a time zone like Asia/Shanghai") from None
+    return value
+
+
+class FlowConfig(_Section):
+    """Flow analytics and staffing advice (``console/flow.py``, docs/flow-and-staffing.md)."""
+
+    timezone: Annotated[str, AfterValidator(_timezone)] = Field("Asia/Shanghai", title="Site-local time zone")
+    capacity_per_guard: int = Field(120, ge=1, le=10_000, title="Persons one guard handles per hour")
+    min_guards: int = Field(1, ge=0, le=100, title="Never fewer guards at a post than this")
+    baseline_guards: int = Field(1, ge=0, le=100, title="Guards per post today; advice is relative to it")
+    percentile: float = Field(80.0, ge=0, le=100, title="Percentile of past days' load that sets the roster")
+    days: int = Field(20, ge=1, le=366, title="How many past days of the same kind (weekday/weekend)")
+    bucket_minutes: Literal[15, 30, 60] = Field(30, title="Length of a staffing slot")
+    peak_fraction: float = Field(0.8, gt=0, le=1, title="A bar within this fraction of the maximum is a peak")
+
+
+class CardsConfig(_Section):
+    """The site's door-card list and holder thumbnails, published to its gates (docs/cards.md)."""
+
+    site: Name = Field(title="The site whose gates receive this list")
+    registry: Path = Field(Path("/var/lib/gatepost/console/cards.db"), title="Card registry (SQLite)")
+    thumbnails: Path = Field(
+        Path("/var/lib/gatepost/console/thumbnails"), title="Folder of <photo digest>.jpg thumbnails"
+    )
+    snapshot_every_s: float = Field(60.0, ge=1, le=86_400, title="Most often the retained snapshot is redone")
+
+
+class WebConfig(_Section):
+    """The web console (``console/web/``, docs/web-console.md), served by ``console run``."""
+
+    enabled: bool = Field(True, title="Serve the web console")
+    listen: str = Field(
+        "127.0.0.1:8080", pattern=r"^[^\s:]+:[0-9]{1,5}$", title="host:port; put TLS in front for other hosts"
+    )
+    secure_cookies: bool = Field(False, title="Mark cookies Secure (set when served over HTTPS)")
+    session_hours: float = Field(12.0, gt=0, le=24 * 30, title="A login ends this long after it began")
+    idle_minutes: float = Field(
+        30.0, gt=0, le=24 * 60, title="A login ends after this long without a request"
+    )
+    office: Path | None = Field(None, title="The site office folder (console/passes) for the passes pages")
+    alarm_denials: int = Field(5, ge=2, le=1000, title="Denied credentials at one gate that raise an alarm")
+    alarm_window_s: float = Field(60.0, gt=0, le=3600, title="... within this many seconds")
+    unlock_seconds: float = Field(5.0, gt=0, le=600, title="How long a remote unlock holds the door")
 
 
 class ConsoleConfig(_Section):
@@ -77,6 +153,9 @@ class ConsoleConfig(_Section):
     store: StoreConfig = Field(default_factory=StoreConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     log: LogConfig = Field(default_factory=LogConfig)
+    flow: FlowConfig = Field(default_factory=FlowConfig)
+    cards: CardsConfig | None = None
+    web: WebConfig = Field(default_factory=WebConfig)
 
 
 def load_config(path: Path | str) -> ConsoleConfig:
@@ -93,6 +172,11 @@ def load_config(path: Path | str) -> ConsoleConfig:
         config.mqtt.password_file = _resolve(base, config.mqtt.password_file)
     if config.mqtt.tls_ca is not None:
         config.mqtt.tls_ca = _resolve(base, config.mqtt.tls_ca)
+    if config.cards is not None:
+        config.cards.registry = _resolve(base, config.cards.registry)
+        config.cards.thumbnails = _resolve(base, config.cards.thumbnails)
+    if config.web.office is not None:
+        config.web.office = _resolve(base, config.web.office)
     return config
 
 

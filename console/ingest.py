@@ -2,7 +2,7 @@
 
 Order is the whole guarantee.  For each batch the writer thread
 
-1. commits the events (and any rejections and gate statuses) in one SQLite transaction;
+1. commits the events (and any rejections and gate statuses) in one transaction;
 2. publishes one :class:`~protocol.Ack` per gate naming every sequence number of the batch,
    new and duplicate alike, because only that Ack lets a gate delete from its outbox;
 3. sends the broker the MQTT PUBACK of each message (paho's manual ack).
@@ -18,10 +18,14 @@ batch is being synced; the broker sends at most ``receive_maximum`` messages ahe
 our PUBACKs, which bounds the queue.  A PUBACK is sent only on the connection that
 delivered the message: MQTT packet ids belong to a connection, and after a reconnect the
 broker redelivers whatever we had not acknowledged anyway.
+
+:class:`IngestWorkers` runs several ingestors as processes on one ``$share`` group
+(``console run --workers N``, docs/storage.md); each one keeps this same order.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import queue
 import threading
@@ -30,6 +34,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
@@ -37,6 +42,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from console.db import DatabaseError
 from console.store import EventStore, Rejection
 from protocol import (
     ConsoleStatus,
@@ -66,6 +72,9 @@ from protocol.topics import (
 log = logging.getLogger("gatepost.console.ingest")
 
 ALL_SITES = "+"
+SHARE_PREFIX = "$share"
+MAX_SEQ = 2**63 - 1
+"""Largest sequence number a 64-bit column holds; a gate claiming more is refused, not stored."""
 ANNOUNCE_ALL = "all"
 """Site under which a console that serves every site announces its status (see docs/console.md)."""
 
@@ -161,6 +170,10 @@ class Ingestor:
         batch_wait_s: float = 0.0,
         on_commit: Callable[[list[Event], int], None] | None = None,
         receive_maximum: int = RECEIVE_MAXIMUM,
+        share_group: str | None = None,
+        shared: bool = False,
+        client_id: str | None = None,
+        statuses: bool = True,
     ) -> None:
         if batch_max < 1:
             raise ValueError("batch_max must be at least 1")
@@ -173,12 +186,24 @@ class Ingestor:
         self.on_commit = on_commit
         self.receive_maximum = receive_maximum
         if site == ALL_SITES:
-            self._filters = [all_sites_filter(TopicKind.EVENT), all_sites_filter(TopicKind.STATUS)]
+            events, status = all_sites_filter(TopicKind.EVENT), all_sites_filter(TopicKind.STATUS)
             self.status_topic = console_status_topic(ANNOUNCE_ALL)
         else:
-            self._filters = [site_filter(site, TopicKind.EVENT), site_filter(site, TopicKind.STATUS)]
+            events, status = site_filter(site, TopicKind.EVENT), site_filter(site, TopicKind.STATUS)
             self.status_topic = console_status_topic(site)
-        self.client_id = f"console-{name}"
+        # Events: one plain subscription, or a share of a $share group with the other
+        # workers.  Statuses stay a plain subscription of one process (``statuses``):
+        # they are few, and the broker sends retained messages only to plain subscriptions.
+        group_filter = f"{SHARE_PREFIX}/{share_group}/{events}" if share_group else None
+        if shared and group_filter is None:
+            raise ValueError("a shared ingestor needs a share_group")
+        self._filters = [group_filter if shared else events] + ([status] if statuses else [])
+        # The session may hold the other mode's subscription from before the number of
+        # workers changed; keeping both would deliver every event twice.
+        self._stale_filters = [events] if shared else ([group_filter] if group_filter else [])
+        self.share_group = share_group if shared else None
+        self.announces = statuses
+        self.client_id = client_id or f"console-{name}"
         self._queue: queue.SimpleQueue[_Item | object] = queue.SimpleQueue()
         self._counts = IngestCounters()
         self._rejection_log = _RejectionLog()
@@ -195,7 +220,9 @@ class Ingestor:
         if self._client is not None:
             raise RuntimeError("ingestor already started")
         self._stopping.clear()
-        will = Will(self.status_topic, self._status_payload(GateState.OFFLINE, stamp=False), retain=True)
+        will = None
+        if self.announces:
+            will = Will(self.status_topic, self._status_payload(GateState.OFFLINE, stamp=False), retain=True)
         client = make_client(self.endpoint, self.client_id, will=will, manual_ack=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -232,7 +259,7 @@ class Ingestor:
         self._queue.put(_STOP)
         if self._writer is not None:
             self._writer.join(timeout)
-        if client.is_connected():
+        if client.is_connected() and self.announces:
             info = client.publish(
                 self.status_topic, self._status_payload(GateState.STOPPED), qos=QOS, retain=True
             )
@@ -279,9 +306,12 @@ class Ingestor:
             return
         self._generation += 1
         self._counts.connects = self._generation
+        if self._stale_filters:
+            client.unsubscribe(self._stale_filters)
         options = SubscribeOptions(qos=QOS)
         client.subscribe([(topic, options) for topic in self._filters])
-        client.publish(self.status_topic, self._status_payload(GateState.ONLINE), qos=QOS, retain=True)
+        if self.announces:
+            client.publish(self.status_topic, self._status_payload(GateState.ONLINE), qos=QOS, retain=True)
         log.info("console %s connected to %r, subscribing to %s", self.name, self.endpoint, self._filters)
 
     def _on_subscribe(
@@ -459,9 +489,258 @@ def parse_message(topic: str, payload: bytes) -> Event | GateStatus | None:
         body = decode_status(payload)
     else:
         raise ProtocolError(RejectReason.BAD_TOPIC, f"the console does not read {ref.kind.value} topics")
+    if isinstance(body, Event) and body.seq > MAX_SEQ:
+        raise ProtocolError(RejectReason.SCHEMA, f"seq {body.seq} does not fit in 64 bits")
     if body.site != ref.site or body.gate != ref.gate:
         raise ProtocolError(
             RejectReason.TOPIC_MISMATCH,
             f"envelope is {body.site}/{body.gate} but the topic is {ref.site}/{ref.gate}",
         )
     return body
+
+
+# -- scale-out: several ingest processes sharing one $share group -------------------------
+
+MAX_WORKERS = 64
+_RESTART_MIN_S = 1.0
+_HEARTBEAT_S = 60.0
+
+
+def share_group_name(name: str, password: str | None) -> str:
+    """The console's $share group: named after the console and a digest of its password.
+
+    mosquitto 2.0 grants ``$share/<group>/…`` to any client and only checks the read ACL
+    when it delivers, so a client without read access that joins the group silently
+    swallows its share of the messages (verified against 2.0.11, docs/storage.md).  A
+    gate cannot know the console's password, so it cannot guess the group to join.
+    """
+    digest = hashlib.sha256(f"gatepost-share\0{name}\0{password or ''}".encode()).hexdigest()[:12]
+    return f"console-{name}-{digest}"
+
+
+def worker_client_id(name: str, index: int) -> str:
+    """Worker 0 keeps the single console's id, so its session (and queue) carries over."""
+    return f"console-{name}" if index == 0 else f"console-{name}-w{index}"
+
+
+def sweep_worker_sessions(endpoint: BrokerEndpoint, name: str, keep: int, timeout: float = 5.0) -> int:
+    """End the broker sessions of workers ``keep`` … :data:`MAX_WORKERS` - 1; return how many were ended.
+
+    The broker keeps queueing a share of the events for a group member whose process is
+    gone (mosquitto 2.0 distributes to offline persistent sessions), so after running
+    with fewer workers than before, those sessions would hold events back until the
+    gates resent them.  A clean-start connect with zero expiry ends such a session.
+    """
+    ended = 0
+    for index in range(max(keep, 1), MAX_WORKERS):
+        client = make_client(endpoint, worker_client_id(name, index))
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 0
+        try:
+            client.connect(
+                endpoint.host, endpoint.port, keepalive=KEEPALIVE_S, clean_start=True, properties=props
+            )
+            client.loop_start()
+            deadline = time.monotonic() + timeout
+            while not client.is_connected() and time.monotonic() < deadline:
+                time.sleep(0.005)
+            if client.is_connected():
+                ended += 1
+            client.disconnect()
+            client.loop_stop()
+        except OSError as exc:
+            log.warning("could not clear the broker session of ingest worker %d: %s", index, exc)
+            break
+    return ended
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerCounters:
+    """The supervisor's view; each worker logs its own :class:`IngestCounters`."""
+
+    workers: int
+    alive: int
+    restarts: int
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSpec:
+    """Everything a worker process needs, picklable for ``multiprocessing`` spawn."""
+
+    endpoint: BrokerEndpoint
+    store: str
+    name: str = "console"
+    site: str = ALL_SITES
+    batch_max: int = 500
+    batch_wait_s: float = 0.0
+    log_level: str = "INFO"
+
+
+def _worker_main(spec: WorkerSpec, index: int, workers: int, ready: Any) -> None:
+    """One ingest process: its own store connection and MQTT session, a share of the events.
+
+    It stops on SIGTERM (from :meth:`IngestWorkers.stop`) or SIGINT (Ctrl-C reaches the
+    whole process group).  Nothing is shared with the parent but a pipe that says
+    "subscribed": a process killed while holding a shared lock would wedge the others.
+    """
+    import signal
+
+    logging.basicConfig(
+        level=spec.log_level, format=f"%(asctime)s console[w{index}] %(levelname)s %(name)s: %(message)s"
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        store = EventStore(spec.store)
+    except DatabaseError as exc:
+        log.error("ingest worker %d cannot open the event store: %s", index, exc)
+        raise SystemExit(1) from None
+    ingestor = Ingestor(
+        spec.endpoint,
+        store,
+        name=spec.name,
+        site=spec.site,
+        batch_max=spec.batch_max,
+        batch_wait_s=spec.batch_wait_s,
+        share_group=share_group_name(spec.name, spec.endpoint.password),
+        shared=workers > 1,
+        client_id=worker_client_id(spec.name, index),
+        statuses=index == 0,
+    )
+    try:
+        ingestor.start()
+        while not stop.is_set() and not ingestor.wait_connected(0.2):
+            pass
+        ready.send(index)
+        ready.close()
+        reported = ingestor.counters
+        while not stop.wait(_HEARTBEAT_S):
+            if ingestor.counters != reported:
+                reported = ingestor.counters
+                log.info("worker %d: %s", index, reported)
+    finally:
+        ingestor.stop()
+        store.close()
+
+
+class IngestWorkers:
+    """N ingest processes on one store, restarted when one dies.
+
+    Processes, not threads: decoding and validating JSON is Python work that the GIL
+    would serialise.  Each worker commits and acknowledges what the broker gave it; the
+    Acks name sequence ranges, so a gate whose events are split between workers simply
+    gets several Acks.  A worker that dies is restarted with the same client id, so the
+    broker hands it back whatever it had not acknowledged.
+    """
+
+    def __init__(self, spec: WorkerSpec, count: int) -> None:
+        if not 1 <= count <= MAX_WORKERS:
+            raise ValueError(f"workers must be 1..{MAX_WORKERS}")
+        import multiprocessing
+
+        self.spec = spec
+        self.count = count
+        self._mp = multiprocessing.get_context("spawn")
+        self._procs: list[Any] = [None] * count
+        self._ready: list[Any] = [None] * count
+        self._started_at = [0.0] * count
+        self.restarts = 0
+        self._stopping = threading.Event()
+        self._monitor: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.on_commit: Callable[[list[Event], int], None] | None = None
+        """Accepted so callers can treat this like an :class:`Ingestor`, but never called:
+        the commits happen in other processes.  Readers poll the store (``events_after``)."""
+
+    def start(self) -> IngestWorkers:
+        sweep_worker_sessions(self.spec.endpoint, self.spec.name, self.count)
+        for index in range(self.count):
+            self._spawn(index)
+        self._monitor = threading.Thread(target=self._watch, name="ingest-workers", daemon=True)
+        self._monitor.start()
+        return self
+
+    def _spawn(self, index: int) -> None:
+        ready, ready_child = self._mp.Pipe(duplex=False)
+        proc = self._mp.Process(
+            target=_worker_main,
+            args=(self.spec, index, self.count, ready_child),
+            name=f"gatepost-ingest-{index}",
+            daemon=True,
+        )
+        proc.start()
+        ready_child.close()
+        self._procs[index], self._ready[index], self._started_at[index] = proc, ready, time.monotonic()
+        log.info("ingest worker %d started (pid %d)", index, proc.pid)
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(0.2):
+            with self._lock:
+                for index, proc in enumerate(self._procs):
+                    if proc is None or proc.is_alive() or self._stopping.is_set():
+                        continue
+                    if time.monotonic() - self._started_at[index] < _RESTART_MIN_S:
+                        continue  # crashing at start: do not spin
+                    log.warning(
+                        "ingest worker %d (pid %d) exited with %s; restarting", index, proc.pid, proc.exitcode
+                    )
+                    self.restarts += 1
+                    self._spawn(index)
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """True once every worker is connected and subscribed."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for index in range(self.count):
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready = self._ready[index]
+            if ready is True:
+                continue
+            try:
+                if not ready.poll(remaining):
+                    return False
+                ready.recv()
+            except (EOFError, OSError):
+                return False  # the worker died before it subscribed
+            ready.close()
+            self._ready[index] = True
+        return True
+
+    @property
+    def counters(self) -> WorkerCounters:
+        return WorkerCounters(workers=self.count, alive=self.alive(), restarts=self.restarts)
+
+    @property
+    def connected(self) -> bool:
+        return self.alive() == self.count
+
+    def pids(self) -> list[int | None]:
+        return [proc.pid if proc is not None else None for proc in self._procs]
+
+    def alive(self) -> int:
+        return sum(1 for proc in self._procs if proc is not None and proc.is_alive())
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Ask every worker to finish its batch and disconnect; kill those that do not."""
+        self._stopping.set()
+        if self._monitor is not None:
+            self._monitor.join(timeout)
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            for proc in self._procs:
+                if proc is not None and proc.is_alive():
+                    proc.terminate()  # SIGTERM: finish the batch in hand, then disconnect
+            for proc in self._procs:
+                if proc is not None:
+                    proc.join(max(0.0, deadline - time.monotonic()))
+            for index, proc in enumerate(self._procs):
+                if proc is not None and proc.is_alive():
+                    log.warning("ingest worker %d did not stop in %.0f s; killing it", index, timeout)
+                    proc.kill()
+                    proc.join(2)
+
+    def __enter__(self) -> IngestWorkers:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

@@ -1,114 +1,263 @@
 """The console's event store: every event id once, committed before anyone is told so.
 
 The store is the reason a gate may delete an event: the ingestor acknowledges a batch
-only after :meth:`EventStore.commit` returned, and ``synchronous=FULL`` in WAL mode
-makes that return mean "on disk".  Duplicates are normal (a gate resends whatever was
-not acknowledged), so the event id is unique and a resent event is counted, not stored.
+only after :meth:`EventStore.commit` returned, and committed means on disk (SQLite:
+``synchronous=FULL`` in WAL mode; PostgreSQL: a committed transaction).  Duplicates are
+normal (a gate resends whatever was not acknowledged), so the event id is unique and a
+resent event is counted, not stored.
 
-All SQL lives in this module so that a second backend (PostgreSQL, a later issue) is a
-second implementation of the same small interface rather than a hunt through callers.
-The schema evolves by numbered migrations recorded in ``schema_migrations``; each is
-applied once, in order, inside its own transaction, when a writable store opens.
+All event SQL lives in this module, on top of :class:`console.db.Database`, so SQLite
+(one file, a compound) and PostgreSQL (a district's thousand gates) are one code path
+with two dialects where they must differ: the single-statement batch insert and the JSON
+functions of the backfill.  The schema evolves by numbered migrations of the ``events``
+component in ``schema_migrations``, applied when a writable store opens.
+
+What the web console asks for is answered from small side tables kept in the same
+transaction as the events, so a query never scans a year of history:
+
+- ``flow_hourly`` — entries, exits and denials per gate per hour.  It survives
+  retention, so flow charts reach further back than the raw events.
+- ``gate_last`` — each gate's newest event, for the gates overview.
+- extracted columns ``holder``, ``credential``, ``code``, ``reason``, ``granted``,
+  ``direction`` — copies of the access fields of ``data``, indexed for search.  Plain
+  columns rather than expression indexes, because JSON expressions differ between the
+  dialects (and PostgreSQL would need ``data`` as jsonb, which rewrites what the gate
+  sent); the copies are truncated to :data:`MAX_FIELD_CHARS` so a hostile value cannot
+  overflow an index entry and wedge ingestion.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
-from collections.abc import Iterable, Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from protocol import Event, GatepostError, GateStatus
+from console.db import (
+    Database,
+    DatabaseError,
+    Migration,
+    format_time,
+    is_postgres_url,
+    now_text,
+    sqlite_path,
+)
+from protocol import Event, GateStatus
 
-_ZERO = timedelta(0)
+__all__ = [
+    "LATEST_VERSION",
+    "EventStore",
+    "FlowRow",
+    "GateOverviewRow",
+    "GateStats",
+    "InsertResult",
+    "Rejection",
+    "StoreError",
+    "StoreStats",
+    "StoredEvent",
+    "format_time",
+    "hour_of",
+    "migrations",
+]
+
+COMPONENT = "events"
 _to_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
+MAX_TOPIC_CHARS = 256
+MAX_DETAIL_CHARS = 500
+MAX_FIELD_CHARS = 200
+"""Longest copy of a data field kept in an indexed column (``holder``, ``code``, …)."""
 
-def format_time(value: datetime) -> str:
-    """UTC, always with microseconds, so that text order is time order in SQL."""
-    if value.utcoffset() != _ZERO:
-        value = value.astimezone(UTC)
-    return value.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+ACCESS_TYPES = ("access.scan", "door.access_granted", "door.access_denied")
+SITE_ROW = "*"
+"""``flow_hourly.gate`` of a site's own rows, the sum of its gates (no gate name has a ``*``)."""
+"""Event types that are an access decision and so count in ``flow_hourly``."""
 
-
-def _now() -> str:
-    return format_time(datetime.now(UTC))
-
-
-@dataclass(frozen=True, slots=True)
-class Migration:
-    version: int
-    name: str
-    statements: tuple[str, ...]
-
-
-MIGRATIONS: tuple[Migration, ...] = (
-    Migration(
-        1,
-        "events",
-        (
-            """CREATE TABLE events (
-                row_id        INTEGER PRIMARY KEY,
-                id            TEXT NOT NULL UNIQUE,
-                site          TEXT NOT NULL,
-                gate          TEXT NOT NULL,
-                boot          TEXT NOT NULL,
-                seq           INTEGER NOT NULL,
-                time          TEXT NOT NULL,
-                clock_trusted INTEGER NOT NULL,
-                type          TEXT NOT NULL,
-                data          TEXT NOT NULL,
-                received_at   TEXT NOT NULL
-            )""",
-            "CREATE INDEX events_gate_seq ON events (site, gate, seq)",
-            "CREATE INDEX events_time ON events (time)",
-        ),
-    ),
-    Migration(
-        2,
-        "gate status and rejections",
-        (
-            """CREATE TABLE gate_status (
-                site        TEXT NOT NULL,
-                gate        TEXT NOT NULL,
-                state       TEXT NOT NULL,
-                boot        TEXT NOT NULL,
-                time        TEXT,
-                received_at TEXT NOT NULL,
-                payload     TEXT NOT NULL,
-                PRIMARY KEY (site, gate)
-            )""",
-            """CREATE TABLE rejections (
-                row_id INTEGER PRIMARY KEY,
-                time   TEXT NOT NULL,
-                topic  TEXT NOT NULL,
-                reason TEXT NOT NULL,
-                detail TEXT NOT NULL
-            )""",
-            "CREATE INDEX rejections_reason ON rejections (reason)",
-        ),
-    ),
+_IS_ACCESS = f"type IN {ACCESS_TYPES!r}"
+_EVENTS_V1 = (
+    """CREATE TABLE events (
+        row_id        {pk},
+        id            TEXT NOT NULL UNIQUE,
+        site          TEXT NOT NULL,
+        gate          TEXT NOT NULL,
+        boot          TEXT NOT NULL,
+        seq           {bigint} NOT NULL,
+        time          TEXT NOT NULL,
+        clock_trusted INTEGER NOT NULL,
+        type          TEXT NOT NULL,
+        data          TEXT NOT NULL,
+        received_at   TEXT NOT NULL
+    )""",
+    "CREATE INDEX events_gate_seq ON events (site, gate, seq)",
+    "CREATE INDEX events_time ON events (time)",
 )
+_STATUS_V2 = (
+    """CREATE TABLE gate_status (
+        site        TEXT NOT NULL,
+        gate        TEXT NOT NULL,
+        state       TEXT NOT NULL,
+        boot        TEXT NOT NULL,
+        time        TEXT,
+        received_at TEXT NOT NULL,
+        payload     TEXT NOT NULL,
+        PRIMARY KEY (site, gate)
+    )""",
+    """CREATE TABLE rejections (
+        row_id {pk},
+        time   TEXT NOT NULL,
+        topic  TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        detail TEXT NOT NULL
+    )""",
+    "CREATE INDEX rejections_reason ON rejections (reason)",
+)
+_ROLLUPS_V3 = (
+    *(
+        f"ALTER TABLE events ADD COLUMN {column} {kind}"
+        for column, kind in (
+            ("holder", "TEXT"),
+            ("credential", "TEXT"),
+            ("code", "TEXT"),
+            ("reason", "TEXT"),
+            ("granted", "INTEGER"),
+            ("direction", "TEXT"),
+        )
+    ),
+    "{backfill_fields}",
+    "CREATE INDEX events_gate_time ON events (gate, time)",
+    "CREATE INDEX events_type_time ON events (type, time)",
+    "CREATE INDEX events_holder_time ON events (holder, time) WHERE holder IS NOT NULL",
+    "CREATE INDEX events_code_time ON events (code, time) WHERE code IS NOT NULL",
+    "CREATE INDEX events_reason_time ON events (reason, time) WHERE reason IS NOT NULL",
+    "CREATE INDEX rejections_time ON rejections (time)",
+    """CREATE TABLE flow_hourly (
+        site    TEXT NOT NULL,
+        gate    TEXT NOT NULL,
+        hour    TEXT NOT NULL,
+        entries INTEGER NOT NULL,
+        exits   INTEGER NOT NULL,
+        denied  INTEGER NOT NULL,
+        events  INTEGER NOT NULL,
+        PRIMARY KEY (site, gate, hour)
+    )""",
+    "CREATE INDEX flow_hourly_gate_hour ON flow_hourly (gate, hour)",  # gate '*': the site rows
+    f"""INSERT INTO flow_hourly (site, gate, hour, entries, exits, denied, events)
+        SELECT site, gate, substr(time, 1, 13) || ':00:00Z',
+               SUM(CASE WHEN {_IS_ACCESS} AND granted = 1 AND (direction IS NULL OR direction <> 'out')
+                        THEN 1 ELSE 0 END),
+               SUM(CASE WHEN {_IS_ACCESS} AND granted = 1 AND direction = 'out' THEN 1 ELSE 0 END),
+               SUM(CASE WHEN {_IS_ACCESS} AND granted = 0 THEN 1 ELSE 0 END),
+               COUNT(*)
+        FROM events
+        GROUP BY site, gate, substr(time, 1, 13)""",
+    """INSERT INTO flow_hourly (site, gate, hour, entries, exits, denied, events)
+        SELECT site, '*', hour, SUM(entries), SUM(exits), SUM(denied), SUM(events)
+        FROM flow_hourly GROUP BY site, hour""",
+    """CREATE TABLE gate_last (
+        site   TEXT NOT NULL,
+        gate   TEXT NOT NULL,
+        row_id {bigint} NOT NULL,
+        time   TEXT NOT NULL,
+        PRIMARY KEY (site, gate)
+    )""",
+    """INSERT INTO gate_last (site, gate, row_id, time)
+        SELECT e.site, e.gate, MAX(e.row_id), e.time
+        FROM events AS e
+        JOIN (SELECT site, gate, MAX(time) AS time FROM events GROUP BY site, gate) AS m
+          ON e.site = m.site AND e.gate = m.gate AND e.time = m.time
+        GROUP BY e.site, e.gate, e.time""",
+)
+
+_BACKFILL = {
+    "sqlite": """UPDATE events SET
+        holder = CASE WHEN json_type(data, '$.holder') = 'text' THEN substr(data ->> '$.holder', 1, 200) END,
+        credential = CASE WHEN json_type(data, '$.credential') = 'text'
+                          THEN substr(data ->> '$.credential', 1, 200) END,
+        code = CASE WHEN json_type(data, '$.code') = 'text' THEN substr(data ->> '$.code', 1, 200) END,
+        reason = CASE WHEN json_type(data, '$.reason') = 'text' THEN substr(data ->> '$.reason', 1, 200) END,
+        direction = CASE WHEN json_type(data, '$.direction') = 'text'
+                         THEN substr(data ->> '$.direction', 1, 200) END,
+        granted = CASE WHEN json_type(data, '$.granted') = 'true' THEN 1
+                       WHEN json_type(data, '$.granted') = 'false' THEN 0
+                       WHEN type = 'door.access_granted' THEN 1
+                       WHEN type = 'door.access_denied' THEN 0 END""",
+    "postgresql": """UPDATE events SET
+        holder = CASE WHEN jsonb_typeof(data::jsonb -> 'holder') = 'string'
+                      THEN left(data::jsonb ->> 'holder', 200) END,
+        credential = CASE WHEN jsonb_typeof(data::jsonb -> 'credential') = 'string'
+                          THEN left(data::jsonb ->> 'credential', 200) END,
+        code = CASE WHEN jsonb_typeof(data::jsonb -> 'code') = 'string'
+                    THEN left(data::jsonb ->> 'code', 200) END,
+        reason = CASE WHEN jsonb_typeof(data::jsonb -> 'reason') = 'string'
+                      THEN left(data::jsonb ->> 'reason', 200) END,
+        direction = CASE WHEN jsonb_typeof(data::jsonb -> 'direction') = 'string'
+                         THEN left(data::jsonb ->> 'direction', 200) END,
+        granted = CASE WHEN jsonb_typeof(data::jsonb -> 'granted') = 'boolean'
+                       THEN (data::jsonb ->> 'granted')::boolean::int
+                       WHEN type = 'door.access_granted' THEN 1
+                       WHEN type = 'door.access_denied' THEN 0 END""",
+}
+
+
+def migrations(dialect: str) -> tuple[Migration, ...]:
+    """The events component's migrations in ``dialect``: the same steps, JSON written per backend."""
+    v3 = tuple(_BACKFILL[dialect] if s == "{backfill_fields}" else s for s in _ROLLUPS_V3)
+    if dialect == "postgresql":
+        # SQLite's row_id (INTEGER PRIMARY KEY) is implied in every index; PostgreSQL needs
+        # it spelled out so "newest first" pages come straight from the index.
+        v3 = tuple(
+            s.replace(", time)", ", time, row_id)") if s.startswith("CREATE INDEX events_") else s for s in v3
+        )
+        # A type prefix ("door.*") is a range; byte order keeps it a range whatever the
+        # database's collation (en_US would sort punctuation its own way).
+        v3 = tuple(s.replace("(type, time", '(type COLLATE "C", time') for s in v3)
+    return (
+        Migration(1, "events", _EVENTS_V1),
+        Migration(2, "gate status and rejections", _STATUS_V2),
+        Migration(3, "search columns, flow_hourly, gate_last", v3),
+    )
+
+
+MIGRATIONS = migrations("sqlite")
 LATEST_VERSION = MIGRATIONS[-1].version
 
-_INSERT_EVENTS = """
-INSERT INTO events (id, site, gate, boot, seq, time, clock_trusted, type, data, received_at)
-SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4,
-       value ->> 5, value ->> 6, value ->> 7, value ->> 8, ?
+_EVENT_FIELDS = (
+    "id, site, gate, boot, seq, time, clock_trusted, type, data, "
+    "holder, credential, code, reason, granted, direction, received_at"
+)
+_RETURNING = "RETURNING row_id, site, gate, time, type, granted, direction"
+_INSERT_EVENTS = {
+    "sqlite": f"""
+INSERT INTO events ({_EVENT_FIELDS})
+SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6,
+       value ->> 7, value ->> 8, value ->> 9, value ->> 10, value ->> 11, value ->> 12, value ->> 13,
+       value ->> 14, ?
 FROM json_each(?) WHERE true
 ON CONFLICT (id) DO NOTHING
-"""
+{_RETURNING}
+""",
+    "postgresql": f"""
+INSERT INTO events ({_EVENT_FIELDS})
+SELECT r ->> 0, r ->> 1, r ->> 2, r ->> 3, (r ->> 4)::bigint, r ->> 5, (r ->> 6)::int,
+       r ->> 7, r ->> 8, r ->> 9, r ->> 10, r ->> 11, r ->> 12, (r ->> 13)::int, r ->> 14, ?
+FROM jsonb_array_elements(?::jsonb) WITH ORDINALITY AS t(r, n)
+ORDER BY n
+ON CONFLICT (id) DO NOTHING
+{_RETURNING}
+""",
+}
 """The whole batch in one statement, passed as one JSON array of rows.
 
 Why not ``executemany``: the sqlite3 module releases the GIL around every row it
 steps, and the ingest writer shares the GIL with paho's busy network thread, so each
 row could wait out a full thread switch interval (5 ms) to get it back — measured here,
 a 120-row batch took 24 ms that way against 0.7 ms alone.  One statement hands the GIL
-over a few times per batch instead of once per row.
+over a few times per batch instead of once per row; on PostgreSQL it is also one round
+trip instead of one per row.  ``RETURNING`` names exactly the rows that were new, which
+is what the rollups must count (a duplicate must not count twice in the flow).
 """
 _UPSERT_STATUS = """
 INSERT INTO gate_status (site, gate, state, boot, time, received_at, payload)
@@ -117,12 +266,25 @@ ON CONFLICT (site, gate) DO UPDATE SET
     state = excluded.state, boot = excluded.boot, time = excluded.time,
     received_at = excluded.received_at, payload = excluded.payload
 """
+_UPSERT_FLOW = """
+INSERT INTO flow_hourly (site, gate, hour, entries, exits, denied, events) VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (site, gate, hour) DO UPDATE SET
+    entries = flow_hourly.entries + excluded.entries,
+    exits = flow_hourly.exits + excluded.exits,
+    denied = flow_hourly.denied + excluded.denied,
+    events = flow_hourly.events + excluded.events
+"""
+_UPSERT_LAST = """
+INSERT INTO gate_last (site, gate, row_id, time) VALUES (?, ?, ?, ?)
+ON CONFLICT (site, gate) DO UPDATE SET row_id = excluded.row_id, time = excluded.time
+WHERE excluded.time > gate_last.time OR (excluded.time = gate_last.time AND excluded.row_id > gate_last.row_id)
+"""
 _INSERT_REJECTION = "INSERT INTO rejections (time, topic, reason, detail) VALUES (?, ?, ?, ?)"
 _GATE_STATS = """
 SELECT e.site, e.gate, COUNT(*), COUNT(DISTINCT e.seq), MIN(e.seq), MAX(e.seq), MAX(e.time),
        s.state, s.received_at
 FROM events AS e LEFT JOIN gate_status AS s ON s.site = e.site AND s.gate = e.gate
-GROUP BY e.site, e.gate
+GROUP BY e.site, e.gate, s.state, s.received_at
 ORDER BY e.site, e.gate
 """
 _STATUS_ONLY = """
@@ -131,12 +293,22 @@ WHERE NOT EXISTS (SELECT 1 FROM events AS e WHERE e.site = s.site AND e.gate = s
 ORDER BY site, gate
 """
 _EVENT_COLUMNS = "row_id, id, site, gate, boot, seq, time, clock_trusted, type, data, received_at"
+_OVERVIEW = """
+WITH gates AS (SELECT site, gate FROM gate_status UNION SELECT site, gate FROM gate_last),
+today AS (SELECT site, gate, SUM(events) AS n FROM flow_hourly WHERE hour >= ? AND gate <> '*'
+          GROUP BY site, gate)
+SELECT g.site, g.gate, s.state, s.time, s.received_at, s.payload,
+       e.time, e.type, e.data, COALESCE(today.n, 0)
+FROM gates AS g
+LEFT JOIN gate_status AS s ON s.site = g.site AND s.gate = g.gate
+LEFT JOIN gate_last AS l ON l.site = g.site AND l.gate = g.gate
+LEFT JOIN events AS e ON e.row_id = l.row_id
+LEFT JOIN today ON today.site = g.site AND today.gate = g.gate
+ORDER BY g.site, g.gate
+"""
 
-MAX_TOPIC_CHARS = 256
-MAX_DETAIL_CHARS = 500
 
-
-class StoreError(GatepostError, OSError):
+class StoreError(DatabaseError):
     """The store cannot be opened or used: missing, unreadable, or from newer software."""
 
 
@@ -177,8 +349,9 @@ class GateStats:
 
     ``missing`` is ``max_seq - min_seq + 1 - distinct_seqs``: sequence numbers a gate took
     that never arrived.  A gate's first event has seq 1, so ``min_seq > 1`` also means
-    loss unless the gate's history began before this store did.  ``seq_conflicts``
-    counts events that share a seq with another id, which only a broken gate produces.
+    loss unless the gate's history began before this store did (or retention pruned
+    it).  ``seq_conflicts`` counts events that share a seq with another id, which only a
+    broken gate produces.
     """
 
     site: str
@@ -207,7 +380,65 @@ class StoreStats:
         return asdict(self)
 
 
+@dataclass(frozen=True, slots=True)
+class FlowRow:
+    """Access decisions in one hour (``hour`` like ``2026-11-29T08:00:00Z``, UTC, by the gate's clock).
+
+    An entry is a granted ``access.scan`` / ``door.access_granted`` whose ``direction``
+    is not ``"out"``; an exit is a granted one with ``direction == "out"``; ``denied``
+    counts refusals.  Summed over gates, ``gate`` (and, over sites, ``site``) is ``"*"``.
+    """
+
+    site: str
+    gate: str
+    hour: str
+    entries: int
+    exits: int
+    denied: int
+
+
+@dataclass(frozen=True, slots=True)
+class GateOverviewRow:
+    """One gate as the overview shows it: its latest status, its newest event, today's count."""
+
+    site: str
+    gate: str
+    state: str | None
+    state_time: str | None
+    state_received_at: str | None
+    status: dict[str, Any] | None
+    last_event_time: str | None
+    last_event_type: str | None
+    last_event_summary: str | None
+    events_today: int
+
+
+def hour_of(time_text: str) -> str:
+    """The hour bucket of a stored time: ``2026-11-29T08:31:07.123456Z`` → ``2026-11-29T08:00:00Z``."""
+    return time_text[:13] + ":00:00Z"
+
+
+def _field(data: dict[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    if not isinstance(value, str):
+        return None
+    # PostgreSQL text cannot hold NUL; a scanner can send one.  Keep the column honest-ish.
+    return value[:MAX_FIELD_CHARS].replace("\x00", "\ufffd")
+
+
+def _granted(event: Event) -> int | None:
+    value = event.data.get("granted")
+    if isinstance(value, bool):
+        return int(value)
+    if event.type == "door.access_granted":
+        return 1
+    if event.type == "door.access_denied":
+        return 0
+    return None
+
+
 def _event_row(event: Event) -> tuple[object, ...]:
+    data = event.data
     return (
         event.id,
         event.site,
@@ -217,7 +448,13 @@ def _event_row(event: Event) -> tuple[object, ...]:
         format_time(event.time),
         int(event.clock_trusted),
         event.type,
-        _to_json(event.data),
+        _to_json(data),
+        _field(data, "holder"),
+        _field(data, "credential"),
+        _field(data, "code"),
+        _field(data, "reason"),
+        _granted(event),
+        _field(data, "direction"),
     )
 
 
@@ -233,112 +470,80 @@ def _status_row(status: GateStatus, received_at: str) -> tuple[object, ...]:
     )
 
 
+def _clean(text: str, limit: int) -> str:
+    return text[:limit].replace("\x00", "\ufffd")
+
+
 def _rejection_row(rejection: Rejection) -> tuple[object, ...]:
     return (
         format_time(rejection.time),
-        rejection.topic[:MAX_TOPIC_CHARS],
+        _clean(rejection.topic, MAX_TOPIC_CHARS),
         rejection.reason,
-        rejection.detail[:MAX_DETAIL_CHARS],
+        _clean(rejection.detail, MAX_DETAIL_CHARS),
     )
 
 
-def schema_version(conn: sqlite3.Connection) -> int:
-    exists = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
-    ).fetchone()
-    if not exists:
-        return 0
-    row = conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
-    return int(row[0] or 0)
-
-
-def migrate(conn: sqlite3.Connection, *, upto: int = LATEST_VERSION) -> list[int]:
-    """Apply every migration above the current version up to ``upto``; return those applied.
-
-    Each runs in its own ``BEGIN IMMEDIATE`` transaction and re-reads the version inside
-    it, so two processes opening the same new file cannot both apply one migration.
-    ``conn`` must be in autocommit mode (``isolation_level=None``).
-    """
-    applied: list[int] = []
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations ("
-        "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
-    )
-    for migration in MIGRATIONS:
-        if migration.version > upto:
-            break
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            if schema_version(conn) >= migration.version:
-                conn.execute("ROLLBACK")
-                continue
-            for statement in migration.statements:
-                conn.execute(statement)
-            conn.execute(
-                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                (migration.version, migration.name, _now()),
-            )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        applied.append(migration.version)
-    return applied
-
-
-def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
-    """An SQLite connection tuned for the store: WAL, full sync, explicit transactions."""
-    if readonly:
-        if not path.exists():
-            raise StoreError(f"{path}: no such event store")
-        conn = sqlite3.connect(
-            f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False, timeout=10
-        )
-    else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-    conn.execute("PRAGMA busy_timeout=10000")
-    return conn
+def summarize(type_: str, data: dict[str, Any]) -> str:
+    """A short line about an event for the overview: the decision and who, or the first fields."""
+    parts: list[str] = []
+    if "granted" in data:
+        parts.append("GRANTED" if data.get("granted") is True else "DENIED")
+    for key in ("holder", "unit", "reason", "code", "credential", "reader"):
+        value = data.get(key)
+        if isinstance(value, str | int) and not isinstance(value, bool) and value != "":
+            parts.append(f"{key}={str(value)[:40]}")
+    if not parts:
+        parts = [f"{k}={str(v)[:40]}" for k, v in list(data.items())[:3]]
+    return " ".join(parts)[:200]
 
 
 class EventStore:
-    """The console's SQLite store.  Thread-safe: one lock around one connection.
+    """The console's store on SQLite (a path or ``sqlite:///…``) or PostgreSQL (``postgresql://…``).
 
-    ``readonly`` opens an existing store without migrating it, for ``tail`` and ``stats``
-    running beside a live console (WAL lets them read while it writes).
+    Thread-safe: :class:`~console.db.Database` gives each thread its own connection.
+    ``readonly`` opens an existing store without migrating it, for ``tail`` and
+    ``stats`` running beside a live console.  Pass a :class:`Database` to share one
+    handle with the web console's tables; the store then does not close it.
     """
 
-    def __init__(self, path: Path | str, *, readonly: bool = False) -> None:
-        self.path = Path(path)
+    def __init__(self, target: Path | str | Database, *, readonly: bool = False) -> None:
         self.readonly = readonly
-        self._lock = threading.Lock()
         self.version = 0
+        self._owns_db = not isinstance(target, Database)
         try:
-            self._conn = connect(self.path, readonly=readonly)
-        except sqlite3.Error as exc:
-            raise StoreError(f"{self.path}: cannot open: {exc}") from exc
+            if readonly and not isinstance(target, Database) and not is_postgres_url(target):
+                path = sqlite_path(target)
+                if not path.exists():
+                    raise StoreError(f"{path}: no such event store")
+            self.db = target if isinstance(target, Database) else Database(target, readonly=readonly)
+        except StoreError:
+            raise
+        except DatabaseError as exc:
+            raise StoreError(str(exc)) from exc
+        self.dialect = self.db.dialect
+        self.path: Path | None = self.db.path
+        self.url = self.db.display
         try:
             self._check_version()
         except BaseException:
-            self._conn.close()
+            self.close()
             raise
+        self._insert_events = _INSERT_EVENTS[self.dialect]
 
     def _check_version(self) -> None:
         try:
             if not self.readonly:
-                migrate(self._conn)
-            version = schema_version(self._conn)
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{self.path}: not a usable event store: {exc}") from exc
+                self.db.migrate(COMPONENT, migrations(self.dialect))
+            version = self.db.schema_version(COMPONENT)
+        except DatabaseError as exc:
+            raise StoreError(f"{self.url}: not a usable event store: {exc}") from exc
         if version > LATEST_VERSION:
             raise StoreError(
-                f"{self.path}: schema version {version} is newer than this software ({LATEST_VERSION})"
+                f"{self.url}: schema version {version} is newer than this software ({LATEST_VERSION})"
             )
         if version < LATEST_VERSION:
             raise StoreError(
-                f"{self.path}: schema version {version}, expected {LATEST_VERSION}; "
+                f"{self.url}: schema version {version}, expected {LATEST_VERSION}; "
                 "start the console once to upgrade it"
             )
         self.version = version
@@ -354,31 +559,29 @@ class EventStore:
         """Write a whole batch in one transaction (one fsync) and return what was new.
 
         Events whose id is already stored, or repeated within ``events``, are counted as
-        duplicates and otherwise ignored.  When this returns, the batch is durable; if it
-        raises, none of it was written.
+        duplicates and otherwise ignored; only new ones count in ``flow_hourly`` and
+        ``gate_last``.  When this returns, the batch is durable; if it raises
+        (:class:`~console.db.DatabaseError`), none of it was written.
         """
-        received_at = _now()
+        received_at = now_text()
         event_rows = [_event_row(event) for event in events]
-        event_json = json.dumps(event_rows, separators=(",", ":"), ensure_ascii=False) if event_rows else ""
         status_rows = [_status_row(status, received_at) for status in statuses]
         rejection_rows = [_rejection_row(rejection) for rejection in rejections]
-        with self._lock:
-            conn = self._conn
-            before = conn.total_changes
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                if event_rows:
-                    conn.execute(_INSERT_EVENTS, (received_at, event_json))
-                new = conn.total_changes - before
-                if status_rows:
-                    conn.executemany(_UPSERT_STATUS, status_rows)
-                if rejection_rows:
-                    conn.executemany(_INSERT_REJECTION, rejection_rows)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+        db = self.db
+        new = 0
+        with db.transaction():
+            if event_rows:
+                inserted = db.query(self._insert_events, (received_at, _to_json(event_rows)))
+                new = len(inserted)
+                flow, last = _rollups(inserted)
+                if flow:
+                    db.executemany(_UPSERT_FLOW, flow)
+                if last:
+                    db.executemany(_UPSERT_LAST, last)
+            if status_rows:
+                db.executemany(_UPSERT_STATUS, status_rows)
+            if rejection_rows:
+                db.executemany(_INSERT_REJECTION, rejection_rows)
         return InsertResult(new=new, duplicate=len(event_rows) - new)
 
     def insert_events(self, events: Sequence[Event]) -> InsertResult:
@@ -390,15 +593,41 @@ class EventStore:
     def record_rejection(self, topic: str, reason: str, detail: str, *, time: datetime | None = None) -> None:
         self.commit(rejections=[Rejection(topic, reason, detail, time or datetime.now(UTC))])
 
+    # -- retention (policy and schedule: console/retention.py) ------------------------
+
+    def count_before(self, table: str, before: datetime) -> int:
+        """Rows of ``events`` or ``rejections`` older than ``before``: what a prune would delete."""
+        return int(
+            self.db.query(f"SELECT COUNT(*) FROM {_prunable(table)} WHERE time < ?", (format_time(before),))[
+                0
+            ][0]
+        )
+
+    def delete_before(self, table: str, before: datetime, limit: int) -> int:
+        """Delete at most ``limit`` of the oldest rows older than ``before``, in one short transaction.
+
+        Bounded so the ingest writer never waits long for the write lock; the caller
+        loops until this returns less than ``limit``.  ``flow_hourly`` is not touched:
+        the hourly counts outlive the raw events.
+        """
+        name = _prunable(table)
+        with self.db.transaction():
+            return self.db.execute(
+                f"DELETE FROM {name} WHERE row_id IN "
+                f"(SELECT row_id FROM {name} WHERE time < ? ORDER BY time LIMIT ?)",
+                (format_time(before), limit),
+            )
+
+    def optimize(self) -> None:
+        """Refresh the planner's statistics (after a prune or a bulk load), cheaply."""
+        self.db.execute("PRAGMA optimize" if self.dialect == "sqlite" else "ANALYZE events")
+
     # -- reading ---------------------------------------------------------------------
 
     def stats(self) -> StoreStats:
-        with self._lock:
-            rows = self._conn.execute(_GATE_STATS).fetchall()
-            status_only = self._conn.execute(_STATUS_ONLY).fetchall()
-            reasons = self._conn.execute(
-                "SELECT reason, COUNT(*) FROM rejections GROUP BY reason ORDER BY reason"
-            ).fetchall()
+        rows = self.db.query(_GATE_STATS)
+        status_only = self.db.query(_STATUS_ONLY)
+        reasons = self.db.query("SELECT reason, COUNT(*) FROM rejections GROUP BY reason ORDER BY reason")
         gates = [
             GateStats(
                 site=site,
@@ -420,7 +649,7 @@ class EventStore:
             for site, gate, state, state_at in status_only
         ]
         gates.sort(key=lambda g: (g.site, g.gate))
-        by_reason = {reason: count for reason, count in reasons}
+        by_reason = {reason: int(count) for reason, count in reasons}
         return StoreStats(
             gates=gates,
             total_events=sum(g.count for g in gates),
@@ -432,30 +661,235 @@ class EventStore:
 
     def events_after(self, row_id: int, limit: int = 100) -> list[StoredEvent]:
         """Events stored after ``row_id``, oldest first: what ``tail --follow`` polls."""
-        with self._lock:
-            rows = self._conn.execute(
-                f"SELECT {_EVENT_COLUMNS} FROM events WHERE row_id > ? ORDER BY row_id LIMIT ?",
-                (row_id, limit),
-            ).fetchall()
+        rows = self.db.query(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE row_id > ? ORDER BY row_id LIMIT ?", (row_id, limit)
+        )
         return [_stored(row) for row in rows]
 
     def last_events(self, limit: int) -> list[StoredEvent]:
         """The newest ``limit`` events, oldest first: where ``tail`` starts."""
-        with self._lock:
-            rows = self._conn.execute(
-                f"SELECT {_EVENT_COLUMNS} FROM events ORDER BY row_id DESC LIMIT ?", (limit,)
-            ).fetchall()
+        rows = self.db.query(f"SELECT {_EVENT_COLUMNS} FROM events ORDER BY row_id DESC LIMIT ?", (limit,))
         return [_stored(row) for row in reversed(rows)]
 
+    def get(self, row_id: int) -> StoredEvent | None:
+        """One event by ``row_id``: the web console's detail page."""
+        rows = self.db.query(f"SELECT {_EVENT_COLUMNS} FROM events WHERE row_id = ?", (row_id,))
+        return _stored(rows[0]) if rows else None
+
+    def search(
+        self,
+        *,
+        site: str | None = None,
+        gate: str | None = None,
+        type: str | None = None,
+        reason: str | None = None,
+        holder: str | None = None,
+        code: str | None = None,
+        granted: bool | None = None,
+        text: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        before_row_id: int | None = None,
+        limit: int = 100,
+    ) -> list[StoredEvent]:
+        """Events matching every given filter, newest first (by event time, then ``row_id``).
+
+        Pages by keyset: pass the last ``row_id`` of a page as ``before_row_id`` to get
+        the next, so page 1000 costs what page 1 costs.  ``gate`` may be ``"site/gate"``;
+        ``type`` ending in ``*`` is a prefix (``"door.*"``); ``holder``, ``code`` and
+        ``reason`` are exact (indexed); ``text`` is a case-sensitive substring of the
+        event's JSON data — a scan, so combine it with a time range or another filter
+        on a large store.  ``start`` is inclusive, ``end`` exclusive.
+        """
+        where: list[str] = []
+        params: list[Any] = []
+        if gate is not None and "/" in gate and site is None:
+            site, gate = gate.split("/", 1)
+        for column, value in (
+            ("site", site),
+            ("gate", gate),
+            ("reason", reason),
+            ("holder", holder),
+            ("code", code),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if type is not None:
+            column = "type" if self.dialect == "sqlite" else 'type COLLATE "C"'  # as the index
+            if type.endswith("*"):
+                where.append(f"{column} >= ? AND {column} < ?")
+                prefix = type[:-1]
+                params += [prefix, prefix + "\x7f"]
+            else:
+                where.append(f"{column} = ?")
+                params.append(type)
+        if granted is not None:
+            where.append("granted = ?")
+            params.append(int(granted))
+        if text:
+            where.append("instr(data, ?) > 0" if self.dialect == "sqlite" else "strpos(data, ?) > 0")
+            params.append(text)
+        if start is not None:
+            where.append("time >= ?")
+            params.append(format_time(start))
+        if end is not None:
+            where.append("time < ?")
+            params.append(format_time(end))
+        if before_row_id is not None:
+            cursor = self.db.query("SELECT time FROM events WHERE row_id = ?", (before_row_id,))
+            if cursor:
+                where.append("time <= ? AND (time < ? OR row_id < ?)")
+                params += [cursor[0][0], cursor[0][0], before_row_id]
+            else:  # the cursor event was pruned meanwhile: continue below its row_id
+                where.append("row_id < ?")
+                params.append(before_row_id)
+        sql = f"SELECT {_EVENT_COLUMNS} FROM events"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY time DESC, row_id DESC LIMIT ?"
+        params.append(max(0, min(limit, 10_000)))
+        return [_stored(row) for row in self.db.query(sql, params)]
+
+    def iter_events(
+        self, *, start: datetime | None = None, end: datetime | None = None, batch: int = 2000, **filters: Any
+    ) -> Iterator[StoredEvent]:
+        """Every matching event, newest first, fetched a page at a time: a year's export in bounded memory."""
+        before: int | None = None
+        while True:
+            page = self.search(start=start, end=end, before_row_id=before, limit=batch, **filters)
+            yield from page
+            if len(page) < batch:
+                return
+            before = page[-1].row_id
+
+    def flow(
+        self,
+        site: str | None,
+        gate: str | None,
+        start: datetime,
+        end: datetime,
+        *,
+        per_gate: bool = True,
+    ) -> list[FlowRow]:
+        """Entries, exits and denials per hour whose start lies in [``start``'s hour, ``end``).
+
+        From ``flow_hourly``, so the counts outlive retention.  ``per_gate=False`` sums
+        over gates (and over sites when ``site`` is None): the chart of a whole compound,
+        read from the per-site rows (``gate = '*'``), so a month for a district of ten
+        sites is 7,200 rows whatever the number of gates.
+        """
+        # hours with events but no access decision exist too (``events`` counts them)
+        where = ["hour >= ?", "hour < ?", "entries + exits + denied > 0"]
+        params: list[Any] = [hour_of(format_time(start)), format_time(end)]
+        if site is not None:
+            where.append("site = ?")
+            params.append(site)
+        if per_gate or gate is not None:
+            where.append("gate = ?" if gate is not None else f"gate <> '{SITE_ROW}'")
+            if gate is not None:
+                params.append(gate)
+        else:
+            where.append(f"gate = '{SITE_ROW}'")  # the per-site rows: 24 a day, not 24 per gate
+        condition = " AND ".join(where)
+        if per_gate or gate is not None:
+            sql = (
+                f"SELECT site, gate, hour, entries, exits, denied FROM flow_hourly WHERE {condition} "
+                "ORDER BY hour, site, gate"
+            )
+            if not per_gate:
+                sql = (
+                    "SELECT '*', '*', hour, SUM(entries), SUM(exits), SUM(denied) FROM flow_hourly "
+                    f"WHERE {condition} GROUP BY hour ORDER BY hour"
+                )
+        elif site is not None:
+            sql = (
+                "SELECT site, '*', hour, entries, exits, denied FROM flow_hourly "
+                f"WHERE {condition} ORDER BY hour"
+            )
+        else:
+            sql = (
+                "SELECT '*', '*', hour, SUM(entries), SUM(exits), SUM(denied) FROM flow_hourly "
+                f"WHERE {condition} GROUP BY hour ORDER BY hour"
+            )
+        return [
+            FlowRow(s, g, h, int(en), int(ex), int(de)) for s, g, h, en, ex, de in self.db.query(sql, params)
+        ]
+
+    def gate_overview(self, *, day_start: datetime | None = None) -> list[GateOverviewRow]:
+        """Every gate with a status or an event: state, newest event, events since ``day_start``.
+
+        ``day_start`` defaults to the start of the current UTC day; pass the site's local
+        midnight to count "today" as the guards mean it.  The count comes from
+        ``flow_hourly.events``, so ``day_start`` is rounded down to its hour (by the
+        gates' clocks), and it is the same whatever retention has pruned.
+        """
+        if day_start is None:
+            day_start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        rows = self.db.query(_OVERVIEW, (hour_of(format_time(day_start)),))
+        result = []
+        for site, gate, state, state_time, state_at, payload, e_time, e_type, e_data, today in rows:
+            result.append(
+                GateOverviewRow(
+                    site=site,
+                    gate=gate,
+                    state=state,
+                    state_time=state_time,
+                    state_received_at=state_at,
+                    status=json.loads(payload) if payload else None,
+                    last_event_time=e_time,
+                    last_event_type=e_type,
+                    last_event_summary=summarize(e_type, json.loads(e_data)) if e_data else None,
+                    events_today=int(today),
+                )
+            )
+        return result
+
+    # -- lifecycle -------------------------------------------------------------------
+
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        if self._owns_db:
+            self.db.close()
 
     def __enter__(self) -> EventStore:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _prunable(table: str) -> str:
+    if table not in ("events", "rejections"):
+        raise ValueError(f"retention applies to events and rejections, not {table!r}")
+    return table
+
+
+def _rollups(
+    inserted: list[tuple[Any, ...]],
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """What the new rows add to ``flow_hourly`` (per gate and per site) and ``gate_last``, in key order.
+
+    Key order matters on PostgreSQL: two workers upserting the same rows in the same
+    order wait for each other instead of deadlocking.
+    """
+    flow: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    last: dict[tuple[str, str], tuple[str, int]] = {}
+    for row_id, site, gate, time, type_, granted, direction in inserted:
+        key = (site, gate)
+        newest = last.get(key)
+        if newest is None or (time, row_id) > newest:
+            last[key] = (time, row_id)
+        hour = hour_of(time)
+        column = 3
+        if granted is not None and type_ in ACCESS_TYPES:
+            column = 2 if not granted else 1 if direction == "out" else 0
+        for counts in (flow[site, gate, hour], flow[site, SITE_ROW, hour]):
+            counts[3] += 1
+            if column != 3:
+                counts[column] += 1
+    flow_rows = [(*key, *counts) for key, counts in sorted(flow.items())]
+    last_rows = [(site, gate, row_id, time) for (site, gate), (time, row_id) in sorted(last.items())]
+    return flow_rows, last_rows
 
 
 def _stored(row: tuple[Any, ...]) -> StoredEvent:

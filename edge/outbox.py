@@ -386,3 +386,23 @@ class Outbox:
             type=event_type,
             data=data,
         )
+
+
+def continue_numbering(path: Path | str, last_seq: int) -> None:
+    """Make the gate whose outbox is at ``path`` number its next event ``last_seq + 1``.
+
+    For a gate whose earlier events reached the console by another road — the demo's
+    simulated history, or a replacement gate taking over a retired one's numbering — so
+    that the console sees one unbroken sequence.  Call it before the agent opens the
+    outbox.  It never lowers the number: a gate that already counted further keeps on.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        db.executescript(_SCHEMA)
+        row = db.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()
+        if last_seq > (int(row[0]) if row else 0):
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_seq', ?)", (str(last_seq),))
+    finally:
+        db.close()

@@ -109,21 +109,24 @@ class ArrivalScenario:
     def _run_gate(self, gate: str, rng: random.Random) -> None:
         scanner = self.scanners[gate]
         while not self._stop.wait(rng.expovariate(self.rate_per_s)):
-            roll = rng.random()
             try:
-                if roll < self.garbage_share:
-                    scanner.type_garbage(rng)
-                    self.log.add(Arrival(gate, "garbage", None, time.monotonic_ns()))
-                elif roll < self.garbage_share + self.visitor_share:
-                    code = (
-                        rng.choice(self.refused) if self.refused else f"9{rng.randrange(10**11, 10**12)}"
-                    )  # 13 random digits are never a resident's
-                    self.log.add(Arrival(gate, "visitor", code, scanner.type(code)))
-                else:
-                    code = rng.choice(self.residents)
-                    self.log.add(Arrival(gate, "resident", code, scanner.type(code)))
+                self._arrive(gate, scanner, rng)
             except OSError:
                 # The virtual scanner was unplugged by the scenario or closed at shutdown.
                 if self._stop.is_set():
                     return
                 time.sleep(0.1)
+
+    def _arrive(self, gate: str, scanner: Keyboard, rng: random.Random) -> None:
+        """One person at ``gate``: a resident, a visitor with a refused pass, or scanner garbage."""
+        roll = rng.random()
+        if roll < self.garbage_share:
+            scanner.type_garbage(rng)
+            self.log.add(Arrival(gate, "garbage", None, time.monotonic_ns()))
+        elif roll < self.garbage_share + self.visitor_share:
+            # Without a refused corpus, 13 random digits: never a resident's code.
+            code = rng.choice(self.refused) if self.refused else f"9{rng.randrange(10**11, 10**12)}"
+            self.log.add(Arrival(gate, "visitor", code, scanner.type(code)))
+        else:
+            code = rng.choice(self.residents)
+            self.log.add(Arrival(gate, "resident", code, scanner.type(code)))

@@ -103,6 +103,10 @@ class SimulatedSite:
                         "[store]",
                         f"path = {_toml_str(str(self.console_db))}",
                         "",
+                        "# Off unless the demo switches it on with a free port: tests run many sites at once.",
+                        "[web]",
+                        "enabled = false",
+                        "",
                     ]
                 )
             )
@@ -126,6 +130,7 @@ class SimulatedSite:
             readers = [
                 "[[cameras]]",
                 'name = "camera"',
+                'direction = "in"',
                 f'source = "sim://?codes={",".join(codes)}&every=5&hold=1.5&size=1280x720&fps=15"',
             ]
             allow = self.codes
@@ -135,6 +140,7 @@ class SimulatedSite:
             readers = [
                 "[[scanners]]",
                 'name = "scanner"',
+                'direction = "in"',  # people leave by the exit button; passes are shown coming in
                 f"url = {_toml_str(str(self.scanner(gate).link_path))}",
                 f"baudrate = {self.baudrate}",
             ]
@@ -216,6 +222,7 @@ class SimulatedSite:
             "held_open_s = 30",
             "",
             "[[wiegand]]",
+            'direction = "in"',
             'name = "card-reader"',
             'd0 = "GPIO5"',
             'd1 = "GPIO6"',

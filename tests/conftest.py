@@ -191,3 +191,42 @@ def mqtt_client_factory(broker: Broker) -> Iterator[ClientFactory]:
     yield factory
     for client in made:
         client.close()
+
+
+# -- browser tests (web console, guard screen) ----------------------------------------------
+
+BROWSER_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def _chromium() -> Iterator[object]:
+    """One headless Chromium (Debian's /usr/bin/chromium) for the whole session: starting one costs seconds."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=BROWSER_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def browser_page(_chromium: object) -> Iterator[object]:
+    """A fresh page in its own context (own cookies), closed after the test."""
+    context = _chromium.new_context(viewport={"width": 1280, "height": 800})  # type: ignore[attr-defined]
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    try:
+        yield page
+    finally:
+        context.close()

@@ -239,6 +239,38 @@ class RegisteredPass:
     issued_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class PassRecord:
+    """One generation of a pass as the register holds it, with its revocation: what a search finds.
+
+    Times stay the register's ISO text; the pages format them for the site's zone.
+    """
+
+    serial: int
+    generation: int
+    holder: str
+    unit: str
+    role: str
+    zones: str
+    valid_from: str
+    valid_until: str
+    daily_window: str | None
+    dynamic: bool
+    issued_at: str
+    photo_digest: str | None
+    revoked_at: str | None
+    """When the serial was revoked, if it was, whether or not this generation is covered."""
+    revoked_all: bool
+    revoked_before_generation: int | None
+
+    @property
+    def revoked(self) -> bool:
+        """This generation is on the revocation list (all generations, or one before the cut)."""
+        if self.revoked_at is None:
+            return False
+        return self.revoked_all or self.generation < (self.revoked_before_generation or 0)
+
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
 CREATE TABLE IF NOT EXISTS passes (
@@ -595,6 +627,43 @@ class Office:
             RegisteredPass(
                 r[0], r[1], r[2], r[3], r[4], Role[r[5].upper()],
                 datetime.fromisoformat(r[6]), r[7], datetime.fromisoformat(r[8]),
+            )
+            for r in rows
+        ]  # fmt: skip
+
+    def search(self, text: str = "", limit: int = 100, *, serial_only: bool = False) -> list[PassRecord]:
+        """Passes newest first: a number finds that serial, any text holders and units containing it.
+
+        Reads the register with the office's connection under no lock: SQLite WAL readers
+        see the last committed state, so a search never waits on an operator issuing.
+        ``serial_only`` matches the serial and nothing else (a pass's own page).
+        """
+        text = text.strip()[:200]
+        where: list[str] = []
+        params: list[object] = []
+        if text and not serial_only:
+            like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            where += ["p.holder LIKE ? ESCAPE '\\'", "p.unit LIKE ? ESCAPE '\\'"]
+            params += [like, like]
+        if text and text.isdigit() and len(text) < 19:
+            where.append("p.serial = ?")
+            params.append(int(text))
+        elif serial_only:
+            return []
+        sql = (
+            "SELECT p.serial, p.generation, p.holder, p.unit, p.role, p.zones, p.valid_from, p.valid_until,"
+            " p.daily_window, p.dynamic, p.issued_at, p.photo_digest,"
+            " r.revoked_at, r.all_generations, r.before_generation"
+            " FROM passes p LEFT JOIN revocations r ON r.serial = p.serial"
+        )
+        if where:
+            sql += " WHERE " + " OR ".join(where)
+        sql += " ORDER BY p.serial DESC, p.generation DESC LIMIT ?"
+        rows = self.db.execute(sql, (*params, max(0, limit))).fetchall()
+        return [
+            PassRecord(
+                r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], bool(r[9]), r[10], r[11],
+                r[12], bool(r[13]), r[14],
             )
             for r in rows
         ]  # fmt: skip

@@ -315,3 +315,12 @@ def test_ingestion_resumes_after_the_broker_restarts(
         publish_all(after, topics.event, [encode(e) for e in events[100:]])
         assert acked_seqs(after, set(range(101, 201))) >= set(range(101, 201))
     assert stored(store, site, "north") == (200, 200, 0)
+
+
+def test_parse_message_refuses_a_seq_beyond_64_bits(make_events):
+    """A column of 64 bits cannot hold it; storing would fail the whole batch for ever."""
+    event = make_events("s1", "north", [1])[0].model_copy(update={"seq": 2**63})
+    with pytest.raises(ProtocolError) as caught:
+        parse_message("gatepost/v1/s1/north/event", encode(event))
+    assert caught.value.reason is RejectReason.SCHEMA
+    assert parse_message("gatepost/v1/s1/north/event", encode(event.model_copy(update={"seq": 2**63 - 1})))

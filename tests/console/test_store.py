@@ -1,4 +1,4 @@
-"""The event store: each id once, one transaction per batch, provable completeness."""
+"""The event store: each id once, one transaction per batch, provable completeness — on both backends."""
 
 from __future__ import annotations
 
@@ -10,60 +10,57 @@ from pathlib import Path
 
 import pytest
 
+from console.db import Database, IntegrityError
 from console.store import (
     LATEST_VERSION,
+    MIGRATIONS,
     EventStore,
     Rejection,
     StoreError,
-    connect,
-    migrate,
-    schema_version,
 )
 from protocol import GateState, GateStatus
 
 
-def count(path: Path, sql: str) -> int:
-    db = sqlite3.connect(path)
-    try:
-        return db.execute(sql).fetchone()[0]
-    finally:
-        db.close()
+def count(store: EventStore, sql: str) -> int:
+    return int(store.db.query(sql)[0][0])
 
 
-def test_duplicates_are_ignored_across_and_within_batches(tmp_path: Path, make_events):
+def test_duplicates_are_ignored_across_and_within_batches(db_url, make_events):
     events = make_events("s1", "north", range(1, 11))
-    with EventStore(tmp_path / "events.db") as store:
+    with EventStore(db_url) as store:
         first = store.insert_events(events[:6])
         assert (first.new, first.duplicate) == (6, 0)
-    with EventStore(tmp_path / "events.db") as store:
+    with EventStore(db_url) as store:
         # events 1..4 again, 7..10 new, and 7 twice within the batch
         result = store.insert_events([*events[:4], *events[6:], events[6]])
         assert (result.new, result.duplicate) == (4, 5)
         again = store.insert_events(events)
         assert (again.new, again.duplicate) == (0, 10)
-    assert count(tmp_path / "events.db", "SELECT COUNT(*) FROM events") == 10
+        assert count(store, "SELECT COUNT(*) FROM events") == 10
 
 
-def test_insert_result_counts_a_fresh_batch(tmp_path: Path, make_events):
-    with EventStore(tmp_path / "events.db") as store:
+def test_insert_result_counts_a_fresh_batch(db_url, make_events):
+    with EventStore(db_url) as store:
         result = store.insert_events(make_events("s1", "g", range(1, 501)))
         assert (result.new, result.duplicate) == (500, 0)
         empty = store.insert_events([])
         assert (empty.new, empty.duplicate) == (0, 0)
 
 
-def test_a_failed_batch_writes_nothing(tmp_path: Path, make_events):
+def test_a_failed_batch_writes_nothing(db_url, make_events):
     good = make_events("s1", "g", range(1, 4))
-    with EventStore(tmp_path / "events.db") as store:
+    with EventStore(db_url) as store:
         bad = Rejection(topic="t", reason=None, detail="x")  # type: ignore[arg-type]
-        with pytest.raises(sqlite3.IntegrityError):  # NOT NULL, after the events were inserted
+        with pytest.raises(IntegrityError):  # NOT NULL, after the events and rollups were written
             store.commit(good, rejections=[bad])
         assert store.stats().total_events == 0
+        assert count(store, "SELECT COUNT(*) FROM flow_hourly") == 0
+        assert store.gate_overview() == []
         assert store.insert_events(good).new == 3
 
 
-def test_stats_count_missing_sequence_numbers(tmp_path: Path, make_events):
-    with EventStore(tmp_path / "events.db") as store:
+def test_stats_count_missing_sequence_numbers(db_url, make_events):
+    with EventStore(db_url) as store:
         store.insert_events(make_events("s1", "north", [1, 2, 3, 5, 9, 10]))
         store.insert_events(make_events("s1", "east", range(1, 101)))
         store.insert_events(make_events("s2", "north", [4]))
@@ -83,12 +80,12 @@ def test_stats_count_missing_sequence_numbers(tmp_path: Path, make_events):
     assert stats.schema_version == LATEST_VERSION
 
 
-def test_rejections_and_gate_status_are_recorded(tmp_path: Path):
+def test_rejections_and_gate_status_are_recorded(db_url):
     boot = uuid.uuid4().hex
-    with EventStore(tmp_path / "events.db") as store:
+    with EventStore(db_url) as store:
         store.record_rejection("gatepost/v1/s/g/event", "not_json", "payload is not JSON")
         store.record_rejection("gatepost/v1/s/g/event", "not_json", "payload is not JSON")
-        store.commit(rejections=[Rejection("x" * 1000, "schema", "y" * 1000)])
+        store.commit(rejections=[Rejection("x" * 1000, "schema", "y\x00" * 1000)])
         store.set_gate_status(GateStatus(state=GateState.ONLINE, site="s", gate="g", boot=boot))
         store.set_gate_status(
             GateStatus(
@@ -96,21 +93,19 @@ def test_rejections_and_gate_status_are_recorded(tmp_path: Path):
             )
         )
         stats = store.stats()
-    assert stats.rejections == {"not_json": 2, "schema": 1}
-    assert stats.total_rejections == 3
-    assert [(g.gate, g.state, g.count) for g in stats.gates] == [("g", "stopped", 0)]
-    db = sqlite3.connect(tmp_path / "events.db")
-    assert db.execute("SELECT MAX(LENGTH(topic)), MAX(LENGTH(detail)) FROM rejections").fetchone() == (
-        256,
-        500,
-    )
-    assert db.execute("SELECT state, time FROM gate_status").fetchall() == [
-        ("stopped", "2026-01-01T00:00:00.000000Z")
-    ]
+        assert stats.rejections == {"not_json": 2, "schema": 1}
+        assert stats.total_rejections == 3
+        assert [(g.gate, g.state, g.count) for g in stats.gates] == [("g", "stopped", 0)]
+        assert store.db.query("SELECT MAX(LENGTH(topic)), MAX(LENGTH(detail)) FROM rejections") == [
+            (256, 500)
+        ]
+        assert store.db.query("SELECT state, time FROM gate_status") == [
+            ("stopped", "2026-01-01T00:00:00.000000Z")
+        ]
 
 
-def test_events_after_pages_in_insertion_order(tmp_path: Path, make_events):
-    with EventStore(tmp_path / "events.db") as store:
+def test_events_after_pages_in_insertion_order(db_url, make_events):
+    with EventStore(db_url) as store:
         store.insert_events(make_events("s", "g", range(1, 26)))
         first = store.events_after(0, limit=10)
         assert [e.seq for e in first] == list(range(1, 11))
@@ -120,6 +115,21 @@ def test_events_after_pages_in_insertion_order(tmp_path: Path, make_events):
         assert [e.seq for e in store.last_events(3)] == [23, 24, 25]
         assert rest[0].data == {"credential": "pass", "code": "000011", "granted": False}
         assert rest[0].clock_trusted is True
+        assert store.get(rest[0].row_id) == rest[0]
+        assert store.get(10**9) is None
+
+
+def test_hostile_field_values_cannot_wedge_the_store(db_url, make_events):
+    """A 60 kB holder or a NUL in a code must not make the batch fail for ever (index size, PG text)."""
+    events = make_events("s", "g", range(1, 4))
+    events[0].data.update(holder="h" * 60_000, code="a\x00b")
+    events[1].data.update(holder=12, granted="yes", direction=["out"])
+    with EventStore(db_url) as store:
+        assert store.insert_events(events).new == 3
+        assert store.get(1).data["code"] == "a\x00b"  # the stored JSON is exactly what the gate sent
+        assert store.db.query("SELECT LENGTH(holder), code FROM events ORDER BY row_id LIMIT 1") == [
+            (200, "a\ufffdb")
+        ]
 
 
 def test_committed_events_survive_reopen_and_wal_settings(tmp_path: Path, make_events):
@@ -127,45 +137,74 @@ def test_committed_events_survive_reopen_and_wal_settings(tmp_path: Path, make_e
     store = EventStore(path)
     store.insert_events(make_events("s", "g", range(1, 51)))
     store.close()
-    conn = connect(path)
+    conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     conn.close()
-    with EventStore(path, readonly=True) as reader:
+    with EventStore(path) as store:
+        assert store.db.query("PRAGMA synchronous") == [(2,)]  # FULL, on every connection the store makes
+    with EventStore(f"sqlite:///{path}", readonly=True) as reader:
         stats = reader.stats()
     assert (stats.total_events, stats.total_missing) == (50, 0)
 
 
-def test_migrations_upgrade_a_v1_store_and_are_idempotent(tmp_path: Path, make_events):
-    path = tmp_path / "events.db"
-    conn = connect(path)
-    assert migrate(conn, upto=1) == [1]
-    assert schema_version(conn) == 1
+def _old_v2_store(path: Path) -> None:
+    """A store exactly as the previous release left it: migrations 1 and 2, old schema_migrations."""
+    conn = sqlite3.connect(path)
     conn.execute(
-        "INSERT INTO events (id, site, gate, boot, seq, time, clock_trusted, type, data, received_at)"
-        " VALUES ('a', 's', 'g', 'b', 1, '2026-01-01T00:00:00.000000Z', 1, 'agent.started', '{}', 'now')"
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
     )
+    for migration in MIGRATIONS[:2]:
+        for statement in migration.statements:
+            conn.execute(statement.replace("{pk}", "INTEGER PRIMARY KEY").replace("{bigint}", "INTEGER"))
+        conn.execute(
+            "INSERT INTO schema_migrations VALUES (?, ?, 'then')", (migration.version, migration.name)
+        )
+    rows = [
+        ("a", 1, "2026-01-01T08:10:00.000000Z", "access.scan", '{"granted":true,"holder":"Wang Fang"}'),
+        ("b", 2, "2026-01-01T08:20:00.000000Z", "access.scan", '{"granted":true,"direction":"out"}'),
+        ("c", 3, "2026-01-01T09:00:00.000000Z", "access.scan", '{"granted":false,"reason":"expired"}'),
+        ("d", 4, "2026-01-01T09:30:00.000000Z", "agent.started", "{}"),
+    ]
+    conn.executemany(
+        "INSERT INTO events (id, site, gate, boot, seq, time, clock_trusted, type, data, received_at)"
+        " VALUES (?, 's', 'g', 'b', ?, ?, 1, ?, ?, 'then')",
+        rows,
+    )
+    conn.commit()
     conn.close()
+
+
+def test_a_store_from_the_previous_release_is_upgraded_and_backfilled(tmp_path: Path, make_events):
+    path = tmp_path / "events.db"
+    _old_v2_store(path)
     with pytest.raises(StoreError, match="start the console once"):
         EventStore(path, readonly=True)
     with EventStore(path) as store:
         assert store.version == LATEST_VERSION
-        store.record_rejection("t", "schema", "d")
-        assert store.stats().total_events == 1
-    conn = connect(path)
-    assert migrate(conn) == []
-    versions = [row[0] for row in conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
-    assert versions == list(range(1, LATEST_VERSION + 1))
-    conn.close()
+        start, end = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)
+        assert [(f.hour, f.entries, f.exits, f.denied) for f in store.flow("s", "g", start, end)] == [
+            ("2026-01-01T08:00:00Z", 1, 1, 0),
+            ("2026-01-01T09:00:00Z", 0, 0, 1),
+        ]
+        assert [e.id for e in store.search(holder="Wang Fang")] == ["a"]
+        assert [e.id for e in store.search(reason="expired")] == ["c"]
+        (overview,) = store.gate_overview()
+        assert (overview.last_event_type, overview.last_event_time) == (
+            "agent.started",
+            "2026-01-01T09:30:00.000000Z",
+        )
+        assert store.insert_events(make_events("s", "g", [5])).new == 1
+        assert store.db.query("SELECT component, version FROM schema_migrations ORDER BY version") == [
+            ("events", v) for v in range(1, LATEST_VERSION + 1)
+        ]
 
 
-def test_concurrent_opens_apply_each_migration_once(tmp_path: Path):
-    path = tmp_path / "events.db"
+def test_concurrent_opens_apply_each_migration_once(db_url):
     errors: list[BaseException] = []
 
     def open_store() -> None:
         try:
-            EventStore(path).close()
+            EventStore(db_url).close()
         except BaseException as exc:
             errors.append(exc)
 
@@ -175,20 +214,34 @@ def test_concurrent_opens_apply_each_migration_once(tmp_path: Path):
     for thread in threads:
         thread.join()
     assert errors == []
-    assert count(path, "SELECT COUNT(*) FROM schema_migrations") == LATEST_VERSION
+    with Database(db_url) as db:
+        assert db.query("SELECT COUNT(*) FROM schema_migrations WHERE component = 'events'") == [
+            (LATEST_VERSION,)
+        ]
 
 
-def test_refuses_a_store_from_newer_software_and_non_databases(tmp_path: Path):
-    path = tmp_path / "events.db"
-    EventStore(path).close()
-    conn = connect(path)
-    conn.execute("INSERT INTO schema_migrations VALUES (?, 'future', 'now')", (LATEST_VERSION + 1,))
-    conn.close()
+def test_refuses_a_store_from_newer_software(db_url):
+    EventStore(db_url).close()
+    with Database(db_url) as db:
+        db.execute(
+            "INSERT INTO schema_migrations (component, version, name, applied_at) VALUES ('events', ?, 'f', 'n')",
+            (LATEST_VERSION + 1,),
+        )
     with pytest.raises(StoreError, match="newer"):
-        EventStore(path)
+        EventStore(db_url)
+
+
+def test_refuses_non_databases_and_missing_files(tmp_path: Path):
     junk = tmp_path / "junk.db"
     junk.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StoreError):
         EventStore(junk)
     with pytest.raises(StoreError, match="no such"):
         EventStore(tmp_path / "absent.db", readonly=True)
+
+
+def test_a_shared_database_is_not_closed_by_the_store(db_url, make_events):
+    with Database(db_url) as db:
+        with EventStore(db) as store:
+            store.insert_events(make_events("s", "g", [1]))
+        assert db.query("SELECT COUNT(*) FROM events") == [(1,)]

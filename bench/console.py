@@ -1,0 +1,464 @@
+"""Console storage benchmark: a district's store, queried the way the web console asks, and scale-out ingest.
+
+Measured in one run, each next to its comparison:
+
+1. building the store: events/s through ``EventStore.commit`` (the ingest path, with
+   its rollups), 5,000-event batches;
+2. ``gate_overview()`` p95 over 1,000 gates (one status each) → ``overview_p95_ms``;
+3. ``search()`` p95 over a mix of filters (none, gate, type prefix, reason, holder,
+   gate + day, text + day, a deep keyset page) → ``search_p95_ms``;
+4. a month of flow for the whole district per hour from ``flow_hourly`` →
+   ``flow_month_ms``, against the same numbers computed from the raw events with
+   GROUP BY → ``flow_month_naive_ms``;
+5. ingest throughput through a real mosquitto with two worker processes against one
+   (``$share`` subscription, same store kind, same publishers) → ``ingest_scaling_2_workers``.
+
+All at store level (``console/store.py``): the numbers are what the web console's
+handlers get before rendering.  Usage: ``python bench/console.py [--quick] [--postgres URL]``
+(``--quick``: 200,000 events, under a minute; full: 1,000,000).  Prints a table, then one
+JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+# This file is named like the ``console`` package; its own folder must not shadow it.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from broker.launcher import Broker  # noqa: E402
+from console.store import EventStore, format_time  # noqa: E402
+from protocol import Event, GateState, GateStatus, GateTopics, encode  # noqa: E402
+from protocol.mqtt import BrokerEndpoint, connect_async, make_client  # noqa: E402
+
+SITES = 10
+GATES_PER_SITE = 100
+DAYS = 60
+NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+REASONS = ["ok", "ok", "ok", "ok", "ok", "ok", "ok", "expired", "revoked", "unknown", "bad_signature"]
+SURNAMES = [
+    "Wang",
+    "Li",
+    "Zhang",
+    "Liu",
+    "Chen",
+    "Yang",
+    "Zhao",
+    "Huang",
+    "Zhou",
+    "Wu",
+    "Xu",
+    "Sun",
+    "Hu",
+    "Zhu",
+    "Gao",
+    "Lin",
+    "He",
+    "Guo",
+    "Ma",
+    "Luo",
+]
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def gate_names() -> list[tuple[str, str]]:
+    return [(f"site{s:02d}", f"gate{g:03d}") for s in range(SITES) for g in range(GATES_PER_SITE)]
+
+
+def holders() -> list[str]:
+    return [f"{SURNAMES[i % len(SURNAMES)]} {i:04d}" for i in range(5000)]
+
+
+def synthetic_events(n: int, seed: int = 6) -> list[Event]:
+    """``n`` events over ``DAYS`` days across every gate: mostly access decisions, some door and agent events.
+
+    Built with ``model_construct`` (no validation): these are our own well-formed
+    events, and validating a million of them would measure pydantic, not the store.
+    """
+    rng = random.Random(seed)
+    gates = gate_names()
+    names = holders()
+    seqs: dict[tuple[str, str], int] = {}
+    boots = {gate: uuid.uuid4().hex for gate in gates}
+    span_s = DAYS * 86_400
+    start = NOW - timedelta(seconds=span_s)
+    offsets = sorted(rng.randrange(span_s * 1000) for _ in range(n))
+    events = []
+    for offset in offsets:
+        site, gate = gates[rng.randrange(len(gates))]
+        seq = seqs[site, gate] = seqs.get((site, gate), 0) + 1
+        roll = rng.random()
+        if roll < 0.85:
+            reason = rng.choice(REASONS)
+            granted = reason == "ok"
+            kind, data = (
+                "access.scan",
+                {
+                    "credential": "pass" if rng.random() < 0.7 else "card",
+                    "code": None,
+                    "granted": granted,
+                    "reason": reason,
+                    "reader": "front",
+                    "holder": rng.choice(names),
+                    "unit": f"{rng.randrange(1, 30)}-{rng.randrange(1, 7)}-{rng.randrange(101, 2000)}",
+                    "serial": rng.randrange(1, 10**6),
+                    "direction": "out" if rng.random() < 0.45 else "in",
+                },
+            )
+        elif roll < 0.95:
+            kind, data = rng.choice(["door.unlocked", "door.held_open", "door.forced"]), {"door": "main"}
+        else:
+            kind, data = "agent.started", {"version": "0.1.0"}
+        events.append(
+            Event.model_construct(
+                id=uuid.uuid4().hex,
+                site=site,
+                gate=gate,
+                boot=boots[site, gate],
+                seq=seq,
+                time=start + timedelta(milliseconds=offset),
+                clock_trusted=True,
+                type=kind,
+                data=data,
+            )
+        )
+    return events
+
+
+def build(target: str | Path, n: int) -> tuple[EventStore, float]:
+    store = EventStore(target)
+    events = synthetic_events(n)
+    began = time.perf_counter()
+    for i in range(0, n, 5000):
+        store.commit(events[i : i + 5000])
+    rate = n / (time.perf_counter() - began)
+    statuses = [
+        GateStatus(state=GateState.ONLINE, site=site, gate=gate, boot=uuid.uuid4().hex, time=NOW, backlog=0)
+        for site, gate in gate_names()
+    ]
+    store.commit(statuses=statuses)
+    store.optimize()
+    return store, rate
+
+
+def timed(fn: Callable[[], Any], repeat: int) -> list[float]:
+    fn()  # warm the cache: the console queries a hot store
+    samples = []
+    for _ in range(repeat):
+        began = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - began) * 1000)
+    return samples
+
+
+def bench_queries(store: EventStore, repeat: int) -> dict[str, Any]:
+    day = NOW - timedelta(days=1)
+    month = NOW - timedelta(days=30)
+    rows = store.search(limit=100)
+    deep = store.search(limit=1, before_row_id=store.search(limit=2000)[-1].row_id)
+    mixes: dict[str, Callable[[], Any]] = {
+        "newest": lambda: store.search(limit=100),
+        "gate": lambda: store.search(gate="site03/gate042", limit=100),
+        "type door.*": lambda: store.search(type="door.*", limit=100),
+        "reason": lambda: store.search(reason="revoked", limit=100),
+        "holder": lambda: store.search(holder="Li 0001", limit=100),
+        "gate+day": lambda: store.search(gate="site05/gate007", start=day, end=NOW, limit=100),
+        "text+day": lambda: store.search(text="-3-1", start=day, limit=100),
+        "denied+month": lambda: store.search(granted=False, start=month, limit=100),
+        "page 21": lambda: store.search(before_row_id=deep[0].row_id if deep else None, limit=100),
+    }
+    per_mix = {name: timed(fn, repeat) for name, fn in mixes.items()}
+    search_all = [v for samples in per_mix.values() for v in samples]
+    overview = timed(store.gate_overview, repeat)
+    flow = timed(lambda: store.flow(None, None, month, NOW, per_gate=False), repeat)
+    flow_gates = timed(lambda: store.flow("site01", None, month, NOW), repeat)
+    naive_sql = """
+        SELECT substr(time, 1, 13),
+               SUM(CASE WHEN granted = 1 AND (direction IS NULL OR direction <> 'out') THEN 1 ELSE 0 END),
+               SUM(CASE WHEN granted = 1 AND direction = 'out' THEN 1 ELSE 0 END),
+               SUM(CASE WHEN granted = 0 THEN 1 ELSE 0 END)
+        FROM events
+        WHERE type IN ('access.scan', 'door.access_granted', 'door.access_denied') AND time >= ? AND time < ?
+        GROUP BY substr(time, 1, 13) ORDER BY 1"""
+    params = (format_time(month), format_time(NOW))
+    naive = timed(lambda: store.db.query(naive_sql, params), max(3, repeat // 4))
+    fast_rows = store.flow(None, None, month, NOW, per_gate=False)
+    naive_rows = store.db.query(naive_sql, params)
+    if [(r.entries, r.exits, r.denied) for r in fast_rows] != [
+        tuple(int(x) for x in r[1:]) for r in naive_rows
+    ]:
+        raise SystemExit("flow_hourly disagrees with the raw events")
+    return {
+        "rows_sample": len(rows),
+        "search_by_mix_p95_ms": {name: round(pct(s, 95), 2) for name, s in per_mix.items()},
+        "search_p95_ms": pct(search_all, 95),
+        "search_p50_ms": statistics.median(search_all),
+        "overview_p95_ms": pct(overview, 95),
+        "flow_month_ms": statistics.median(flow),
+        "flow_month_per_gate_ms": statistics.median(flow_gates),
+        "flow_month_naive_ms": statistics.median(naive),
+        "flow_hours": len(fast_rows),
+    }
+
+
+# -- ingest scaling ----------------------------------------------------------------------
+
+
+def run_publisher(args: argparse.Namespace) -> None:
+    """Child process: wait for "go" on stdin, then publish N events for its gates as fast as QoS 1 allows."""
+    endpoint = BrokerEndpoint(args.host, args.port, args.username, Path(args.secret).read_text().strip())
+    site, gate = args.site, args.gate
+    boot = uuid.uuid4().hex
+    payloads = [
+        encode(
+            Event(
+                id=uuid.uuid4().hex,
+                site=site,
+                gate=gate,
+                boot=boot,
+                seq=i + 1,
+                time=NOW,
+                clock_trusted=True,
+                type="access.scan",
+                data={
+                    "credential": "pass",
+                    "code": f"{i:012d}",
+                    "granted": True,
+                    "reason": "ok",
+                    "reader": "a",
+                },
+            )
+        )
+        for i in range(args.n)
+    ]
+    topic = GateTopics(site, gate).event
+    client = make_client(endpoint, f"pub-{uuid.uuid4().hex[:8]}", max_inflight=1000)
+    connected = threading.Event()
+    client.on_connect = lambda *a: connected.set()
+    connect_async(client, endpoint, clean_start=True)
+    client.loop_start()
+    connected.wait(10)
+    print("ready", flush=True)
+    sys.stdin.readline()
+    infos = [client.publish(topic, payload, qos=1) for payload in payloads]
+    for info in infos:
+        info.wait_for_publish(120)
+    client.disconnect()
+    client.loop_stop()
+
+
+def _publishers(broker: Broker, workdir: Path, site: str, n: int, count: int) -> list[subprocess.Popen[str]]:
+    children = []
+    for i in range(count):
+        gate = f"g{i}"
+        creds = broker.add_gate(site, gate)
+        secret = workdir / f"{site}-{gate}.secret"
+        secret.write_text(creds.password)
+        child = subprocess.Popen(
+            [
+                sys.executable,
+                __file__,
+                "--publisher",
+                *("--host", broker.host, "--port", str(broker.port), "--username", creds.username),
+                *("--secret", str(secret), "--site", site, "--gate", gate, "--n", str(n // count)),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        children.append(child)
+    for child in children:
+        assert child.stdout is not None
+        if child.stdout.readline().strip() != "ready":
+            raise SystemExit("a publisher did not connect")
+    return children
+
+
+def bench_ingest(broker: Broker, workdir: Path, target: str | Path, n: int, workers: int) -> float:
+    """Events/s from "go" until the store holds all ``n``: publishers, broker and workers all running."""
+    from console.ingest import IngestWorkers, WorkerSpec
+
+    run = uuid.uuid4().hex[:6]
+    site = f"b{run}"
+    creds = broker.add_console(f"c{run}")
+    store = EventStore(target)
+    spec = WorkerSpec(broker.endpoint(creds), str(target), name=f"c{run}", site=site, log_level="WARNING")
+    pool = IngestWorkers(spec, workers).start()
+    try:
+        if not pool.wait_ready(60):
+            raise SystemExit("ingest workers did not connect")
+        children = _publishers(broker, workdir, site, n, 2)
+        began = time.perf_counter()
+        for child in children:
+            assert child.stdin is not None
+            child.stdin.write("go\n")
+            child.stdin.flush()
+        deadline = time.monotonic() + 300
+        count = 0
+        while time.monotonic() < deadline:
+            count = store.db.query("SELECT COUNT(*) FROM events WHERE site = ?", (site,))[0][0]
+            if count >= n:
+                break
+            time.sleep(0.02)
+        elapsed = time.perf_counter() - began
+        for child in children:
+            child.wait(60)
+        if count != n:
+            raise SystemExit(f"ingest stored {count} of {n} events")
+    finally:
+        pool.stop()
+        store.close()
+    return n / elapsed
+
+
+def _postgres_database(server: str) -> tuple[str, Callable[[], None]]:
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg
+
+    name = f"gp_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
+        with psycopg.connect(server, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return urlunsplit(urlsplit(server)._replace(path=f"/{name}")), drop
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="200,000 events; finishes in under a minute")
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="server URL (e.g. postgresql://postgres@127.0.0.1/postgres): bench PG too",
+    )
+    parser.add_argument("--events", type=int, help="stored events (default 1,000,000; --quick 200,000)")
+    parser.add_argument("--publisher", action="store_true", help=argparse.SUPPRESS)
+    for name in ("host", "username", "secret", "site", "gate"):
+        parser.add_argument(f"--{name}", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.publisher:
+        run_publisher(args)
+        return
+    n = args.events or (200_000 if args.quick else 1_000_000)
+    repeat = 10 if args.quick else 30
+    ingest_n = 10_000 if args.quick else 40_000
+    result: dict[str, Any] = {
+        "bench": "console",
+        "quick": args.quick,
+        "events": n,
+        "gates": SITES * GATES_PER_SITE,
+        "days": DAYS,
+        "level": "store (console/store.py), not HTTP",
+        "cpus": os.cpu_count(),
+        "load_before": round(os.getloadavg()[0], 2),
+    }
+    backends: list[tuple[str, str | Path, Callable[[], None] | None]] = []
+    with tempfile.TemporaryDirectory(prefix="gp-bench-console-") as tmp:
+        workdir = Path(tmp)
+        backends.append(("sqlite", workdir / "store.db", None))
+        if args.postgres:
+            url, drop = _postgres_database(args.postgres)
+            backends.append(("postgresql", url, drop))
+        table: list[tuple[str, str, str]] = []
+        try:
+            for kind, target, _ in backends:
+                store, rate = build(target, n)
+                figures = bench_queries(store, repeat)
+                store.close()
+                prefix = "" if kind == "sqlite" else "pg_"
+                result[f"{prefix}build_events_per_s"] = round(rate)
+                for key in ("overview_p95_ms", "search_p95_ms", "search_p50_ms", "flow_month_ms"):
+                    result[prefix + key] = round(figures[key], 2)
+                result[prefix + "flow_month_per_gate_ms"] = round(figures["flow_month_per_gate_ms"], 2)
+                result[prefix + "flow_month_naive_ms"] = round(figures["flow_month_naive_ms"], 2)
+                result[prefix + "search_by_mix_p95_ms"] = figures["search_by_mix_p95_ms"]
+                table += [
+                    (kind, "build (commit path, 5,000/batch)", f"{rate:,.0f} events/s"),
+                    (kind, "gate_overview() p95, 1,000 gates", f"{figures['overview_p95_ms']:.1f} ms"),
+                    (
+                        kind,
+                        "search() p95 / p50, 9 filter mixes",
+                        f"{figures['search_p95_ms']:.1f} / {figures['search_p50_ms']:.1f} ms",
+                    ),
+                    *(
+                        (kind, f"  search {name} p95", f"{v:.1f} ms")
+                        for name, v in figures["search_by_mix_p95_ms"].items()
+                    ),
+                    (
+                        kind,
+                        "flow month, district per hour (flow_hourly)",
+                        f"{figures['flow_month_ms']:.1f} ms",
+                    ),
+                    (
+                        kind,
+                        "flow month, 100 gates per hour (flow_hourly)",
+                        f"{figures['flow_month_per_gate_ms']:.1f} ms",
+                    ),
+                    (
+                        kind,
+                        "flow month, naive GROUP BY on events",
+                        f"{figures['flow_month_naive_ms']:.1f} ms",
+                    ),
+                ]
+            broker = Broker(workdir / "broker")
+            broker.start()
+            try:
+                for kind, target, _ in backends:
+                    prefix = "" if kind == "sqlite" else "pg_"
+                    one = bench_ingest(broker, workdir, target, ingest_n, 1)
+                    two = bench_ingest(broker, workdir, target, ingest_n, 2)
+                    result[prefix + "ingest_1_worker_per_s"] = round(one)
+                    result[prefix + "ingest_2_workers_per_s"] = round(two)
+                    result[prefix + "ingest_scaling_2_workers"] = round(two / one, 2)
+                    table += [
+                        (
+                            kind,
+                            f"ingest, 1 worker ({ingest_n:,} events, 2 publishers)",
+                            f"{one:,.0f} events/s",
+                        ),
+                        (kind, "ingest, 2 workers ($share)", f"{two:,.0f} events/s ({two / one:.2f}x)"),
+                    ]
+            finally:
+                broker.stop()
+        finally:
+            for _, _, drop in backends:
+                if drop is not None:
+                    drop()
+    result["load_after"] = round(os.getloadavg()[0], 2)
+    width = max(len(row[1]) for row in table)
+    print(f"{'store':<11} {'measure':<{width}}  result")
+    for kind, measure, value in table:
+        print(f"{kind:<11} {measure:<{width}}  {value}")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

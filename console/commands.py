@@ -1,0 +1,193 @@
+"""Commands from the console to one gate, and the wait for its answer.
+
+The console publishes a :class:`~protocol.Command` on the gate's ``command`` topic and
+waits, bounded, for the :class:`~protocol.CommandResponse` with the same id on the
+gate's ``response`` topic.  This client has its own MQTT connection (client id
+``console-<name>-commands``) so that a slow or reconnecting ingest never delays an
+operator's unlock, and the ingest's persistent session never holds commands.
+
+Commands are never retained and always expire soon (:data:`DEFAULT_TTL_S`, inside the
+gates' ``remote_max_ttl_s`` of 120 s): a command queued in the broker while a gate is
+offline must not open a door an hour later.  A command that gets no answer in time is
+reported as ``timeout`` — the gate may still have acted if it comes back before the
+expiry, which the operator is told.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from protocol import Command, CommandResponse, GateTopics, ProtocolError, decode_response, encode
+from protocol.mqtt import KEEPALIVE_S, QOS, BrokerEndpoint, connect_properties, make_client
+from protocol.topics import TopicKind, all_sites_filter
+
+log = logging.getLogger("gatepost.console.commands")
+
+DEFAULT_TTL_S = 30.0
+DEFAULT_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    """What came of a command: ``status`` is ``ok``, ``refused`` (the gate said no),
+    ``timeout`` (no answer in time) or ``unreachable`` (the console has no broker)."""
+
+    command_id: str
+    site: str
+    gate: str
+    name: str
+    status: str
+    result: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    elapsed_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+class _Pending:
+    __slots__ = ("done", "response")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.response: CommandResponse | None = None
+
+
+class CommandClient:
+    """Publishes commands and matches responses by id.  Thread-safe; start once, share."""
+
+    def __init__(self, endpoint: BrokerEndpoint, *, name: str = "console") -> None:
+        self.endpoint = endpoint
+        self.client_id = f"console-{name}-commands"
+        self._pending: dict[str, _Pending] = {}
+        self._lock = threading.Lock()
+        self._subscribed = threading.Event()
+        self._client: paho.Client | None = None
+        self.rejected_responses = 0
+
+    def start(self) -> CommandClient:
+        client = make_client(self.endpoint, self.client_id)
+        client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        self._client = client
+        client.connect_async(
+            self.endpoint.host,
+            self.endpoint.port,
+            keepalive=KEEPALIVE_S,
+            clean_start=True,
+            properties=connect_properties(0),
+        )
+        client.loop_start()
+        return self
+
+    def wait_connected(self, timeout: float | None = None) -> bool:
+        return self._subscribed.wait(timeout)
+
+    @property
+    def connected(self) -> bool:
+        return self._subscribed.is_set()
+
+    def stop(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.disconnect()
+            client.loop_stop()
+        self._subscribed.clear()
+
+    def _on_connect(
+        self, client: paho.Client, _u: object, _f: object, reason: ReasonCode, _p: Properties | None
+    ) -> None:
+        if reason.is_failure:
+            log.error("broker refused the console's command connection: %s", reason)
+            return
+        client.subscribe(all_sites_filter(TopicKind.RESPONSE), qos=QOS)
+
+    def _on_subscribe(
+        self, _c: paho.Client, _u: object, _mid: int, reasons: list[ReasonCode], _p: Properties | None
+    ) -> None:
+        if any(reason.is_failure for reason in reasons):
+            log.error("broker refused the response subscription: %s", reasons)
+            return
+        self._subscribed.set()
+
+    def _on_disconnect(self, *_args: object) -> None:
+        self._subscribed.clear()
+
+    def _on_message(self, _c: paho.Client, _u: object, message: paho.MQTTMessage) -> None:
+        try:
+            response = decode_response(message.payload)
+        except ProtocolError as exc:
+            self.rejected_responses += 1
+            log.warning("rejected response on %s: %s: %s", message.topic[:200], exc.reason, exc.detail)
+            return
+        parts = message.topic.split("/")
+        if len(parts) != 5 or (parts[2], parts[3]) != (response.site, response.gate):
+            self.rejected_responses += 1
+            log.warning(
+                "response on %s names %s/%s: ignored", message.topic[:200], response.site, response.gate
+            )
+            return
+        with self._lock:
+            pending = self._pending.get(response.id)
+        if pending is not None:
+            pending.response = response
+            pending.done.set()
+
+    def send(
+        self,
+        site: str,
+        gate: str,
+        name: str,
+        args: dict[str, Any] | None = None,
+        *,
+        operator: str | None = None,
+        ttl_s: float = DEFAULT_TTL_S,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+    ) -> CommandResult:
+        """Publish one command and wait up to ``timeout_s`` for the gate's answer."""
+        topics = GateTopics(site, gate)
+        now = datetime.now(UTC)
+        command = Command(
+            id=uuid.uuid4().hex,
+            name=name,
+            args=args or {},
+            issued_at=now,
+            expires_at=now + timedelta(seconds=ttl_s),
+            operator=operator[:64] if operator else None,
+        )
+        client = self._client
+        started = datetime.now(UTC)
+
+        def result(status: str, **extra: Any) -> CommandResult:
+            elapsed = (datetime.now(UTC) - started).total_seconds()
+            return CommandResult(command.id, site, gate, name, status, elapsed_s=round(elapsed, 3), **extra)
+
+        if client is None or not self._subscribed.wait(min(timeout_s, 2.0)):
+            return result("unreachable", error="the console is not connected to the broker")
+        pending = _Pending()
+        with self._lock:
+            self._pending[command.id] = pending
+        try:
+            client.publish(topics.command, encode(command), qos=QOS, retain=False)
+            if not pending.done.wait(timeout_s):
+                return result("timeout", error=f"no answer within {timeout_s:g} s")
+        finally:
+            with self._lock:
+                self._pending.pop(command.id, None)
+        response = pending.response
+        assert response is not None
+        if response.ok:
+            return result("ok", result=dict(response.result))
+        return result("refused", result=dict(response.result), error=response.error or "refused")

@@ -1,0 +1,342 @@
+"""Console operators: who may log in, with which role, and their browser sessions.
+
+Passwords are stored as ``hashlib.scrypt`` digests with a per-user random salt, so a
+copied database does not hand out passwords and two users with the same password do not
+share a digest.  Verification always runs scrypt — also for names that do not exist —
+and compares with :func:`hmac.compare_digest`, so neither timing nor the answer tells
+an attacker which names are real.  Repeated failures lock the account for a growing
+while (:data:`LOCK_AFTER`, :func:`lock_seconds`): guessing becomes slow without letting
+anyone lock an operator out for long.
+
+A session token is 32 random bytes handed to the browser once, in an HttpOnly cookie;
+the database keeps only its SHA-256, so a leaked database or backup cannot be replayed
+as a login.  Sessions end at an absolute expiry and after an idle timeout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from protocol import GatepostError
+
+if TYPE_CHECKING:
+    from console.db import Database
+
+SCRYPT_N = 2**14
+SCRYPT_R = 8
+SCRYPT_P = 1
+SALT_BYTES = 16
+MIN_PASSWORD_CHARS = 10
+MAX_PASSWORD_CHARS = 1024
+LOCK_AFTER = 5
+"""Consecutive failed logins an account tolerates before it is locked for a while."""
+MAX_LOCK_S = 15 * 60
+NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,31}$"
+
+_DUMMY_SALT = secrets.token_bytes(SALT_BYTES)
+
+
+class Role(StrEnum):
+    """``operator`` watches, acknowledges alarms, unlocks and issues/revokes passes;
+    ``admin`` may also manage users, read the audit log and bulk-import."""
+
+    OPERATOR = "operator"
+    ADMIN = "admin"
+
+
+class UserError(GatepostError, ValueError):
+    """A user cannot be created or changed as asked; the message says why."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _stamp(value: datetime) -> str:
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+def _parse(value: str) -> datetime:
+    return datetime.fromisoformat(value.rstrip("Z")).replace(tzinfo=UTC)
+
+
+def hash_password(password: str, salt: bytes) -> bytes:
+    return hashlib.scrypt(
+        password.encode("utf-8"), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, maxmem=64 * 1024 * 1024
+    )
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def lock_seconds(failures: int) -> float:
+    """How long an account stays locked after ``failures`` consecutive failed logins.
+
+    Nothing below :data:`LOCK_AFTER`; then 30 s doubling per further failure, capped at
+    :data:`MAX_LOCK_S`, so an online guesser gets a few dozen tries an hour at most.
+    """
+    if failures < LOCK_AFTER:
+        return 0.0
+    return float(min(MAX_LOCK_S, 30 * 2 ** (failures - LOCK_AFTER)))
+
+
+def check_password_rules(password: str) -> None:
+    if len(password) < MIN_PASSWORD_CHARS:
+        raise UserError(f"password must have at least {MIN_PASSWORD_CHARS} characters")
+    if len(password) > MAX_PASSWORD_CHARS:
+        raise UserError(f"password must have at most {MAX_PASSWORD_CHARS} characters")
+
+
+def check_name(name: str) -> str:
+    import re
+
+    if not re.match(NAME_PATTERN, name or ""):
+        raise UserError("user name must be 1-32 characters of a-z, 0-9, '.', '_' or '-'")
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    name: str
+    role: Role
+    created_at: str
+    disabled: bool = False
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role is Role.ADMIN
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A live login.  ``csrf`` is the token every form of this session must echo."""
+
+    user: User
+    token_hash: str
+    csrf: str
+    expires_at: datetime
+    lang: str | None
+
+
+class LoginOutcome(StrEnum):
+    OK = "ok"
+    BAD_CREDENTIALS = "bad_credentials"
+    LOCKED = "locked"
+    DISABLED = "disabled"
+
+
+@dataclass(frozen=True, slots=True)
+class LoginResult:
+    outcome: LoginOutcome
+    user: User | None = None
+    token: str | None = None
+    locked_for_s: float = 0.0
+
+
+def _migrations() -> list:
+    from console.db import Migration
+
+    return [
+        Migration(
+            1,
+            "users and sessions",
+            (
+                """CREATE TABLE web_users (
+                    name          TEXT PRIMARY KEY,
+                    role          TEXT NOT NULL,
+                    salt          TEXT NOT NULL,
+                    password_hash TEXT NOT NULL,
+                    created_at    TEXT NOT NULL,
+                    updated_at    TEXT NOT NULL,
+                    disabled      INTEGER NOT NULL DEFAULT 0,
+                    failures      INTEGER NOT NULL DEFAULT 0,
+                    locked_until  TEXT
+                )""",
+                """CREATE TABLE web_sessions (
+                    token_hash TEXT PRIMARY KEY,
+                    user_name  TEXT NOT NULL,
+                    csrf       TEXT NOT NULL,
+                    created_at TEXT NOT NULL,
+                    last_seen  TEXT NOT NULL,
+                    expires_at TEXT NOT NULL,
+                    lang       TEXT
+                )""",
+                "CREATE INDEX web_sessions_user ON web_sessions (user_name)",
+            ),
+        )
+    ]
+
+
+class UserStore:
+    """Users and sessions in the console database (component ``users``)."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        session_lifetime: timedelta = timedelta(hours=12),
+        idle_timeout: timedelta = timedelta(minutes=30),
+    ) -> None:
+        self.db = db
+        self.session_lifetime = session_lifetime
+        self.idle_timeout = idle_timeout
+        db.migrate("users", _migrations())
+
+    # -- users -----------------------------------------------------------------------
+
+    def add(self, name: str, password: str, role: Role | str) -> User:
+        check_name(name)
+        check_password_rules(password)
+        role = Role(role)
+        if self.get(name) is not None:
+            raise UserError(f"user {name!r} already exists")
+        salt = secrets.token_bytes(SALT_BYTES)
+        now = _stamp(_now())
+        self.db.execute(
+            "INSERT INTO web_users (name, role, salt, password_hash, created_at, updated_at, disabled, failures)"
+            " VALUES (?, ?, ?, ?, ?, ?, 0, 0)",
+            (name, role.value, salt.hex(), hash_password(password, salt).hex(), now, now),
+        )
+        return User(name, role, now)
+
+    def set_password(self, name: str, password: str) -> None:
+        check_password_rules(password)
+        salt = secrets.token_bytes(SALT_BYTES)
+        changed = self.db.execute(
+            "UPDATE web_users SET salt = ?, password_hash = ?, updated_at = ?, failures = 0, locked_until = NULL"
+            " WHERE name = ?",
+            (salt.hex(), hash_password(password, salt).hex(), _stamp(_now()), name),
+        )
+        if not changed:
+            raise UserError(f"no user {name!r}")
+        self.end_sessions(name)  # a new password ends every login made with the old one
+
+    def set_role(self, name: str, role: Role | str) -> None:
+        role = Role(role)
+        if not self.db.execute(
+            "UPDATE web_users SET role = ?, updated_at = ? WHERE name = ?", (role.value, _stamp(_now()), name)
+        ):
+            raise UserError(f"no user {name!r}")
+
+    def set_disabled(self, name: str, disabled: bool) -> None:
+        if not self.db.execute(
+            "UPDATE web_users SET disabled = ?, updated_at = ? WHERE name = ?",
+            (int(disabled), _stamp(_now()), name),
+        ):
+            raise UserError(f"no user {name!r}")
+        if disabled:
+            self.end_sessions(name)
+
+    def get(self, name: str) -> User | None:
+        rows = self.db.query("SELECT name, role, created_at, disabled FROM web_users WHERE name = ?", (name,))
+        return _user(rows[0]) if rows else None
+
+    def list(self) -> list[User]:
+        rows = self.db.query("SELECT name, role, created_at, disabled FROM web_users ORDER BY name")
+        return [_user(row) for row in rows]
+
+    def count(self) -> int:
+        return int(self.db.query("SELECT COUNT(*) FROM web_users")[0][0])
+
+    # -- logging in ------------------------------------------------------------------
+
+    def login(self, name: str, password: str, *, lang: str | None = None) -> LoginResult:
+        """Check a password; on success open a session and return its token (shown once)."""
+        now = _now()
+        rows = self.db.query(
+            "SELECT name, role, created_at, disabled, salt, password_hash, failures, locked_until"
+            " FROM web_users WHERE name = ?",
+            (name,),
+        )
+        if not rows or len(password) > MAX_PASSWORD_CHARS:
+            hash_password(password[:MAX_PASSWORD_CHARS], _DUMMY_SALT)  # same cost as a real check
+            return LoginResult(LoginOutcome.BAD_CREDENTIALS)
+        user = _user(rows[0][:4])
+        salt, stored, failures, locked_until = rows[0][4:]
+        if locked_until is not None and _parse(locked_until) > now:
+            return LoginResult(
+                LoginOutcome.LOCKED, user, locked_for_s=(_parse(locked_until) - now).total_seconds()
+            )
+        digest = hash_password(password, bytes.fromhex(salt))
+        if not hmac.compare_digest(digest, bytes.fromhex(stored)):
+            failures = int(failures) + 1
+            wait = lock_seconds(failures)
+            until = _stamp(now + timedelta(seconds=wait)) if wait else None
+            self.db.execute(
+                "UPDATE web_users SET failures = ?, locked_until = ? WHERE name = ?", (failures, until, name)
+            )
+            if wait:
+                return LoginResult(LoginOutcome.LOCKED, user, locked_for_s=wait)
+            return LoginResult(LoginOutcome.BAD_CREDENTIALS, user)
+        if user.disabled:
+            return LoginResult(LoginOutcome.DISABLED, user)
+        self.db.execute("UPDATE web_users SET failures = 0, locked_until = NULL WHERE name = ?", (name,))
+        token = secrets.token_urlsafe(32)
+        stamp = _stamp(now)
+        self.db.execute(
+            "INSERT INTO web_sessions (token_hash, user_name, csrf, created_at, last_seen, expires_at, lang)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                hash_token(token),
+                name,
+                secrets.token_urlsafe(32),
+                stamp,
+                stamp,
+                _stamp(now + self.session_lifetime),
+                lang,
+            ),
+        )
+        return LoginResult(LoginOutcome.OK, user, token)
+
+    def session(self, token: str) -> Session | None:
+        """The live session for a cookie's token, touching its idle clock; None if over."""
+        if not token or len(token) > 128:
+            return None
+        now = _now()
+        token_hash = hash_token(token)
+        rows = self.db.query(
+            "SELECT s.csrf, s.last_seen, s.expires_at, s.lang, u.name, u.role, u.created_at, u.disabled"
+            " FROM web_sessions AS s JOIN web_users AS u ON u.name = s.user_name WHERE s.token_hash = ?",
+            (token_hash,),
+        )
+        if not rows:
+            return None
+        csrf, last_seen, expires_at, lang, *user_row = rows[0]
+        user = _user(tuple(user_row))
+        expires = _parse(expires_at)
+        if user.disabled or expires <= now or now - _parse(last_seen) > self.idle_timeout:
+            self.db.execute("DELETE FROM web_sessions WHERE token_hash = ?", (token_hash,))
+            return None
+        if now - _parse(last_seen) > timedelta(seconds=30):  # not a write per request
+            self.db.execute(
+                "UPDATE web_sessions SET last_seen = ? WHERE token_hash = ?", (_stamp(now), token_hash)
+            )
+        return Session(user, token_hash, csrf, expires, lang)
+
+    def set_session_lang(self, token_hash: str, lang: str) -> None:
+        self.db.execute("UPDATE web_sessions SET lang = ? WHERE token_hash = ?", (lang, token_hash))
+
+    def logout(self, token_hash: str) -> None:
+        self.db.execute("DELETE FROM web_sessions WHERE token_hash = ?", (token_hash,))
+
+    def end_sessions(self, name: str) -> None:
+        self.db.execute("DELETE FROM web_sessions WHERE user_name = ?", (name,))
+
+    def purge_expired(self) -> int:
+        now = _now()
+        return self.db.execute(
+            "DELETE FROM web_sessions WHERE expires_at <= ? OR last_seen <= ?",
+            (_stamp(now), _stamp(now - self.idle_timeout)),
+        )
+
+
+def _user(row: tuple) -> User:
+    name, role, created_at, disabled = row
+    return User(name, Role(role), created_at, bool(disabled))

@@ -1,0 +1,143 @@
+"""The web console's ASGI application: routes, static files, the security middleware, lifespan.
+
+``create_app(ctx)`` is all a server (``gatepost console run``, a test, uvicorn) needs.  The
+lifespan starts what lives as long as the server — the watcher that turns stored events
+into live updates and alarms, and the command client's broker connection — and stops
+them, ending open event streams first so that shutdown does not wait on browsers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from console.web.context import WebContext
+from console.web.hub import GateBoard, Hub, Watcher
+from console.web.middleware import SecurityMiddleware
+from console.web.render import render
+
+if TYPE_CHECKING:
+    from console.config import ConsoleConfig
+    from console.store import EventStore
+    from protocol.mqtt import BrokerEndpoint
+
+log = logging.getLogger("gatepost.console.web")
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+
+def _routes() -> list[BaseRoute]:
+    from console.web.routes import admin, alarms, cards, events, flow, gates, passes, session
+
+    return [
+        *session.routes,
+        *gates.routes,
+        *events.routes,
+        *alarms.routes,
+        *admin.routes,
+        *passes.routes,
+        *cards.routes,
+        *flow.routes,
+        Route("/healthz", _health, methods=["GET"]),
+        Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
+    ]
+
+
+async def _health(_request: Request) -> Response:
+    return PlainTextResponse("ok")
+
+
+async def _not_found(request: Request, _exc: Exception) -> Response:
+    return render(request, "error.html", status_code=404, message_key="error.not_found")
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    log.error("error serving %s %s: %s", request.method, request.url.path, exc, exc_info=exc)
+    return render(request, "error.html", status_code=500, message_key="error.internal")
+
+
+def create_app(ctx: WebContext, *, watch: bool = True) -> Starlette:
+    """The application around ``ctx``; ``watch=False`` leaves the watcher to the caller (tests)."""
+    board = GateBoard()
+    watcher = Watcher(ctx.store, ctx.db, ctx.alarms, ctx.hub, board)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        ctx.hub.bind(asyncio.get_running_loop())
+        if ctx.commands is not None:
+            ctx.commands.start()
+        if watch:
+            await asyncio.to_thread(watcher.start)
+        try:
+            yield
+        finally:
+            ctx.hub.close()
+            if watch:
+                await asyncio.to_thread(watcher.stop)
+            if ctx.commands is not None:
+                ctx.commands.stop()
+
+    app = Starlette(
+        routes=_routes(),
+        middleware=[Middleware(SecurityMiddleware, context=lambda: ctx)],
+        exception_handlers={404: _not_found, 500: _server_error},
+        lifespan=lifespan,
+    )
+    app.state.ctx = ctx
+    app.state.board = board
+    app.state.watcher = watcher
+    return app
+
+
+def store_url(config: ConsoleConfig) -> str:
+    """The console database: ``[store] url`` when set, else the SQLite file at ``[store] path``."""
+    url = getattr(config.store, "url", None)
+    return str(url) if url else str(config.store.path)
+
+
+def build_context(
+    config: ConsoleConfig, store: EventStore, *, endpoint: BrokerEndpoint | None = None
+) -> WebContext:
+    """Open everything the web console needs beside the event store (same database)."""
+    from datetime import timedelta
+
+    from console.alarms import AlarmBook, AlarmRules
+    from console.audit import AuditLog
+    from console.commands import CommandClient
+    from console.db import Database
+    from console.users import UserStore
+
+    db = Database(store_url(config))
+    web = config.web
+    cards = None
+    if config.cards is not None:
+        from console.credentials import CardRegistry
+
+        cards = CardRegistry(config.cards.registry)
+    return WebContext(
+        config=config,
+        db=db,
+        store=store,
+        audit=AuditLog(db),
+        alarms=AlarmBook(db, AlarmRules(web.alarm_denials, web.alarm_window_s)),
+        users=UserStore(
+            db,
+            session_lifetime=timedelta(hours=web.session_hours),
+            idle_timeout=timedelta(minutes=web.idle_minutes),
+        ),
+        commands=CommandClient(endpoint, name=config.name) if endpoint is not None else None,
+        hub=Hub(),
+        office_dir=web.office,
+        cards=cards,
+    )

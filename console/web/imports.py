@@ -1,0 +1,174 @@
+"""Bulk imports (passes, cards) that run in a background thread and report progress over SSE.
+
+Issuing a thousand passes signs and prints a thousand cards: minutes, far longer than a
+request may take.  The upload starts an :class:`ImportJob` in a thread and redirects to
+its page; the page's ``EventSource`` receives ``progress`` events as rows are done and a
+final ``done`` event with the result, so the bar moves without polling.  A job lives in
+memory only: after a restart its page says it is unknown, and the register or the card
+registry already holds whatever it did.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import StreamingResponse
+
+log = logging.getLogger("gatepost.console.web.imports")
+
+MAX_JOBS = 50
+"""Finished jobs kept for their pages; the oldest are forgotten first."""
+KEEPALIVE_S = 15.0
+
+
+@dataclass(frozen=True, slots=True)
+class RowProblem:
+    """One refused row: the line of the uploaded file, the column, the reason code and the words."""
+
+    line: int
+    column: str
+    reason: str
+    detail: str
+
+
+@dataclass
+class ImportJob:
+    """The state of one import; every change bumps ``version`` and wakes whoever waits."""
+
+    id: str
+    kind: str
+    user: str
+    filename: str
+    total: int = 0
+    done: int = 0
+    imported: list[str] = field(default_factory=list)
+    problems: list[RowProblem] = field(default_factory=list)
+    finished: bool = False
+    error: str | None = None
+    version: int = 0
+    started: float = field(default_factory=time.time)
+    _changed: threading.Condition = field(default_factory=threading.Condition, repr=False)
+
+    def update(self, **values: Any) -> None:
+        with self._changed:
+            for name, value in values.items():
+                setattr(self, name, value)
+            self.version += 1
+            self._changed.notify_all()
+
+    def wait_change(self, seen: int, timeout: float) -> int:
+        """Block until ``version`` passes ``seen`` (or ``timeout``); return the version now."""
+        with self._changed:
+            self._changed.wait_for(lambda: self.version > seen or self.finished, timeout)
+            return self.version
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._changed:
+            return {
+                "id": self.id,
+                "kind": self.kind,
+                "total": self.total,
+                "done": self.done,
+                "percent": round(100 * self.done / self.total)
+                if self.total
+                else (100 if self.finished else 0),
+                "imported": len(self.imported),
+                "first": self.imported[0] if self.imported else None,
+                "last": self.imported[-1] if self.imported else None,
+                "problems": [
+                    {"line": p.line, "column": p.column, "reason": p.reason, "detail": p.detail}
+                    for p in self.problems[:200]
+                ],
+                "problem_count": len(self.problems),
+                "finished": self.finished,
+                "error": self.error,
+            }
+
+
+class ImportJobs:
+    """The running and recent jobs of one web app."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, ImportJob] = {}
+        self._lock = threading.Lock()
+
+    def get(self, job_id: str) -> ImportJob | None:
+        with self._lock:
+            return self._jobs.get(job_id)
+
+    def start(
+        self,
+        kind: str,
+        user: str,
+        filename: str,
+        work: Callable[[ImportJob], None],
+        on_finish: Callable[[ImportJob], None] | None = None,
+    ) -> ImportJob:
+        """Run ``work(job)`` in a daemon thread; whatever it raises ends the job with an error, never the app."""
+        job = ImportJob(secrets.token_hex(8), kind, user, filename)
+        with self._lock:
+            self._jobs[job.id] = job
+            while len(self._jobs) > MAX_JOBS:
+                oldest = next(iter(self._jobs))
+                if not self._jobs[oldest].finished:
+                    break
+                del self._jobs[oldest]
+
+        def run() -> None:
+            try:
+                work(job)
+            except Exception as exc:  # a job must end with a message, whatever went wrong
+                log.exception("%s import %s failed", kind, job.id)
+                job.update(error=f"{type(exc).__name__}: {exc}")
+            finally:
+                # the audit entry (on_finish) is written before the page is told "done", so
+                # whoever sees the job finished also finds it in the audit log
+                if on_finish is not None:
+                    try:
+                        on_finish(job)
+                    except Exception:
+                        log.exception("after %s import %s", kind, job.id)
+                job.update(finished=True)
+
+        threading.Thread(target=run, name=f"import-{kind}-{job.id}", daemon=True).start()
+        return job
+
+
+def jobs_of(app: Any) -> ImportJobs:
+    """The app's job table, created on first use (the app factory need not know about imports)."""
+    jobs = getattr(app.state, "import_jobs", None)
+    if jobs is None:
+        jobs = app.state.import_jobs = ImportJobs()
+    return jobs
+
+
+def progress_stream(job: ImportJob) -> StreamingResponse:
+    """Server-Sent Events: ``progress`` on every change, then one ``done``; a comment every 15 s keeps proxies open."""
+
+    async def events() -> AsyncIterator[str]:
+        seen = -1
+        while True:
+            version = await run_in_threadpool(job.wait_change, seen, KEEPALIVE_S)
+            if version == seen and not job.finished:
+                yield ": keepalive\n\n"
+                continue
+            seen = version
+            state = job.snapshot()
+            name = "done" if state["finished"] else "progress"
+            yield f"event: {name}\ndata: {json.dumps(state, ensure_ascii=False)}\n\n"
+            if state["finished"]:
+                return
+
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )

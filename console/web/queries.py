@@ -1,0 +1,168 @@
+"""The web console's reads of the event store: filtered, paged, streamed — on SQLite or PostgreSQL.
+
+Filters come from the query string and are checked here (:meth:`EventFilter.parse`):
+names against the protocol's alphabet, days as ISO dates in the site's time zone,
+lengths bounded, so a bad link gives the operator a message instead of a 500.  The
+reading itself is :meth:`console.store.EventStore.search`: newest first, keyset paged
+by ``row_id`` and served by the store's indexes, so page 1000 of a year costs what
+page 1 costs.  A holder is matched exactly (the ``holder`` column's index), not by
+substring: that is what stays fast at a million events.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import TYPE_CHECKING, Any
+
+from console.web.hub import stored_event
+
+if TYPE_CHECKING:
+    from console.db import Database
+    from console.store import EventStore, StoredEvent
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+_TYPE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
+_REASON = re.compile(r"^[a-z0-9_.-]{1,64}$")
+_HEX32 = re.compile(r"^[0-9a-f]{32}$")
+COLUMNS = "row_id, id, site, gate, boot, seq, time, clock_trusted, type, data, received_at"
+EXPORT_CHUNK = 2000
+
+
+def stamp(value: datetime) -> str:
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+def parse_time(text: str, *, end: bool = False, zone: tzinfo = UTC) -> datetime:
+    """``2026-11-29`` (a whole day in ``zone``: its end is the next local midnight) or an ISO time.
+
+    A time without an offset is UTC: links the console makes (``query_string``) carry
+    UTC times, while the date fields a guard fills in are the site's days.
+    """
+    text = text.strip()
+    if len(text) == 10:
+        day = datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=zone)
+        return (day + timedelta(days=1) if end else day).astimezone(UTC)
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    site: str = ""
+    gate: str = ""
+    type: str = ""
+    reason: str = ""
+    holder: str = ""
+    start: datetime | None = None
+    end: datetime | None = None
+    errors: tuple[str, ...] = field(default=(), compare=False)
+
+    @classmethod
+    def parse(cls, params: Mapping[str, str], zone: tzinfo = UTC) -> EventFilter:
+        """Read filters from a query string; bad ones are dropped and named in ``errors`` (i18n keys)."""
+        values: dict[str, Any] = {}
+        errors: list[str] = []
+        for key, pattern in (("site", _NAME), ("gate", _NAME), ("type", _TYPE), ("reason", _REASON)):
+            text = (params.get(key) or "").strip()
+            if text and pattern.match(text):
+                values[key] = text
+            elif text:
+                errors.append(f"events.bad_{key}")
+        holder = (params.get("holder") or "").strip()
+        if len(holder) > 100:
+            errors.append("events.bad_holder")
+        elif holder:
+            values["holder"] = holder
+        for key in ("start", "end"):
+            text = (params.get(key) or "").strip()
+            if text:
+                try:
+                    values[key] = parse_time(text[:40], end=key == "end", zone=zone)
+                except ValueError:
+                    errors.append(f"events.bad_{key}")
+        return cls(**values, errors=tuple(errors))
+
+    def query_string(self) -> str:
+        from urllib.parse import urlencode
+
+        pairs = {
+            "site": self.site,
+            "gate": self.gate,
+            "type": self.type,
+            "reason": self.reason,
+            "holder": self.holder,
+            "start": stamp(self.start)[:19] if self.start else "",
+            "end": stamp(self.end)[:19] if self.end else "",
+        }
+        return urlencode({k: v for k, v in pairs.items() if v})
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "site": self.site,
+            "gate": self.gate,
+            "type": self.type,
+            "reason": self.reason,
+            "holder": self.holder,
+        }
+
+    def search_args(self) -> dict[str, Any]:
+        """The filters as :meth:`EventStore.search` keywords (``reason`` apart: see :func:`search`)."""
+        args: dict[str, Any] = {"start": self.start, "end": self.end}
+        for key in ("site", "gate", "type", "holder"):
+            value = getattr(self, key)
+            if value:
+                args[key] = value
+        return args
+
+
+def search(
+    store: EventStore, flt: EventFilter, *, before_row_id: int | None = None, limit: int = 100
+) -> list[StoredEvent]:
+    """Newest first (event time, then ``row_id``); the next page is ``before_row_id = last.row_id``.
+
+    The list shows a door event's ``cause`` in the reason column, so the reason filter
+    matches either: the store's indexed ``reason`` column, and a door ``cause`` found
+    in the data (a substring scan, bounded by the other filters), merged in the store's
+    order.  Both halves page by the same keyset, so the merge pages correctly too.
+    """
+    limit = max(1, min(limit, 10_000))
+    args = flt.search_args()
+    if not flt.reason:
+        return store.search(**args, before_row_id=before_row_id, limit=limit)
+    by_reason = store.search(**args, reason=flt.reason, before_row_id=before_row_id, limit=limit)
+    cause = '"cause":' + json.dumps(flt.reason)
+    by_cause = store.search(**args, text=cause, before_row_id=before_row_id, limit=limit)
+    merged = {e.row_id: e for e in by_reason}
+    merged.update((e.row_id, e) for e in by_cause if e.data.get("cause") == flt.reason)
+    return sorted(merged.values(), key=lambda e: (e.time, e.row_id), reverse=True)[:limit]
+
+
+def iter_events(store: EventStore, flt: EventFilter, *, chunk: int = EXPORT_CHUNK) -> Iterator[StoredEvent]:
+    """Every matching event, newest first like the list, read ``chunk`` rows at a time."""
+    before: int | None = None
+    while True:
+        page = search(store, flt, before_row_id=before, limit=chunk)
+        yield from page
+        if len(page) < chunk:
+            return
+        before = page[-1].row_id
+
+
+def get_event(db: Database, event_id: str) -> StoredEvent | None:
+    if not _HEX32.match(event_id):
+        return None
+    rows = db.query(f"SELECT {COLUMNS} FROM events WHERE id = ?", (event_id,))
+    return stored_event(rows[0]) if rows else None
+
+
+def gate_names(db: Database) -> list[tuple[str, str]]:
+    rows = db.query("SELECT site, gate FROM gate_status UNION SELECT DISTINCT site, gate FROM events")
+    return sorted({(site, gate) for site, gate in rows})
+
+
+def event_types(db: Database) -> list[str]:
+    return [row[0] for row in db.query("SELECT DISTINCT type FROM events ORDER BY type")]

@@ -1,0 +1,1 @@
+"""Route tables of the web console, one module per page family."""

@@ -1,0 +1,94 @@
+"""Admin pages: the audit log and the console's users."""
+
+from __future__ import annotations
+
+import re
+
+from anyio import to_thread
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from console.users import Role, UserError
+from console.web.auth import admin_required, client_address, current_user
+from console.web.render import render
+
+_ACTION = re.compile(r"^[a-z][a-z0-9_.]{0,63}$")
+
+
+@admin_required
+async def audit_page(request: Request) -> Response:
+    ctx = request.app.state.ctx
+    action = request.query_params.get("action", "")
+    action = action if _ACTION.match(action) else ""
+    before = request.query_params.get("before", "")
+    before_row_id = int(before) if before.isdigit() and len(before) < 19 else None
+    entries, actions = await to_thread.run_sync(
+        lambda: (
+            ctx.audit.entries(action=action or None, before_row_id=before_row_id, limit=200),
+            ctx.audit.actions(),
+        )
+    )
+    return render(
+        request,
+        "audit.html",
+        entries=entries,
+        actions=actions,
+        action=action,
+        next_before=entries[-1].row_id if len(entries) == 200 else None,
+    )
+
+
+async def _users_page(request: Request, status_code: int = 200, error: str | None = None) -> Response:
+    ctx = request.app.state.ctx
+    users = await to_thread.run_sync(ctx.users.list)
+    return render(request, "users.html", status_code=status_code, users=users, roles=list(Role), error=error)
+
+
+@admin_required
+async def users_page(request: Request) -> Response:
+    return await _users_page(request)
+
+
+@admin_required
+async def users_change(request: Request) -> Response:
+    """One form per action: ``add``, ``password``, ``role``, ``disable``, ``enable``."""
+    ctx = request.app.state.ctx
+    admin = current_user(request)
+    async with request.form() as form:
+        action = str(form.get("action") or "")
+        name = str(form.get("name") or "").strip()
+        password = str(form.get("password") or "")
+        role = str(form.get("role") or "operator")
+    try:
+        if action == "add":
+            await to_thread.run_sync(lambda: ctx.users.add(name, password, role))
+            detail = {"role": role}
+        elif action == "password":
+            await to_thread.run_sync(ctx.users.set_password, name, password)
+            detail = {}
+        elif action == "role":
+            if admin is not None and name == admin.name:
+                raise UserError("you cannot change your own role")
+            await to_thread.run_sync(ctx.users.set_role, name, role)
+            detail = {"role": role}
+        elif action in ("disable", "enable"):
+            if admin is not None and name == admin.name:
+                raise UserError("you cannot disable yourself")
+            await to_thread.run_sync(ctx.users.set_disabled, name, action == "disable")
+            detail = {}
+        else:
+            raise UserError("unknown action")
+    except (UserError, ValueError) as exc:
+        return await _users_page(request, status_code=400, error=str(exc))
+    await to_thread.run_sync(
+        lambda: ctx.audit.record(admin, f"user.{action}", name, detail, address=client_address(request))
+    )
+    return RedirectResponse("/users", status_code=303)
+
+
+routes: list[BaseRoute] = [
+    Route("/audit", audit_page, methods=["GET"]),
+    Route("/users", users_page, methods=["GET"]),
+    Route("/users", users_change, methods=["POST"]),
+]

@@ -1,0 +1,55 @@
+"""Alarms: the list (open first), and acknowledgement with a note."""
+
+from __future__ import annotations
+
+from anyio import to_thread
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from console.alarms import AlarmError
+from console.web.auth import client_address, current_user, login_required
+from console.web.render import render
+
+
+async def _page(request: Request, status_code: int = 200, error: str | None = None) -> Response:
+    ctx = request.app.state.ctx
+    show = request.query_params.get("show", "open")
+    alarms = await to_thread.run_sync(lambda: ctx.alarms.list(open_only=show != "all", limit=200))
+    return render(request, "alarms.html", status_code=status_code, alarms=alarms, show=show, error=error)
+
+
+@login_required
+async def alarm_list(request: Request) -> Response:
+    return await _page(request)
+
+
+@login_required
+async def acknowledge(request: Request) -> Response:
+    ctx = request.app.state.ctx
+    user = current_user(request)
+    assert user is not None
+    async with request.form() as form:
+        note = str(form.get("note") or "")
+    raw = request.path_params["row_id"]
+    try:
+        alarm = await to_thread.run_sync(lambda: ctx.alarms.acknowledge(int(raw), user.name, note))
+    except (AlarmError, ValueError) as exc:
+        return await _page(request, status_code=400, error=str(exc))
+    await to_thread.run_sync(
+        lambda: ctx.audit.record(
+            user,
+            "alarm.ack",
+            f"{alarm.kind} {alarm.site}/{alarm.gate} #{alarm.row_id}",
+            {"note": alarm.note},
+            address=client_address(request),
+        )
+    )
+    ctx.hub.publish("alarm", alarm.to_dict())
+    return RedirectResponse("/alarms", status_code=303)
+
+
+routes: list[BaseRoute] = [
+    Route("/alarms", alarm_list, methods=["GET"]),
+    Route("/alarms/{row_id:int}/ack", acknowledge, methods=["POST"]),
+]

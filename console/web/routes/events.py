@@ -1,0 +1,241 @@
+"""The event list (with live tail), one event's detail, and exports of events and flow."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
+
+from anyio import to_thread
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import BaseRoute, Route
+
+from console.web import queries
+from console.web.auth import client_address, current_user, login_required
+from console.web.hub import event_summary
+from console.web.render import render
+
+if TYPE_CHECKING:
+    from console.store import StoredEvent
+
+PAGE = 100
+CSV_COLUMNS = (
+    "row_id",
+    "id",
+    "site",
+    "gate",
+    "boot",
+    "seq",
+    "time",
+    "clock_trusted",
+    "type",
+    "granted",
+    "reason",
+    "credential",
+    "code",
+    "holder",
+    "unit",
+    "reader",
+    "data",
+)
+FLOW_COLUMNS = ("site", "gate", "hour", "entries", "exits", "denied")
+MAX_FLOW_DAYS = 400
+
+
+def site_zone(request: Request) -> ZoneInfo:
+    """The site's time zone (``[flow] timezone``): the days a guard types and every time a page shows."""
+    return ZoneInfo(getattr(request.app.state.ctx.config.flow, "timezone", "Asia/Shanghai"))
+
+
+def _local_day(moment: datetime | None, zone: ZoneInfo) -> str:
+    return moment.astimezone(zone).strftime("%Y-%m-%d") if moment is not None else ""
+
+
+@login_required
+async def event_list(request: Request) -> Response:
+    ctx = request.app.state.ctx
+    zone = site_zone(request)
+    flt = queries.EventFilter.parse(request.query_params, zone)
+    before = request.query_params.get("before")
+    before_row_id = int(before) if before and before.isdigit() and len(before) < 19 else None
+    events, gates, types = await to_thread.run_sync(
+        lambda: (
+            queries.search(ctx.store, flt, before_row_id=before_row_id, limit=PAGE),
+            queries.gate_names(ctx.db),
+            queries.event_types(ctx.db),
+        )
+    )
+    return render(
+        request,
+        "events.html",
+        events=[event_summary(e) for e in events],
+        flt=flt,
+        gates=gates,
+        types=types,
+        next_before=events[-1].row_id if len(events) == PAGE else None,
+        live=before_row_id is None and flt.end is None,
+        query=flt.query_string(),
+        start_day=_local_day(flt.start, zone),
+        end_day=_local_day(flt.end - timedelta(microseconds=1), zone) if flt.end else "",
+    )
+
+
+@login_required
+async def event_detail(request: Request) -> Response:
+    ctx = request.app.state.ctx
+    event = await to_thread.run_sync(queries.get_event, ctx.db, request.path_params["event_id"])
+    if event is None:
+        return render(request, "error.html", status_code=404, message_key="error.not_found")
+    pretty = json.dumps(event.data, ensure_ascii=False, indent=2, sort_keys=True)
+    return render(request, "event.html", event=event, data_json=pretty)
+
+
+def _cell(value: object) -> str:
+    """Text for a CSV cell that a spreadsheet will not run: a leading = + - @ becomes literal."""
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    if text and text[0] in "=+-@\t\r":
+        text = "'" + text
+    return text
+
+
+def _csv_lines(rows: Iterator[list[object]], header: tuple[str, ...]) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    for count, row in enumerate(rows, 1):
+        writer.writerow([_cell(value) for value in row])
+        if count % 500 == 0:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
+
+
+def _json_lines(items: Iterator[dict[str, object]]) -> Iterator[str]:
+    yield "["
+    first = True
+    for item in items:
+        yield ("\n" if first else ",\n") + json.dumps(item, ensure_ascii=False)
+        first = False
+    yield "\n]\n"
+
+
+def _event_row(event: StoredEvent) -> list[object]:
+    data = event.data
+    return [
+        event.row_id,
+        event.id,
+        event.site,
+        event.gate,
+        event.boot,
+        event.seq,
+        event.time,
+        int(event.clock_trusted),
+        event.type,
+        data.get("granted"),
+        data.get("reason") or data.get("cause"),
+        data.get("credential"),
+        data.get("code"),
+        data.get("holder"),
+        data.get("unit"),
+        data.get("reader"),
+        json.dumps(data, ensure_ascii=False, sort_keys=True),
+    ]
+
+
+def _event_dict(event: StoredEvent) -> dict[str, object]:
+    return {
+        "row_id": event.row_id,
+        "id": event.id,
+        "site": event.site,
+        "gate": event.gate,
+        "boot": event.boot,
+        "seq": event.seq,
+        "time": event.time,
+        "clock_trusted": event.clock_trusted,
+        "type": event.type,
+        "data": event.data,
+        "received_at": event.received_at,
+    }
+
+
+def _bad_request(request: Request, errors: tuple[str, ...] | list[str]) -> Response:
+    return render(request, "error.html", status_code=400, message_key="error.bad_filter", errors=list(errors))
+
+
+def _download(body: Iterator[str], name: str, fmt: str) -> StreamingResponse:
+    media = "text/csv; charset=utf-8" if fmt == "csv" else "application/json"
+    return StreamingResponse(
+        (chunk.encode("utf-8") for chunk in body),
+        media_type=media,
+        headers={"content-disposition": f'attachment; filename="{name}.{fmt}"', "cache-control": "no-store"},
+    )
+
+
+@login_required
+async def export_events(request: Request) -> Response:
+    ctx = request.app.state.ctx
+    fmt = request.path_params["fmt"]
+    if fmt not in ("csv", "json"):
+        return render(request, "error.html", status_code=404, message_key="error.not_found")
+    flt = queries.EventFilter.parse(request.query_params, site_zone(request))
+    if flt.errors:
+        return _bad_request(request, flt.errors)
+    user = current_user(request)
+    await to_thread.run_sync(
+        lambda: ctx.audit.record(
+            user, "export", f"events.{fmt}", {"filter": flt.query_string()}, address=client_address(request)
+        )
+    )
+    events = queries.iter_events(ctx.store, flt)
+    if fmt == "csv":
+        body = _csv_lines((_event_row(e) for e in events), CSV_COLUMNS)
+    else:
+        body = _json_lines(_event_dict(e) for e in events)
+    return _download(body, "events", fmt)
+
+
+@login_required
+async def export_flow(request: Request) -> Response:
+    """Hourly entries/exits/denials per gate; ``start``/``end`` default to the last 30 days."""
+    ctx = request.app.state.ctx
+    fmt = request.path_params["fmt"]
+    if fmt not in ("csv", "json"):
+        return render(request, "error.html", status_code=404, message_key="error.not_found")
+    flt = queries.EventFilter.parse(request.query_params, site_zone(request))
+    errors = list(flt.errors)
+    end = flt.end or datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    start = flt.start or end - timedelta(days=30)
+    if end - start > timedelta(days=MAX_FLOW_DAYS) or end <= start:
+        errors.append("error.bad_range")
+    if errors:
+        return _bad_request(request, errors)
+    user = current_user(request)
+    await to_thread.run_sync(
+        lambda: ctx.audit.record(
+            user, "export", f"flow.{fmt}", {"filter": flt.query_string()}, address=client_address(request)
+        )
+    )
+    rows = await to_thread.run_sync(lambda: ctx.store.flow(flt.site or None, flt.gate or None, start, end))
+    if fmt == "csv":
+        body = _csv_lines(
+            ([r.site, r.gate, r.hour, r.entries, r.exits, r.denied] for r in rows), FLOW_COLUMNS
+        )
+    else:
+        body = _json_lines({k: getattr(r, k) for k in FLOW_COLUMNS} for r in rows)
+    return _download(body, "flow", fmt)
+
+
+routes: list[BaseRoute] = [
+    Route("/events", event_list, methods=["GET"]),
+    Route("/events/{event_id}", event_detail, methods=["GET"]),
+    Route("/export/events.{fmt:str}", export_events, methods=["GET"]),
+    Route("/export/flow.{fmt:str}", export_flow, methods=["GET"]),
+]

@@ -1,0 +1,222 @@
+"""``/flow``: entries and exits per checkpoint, charts with peaks marked, and the staffing advice.
+
+The page reads the store for one month (hourly) and for the staffing history (half
+hours) per request; at a few gates that is milliseconds, and with the store's hourly
+rollup the month is a small index range even at a thousand gates.  The work runs in a
+thread so the server keeps answering other pages meanwhile.  ``/flow/export.csv`` and
+``/flow/export.json`` give the same figures to spreadsheets and scripts.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from datetime import date, datetime
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from console.flow import DayKind, FlowReport, FlowSettings, build_report, roster
+from console.web.auth import client_address, login_required
+from console.web.charts import ChartText, day_chart, month_chart
+from console.web.render import render
+from protocol import validate_name
+
+log = logging.getLogger("gatepost.console.web.flow")
+
+MAX_POST_CHARS = 130
+
+
+class FlowQueryError(ValueError):
+    """A query parameter of the flow page that cannot be used; ``key`` is its message's translation key."""
+
+    def __init__(self, key: str, value: str) -> None:
+        super().__init__(f"{key}: {value!r}")
+        self.key = key
+        self.value = value
+
+
+def settings_of(request: Request) -> FlowSettings:
+    return FlowSettings.from_config(getattr(request.app.state.ctx.config, "flow", None))
+
+
+def parse_query(request: Request, settings: FlowSettings) -> tuple[date, str | None, DayKind | None]:
+    """Date, post and day kind from the query string; bad values are :class:`FlowQueryError`."""
+    params = request.query_params
+    text = params.get("date", "").strip()
+    if text:
+        try:
+            day = date.fromisoformat(text)
+        except ValueError:
+            raise FlowQueryError("flow.error.bad_date", text[:40]) from None
+        if not 2000 <= day.year <= 2200:
+            raise FlowQueryError("flow.error.bad_date", text[:40])
+    else:
+        day = datetime.now(settings.zone).date()
+    post = params.get("post", "").strip() or None
+    if post is not None:
+        try:
+            if len(post) > MAX_POST_CHARS:
+                raise ValueError
+            for part in post.split("/", 1):
+                validate_name(part)
+        except (ValueError, TypeError):
+            raise FlowQueryError("flow.error.bad_post", post[:40]) from None
+    kind_text = params.get("kind", "").strip()
+    kind = None
+    if kind_text:
+        try:
+            kind = DayKind(kind_text)
+        except ValueError:
+            raise FlowQueryError("flow.error.bad_kind", kind_text[:40]) from None
+    return day, post, kind
+
+
+async def _report(request: Request) -> FlowReport:
+    ctx = request.app.state.ctx
+    settings = settings_of(request)
+    day, post, kind = parse_query(request, settings)
+    return await run_in_threadpool(build_report, ctx.store, ctx.db, settings, day=day, post=post, kind=kind)
+
+
+@login_required
+async def flow_page(request: Request) -> Response:
+    settings = settings_of(request)
+    try:
+        report = await _report(request)
+    except FlowQueryError as exc:
+        log.info("flow page refused %s", exc)
+        return render(
+            request, "flow/page.html", status_code=400, error_key=exc.key, error_value=exc.value, report=None
+        )
+    t = render_translator(request)
+    series = (t("flow.chart.entries"), t("flow.chart.exits"), t("flow.chart.denied"))
+    day_charts = [
+        (
+            post,
+            day_chart(
+                slots,
+                ChartText(
+                    t("flow.chart.day_title", post=post, day=report.day.isoformat()),
+                    t("flow.chart.hour_axis"),
+                    t("flow.chart.persons_axis"),
+                    series,
+                    t("flow.chart.peak"),
+                ),
+                chart_id=f"day-{i}",
+            ),
+        )
+        for i, (post, slots) in enumerate(report.hours.items())
+    ]
+    month = month_chart(
+        report.month,
+        ChartText(
+            t(
+                "flow.chart.month_title",
+                post=report.post or t("flow.all_posts"),
+                month=report.day.strftime("%Y-%m"),
+            ),
+            t("flow.chart.day_axis"),
+            t("flow.chart.persons_day_axis"),
+            series,
+            t("flow.chart.peak"),
+        ),
+    )
+    query = request.url.query
+    return render(
+        request,
+        "flow/page.html",
+        report=report,
+        settings=settings,
+        day_charts=day_charts,
+        month_chart=month,
+        export_query=("?" + query) if query else "",
+        rosters={plan.post: roster(plan.post, plan.slots, settings) for plan in report.plans},
+    )
+
+
+def render_translator(request: Request) -> Any:
+    from console.web.i18n import translator
+    from console.web.render import request_lang
+
+    return translator(request_lang(request))
+
+
+async def _export_report(request: Request) -> FlowReport | Response:
+    try:
+        return await _report(request)
+    except FlowQueryError as exc:
+        return JSONResponse({"error": exc.key.rsplit(".", 1)[-1], "value": exc.value}, status_code=400)
+
+
+@login_required
+async def export_json(request: Request) -> Response:
+    report = await _export_report(request)
+    if isinstance(report, Response):
+        return report
+    _audit(request, "flow.export", {"format": "json", "day": report.day, "post": report.post})
+    return JSONResponse(
+        report.to_dict(),
+        headers={"Content-Disposition": f'attachment; filename="flow-{report.day}.json"'},
+    )
+
+
+@login_required
+async def export_csv(request: Request) -> Response:
+    report = await _export_report(request)
+    if isinstance(report, Response):
+        return report
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(
+        ["section", "post", "day", "start", "entries", "exits", "denied", "peak", "rate", "guards", "change"]
+    )
+    for post, slots in report.hours.items():
+        for s in slots:
+            writer.writerow(
+                ["hour", post, report.day, s.label, s.entries, s.exits, s.denied, int(s.peak), "", "", ""]
+            )
+    for d in report.month:
+        writer.writerow(
+            ["day", report.post or "", d.day, "", d.entries, d.exits, d.denied, int(d.peak), "", "", ""]
+        )
+    for plan in report.plans:
+        for slot in plan.slots:
+            writer.writerow(
+                [
+                    "staffing",
+                    plan.post,
+                    report.kind.value,
+                    slot.label,
+                    "",
+                    "",
+                    "",
+                    "",
+                    round(slot.rate, 1),
+                    slot.guards,
+                    slot.delta,
+                ]
+            )
+    _audit(request, "flow.export", {"format": "csv", "day": report.day, "post": report.post})
+    return Response(
+        out.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="flow-{report.day}.csv"'},
+    )
+
+
+def _audit(request: Request, action: str, detail: dict[str, Any]) -> None:
+    request.app.state.ctx.audit.record(
+        request.state.user, action, "flow", detail, address=client_address(request)
+    )
+
+
+routes: list[BaseRoute] = [
+    Route("/flow", flow_page, methods=["GET"], name="flow"),
+    Route("/flow/export.csv", export_csv, methods=["GET"], name="flow_export_csv"),
+    Route("/flow/export.json", export_json, methods=["GET"], name="flow_export_json"),
+]

@@ -1,0 +1,141 @@
+"""The gates overview, the live stream every page listens to, and remote unlock."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+
+from anyio import to_thread
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import BaseRoute, Route
+
+from console.web.auth import client_address, current_user, login_required
+from console.web.hub import is_close, sse_format
+from console.web.render import render
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+KEEPALIVE_S = 15.0
+STREAM_KINDS = frozenset({"event", "gate", "alarm"})
+
+
+@login_required
+async def overview(request: Request) -> Response:
+    ctx = request.app.state.ctx
+    rows = request.app.state.board.rows()
+    open_alarms = await to_thread.run_sync(ctx.alarms.open_count)
+    # the registry's current version, so a gate holding an older card list shows "v12 of 14"
+    cards_current = await to_thread.run_sync(lambda: ctx.cards.version) if ctx.cards is not None else None
+    return render(request, "overview.html", gates=rows, open_alarms=open_alarms, cards_current=cards_current)
+
+
+@login_required
+async def stream(request: Request) -> Response:
+    """Server-Sent Events: ``event``, ``gate`` and ``alarm`` messages as the store takes them.
+
+    ``?kinds=event,gate`` picks what to receive; ``gate``, ``type``, ``reason``, ``holder``
+    filter events like the list.  A comment every 15 s keeps proxies from closing an idle
+    stream and lets the server notice a closed tab.
+    """
+    hub = request.app.state.ctx.hub
+    kinds = {k for k in request.query_params.get("kinds", "event,gate,alarm").split(",") if k in STREAM_KINDS}
+    filters = {
+        key: request.query_params.get(key, "")[:100]
+        for key in ("site", "gate", "type", "reason", "holder")
+        if request.query_params.get(key)
+    }
+    sub = hub.subscribe(kinds or STREAM_KINDS, filters)
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            yield b"retry: 2000\n: connected\n\n"
+            while True:
+                try:
+                    message = await asyncio.wait_for(sub.queue.get(), KEEPALIVE_S)
+                except TimeoutError:
+                    yield b": keepalive\n\n"
+                    continue
+                if is_close(message):
+                    return
+                kind, payload = message
+                yield sse_format(kind, payload)
+        finally:
+            hub.unsubscribe(sub)
+
+    return StreamingResponse(
+        body(),
+        media_type="text/event-stream",
+        headers={"cache-control": "no-store", "x-accel-buffering": "no"},
+    )
+
+
+def _gate(request: Request) -> tuple[str, str] | None:
+    site, gate = request.path_params["site"], request.path_params["gate"]
+    if not (_NAME.match(site) and _NAME.match(gate)):
+        return None
+    return site, gate
+
+
+@login_required
+async def unlock_confirm(request: Request) -> Response:
+    names = _gate(request)
+    if names is None:
+        return render(request, "error.html", status_code=404, message_key="error.not_found")
+    seconds = request.app.state.ctx.config.web.unlock_seconds
+    return render(request, "unlock.html", site=names[0], gate=names[1], seconds=seconds, result=None)
+
+
+@login_required
+async def unlock(request: Request) -> Response:
+    """Publish an ``unlock`` command and wait (bounded) for the gate's answer; audited either way."""
+    ctx = request.app.state.ctx
+    names = _gate(request)
+    if names is None:
+        return render(request, "error.html", status_code=404, message_key="error.not_found")
+    async with request.form() as form:
+        confirmed = form.get("confirm") == "yes"
+    site, gate = names
+    seconds = ctx.config.web.unlock_seconds
+    if not confirmed:
+        return render(
+            request,
+            "unlock.html",
+            status_code=400,
+            site=site,
+            gate=gate,
+            seconds=seconds,
+            result=None,
+            error="unlock.not_confirmed",
+        )
+    user = current_user(request)
+    assert user is not None
+    if ctx.commands is None:
+        result = None
+        outcome = {"status": "unreachable", "error": "no broker configured"}
+    else:
+        result = await to_thread.run_sync(
+            lambda: ctx.commands.send(site, gate, "unlock", {"seconds": seconds}, operator=user.name)
+        )
+        outcome = {
+            "status": result.status,
+            "command_id": result.command_id,
+            "error": result.error,
+            "result": result.result,
+            "elapsed_s": result.elapsed_s,
+        }
+    await to_thread.run_sync(
+        lambda: ctx.audit.record(user, "unlock", f"{site}/{gate}", outcome, address=client_address(request))
+    )
+    status_code = 200 if outcome["status"] == "ok" else 502
+    return render(
+        request, "unlock.html", status_code=status_code, site=site, gate=gate, seconds=seconds, result=outcome
+    )
+
+
+routes: list[BaseRoute] = [
+    Route("/", overview, methods=["GET"]),
+    Route("/stream", stream, methods=["GET"]),
+    Route("/gates/{site}/{gate}/unlock", unlock_confirm, methods=["GET"]),
+    Route("/gates/{site}/{gate}/unlock", unlock, methods=["POST"]),
+]

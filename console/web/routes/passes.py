@@ -1,0 +1,618 @@
+"""``/passes``: issue, show, print, search and revoke signed passes, and import them from CSV.
+
+Everything goes through the site office (:mod:`console.passes.office`) exactly as the
+``gatepost pass`` commands do, so a pass issued here and one issued at the command line
+share one serial counter, one register and one revocation list.  The office's SQLite
+connection belongs to the thread that opened it, so each request opens the office,
+does its work and closes it inside one worker thread.
+
+Roles: an operator issues, prints and revokes; a bulk import is an admin's (a wrong
+spreadsheet can issue a thousand passes).  Every action is audited.  A revocation is
+published to the gates at once (the signed list, retained on the broker); if the broker
+cannot be reached, the revocation is still recorded and the page says so and offers to
+publish again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData, UploadFile
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from console.passes.office import (
+    MAX_PHOTO_BYTES,
+    Office,
+    OfficeError,
+    PassRecord,
+    PassRequest,
+    RequestError,
+    RequestReason,
+    parse_days,
+    parse_role,
+    parse_until,
+    parse_window,
+    parse_zones,
+)
+from console.web.auth import admin_required, client_address, login_required
+from console.web.imports import ImportJob, RowProblem, jobs_of, progress_stream
+from console.web.render import render
+from protocol.errors import GatepostError
+from protocol.passes import Role
+
+log = logging.getLogger("gatepost.console.web.passes")
+
+PRINTED = "printed"
+SEARCH_LIMIT = 100
+MAX_GENERATIONS = 1000
+MAX_CSV_BYTES = 20 * 1024 * 1024
+MAX_FIELD_CHARS = 200
+MAX_REASON_CHARS = 500
+PHOTO_TYPES = {".jpg", ".jpeg", ".png", ".webp"}
+PUBLISH_TIMEOUT_S = 3.0
+"""How long the operator waits for the broker after a revocation before the page says "not sent yet"."""
+
+T = TypeVar("T")
+
+
+class PageError(GatepostError, ValueError):
+    """A request the page refuses, with the translation key and values of the message it shows."""
+
+    def __init__(self, key: str, status: int = 400, **values: object) -> None:
+        super().__init__(f"{key} {values}")
+        self.key = key
+        self.status = status
+        self.values = values
+
+
+# -- the office, one thread at a time ---------------------------------------------------------
+
+
+def _office_dir(request: Request) -> Path:
+    directory = request.app.state.ctx.office_dir
+    if directory is None:
+        raise PageError("passes.error.no_office", status=503)
+    return Path(directory)
+
+
+async def with_office(request: Request, work: Callable[[Office], T]) -> T:
+    """Open the office, run ``work`` and close it, all in one worker thread."""
+    directory = _office_dir(request)
+
+    def run() -> T:
+        try:
+            office = Office.open(directory)
+        except OfficeError as exc:
+            raise PageError("passes.error.office", status=503, detail=exc.detail) from None
+        with office:
+            return work(office)
+
+    return await run_in_threadpool(run)
+
+
+@dataclass(frozen=True, slots=True)
+class PassRow:
+    serial: int
+    generation: int
+    holder: str
+    unit: str
+    role: str
+    zones: str
+    valid_from: str
+    valid_until: str
+    daily_window: str | None
+    dynamic: bool
+    issued_at: str
+    photo_digest: str | None
+    status: str
+    """``valid``, ``expired`` or ``revoked``."""
+    revoked_at: str | None
+
+    @property
+    def stem(self) -> str:
+        return str(self.serial) if not self.generation else f"{self.serial}-{self.generation}"
+
+    @property
+    def window_text(self) -> str:
+        if not self.daily_window:
+            return ""
+        start, end = (int(v) for v in self.daily_window.split("-"))
+        return f"{start // 60:02d}:{start % 60:02d}–{end // 60:02d}:{end % 60:02d}"
+
+
+def _row(record: PassRecord, now: datetime) -> PassRow:
+    if record.revoked:
+        status = "revoked"
+    elif datetime.fromisoformat(record.valid_until) <= now:
+        status = "expired"
+    else:
+        status = "valid"
+    return PassRow(
+        record.serial, record.generation, record.holder, record.unit, record.role, record.zones,
+        record.valid_from, record.valid_until, record.daily_window, record.dynamic, record.issued_at,
+        record.photo_digest, status, record.revoked_at if status == "revoked" else None,
+    )  # fmt: skip
+
+
+def search_passes(office: Office, query: str, *, limit: int = SEARCH_LIMIT) -> list[PassRow]:
+    """Newest first; a number finds that serial, any text finds holders and units containing it."""
+    now = datetime.now(UTC)
+    return [_row(r, now) for r in office.search(query[:MAX_FIELD_CHARS], limit)]
+
+
+def pass_rows(office: Office, serial: int) -> list[PassRow]:
+    """Every generation of one serial, oldest first."""
+    now = datetime.now(UTC)
+    records = office.search(str(serial), MAX_GENERATIONS, serial_only=True)
+    return [_row(r, now) for r in reversed(records)]
+
+
+# -- forms --------------------------------------------------------------------------------------
+
+ROLES = [role.name.lower() for role in Role]
+
+
+def _text(form: FormData, name: str) -> str:
+    value = form.get(name)
+    return value.strip()[:MAX_FIELD_CHARS] if isinstance(value, str) else ""
+
+
+async def _read_upload(upload: UploadFile, limit: int, field: str) -> bytes:
+    data = await upload.read(limit + 1)
+    if len(data) > limit:
+        raise RequestError(RequestReason.BAD_PHOTO, field, f"over {limit} bytes")
+    return data
+
+
+async def pass_request(form: FormData, photo_dir: Path) -> tuple[PassRequest, bytes | None]:
+    """The issue form as a :class:`PassRequest`; the photo, if any, is written into ``photo_dir``."""
+    holder, unit = _text(form, "holder"), _text(form, "unit")
+    for name, value in (("holder", holder), ("unit", unit), ("role", _text(form, "role"))):
+        if not value:
+            raise RequestError(RequestReason.MISSING, name, "empty")
+    days, until = _text(form, "days"), _text(form, "until")
+    if days and until:
+        raise RequestError(RequestReason.BAD_DAYS, "days", "give days or until, not both")
+    photo_path = None
+    photo_bytes = None
+    upload = form.get("photo")
+    if isinstance(upload, UploadFile) and upload.filename:
+        suffix = Path(upload.filename).suffix.lower()
+        if suffix not in PHOTO_TYPES:
+            raise RequestError(
+                RequestReason.BAD_PHOTO, "photo", f"{suffix or 'no extension'}: use JPEG or PNG"
+            )
+        photo_bytes = await _read_upload(upload, MAX_PHOTO_BYTES, "photo")
+        if photo_bytes:
+            photo_path = photo_dir / f"upload{suffix}"
+            photo_path.write_bytes(photo_bytes)
+        else:
+            photo_bytes = None
+    request = PassRequest(
+        holder=holder,
+        unit=unit,
+        role=parse_role(_text(form, "role")),
+        zones=parse_zones(_text(form, "zones") or "0"),
+        days=parse_days(days) if days else None,
+        until=parse_until(until) if until else None,
+        daily_window=parse_window(_text(form, "window")) if _text(form, "window") else None,
+        photo=photo_path,
+        dynamic=form.get("dynamic") in ("1", "on", "true"),
+    )
+    return request, photo_bytes
+
+
+def _print(office: Office, issued: Any, photo: bytes | None) -> tuple[Path, Path]:
+    from console.passes.printing import print_pass
+
+    return print_pass(
+        issued.pass_,
+        issued.text,
+        office.dir / PRINTED,
+        site=office.bundle.site,
+        zone=office.timezone,
+        photo=photo,
+    )
+
+
+def _write_phone_key(office: Office, issued: Any) -> None:
+    """The dynamic pass's key for the holder's phone, 0600 beside the card, as ``gatepost pass issue`` writes it."""
+    import json
+
+    if issued.phone_key is None:
+        return
+    path = office.dir / PRINTED / f"{issued.pass_.serial}.phone.json"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"serial": issued.pass_.serial, "text": issued.text, "key": issued.phone_key.hex()}, f)
+
+
+def _thumbnail(request: Request, photo: bytes | None) -> None:
+    """Give the gates' guard screens the holder's face, if the console delivers thumbnails."""
+    cards = getattr(request.app.state.ctx.config, "cards", None)
+    folder = getattr(cards, "thumbnails", None)
+    if photo is None or folder is None:
+        return
+    from console.thumbnails import ThumbnailError, save_thumbnail
+
+    try:
+        save_thumbnail(Path(folder), photo)
+    except (ThumbnailError, OSError) as exc:
+        log.warning("pass photo thumbnail not written: %s", exc)
+
+
+def _audit(request: Request, action: str, target: str, detail: dict[str, Any]) -> None:
+    request.app.state.ctx.audit.record(
+        request.state.user, action, target, detail, address=client_address(request)
+    )
+
+
+def _error_page(request: Request, template: str, exc: Exception, **ctx: Any) -> Response:
+    """The form again with the reason it was refused: a typed message, never a 500."""
+    if isinstance(exc, PageError):
+        return render(
+            request, template, status_code=exc.status, error_key=exc.key, error_values=exc.values, **ctx
+        )
+    if isinstance(exc, RequestError):
+        values = {"field": exc.field, "reason": exc.reason.value, "detail": exc.detail}
+        return render(
+            request, template, status_code=400, error_key="passes.error.request", error_values=values, **ctx
+        )
+    if isinstance(exc, OfficeError):
+        values = {"reason": exc.reason.value, "detail": exc.detail}
+        return render(
+            request, template, status_code=409, error_key="passes.error.refused", error_values=values, **ctx
+        )
+    values = {"detail": str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__}
+    return render(
+        request, template, status_code=500, error_key="passes.error.failed", error_values=values, **ctx
+    )
+
+
+# -- pages --------------------------------------------------------------------------------------
+
+
+@login_required
+async def list_page(request: Request) -> Response:
+    query = request.query_params.get("q", "")[:MAX_FIELD_CHARS]
+    try:
+        rows = await with_office(request, lambda office: search_passes(office, query))
+    except PageError as exc:
+        return _error_page(request, "passes/list.html", exc, rows=[], q=query)
+    return render(request, "passes/list.html", rows=rows, q=query)
+
+
+@login_required
+async def new_page(request: Request) -> Response:
+    return render(request, "passes/new.html", roles=ROLES, form={})
+
+
+@login_required
+async def issue(request: Request) -> Response:
+    form = await request.form(max_files=1, max_fields=20)
+    values = {k: v for k, v in form.items() if isinstance(v, str)}
+    try:
+        with tempfile.TemporaryDirectory(prefix="gatepost-upload-") as tmp:
+            pass_req, photo = await pass_request(form, Path(tmp))
+
+            def work(office: Office) -> tuple[int, int]:
+                from console.passes.printing import PrintError, find_cjk_font
+
+                try:
+                    find_cjk_font()  # before a serial is spent on a pass that cannot be printed
+                except PrintError as exc:
+                    raise PageError("passes.error.print", status=503, detail=exc.detail) from None
+                issued = office.issue(pass_req)
+                try:
+                    _print(office, issued, photo)
+                    _write_phone_key(office, issued)
+                except (GatepostError, OSError) as exc:
+                    log.warning("pass %s issued but not printed: %s", issued.pass_.serial, exc)
+                return issued.pass_.serial, issued.pass_.generation
+
+            serial, generation = await with_office(request, work)
+    except (PageError, RequestError, OfficeError) as exc:
+        log.info("pass issue refused: %s", exc)
+        return _error_page(request, "passes/new.html", exc, roles=ROLES, form=values)
+    finally:
+        await form.close()
+    _thumbnail(request, photo)
+    _audit(
+        request,
+        "pass.issue",
+        f"pass:{serial}",
+        {
+            "holder": pass_req.holder,
+            "unit": pass_req.unit,
+            "role": pass_req.role.name.lower(),
+            "generation": generation,
+        },
+    )
+    return RedirectResponse(f"/passes/{serial}?issued=1", status_code=303)
+
+
+async def _show_context(request: Request, serial: int) -> dict[str, Any]:
+    def work(office: Office) -> dict[str, Any]:
+        rows = pass_rows(office, serial)
+        printed = office.dir / PRINTED
+        return {
+            "rows": rows,
+            "site": office.bundle.site,
+            "printed": {row.stem: (printed / f"{row.stem}.png").exists() for row in rows},
+            "phone": (printed / f"{serial}.phone.json").exists(),
+        }
+
+    ctx = await with_office(request, work)
+    if not ctx["rows"]:
+        raise PageError("passes.error.unknown_serial", status=404, serial=serial)
+    return ctx
+
+
+@login_required
+async def show_page(request: Request) -> Response:
+    serial = request.path_params["serial"]
+    try:
+        ctx = await _show_context(request, serial)
+    except PageError as exc:
+        return _error_page(request, "passes/show.html", exc, serial=serial, rows=[])
+    return render(
+        request, "passes/show.html", serial=serial, issued=request.query_params.get("issued") == "1", **ctx
+    )
+
+
+@login_required
+async def card_file(request: Request) -> Response:
+    """The printed card (PNG to look at, PDF to print); a download or a PDF is audited as a print."""
+    serial = request.path_params["serial"]
+    fmt = request.path_params["fmt"]
+    generation = request.query_params.get("generation", "0")
+    if fmt not in ("png", "pdf"):
+        return JSONResponse({"error": "bad_format"}, status_code=404)
+    if not generation.isdigit() or len(generation) > 6:
+        return JSONResponse({"error": "bad_generation"}, status_code=400)
+    stem = str(serial) if generation == "0" else f"{serial}-{int(generation)}"
+    try:
+        path = _office_dir(request) / PRINTED / f"{stem}.{fmt}"
+    except PageError:
+        return JSONResponse({"error": "no_office"}, status_code=503)
+    if not path.is_file():
+        return JSONResponse({"error": "not_printed"}, status_code=404)
+    download = request.query_params.get("download") == "1" or fmt == "pdf"
+    if download:
+        _audit(request, "pass.print", f"pass:{serial}", {"format": fmt, "generation": int(generation)})
+    media = "application/pdf" if fmt == "pdf" else "image/png"
+    return FileResponse(
+        path,
+        media_type=media,
+        filename=f"pass-{stem}.{fmt}",
+        content_disposition_type="attachment" if download else "inline",
+    )
+
+
+@login_required
+async def phone_file(request: Request) -> Response:
+    serial = request.path_params["serial"]
+    try:
+        path = _office_dir(request) / PRINTED / f"{serial}.phone.json"
+    except PageError:
+        return JSONResponse({"error": "no_office"}, status_code=503)
+    if not path.is_file():
+        return JSONResponse({"error": "not_a_dynamic_pass"}, status_code=404)
+    _audit(request, "pass.phone_key", f"pass:{serial}", {})
+    return FileResponse(path, media_type="application/json", filename=f"pass-{serial}.phone.json")
+
+
+@login_required
+async def revoke_page(request: Request) -> Response:
+    serial = request.path_params["serial"]
+    try:
+        ctx = await _show_context(request, serial)
+    except PageError as exc:
+        return _error_page(request, "passes/revoke.html", exc, serial=serial, rows=[])
+    return render(request, "passes/revoke.html", serial=serial, **ctx)
+
+
+def publish(request: Request, public: Path, site: str) -> str | None:
+    """Send the signed documents to the site's gates; ``None`` when done, else why not."""
+    from console.documents import PublishError, publish_documents
+
+    config = request.app.state.ctx.config
+    try:
+        publish_documents(
+            config.mqtt.endpoint(),
+            site,
+            public,
+            client_id=f"console-{config.name}-web-publish",
+            timeout=PUBLISH_TIMEOUT_S,
+        )
+    except (PublishError, GatepostError, OSError) as exc:
+        log.warning("revocation list not published: %s", exc)
+        return str(exc).splitlines()[0][:300]
+    return None
+
+
+@login_required
+async def revoke(request: Request) -> Response:
+    serial = request.path_params["serial"]
+    form = await request.form(max_files=0, max_fields=10)
+    reason = (
+        (form.get("reason") or "").strip()[:MAX_REASON_CHARS] if isinstance(form.get("reason"), str) else ""
+    )
+    try:
+        if not reason:
+            raise PageError("passes.error.reason_required")
+        if form.get("confirm") != "yes":
+            raise PageError("passes.error.confirm_required")
+
+        def work(office: Office) -> tuple[int, Path, str]:
+            revocations = office.revoke(serial)
+            return revocations.version, office.public, office.bundle.site
+
+        version, public, site = await with_office(request, work)
+    except (PageError, OfficeError) as exc:
+        log.info("revocation of %s refused: %s", serial, exc)
+        try:
+            ctx = await _show_context(request, serial)
+        except PageError:
+            ctx = {"rows": []}
+        return _error_page(request, "passes/revoke.html", exc, serial=serial, **ctx)
+    failure = await run_in_threadpool(publish, request, public, site)
+    _audit(
+        request,
+        "pass.revoke",
+        f"pass:{serial}",
+        {"reason": reason, "list_version": version, "published": failure is None, "publish_error": failure},
+    )
+    return RedirectResponse(
+        f"/passes/{serial}?revoked={version}" + ("&unpublished=1" if failure else ""), status_code=303
+    )
+
+
+@login_required
+async def publish_again(request: Request) -> Response:
+    """Publish the current trust bundle and revocation list (after a failed attempt, or to be sure)."""
+    try:
+        public, site = await with_office(request, lambda office: (office.public, office.bundle.site))
+    except PageError as exc:
+        return _error_page(request, "passes/list.html", exc, rows=[], q="")
+    failure = await run_in_threadpool(publish, request, public, site)
+    _audit(request, "pass.publish", f"site:{site}", {"published": failure is None, "error": failure})
+    if failure:
+        return _error_page(
+            request,
+            "passes/list.html",
+            PageError("passes.error.publish", status=502, detail=failure),
+            rows=[],
+            q="",
+        )
+    return RedirectResponse("/passes?published=1", status_code=303)
+
+
+# -- bulk import --------------------------------------------------------------------------------
+
+
+@admin_required
+async def import_page(request: Request) -> Response:
+    return render(request, "passes/import.html")
+
+
+@admin_required
+async def import_start(request: Request) -> Response:
+    form = await request.form(max_files=1, max_fields=5)
+    upload = form.get("file")
+    try:
+        if not isinstance(upload, UploadFile) or not upload.filename:
+            raise PageError("passes.error.no_file")
+        data = await upload.read(MAX_CSV_BYTES + 1)
+        if len(data) > MAX_CSV_BYTES:
+            raise PageError("passes.error.file_too_large", limit=MAX_CSV_BYTES // (1024 * 1024))
+        try:
+            data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise PageError("passes.error.not_utf8") from None
+        directory = _office_dir(request)
+        filename = Path(upload.filename).name[:100]
+    except PageError as exc:
+        return _error_page(request, "passes/import.html", exc)
+    finally:
+        await form.close()
+    user = request.state.user.name
+    audit = request.app.state.ctx.audit
+    address = client_address(request)
+
+    def work(job: ImportJob) -> None:
+        from console.passes.batch import count_rows, run_batch
+        from console.passes.printing import find_cjk_font
+
+        with tempfile.TemporaryDirectory(prefix="gatepost-import-") as tmp:
+            path = Path(tmp) / "passes.csv"
+            path.write_bytes(data)
+            job.update(total=count_rows(path))
+            find_cjk_font()
+            with Office.open(directory) as office:
+
+                def issue_one(pass_req: PassRequest) -> int:
+                    issued = office.issue(pass_req)
+                    photo = issued.photo.read_bytes() if issued.photo is not None else None
+                    _print(office, issued, photo)
+                    _write_phone_key(office, issued)
+                    job.update(imported=[*job.imported, str(issued.pass_.serial)])
+                    return issued.pass_.serial
+
+                result = run_batch(
+                    path, issue_one, progress=lambda done, total: job.update(done=done, total=total)
+                )
+            job.update(
+                problems=[RowProblem(e.line, e.column, str(e.reason), e.detail) for e in result.rejected],
+            )
+
+    def finished(job: ImportJob) -> None:
+        audit.record(
+            user,
+            "pass.import",
+            f"file:{filename}",
+            {"issued": len(job.imported), "rejected": len(job.problems), "error": job.error},
+            address=address,
+        )
+
+    job = jobs_of(request.app).start("passes", user, filename, work, finished)
+    return RedirectResponse(f"/passes/import/{job.id}", status_code=303)
+
+
+def _job(request: Request) -> ImportJob | None:
+    job = jobs_of(request.app).get(request.path_params["job"])
+    return job if job is not None and job.kind == "passes" else None
+
+
+@admin_required
+async def job_page(request: Request) -> Response:
+    job = _job(request)
+    if job is None:
+        return render(
+            request, "passes/job.html", status_code=404, job=None, error_key="passes.error.unknown_job"
+        )
+    return render(request, "passes/job.html", job=job, state=job.snapshot())
+
+
+@admin_required
+async def job_events(request: Request) -> Response:
+    job = _job(request)
+    if job is None:
+        return JSONResponse({"error": "unknown_job"}, status_code=404)
+    return progress_stream(job)
+
+
+@admin_required
+async def job_json(request: Request) -> Response:
+    job = _job(request)
+    if job is None:
+        return JSONResponse({"error": "unknown_job"}, status_code=404)
+    return JSONResponse(job.snapshot())
+
+
+routes: list[BaseRoute] = [
+    Route("/passes", list_page, methods=["GET"], name="passes"),
+    Route("/passes/new", new_page, methods=["GET"], name="passes_new"),
+    Route("/passes/new", issue, methods=["POST"], name="passes_issue"),
+    Route("/passes/publish", publish_again, methods=["POST"], name="passes_publish"),
+    Route("/passes/import", import_page, methods=["GET"], name="passes_import"),
+    Route("/passes/import", import_start, methods=["POST"], name="passes_import_start"),
+    Route("/passes/import/{job:str}", job_page, methods=["GET"], name="passes_job"),
+    Route("/passes/import/{job:str}/events", job_events, methods=["GET"], name="passes_job_events"),
+    Route("/passes/import/{job:str}/state.json", job_json, methods=["GET"], name="passes_job_json"),
+    Route("/passes/{serial:int}", show_page, methods=["GET"], name="pass"),
+    Route("/passes/{serial:int}/card.{fmt:str}", card_file, methods=["GET"], name="pass_card"),
+    Route("/passes/{serial:int}/phone.json", phone_file, methods=["GET"], name="pass_phone"),
+    Route("/passes/{serial:int}/revoke", revoke_page, methods=["GET"], name="pass_revoke_confirm"),
+    Route("/passes/{serial:int}/revoke", revoke, methods=["POST"], name="pass_revoke"),
+]

@@ -1,0 +1,111 @@
+"""Both languages complete: same keys, every key used exists, no raw keys on rendered pages."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from console.web.i18n import LANGUAGES, catalogues, load_catalogues, negotiate
+from tests.console.web.web_support import Web, login, make_event, post_form
+
+WEB = Path(__file__).resolve().parents[3] / "console" / "web"
+_LITERAL_KEY = re.compile(r"""\bt\(\s*["']([a-z][a-z0-9_]*(?:\.[a-z0-9_]+)+)["']""")
+_PREFIX_KEY = re.compile(r"""\bt\(\s*["']([a-z][a-z0-9_.]*\.)["']\s*~""")
+_PY_KEY = re.compile(r"""["']((?:events|error|login|unlock|alarms|users|gates)\.[a-z_]+(?:\.[a-z_]+)*)["']""")
+
+
+def _sources() -> list[Path]:
+    return sorted([*WEB.rglob("*.html"), *WEB.rglob("*.py")])
+
+
+def test_both_languages_have_the_same_keys():
+    tables = load_catalogues()
+    assert set(tables) == set(LANGUAGES)
+    missing_zh = set(tables["en"]) - set(tables["zh"])
+    missing_en = set(tables["zh"]) - set(tables["en"])
+    assert not missing_zh, f"keys without Chinese: {sorted(missing_zh)}"
+    assert not missing_en, f"keys without English: {sorted(missing_en)}"
+    assert all(text.strip() for table in tables.values() for text in table.values())
+
+
+def test_every_key_used_in_templates_and_python_exists():
+    known = set(catalogues()["en"])
+    used: dict[str, Path] = {}
+    for path in _sources():
+        text = path.read_text(encoding="utf-8")
+        for key in _LITERAL_KEY.findall(text):
+            used.setdefault(key, path)
+        if path.suffix == ".py":
+            for key in _PY_KEY.findall(text):
+                if not key.endswith((".html", ".csv", ".json")) and key.count(".") >= 1:
+                    used.setdefault(key, path)
+        for prefix in _PREFIX_KEY.findall(text):  # t("state." ~ g.state): some key must start so
+            assert any(k.startswith(prefix) for k in known), f"{path.name}: no key starts with {prefix!r}"
+    unknown = {key: path.name for key, path in used.items() if key not in known and not _is_not_a_key(key)}
+    assert not unknown, f"keys used but not defined: {unknown}"
+
+
+def _is_not_a_key(key: str) -> bool:
+    """Dotted strings in Python that are not translation keys (audit actions, event types)."""
+    return key in {"alarm.ack", "login.failed", "events.json", "events.csv"}
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_rendered_pages_contain_no_raw_keys(web: Web, lang: str):
+    web.add_user("root", "admin")
+    web.store.commit(
+        [make_event("s1", "north", 1, "door.forced"), make_event("s1", "north", 2, granted=False)]
+    )
+    web.ctx.alarms.observe_events(web.store.events_after(0))
+    event_id = web.store.events_after(0)[0].id
+    keys = set(catalogues()["en"])
+    with web.client() as client:
+        client.cookies.set("gp_lang", lang)
+        pages = {"/login": client.get("/login").text}
+        login(client, "root")
+        web.app.state.board.apply_events(web.store.events_after(0))
+        for path in (
+            "/",
+            "/events",
+            f"/events/{event_id}",
+            "/alarms",
+            "/alarms?show=all",
+            "/audit",
+            "/users",
+            "/gates/s1/north/unlock",
+            "/no-such-page",
+        ):
+            pages[path] = client.get(path).text
+    for path, html in pages.items():
+        visible = re.sub(r"<script[^>]*>.*?</script>", "", html, flags=re.S)
+        visible = re.sub(r"<[^>]+>", " ", visible)
+        raw = sorted(key for key in keys if re.search(rf"(?<![\w./]){re.escape(key)}(?![\w.])", visible))
+        raw = [
+            key for key in raw if key not in {"door.forced", "door.tamper", "door.held_open"}
+        ]  # event types
+        assert not raw, f"{lang} {path} shows raw keys {raw}"
+        if lang == "zh":
+            assert "登录" in html or "退出登录" in html
+
+
+def test_language_follows_accept_language_and_the_users_choice(web: Web):
+    assert negotiate("zh-CN,zh;q=0.9,en;q=0.8") == "zh"
+    assert negotiate("fr, en;q=0.5") == "en"
+    assert negotiate("de") == "en"
+    assert negotiate("en;q=0.2, zh;q=0.9") == "zh"
+    assert negotiate(";;;,q=,zh-;q=abc") == "en"
+    web.add_user("ana")
+    with web.client() as client:
+        assert "用户名" in client.get("/login", headers={"accept-language": "zh-CN,zh;q=0.9"}).text
+        login(client, "ana")
+        response = post_form(client, "/lang", {"lang": "zh", "next": "/events"})
+        assert response.status_code == 303 and response.headers["location"] == "/events"
+        client.cookies.clear()  # the session remembers, not only the cookie
+        client.cookies.set("gp_session", _session_token(response, client))
+        assert "事件" in client.get("/events", headers={"accept-language": "en"}).text
+
+
+def _session_token(response, client) -> str:  # type: ignore[no-untyped-def]
+    return response.request.headers["cookie"].split("gp_session=")[1].split(";")[0]
