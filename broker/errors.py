@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from protocol.errors import GatepostError
+from protocol.errors import GatepostError, Rejection
 
 
 class BrokerError(GatepostError, RuntimeError):
@@ -23,13 +23,8 @@ class ProvisioningReason(StrEnum):
     CORRUPT_REGISTRY = "corrupt_registry"
 
 
-class ProvisioningError(GatepostError, ValueError):
+class ProvisioningError(Rejection[ProvisioningReason], ValueError):
     """A user could not be added or removed; ``reason`` says which rule was broken."""
-
-    def __init__(self, reason: ProvisioningReason, detail: str) -> None:
-        super().__init__(f"{reason.value}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 class UnknownUserError(ProvisioningError, LookupError):

@@ -93,14 +93,13 @@ def _publish_passes(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from console.config import ConfigError, load_config
+    from console.config import load_config
     from console.db import display_url
+    from protocol.configfile import EXIT_BAD_CONFIG, load_or_report
 
-    try:
-        config = load_config(args.file)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+    config = load_or_report(load_config, args.file)
+    if config is None:
+        return EXIT_BAD_CONFIG
     sites = "all sites" if config.site == "+" else f"site {config.site}"
     print(f"{args.file}: ok (console {config.name}, {sites}, store {display_url(config.store.target)})")
     return 0
@@ -112,16 +111,15 @@ def _run(args: argparse.Namespace) -> int:
     import threading
     from types import FrameType
 
-    from console.config import ConfigError, load_config
+    from console.config import load_config
     from console.ingest import Ingestor, IngestWorkers, WorkerSpec, share_group_name, sweep_worker_sessions
     from console.retention import RetentionPolicy, RetentionTimer
     from console.store import EventStore, StoreError
+    from protocol.configfile import EXIT_BAD_CONFIG, load_or_report
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+    config = load_or_report(load_config, args.config)
+    if config is None:
+        return EXIT_BAD_CONFIG
     logging.basicConfig(
         level=config.log.level, format="%(asctime)s console %(levelname)s %(name)s: %(message)s"
     )
@@ -214,16 +212,15 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _prune(args: argparse.Namespace) -> int:
-    from console.config import ConfigError, load_config
+    from console.config import load_config
     from console.db import DatabaseError
     from console.retention import RetentionPolicy, prune
     from console.store import EventStore
+    from protocol.configfile import EXIT_BAD_CONFIG, load_or_report
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+    config = load_or_report(load_config, args.config)
+    if config is None:
+        return EXIT_BAD_CONFIG
     policy = RetentionPolicy(
         config.store.retain_days, config.store.retain_rejections_days, batch=config.store.prune_batch
     )

@@ -45,13 +45,11 @@ def _hash_pin(_args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from edge.config import load_config
-    from protocol.configfile import ConfigError
+    from protocol.configfile import EXIT_BAD_CONFIG, load_or_report
 
-    try:
-        config = load_config(args.file)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+    config = load_or_report(load_config, args.file)
+    if config is None:
+        return EXIT_BAD_CONFIG
     print(f"{args.file}: ok (site {config.site}, gate {config.gate}, {len(config.scanners)} scanner(s))")
     return 0
 
@@ -60,13 +58,11 @@ def _run(args: argparse.Namespace) -> int:
     from edge.agent import GateAgent
     from edge.config import load_config
     from gatepost import __version__
-    from protocol.configfile import ConfigError
+    from protocol.configfile import EXIT_BAD_CONFIG, load_or_report
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+    config = load_or_report(load_config, args.config)
+    if config is None:
+        return EXIT_BAD_CONFIG
     logging.basicConfig(
         level=config.log.level,
         format=f"%(asctime)s {config.gate} %(levelname)s %(name)s: %(message)s",

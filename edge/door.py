@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from drivers.cards import CardRead, CardRejected, Reading
 from drivers.door_io import DoorHardware, DoorInput
-from protocol.errors import GatepostError
+from protocol.errors import Rejection
 from protocol.messages import Command
 
 log = logging.getLogger("gatepost.edge.door")
@@ -154,13 +154,8 @@ class RemoteRefusal(StrEnum):
     BAD_DURATION = "bad_duration"
 
 
-class DoorCommandError(GatepostError, ValueError):
+class DoorCommandError(Rejection[RemoteRefusal], ValueError):
     """A remote door command refused, with an enumerated reason for the response."""
-
-    def __init__(self, reason: RemoteRefusal, detail: str) -> None:
-        super().__init__(f"{reason.value}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 def remote_unlock_seconds(

@@ -7,12 +7,17 @@ are reported at once.  ``tomllib`` does not say where a key was written, so
 :func:`key_lines` finds it by scanning the text for table headers and ``key =`` lines;
 a key that is missing (or inside an inline table or array) is reported at the line of
 the nearest enclosing table that is written, or line 1 for the top level.
+
+:func:`load_or_report` is the step every ``gatepost … run`` and ``check-config`` starts
+with, so a bad file reads and exits the same whichever program was given it.
 """
 
 from __future__ import annotations
 
 import re
+import sys
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,6 +29,10 @@ from protocol.errors import GatepostError
 KeyPath = tuple[str | int, ...]
 
 _M = TypeVar("_M", bound=BaseModel)
+_C = TypeVar("_C")
+
+EXIT_BAD_CONFIG = 2
+"""A command's exit status when its configuration file cannot be used, as for any bad usage."""
 
 _BARE = r"[A-Za-z0-9_-]+"
 _BASIC = r'"(?:[^"\\]|\\.)*"'
@@ -194,3 +203,16 @@ def load_toml_model(path: Path, model: type[_M]) -> _M:
             issues.append(ConfigIssue(path, line_of(lines, loc), key, _message(error)))
         issues.sort(key=lambda issue: (issue.line or 0, issue.key))
         raise ConfigError(issues) from None
+
+
+def load_or_report(load: Callable[[Path], _C], path: Path) -> _C | None:
+    """``load(path)``, or None once every problem is on stderr, one ``FILE:LINE: key: message`` each.
+
+    The caller then exits with :data:`EXIT_BAD_CONFIG`: an installer (or systemd's journal)
+    sees what to fix in the file, never a traceback.
+    """
+    try:
+        return load(path)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return None

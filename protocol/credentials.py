@@ -47,7 +47,7 @@ from datetime import UTC, datetime
 from enum import IntEnum, StrEnum
 from typing import Any
 
-from protocol.errors import GatepostError
+from protocol.errors import Rejection
 from protocol.messages import MAX_MESSAGE_BYTES
 
 MAGIC = b"GPCL"
@@ -90,17 +90,12 @@ class CredentialRejectReason(StrEnum):
     """An update not newer than what the gate holds; applying it would go back in time."""
 
 
-class CredentialListError(GatepostError, ValueError):
+class CredentialListError(Rejection[CredentialRejectReason], ValueError):
     """A credential-list message or update that must not be applied.
 
     ``reason`` is what the gate publishes; ``detail`` is for the operator and never
     contains the raw payload.
     """
-
-    def __init__(self, reason: CredentialRejectReason, detail: str) -> None:
-        super().__init__(f"{reason.value}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 def _fail(reason: CredentialRejectReason, detail: str) -> CredentialListError:

@@ -35,7 +35,7 @@ from zoneinfo import ZoneInfo
 
 from nacl.signing import SigningKey
 
-from protocol.errors import GatepostError
+from protocol.errors import GatepostError, Rejection
 from protocol.passes import (
     DailyWindow,
     DocumentError,
@@ -104,13 +104,8 @@ class OfficeReason(StrEnum):
     OUTLIVES_KEY = "outlives_key"
 
 
-class OfficeError(GatepostError, RuntimeError):
+class OfficeError(Rejection[OfficeReason], RuntimeError):
     """The office's own state forbids the operation (missing, insecure, or inconsistent)."""
-
-    def __init__(self, reason: OfficeReason, detail: str) -> None:
-        super().__init__(f"{reason.value}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 class RequestReason(StrEnum):
@@ -127,14 +122,15 @@ class RequestReason(StrEnum):
     """The pass format refuses a value (a name longer than 64 UTF-8 bytes, ...)."""
 
 
-class RequestError(GatepostError, ValueError):
+class RequestError(Rejection[RequestReason], ValueError):
     """One field of a pass request is unusable; ``field`` names it (a CSV column, a CLI option)."""
 
     def __init__(self, reason: RequestReason, field: str, detail: str) -> None:
-        super().__init__(f"{field}: {reason.value}: {detail}")
-        self.reason = reason
         self.field = field
-        self.detail = detail
+        super().__init__(reason, detail)
+
+    def _describe(self) -> str:
+        return f"{self.field}: {super()._describe()}"
 
 
 # -- requests ---------------------------------------------------------------------------------

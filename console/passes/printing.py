@@ -23,7 +23,7 @@ import segno
 from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
 from console.passes.office import RequestError, RequestReason
-from protocol.errors import GatepostError
+from protocol.errors import Rejection
 from protocol.passes import Pass, Role
 
 DPI = 300
@@ -63,13 +63,8 @@ class PrintReason(StrEnum):
     DOES_NOT_FIT = "does_not_fit"
 
 
-class PrintError(GatepostError, RuntimeError):
+class PrintError(Rejection[PrintReason], RuntimeError):
     """A pass card cannot be printed correctly here."""
-
-    def __init__(self, reason: PrintReason, detail: str) -> None:
-        super().__init__(f"{reason.value}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 # -- font -------------------------------------------------------------------------------------

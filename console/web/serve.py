@@ -131,16 +131,15 @@ def _password(args: argparse.Namespace) -> str:
 
 def user_command(args: argparse.Namespace) -> int:
     from console.audit import AuditLog
-    from console.config import ConfigError, load_config
+    from console.config import load_config
     from console.db import Database, DatabaseError
     from console.users import UserError, UserStore
     from console.web.app import store_url
+    from protocol.configfile import EXIT_BAD_CONFIG, load_or_report
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+    config = load_or_report(load_config, args.config)
+    if config is None:
+        return EXIT_BAD_CONFIG
     try:
         db = Database(store_url(config))
     except (DatabaseError, OSError) as exc:

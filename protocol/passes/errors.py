@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from protocol.errors import GatepostError
+from protocol.errors import Rejection
 
 
 class PassRejectReason(StrEnum):
@@ -28,13 +28,8 @@ class PassRejectReason(StrEnum):
     """A field decodes to something the format forbids (reserved bits, bad UTF-8, zero duration...)."""
 
 
-class PassError(GatepostError, ValueError):
+class PassError(Rejection[PassRejectReason], ValueError):
     """A code that is not a well-formed pass, or pass fields that cannot be encoded."""
-
-    def __init__(self, reason: PassRejectReason, detail: str) -> None:
-        super().__init__(f"{reason.value}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 class DocumentRejectReason(StrEnum):
@@ -48,13 +43,8 @@ class DocumentRejectReason(StrEnum):
     WRONG_SITE = "wrong_site"
 
 
-class DocumentError(GatepostError, ValueError):
+class DocumentError(Rejection[DocumentRejectReason], ValueError):
     """A signed document (trust bundle, revocation list) that must not be believed."""
-
-    def __init__(self, reason: DocumentRejectReason, detail: str) -> None:
-        super().__init__(f"{reason.value}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 class KeyFileReason(StrEnum):
@@ -63,10 +53,5 @@ class KeyFileReason(StrEnum):
     MALFORMED = "malformed"
 
 
-class KeyFileError(GatepostError, ValueError):
+class KeyFileError(Rejection[KeyFileReason], ValueError):
     """A key or secret file that is missing its protection or is not what it claims to be."""
-
-    def __init__(self, reason: KeyFileReason, detail: str) -> None:
-        super().__init__(f"{reason.value}: {detail}")
-        self.reason = reason
-        self.detail = detail
