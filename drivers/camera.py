@@ -34,7 +34,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -48,8 +47,9 @@ from urllib.parse import parse_qs, urlsplit
 import cv2
 import numpy as np
 
+from drivers.reconnect import Backoff, DeviceLost, describe, keep_reading
 from drivers.scanner import ScannerState
-from protocol.errors import GatepostError
+from protocol.errors import GatepostError, Rejection
 
 __all__ = [
     "Camera",
@@ -82,13 +82,8 @@ class SourceRejectReason(StrEnum):
     BAD_SIM_URL = "bad_sim_url"
 
 
-class CameraSourceError(GatepostError, ValueError):
+class CameraSourceError(Rejection[SourceRejectReason], ValueError):
     """A camera source string that names nothing OpenCV (or the simulator) can open."""
-
-    def __init__(self, reason: SourceRejectReason, detail: str) -> None:
-        super().__init__(f"{reason.value}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 class SourceKind(StrEnum):
@@ -247,8 +242,7 @@ class Camera:
         reconnect_max_s: float = 10.0,
         name: str | None = None,
     ) -> None:
-        if reconnect_min_s <= 0 or reconnect_max_s < reconnect_min_s:
-            raise ValueError("need 0 < reconnect_min_s <= reconnect_max_s")
+        backoff = Backoff(reconnect_min_s, reconnect_max_s)
         if (width is None) != (height is None) or (width is not None and (width < 16 or height < 16)):  # type: ignore[operator]
             raise ValueError("give both width and height (at least 16), or neither")
         if fps is not None and fps <= 0:
@@ -267,6 +261,7 @@ class Camera:
         self.at_end = at_end
         self.reconnect_min_s = reconnect_min_s
         self.reconnect_max_s = reconnect_max_s
+        self._backoff = backoff
         self.state = ScannerState.CLOSED
         self.connects = 0
         self.frames_read = 0
@@ -349,35 +344,27 @@ class Camera:
     # -- capture thread ----------------------------------------------------------------
 
     def _run(self) -> None:
-        failures = 0
         try:
-            while not self._stop.is_set():
-                capture, problem = self._open()
-                if capture is None:
-                    failures += 1
-                    self._set_state(ScannerState.DISCONNECTED, problem)
-                    self._stop.wait(self._backoff(failures))
-                    continue
-                try:
-                    outcome = self._stream(capture)
-                finally:
-                    with contextlib.suppress(Exception):
-                        capture.release()
-                if outcome == "ended":
-                    if self.at_end == "loop" and not self._stop.is_set():
-                        continue
-                    break
-                if outcome == "failed" and not self._stop.is_set():
-                    failures = 1
-                    self._stop.wait(self._backoff(failures))
+            keep_reading(
+                self._open,
+                self._stream,
+                _release,
+                stop=self._stop,
+                backoff=self._backoff,
+                on_lost=self._lost,
+                reopen_at_end=self.at_end == "loop",
+            )
         except Exception:  # a bug here must not die silently: say so, then report closed
             log.exception("camera %s: capture thread failed", self.name)
         finally:
             self._slot.end()
             self.ended.set()
 
-    def _open(self) -> tuple[Capture | None, str]:
+    def _open(self) -> Capture:
+        """The opened source, or :class:`~drivers.reconnect.DeviceLost` saying why not."""
         source = self.source
+        if source.kind == SourceKind.FILE and not Path(source.target).is_file():
+            raise DeviceLost(f"no such file: {source.target}")
         try:
             capture: Capture
             if source.kind == SourceKind.OBJECT:
@@ -396,18 +383,15 @@ class Camera:
             elif source.kind == SourceKind.DEVICE:
                 capture = cv2.VideoCapture(source.target, cv2.CAP_V4L2)
             else:
-                if not Path(source.target).is_file():
-                    return None, f"no such file: {source.target}"
                 capture = cv2.VideoCapture(source.target, cv2.CAP_FFMPEG)
         except Exception as exc:  # OpenCV raises cv2.error for a backend it cannot use
-            return None, _describe(exc)
+            raise DeviceLost(describe(exc)) from exc
         if not capture.isOpened():
-            with contextlib.suppress(Exception):
-                capture.release()
-            return None, f"cannot open {source.text}"
+            _release(capture)
+            raise DeviceLost(f"cannot open {source.text}")
         if source.kind == SourceKind.DEVICE:
             self._configure_device(capture)
-        return capture, ""
+        return capture
 
     def _configure_device(self, capture: Capture) -> None:
         """Ask a device for the configured size and rate; what it grants is logged, and frames scaled if need be."""
@@ -425,8 +409,8 @@ class Camera:
             capture.get(cv2.CAP_PROP_FPS),
         )
 
-    def _stream(self, capture: Capture) -> Literal["ended", "failed", "stopped"]:
-        """Read until the source fails, ends, or the camera is closed."""
+    def _stream(self, capture: Capture) -> None:
+        """Deliver frames until the camera is closed or the source ends; raise DeviceLost if it fails."""
         live = self.source.live
         source_fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
         # The source's own frame rate: a file is replayed, and its clock runs, at this rate.
@@ -441,13 +425,12 @@ class Camera:
             if self.realtime and not live:
                 delay = next_due - time.monotonic()
                 if delay > 0 and self._stop.wait(delay):
-                    return "stopped"
+                    return
                 next_due = max(next_due + 1.0 / pace, time.monotonic() - 1.0)
             try:
                 grabbed = capture.grab()
             except Exception as exc:
-                self._set_state(ScannerState.DISCONNECTED, _describe(exc))
-                return "failed"
+                raise DeviceLost(describe(exc)) from exc
             now = time.monotonic_ns()
             if not grabbed:
                 # The next file (a loop, or a reopened source) continues this one's clock.
@@ -456,11 +439,8 @@ class Camera:
                 if kind == SourceKind.FILE or (
                     kind in (SourceKind.SIM, SourceKind.OBJECT) and capture.isOpened()
                 ):
-                    return "ended"
-                self._set_state(
-                    ScannerState.DISCONNECTED, f"{self.source.text}: no frame (device gone or stream stalled)"
-                )
-                return "failed"
+                    return
+                raise DeviceLost(f"{self.source.text}: no frame (device gone or stream stalled)")
             self.frames_read += 1
             grabbed_here += 1
             clock = now if live else self._media_start_ns + int((grabbed_here - 1) * 1e9 / pace)
@@ -482,7 +462,6 @@ class Camera:
             self.frames_delivered += 1
             if self._slot.put(frame, wait=not live, stop=self._stop):
                 self.frames_dropped += 1
-        return "stopped"
 
     def _to_grey(self, image: np.ndarray) -> np.ndarray:
         if image.ndim == 3:
@@ -518,9 +497,8 @@ class Camera:
 
     # -- helpers ----------------------------------------------------------------------
 
-    def _backoff(self, failures: int) -> float:
-        delay = min(self.reconnect_max_s, self.reconnect_min_s * 2 ** min(failures - 1, 30))
-        return delay * random.uniform(0.75, 1.0)
+    def _lost(self, error: Exception, opened: bool) -> None:
+        self._set_state(ScannerState.DISCONNECTED, str(error))
 
     def _set_state(self, state: ScannerState, detail: str | None) -> None:
         with self._state_lock:
@@ -538,6 +516,7 @@ class Camera:
                 log.exception("camera %s: state callback failed", self.name)
 
 
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text if len(text) <= 200 else text[:200] + "…"
+def _release(capture: Capture) -> None:
+    """Release a capture that may already be broken: there is nothing to do about an error here."""
+    with contextlib.suppress(Exception):
+        capture.release()

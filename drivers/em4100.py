@@ -23,6 +23,7 @@ from functools import reduce
 import serial
 
 from drivers.cards import CardGone, CardRead, CardRejected, CardRejectReason, ReaderKind, Reading
+from drivers.reconnect import Backoff, keep_reading
 
 log = logging.getLogger("gatepost.drivers.em4100")
 
@@ -204,8 +205,8 @@ class Rdm6300Reader:
     """An RDM6300 (or any EM4100 reader with the same frame) on a serial port.
 
     ``url`` is anything pyserial opens (``/dev/serial0``, a pty, ``spy:///dev/ttyUSB0``).
-    If the port fails or vanishes the reader keeps trying to reopen it, so unplugging a
-    USB adapter is an outage, not a crash.
+    If the port fails or vanishes the reader keeps trying to reopen it, every ``reopen_s``,
+    so unplugging a USB adapter is an outage, not a crash.
     """
 
     def __init__(
@@ -223,7 +224,7 @@ class Rdm6300Reader:
         self._baudrate = baudrate
         self._on_reading = on_reading
         self._parser = parser or Em4100Parser(reader=name)
-        self._reopen_s = reopen_s
+        self._backoff = Backoff(reopen_s, reopen_s, jitter=0.0)
         self._stopping = threading.Event()
         self._connected = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"em4100-{name}", daemon=True)
@@ -244,29 +245,37 @@ class Rdm6300Reader:
                 log.exception("reader %s: on_reading failed", self.name)
 
     def _run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                port = serial.serial_for_url(self.url, baudrate=self._baudrate, timeout=0.01)
-            except (serial.SerialException, OSError, ValueError) as exc:
-                log.warning("reader %s: cannot open %s: %s", self.name, self.url, exc)
-                self._stopping.wait(self._reopen_s)
-                continue
-            self._connected.set()
-            try:
-                self._pump(port)
-            except (serial.SerialException, OSError) as exc:
-                log.warning("reader %s: port %s failed: %s", self.name, self.url, exc)
-            finally:
-                self._connected.clear()
-                port.close()
-            self._deliver(self._parser.poll(time.monotonic_ns() + FRAME_TIMEOUT_NS))
-            self._stopping.wait(self._reopen_s)
+        keep_reading(
+            self._open,
+            self._pump,
+            self._close_port,
+            stop=self._stopping,
+            backoff=self._backoff,
+            on_lost=self._lost,
+            errors=(serial.SerialException, OSError, ValueError),
+        )
+
+    def _open(self) -> serial.SerialBase:
+        return serial.serial_for_url(self.url, baudrate=self._baudrate, timeout=0.01)
 
     def _pump(self, port: serial.SerialBase) -> None:
+        self._connected.set()
         while not self._stopping.is_set():
             data = port.read(max(1, port.in_waiting))
             now = time.monotonic_ns()
             self._deliver(self._parser.feed(data, now) if data else self._parser.poll(now))
+
+    def _close_port(self, port: serial.SerialBase) -> None:
+        self._connected.clear()
+        port.close()
+        # A frame or a tag the port took with it ends now, not at the first byte after a reopen.
+        self._deliver(self._parser.poll(time.monotonic_ns() + FRAME_TIMEOUT_NS))
+
+    def _lost(self, error: Exception, opened: bool) -> None:
+        if opened:
+            log.warning("reader %s: port %s failed: %s", self.name, self.url, error)
+        else:
+            log.warning("reader %s: cannot open %s: %s", self.name, self.url, error)
 
     def close(self) -> None:
         self._stopping.set()

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -32,6 +31,7 @@ from types import TracebackType
 
 import serial
 
+from drivers.reconnect import Backoff, describe, keep_reading
 from drivers.scanner_framing import (
     Scan,
     ScanFramer,
@@ -97,8 +97,7 @@ class SerialScanner:
         reconnect_max_s: float = 5.0,
         name: str | None = None,
     ) -> None:
-        if reconnect_min_s <= 0 or reconnect_max_s < reconnect_min_s:
-            raise ValueError("need 0 < reconnect_min_s <= reconnect_max_s")
+        self._backoff = Backoff(reconnect_min_s, reconnect_max_s)
         self.url = url
         self.baudrate = baudrate
         self.name = name or url
@@ -161,68 +160,52 @@ class SerialScanner:
     # -- the reader thread -----------------------------------------------------------
 
     def _run(self) -> None:
-        failures = 0
         try:
-            while not self._stop.is_set():
-                port = self._open()
-                if port is None:
-                    failures += 1
-                    self._stop.wait(self._backoff(failures))
-                    continue
-                failures = 0
-                self._read(port)
-                # The port failed: start again from the shortest backoff, since a replugged
-                # USB scanner is usually back within a second.
-                if not self._stop.is_set():
-                    failures = 1
-                    self._stop.wait(self._backoff(failures))
+            keep_reading(
+                self._open,
+                self._read,
+                self._close_port,
+                stop=self._stop,
+                backoff=self._backoff,
+                on_lost=self._lost,
+                # pyserial reports a vanished pty or USB device as SerialException (EIO, or
+                # "readiness to read but returned no data") and a URL it cannot use as
+                # ValueError; TypeError comes from a port closed under a read.
+                errors=(serial.SerialException, OSError, ValueError, TypeError),
+            )
         except Exception:  # a bug here must not die silently: say so, then report closed
             log.exception("scanner %s: reader thread failed", self.name)
         finally:
             self._dispatch(self.framer.flush(time.monotonic_ns()))
             self._set_state(ScannerState.CLOSED, None)
 
-    def _open(self) -> serial.SerialBase | None:
-        try:
-            # exclusive: a second reader on one tty would steal half of every code.
-            port = serial.serial_for_url(
-                self.url, baudrate=self.baudrate, timeout=READ_TIMEOUT_S, exclusive=True
-            )
-        except (serial.SerialException, OSError, ValueError) as exc:
-            self._set_state(ScannerState.DISCONNECTED, _describe(exc))
-            return None
-        with self._lock:
-            if self._stop.is_set():
-                port.close()
-                return None
+    def _open(self) -> serial.SerialBase:
+        # exclusive: a second reader on one tty would steal half of every code.
+        port = serial.serial_for_url(self.url, baudrate=self.baudrate, timeout=READ_TIMEOUT_S, exclusive=True)
+        with self._lock:  # published under the lock close() takes, so close() can cancel a read on it
             self.port = port
-        self.connects += 1
-        self._set_state(ScannerState.CONNECTED, None)
         return port
 
     def _read(self, port: serial.SerialBase) -> None:
-        try:
-            while not self._stop.is_set():
-                data = port.read(max(1, port.in_waiting))
-                now = time.monotonic_ns()
-                self._dispatch(self.framer.feed(data, now) if data else self.framer.expire(now))
-        except (serial.SerialException, OSError, TypeError) as exc:
-            # pyserial reports a vanished pty or USB device as SerialException (EIO, or
-            # "readiness to read but returned no data"); TypeError comes from a port closed under it.
-            if not self._stop.is_set():
-                self._dispatch(self.framer.flush(time.monotonic_ns()))
-                self._set_state(ScannerState.DISCONNECTED, _describe(exc))
-        finally:
-            with self._lock:
-                self.port = None
-            try:
-                port.close()
-            except Exception:
-                log.debug("scanner %s: error closing port", self.name, exc_info=True)
+        self.connects += 1
+        self._set_state(ScannerState.CONNECTED, None)
+        while not self._stop.is_set():
+            data = port.read(max(1, port.in_waiting))
+            now = time.monotonic_ns()
+            self._dispatch(self.framer.feed(data, now) if data else self.framer.expire(now))
 
-    def _backoff(self, failures: int) -> float:
-        delay = min(self.reconnect_max_s, self.reconnect_min_s * 2 ** min(failures - 1, 30))
-        return delay * random.uniform(0.75, 1.0)
+    def _close_port(self, port: serial.SerialBase) -> None:
+        with self._lock:
+            self.port = None
+        try:
+            port.close()
+        except Exception:
+            log.debug("scanner %s: error closing port", self.name, exc_info=True)
+
+    def _lost(self, error: Exception, opened: bool) -> None:
+        # A line the loss cut in half is rejected as truncated before the state changes.
+        self._dispatch(self.framer.flush(time.monotonic_ns()))
+        self._set_state(ScannerState.DISCONNECTED, describe(error))
 
     def _dispatch(self, results: list[ScanResult]) -> None:
         for result in results:
@@ -248,8 +231,3 @@ class SerialScanner:
                 self.on_state(state, detail)
             except Exception:
                 log.exception("scanner %s: state callback failed", self.name)
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return text if len(text) <= 200 else text[:200] + "…"
