@@ -6,6 +6,11 @@ its page; the page's ``EventSource`` receives ``progress`` events as rows are do
 final ``done`` event with the result, so the bar moves without polling.  A job lives in
 memory only: after a restart its page says it is unknown, and the register or the card
 registry already holds whatever it did.
+
+Passes and cards import alike: the upload (:func:`read_csv`), the start
+(:func:`start_import`, audited when the job ends) and the job's pages
+(:func:`job_page`, :func:`job_events`, :func:`job_state`) differ only in their ``kind``,
+which names the URLs (``/passes/import/…``), the templates and the message keys.
 """
 
 from __future__ import annotations
@@ -17,10 +22,17 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import StreamingResponse
+from starlette.datastructures import FormData, UploadFile
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
+
+from console.web.auth import Endpoint, admin_required, client_address
+from console.web.forms import PageError
+from console.web.render import render
 
 log = logging.getLogger("gatepost.console.web.imports")
 
@@ -172,3 +184,96 @@ def progress_stream(job: ImportJob) -> StreamingResponse:
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
+
+
+# -- the pages of an import, for passes and cards alike -------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CsvUpload:
+    """An uploaded CSV that is within the size limit and is UTF-8: its bytes, its text and its file name."""
+
+    filename: str
+    data: bytes
+    text: str
+
+
+async def read_csv(form: FormData, limit: int, kind: str) -> CsvUpload:
+    """The form's ``file``; a missing, oversized or non-UTF-8 one is a :class:`PageError` of ``kind``."""
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile) or not upload.filename:
+        raise PageError(f"{kind}.error.no_file")
+    data = await upload.read(limit + 1)
+    if len(data) > limit:
+        raise PageError(f"{kind}.error.file_too_large", limit=limit // (1024 * 1024))
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise PageError(f"{kind}.error.not_utf8") from None
+    return CsvUpload(Path(upload.filename).name[:100], data, text)
+
+
+def start_import(
+    request: Request,
+    kind: str,
+    filename: str,
+    work: Callable[[ImportJob], None],
+    action: str,
+    summary: Callable[[ImportJob], dict[str, Any]],
+) -> Response:
+    """Run ``work`` as a job and send the browser to its page; its end is audited as ``action``, ``summary``.
+
+    Who and from where are read now: the job outlives the request.
+    """
+    user = request.state.user.name
+    audit = request.app.state.ctx.audit
+    address = client_address(request)
+
+    def finished(job: ImportJob) -> None:
+        audit.record(user, action, f"file:{filename}", summary(job), address=address)
+
+    job = jobs_of(request.app).start(kind, user, filename, work, finished)
+    return RedirectResponse(f"/{kind}/import/{job.id}", status_code=303)
+
+
+def _job(request: Request, kind: str) -> ImportJob | None:
+    """The job the URL names, if it is one of this ``kind``: a cards page does not show a passes job."""
+    job = jobs_of(request.app).get(request.path_params["job"])
+    return job if job is not None and job.kind == kind else None
+
+
+def job_page(kind: str) -> Endpoint:
+    """The page of one ``kind`` import; its progress bar follows :func:`job_events`."""
+
+    @admin_required
+    async def page(request: Request) -> Response:
+        job = _job(request, kind)
+        template = f"{kind}/job.html"
+        if job is None:
+            return render(request, template, status_code=404, job=None, error_key=f"{kind}.error.unknown_job")
+        return render(request, template, job=job, state=job.snapshot())
+
+    return page
+
+
+def _job_answer(kind: str, answer: Callable[[ImportJob], Response]) -> Endpoint:
+    """An endpoint for scripts and ``EventSource``: ``answer(job)``, or a JSON 404 for an unknown job."""
+
+    @admin_required
+    async def endpoint(request: Request) -> Response:
+        job = _job(request, kind)
+        if job is None:
+            return JSONResponse({"error": "unknown_job"}, status_code=404)
+        return answer(job)
+
+    return endpoint
+
+
+def job_events(kind: str) -> Endpoint:
+    """The job's progress as Server-Sent Events (:func:`progress_stream`)."""
+    return _job_answer(kind, progress_stream)
+
+
+def job_state(kind: str) -> Endpoint:
+    """The job's state as one JSON document."""
+    return _job_answer(kind, lambda job: JSONResponse(job.snapshot()))

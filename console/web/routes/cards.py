@@ -17,33 +17,32 @@ is an admin's.  Every change is audited.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from console.credentials import CardRegistry
 from console.passes.office import RequestError, parse_window, parse_zones
-from console.web.auth import admin_required, client_address, login_required
-from console.web.imports import ImportJob, RowProblem, jobs_of, progress_stream
+from console.web.auth import Endpoint, admin_required, login_required
+from console.web.forms import MAX_FIELD_CHARS, PageError, audit, field_text, refused, thumbnail_folder
+from console.web.imports import ImportJob, RowProblem, job_events, job_page, read_csv, start_import
 from console.web.render import render
 from protocol.credentials import CardEntry, CredentialListError
-from protocol.errors import GatepostError
 
 log = logging.getLogger("gatepost.console.web.cards")
 
 LIST_LIMIT = 200
-MAX_FIELD_CHARS = 200
 MAX_PHOTO_BYTES = 10 * 1024 * 1024
 MAX_CSV_BYTES = 50 * 1024 * 1024
 MAX_CSV_ROWS = 200_000
@@ -51,14 +50,15 @@ CSV_COLUMNS = ("credential", "holder", "unit", "from", "until", "window", "zones
 REQUIRED = ("credential",)
 
 
-class CardFormError(GatepostError, ValueError):
+class CardFormError(PageError):
     """One field of a card form or CSV row that cannot be used: the field, a message key and its values."""
 
     def __init__(self, field: str, key: str, **values: object) -> None:
-        super().__init__(f"{field}: {key} {values}")
         self.field = field
-        self.key = key
-        self.values = values
+        super().__init__(key, **values)
+
+    def _describe(self) -> str:
+        return f"{self.field}: {super()._describe()}"
 
 
 # -- reading the registry -----------------------------------------------------------------------
@@ -131,7 +131,7 @@ def card_entry(
     """A form or a CSV row as a validated :class:`CardEntry`; every problem is a :class:`CardFormError`."""
 
     def get(name: str) -> str:
-        return (values.get(name) or "").strip()[:MAX_FIELD_CHARS]
+        return field_text(values, name)
 
     credential = credential or get("credential")
     if not credential:
@@ -188,14 +188,13 @@ async def _photo_digest(request: Request, form: FormData) -> str | None:
         raise CardFormError("photo", "cards.error.photo_too_large", limit=MAX_PHOTO_BYTES // (1024 * 1024))
     if not data:
         return None
-    cards = getattr(request.app.state.ctx.config, "cards", None)
-    folder = getattr(cards, "thumbnails", None)
+    folder = thumbnail_folder(request)
     if folder is None:
         raise CardFormError("photo", "cards.error.no_thumbnails")
     from console.thumbnails import ThumbnailError, save_thumbnail
 
     try:
-        return await run_in_threadpool(save_thumbnail, Path(folder), data)
+        return await run_in_threadpool(save_thumbnail, folder, data)
     except ThumbnailError:
         raise CardFormError("photo", "cards.error.bad_photo") from None
 
@@ -235,27 +234,56 @@ def read_rows(text: str, zone: ZoneInfo) -> Iterable[tuple[int, CardEntry | RowP
 # -- pages --------------------------------------------------------------------------------------
 
 
-def _registry(request: Request) -> CardRegistry | None:
-    return request.app.state.ctx.cards
+RegistryPage = Callable[[Request, CardRegistry], Awaitable[Response]]
+CardPage = Callable[[Request, CardRegistry, CardEntry], Awaitable[Response]]
 
 
-def _audit(request: Request, action: str, target: str, detail: dict[str, Any]) -> None:
-    request.app.state.ctx.audit.record(
-        request.state.user, action, target, detail, address=client_address(request)
-    )
+def _with_registry(endpoint: RegistryPage) -> Endpoint:
+    """Call ``endpoint`` with the site's card registry; a console without one says so on every card page."""
+
+    @functools.wraps(endpoint)
+    async def wrapper(request: Request) -> Response:
+        registry: CardRegistry | None = request.app.state.ctx.cards
+        if registry is None:
+            return render(
+                request,
+                "cards/list.html",
+                status_code=503,
+                error_key="cards.error.no_registry",
+                cards=[],
+                state=None,
+            )
+        return await endpoint(request, registry)
+
+    return wrapper
 
 
-def _no_registry(request: Request) -> Response:
-    return render(
-        request, "cards/list.html", status_code=503, error_key="cards.error.no_registry", cards=[], state=None
-    )
+def _with_card(endpoint: CardPage) -> Endpoint:
+    """Call ``endpoint`` with the registry and the card the URL names; an unknown one is a 404 on the list."""
+
+    @_with_registry
+    @functools.wraps(endpoint)
+    async def wrapper(request: Request, registry: CardRegistry) -> Response:
+        credential = request.path_params["credential"][:100]
+        entry = await run_in_threadpool(registry.get, credential)
+        if entry is None:
+            return render(
+                request,
+                "cards/list.html",
+                status_code=404,
+                error_key="cards.error.unknown",
+                error_values={"credential": credential},
+                cards=[],
+                state=None,
+            )
+        return await endpoint(request, registry, entry)
+
+    return wrapper
 
 
 @login_required
-async def list_page(request: Request) -> Response:
-    registry = _registry(request)
-    if registry is None:
-        return _no_registry(request)
+@_with_registry
+async def list_page(request: Request, registry: CardRegistry) -> Response:
     query = request.query_params.get("q", "")[:MAX_FIELD_CHARS]
     zone = _zone(request)
     found, total = await run_in_threadpool(search_cards, registry, query)
@@ -276,64 +304,46 @@ def _form_values(form: FormData) -> dict[str, str]:
 
 
 @login_required
-async def new_page(request: Request) -> Response:
-    if _registry(request) is None:
-        return _no_registry(request)
+@_with_registry
+async def new_page(request: Request, registry: CardRegistry) -> Response:
     return render(request, "cards/edit.html", form={}, card=None)
 
 
-@login_required
-async def create(request: Request) -> Response:
-    registry = _registry(request)
-    if registry is None:
-        return _no_registry(request)
+async def _save(request: Request, registry: CardRegistry, old: CardEntry | None) -> Response:
+    """Add a card (``old`` is None) or change ``old`` from the form: one registry change, one audit entry."""
     form = await request.form(max_files=1, max_fields=20)
     values = _form_values(form)
+    zone = _zone(request)
     try:
         digest = await _photo_digest(request, form)
-        entry = card_entry(values, _zone(request), photo_digest=digest)
-        if await run_in_threadpool(registry.get, entry.credential) is not None:
-            raise CardFormError("credential", "cards.error.exists", credential=entry.credential)
+        if old is None:
+            entry = card_entry(values, zone, photo_digest=digest)
+            if await run_in_threadpool(registry.get, entry.credential) is not None:
+                raise CardFormError("credential", "cards.error.exists", credential=entry.credential)
+        else:
+            if digest is None and form.get("remove_photo") != "1":
+                digest = old.photo_digest  # no new photo: the card keeps its own unless asked to remove it
+            entry = card_entry(values, zone, photo_digest=digest or None, credential=old.credential)
         version = await run_in_threadpool(registry.put, [entry])
     except CardFormError as exc:
-        log.info("card refused: %s", exc)
-        return render(
-            request,
-            "cards/edit.html",
-            status_code=400,
-            form=values,
-            card=None,
-            error_key=exc.key,
-            error_values=exc.values,
-        )
+        log.info("card refused: %s" if old is None else "card change refused: %s", exc)
+        card = None if old is None else view(old, zone)
+        return refused(request, "cards/edit.html", exc, form=values, card=card)
     finally:
         await form.close()
-    _audit(
+    audit(
         request,
-        "card.add",
+        "card.add" if old is None else "card.edit",
         f"card:{entry.credential}",
         {"holder": entry.holder, "unit": entry.unit, "version": version},
     )
     return RedirectResponse(f"/cards?q={entry.credential}&changed={version}", status_code=303)
 
 
-async def _existing(request: Request) -> tuple[CardRegistry, CardEntry] | Response:
-    registry = _registry(request)
-    if registry is None:
-        return _no_registry(request)
-    credential = request.path_params["credential"][:100]
-    entry = await run_in_threadpool(registry.get, credential)
-    if entry is None:
-        return render(
-            request,
-            "cards/list.html",
-            status_code=404,
-            error_key="cards.error.unknown",
-            error_values={"credential": credential},
-            cards=[],
-            state=None,
-        )
-    return registry, entry
+@login_required
+@_with_registry
+async def create(request: Request, registry: CardRegistry) -> Response:
+    return await _save(request, registry, None)
 
 
 def _edit_values(card: CardView) -> dict[str, str]:
@@ -351,57 +361,21 @@ def _edit_values(card: CardView) -> dict[str, str]:
 
 
 @login_required
-async def edit_page(request: Request) -> Response:
-    found = await _existing(request)
-    if isinstance(found, Response):
-        return found
-    card = view(found[1], _zone(request))
+@_with_card
+async def edit_page(request: Request, registry: CardRegistry, entry: CardEntry) -> Response:
+    card = view(entry, _zone(request))
     return render(request, "cards/edit.html", form=_edit_values(card), card=card)
 
 
 @login_required
-async def update(request: Request) -> Response:
-    found = await _existing(request)
-    if isinstance(found, Response):
-        return found
-    registry, old = found
-    form = await request.form(max_files=1, max_fields=20)
-    values = _form_values(form)
-    card = view(old, _zone(request))
-    try:
-        digest = await _photo_digest(request, form)
-        if digest is None:
-            digest = None if form.get("remove_photo") == "1" else (old.photo_digest or "")
-        entry = card_entry(values, _zone(request), photo_digest=digest or None, credential=old.credential)
-        version = await run_in_threadpool(registry.put, [entry])
-    except CardFormError as exc:
-        log.info("card change refused: %s", exc)
-        return render(
-            request,
-            "cards/edit.html",
-            status_code=400,
-            form=values,
-            card=card,
-            error_key=exc.key,
-            error_values=exc.values,
-        )
-    finally:
-        await form.close()
-    _audit(
-        request,
-        "card.edit",
-        f"card:{entry.credential}",
-        {"holder": entry.holder, "unit": entry.unit, "version": version},
-    )
-    return RedirectResponse(f"/cards?q={entry.credential}&changed={version}", status_code=303)
+@_with_card
+async def update(request: Request, registry: CardRegistry, entry: CardEntry) -> Response:
+    return await _save(request, registry, entry)
 
 
 @login_required
-async def remove(request: Request) -> Response:
-    found = await _existing(request)
-    if isinstance(found, Response):
-        return found
-    registry, entry = found
+@_with_card
+async def remove(request: Request, registry: CardRegistry, entry: CardEntry) -> Response:
     form = await request.form(max_files=0, max_fields=5)
     if form.get("confirm") != "yes":
         card = view(entry, _zone(request))
@@ -414,7 +388,7 @@ async def remove(request: Request) -> Response:
             error_key="cards.error.confirm_required",
         )
     version = await run_in_threadpool(registry.remove, [entry.credential])
-    _audit(request, "card.remove", f"card:{entry.credential}", {"holder": entry.holder, "version": version})
+    audit(request, "card.remove", f"card:{entry.credential}", {"holder": entry.holder, "version": version})
     return RedirectResponse(f"/cards?changed={version}", status_code=303)
 
 
@@ -422,48 +396,26 @@ async def remove(request: Request) -> Response:
 
 
 @admin_required
-async def import_page(request: Request) -> Response:
-    if _registry(request) is None:
-        return _no_registry(request)
+@_with_registry
+async def import_page(request: Request, registry: CardRegistry) -> Response:
     return render(request, "cards/import.html", columns=CSV_COLUMNS)
 
 
 @admin_required
-async def import_start(request: Request) -> Response:
-    registry = _registry(request)
-    if registry is None:
-        return _no_registry(request)
+@_with_registry
+async def import_start(request: Request, registry: CardRegistry) -> Response:
     form = await request.form(max_files=1, max_fields=5)
-    upload = form.get("file")
     replace = form.get("replace") == "1"
     try:
-        if not isinstance(upload, UploadFile) or not upload.filename:
-            raise CardFormError("file", "cards.error.no_file")
-        data = await upload.read(MAX_CSV_BYTES + 1)
-        if len(data) > MAX_CSV_BYTES:
-            raise CardFormError("file", "cards.error.file_too_large", limit=MAX_CSV_BYTES // (1024 * 1024))
-        try:
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            raise CardFormError("file", "cards.error.not_utf8") from None
+        upload = await read_csv(form, MAX_CSV_BYTES, "cards")
         if replace and form.get("confirm_replace") != "yes":
             raise CardFormError("replace", "cards.error.confirm_replace")
-        filename = Path(upload.filename).name[:100]
-    except CardFormError as exc:
-        return render(
-            request,
-            "cards/import.html",
-            status_code=400,
-            columns=CSV_COLUMNS,
-            error_key=exc.key,
-            error_values=exc.values,
-        )
+    except PageError as exc:
+        return refused(request, "cards/import.html", exc, columns=CSV_COLUMNS)
     finally:
         await form.close()
+    text = upload.text
     zone = _zone(request)
-    user = request.state.user.name
-    audit = request.app.state.ctx.audit
-    address = client_address(request)
     result: dict[str, Any] = {}
 
     def work(job: ImportJob) -> None:
@@ -488,46 +440,16 @@ async def import_start(request: Request) -> Response:
         result["version"] = version
         job.update(done=total + 1, imported=sorted(entries))
 
-    def finished(job: ImportJob) -> None:
-        audit.record(
-            user,
-            "card.import",
-            f"file:{filename}",
-            {
-                "mode": "replace" if replace else "merge",
-                "cards": len(job.imported),
-                "rejected": len(job.problems),
-                "version": result.get("version"),
-                "error": job.error,
-            },
-            address=address,
-        )
+    def summary(job: ImportJob) -> dict[str, Any]:
+        return {
+            "mode": "replace" if replace else "merge",
+            "cards": len(job.imported),
+            "rejected": len(job.problems),
+            "version": result.get("version"),
+            "error": job.error,
+        }
 
-    job = jobs_of(request.app).start("cards", user, filename, work, finished)
-    return RedirectResponse(f"/cards/import/{job.id}", status_code=303)
-
-
-def _job(request: Request) -> ImportJob | None:
-    job = jobs_of(request.app).get(request.path_params["job"])
-    return job if job is not None and job.kind == "cards" else None
-
-
-@admin_required
-async def job_page(request: Request) -> Response:
-    job = _job(request)
-    if job is None:
-        return render(
-            request, "cards/job.html", status_code=404, job=None, error_key="cards.error.unknown_job"
-        )
-    return render(request, "cards/job.html", job=job, state=job.snapshot())
-
-
-@admin_required
-async def job_events(request: Request) -> Response:
-    job = _job(request)
-    if job is None:
-        return JSONResponse({"error": "unknown_job"}, status_code=404)
-    return progress_stream(job)
+    return start_import(request, "cards", upload.filename, work, "card.import", summary)
 
 
 routes: list[BaseRoute] = [
@@ -536,8 +458,8 @@ routes: list[BaseRoute] = [
     Route("/cards/new", create, methods=["POST"], name="cards_create"),
     Route("/cards/import", import_page, methods=["GET"], name="cards_import"),
     Route("/cards/import", import_start, methods=["POST"], name="cards_import_start"),
-    Route("/cards/import/{job:str}", job_page, methods=["GET"], name="cards_job"),
-    Route("/cards/import/{job:str}/events", job_events, methods=["GET"], name="cards_job_events"),
+    Route("/cards/import/{job:str}", job_page("cards"), methods=["GET"], name="cards_job"),
+    Route("/cards/import/{job:str}/events", job_events("cards"), methods=["GET"], name="cards_job_events"),
     Route("/cards/{credential:str}/edit", edit_page, methods=["GET"], name="card_edit"),
     Route("/cards/{credential:str}/edit", update, methods=["POST"], name="card_update"),
     Route("/cards/{credential:str}/remove", remove, methods=["POST"], name="card_remove"),

@@ -44,8 +44,9 @@ from console.passes.office import (
     parse_window,
     parse_zones,
 )
-from console.web.auth import admin_required, client_address, login_required
-from console.web.imports import ImportJob, RowProblem, jobs_of, progress_stream
+from console.web.auth import admin_required, login_required
+from console.web.forms import MAX_FIELD_CHARS, PageError, audit, field_text, refused, thumbnail_folder
+from console.web.imports import ImportJob, RowProblem, job_events, job_page, job_state, read_csv, start_import
 from console.web.render import render
 from protocol.errors import GatepostError
 from protocol.passes import Role
@@ -56,23 +57,12 @@ PRINTED = "printed"
 SEARCH_LIMIT = 100
 MAX_GENERATIONS = 1000
 MAX_CSV_BYTES = 20 * 1024 * 1024
-MAX_FIELD_CHARS = 200
 MAX_REASON_CHARS = 500
 PHOTO_TYPES = {".jpg", ".jpeg", ".png", ".webp"}
 PUBLISH_TIMEOUT_S = 3.0
 """How long the operator waits for the broker after a revocation before the page says "not sent yet"."""
 
 T = TypeVar("T")
-
-
-class PageError(GatepostError, ValueError):
-    """A request the page refuses, with the translation key and values of the message it shows."""
-
-    def __init__(self, key: str, status: int = 400, **values: object) -> None:
-        super().__init__(f"{key} {values}")
-        self.key = key
-        self.status = status
-        self.values = values
 
 
 # -- the office, one thread at a time ---------------------------------------------------------
@@ -162,11 +152,6 @@ def pass_rows(office: Office, serial: int) -> list[PassRow]:
 ROLES = [role.name.lower() for role in Role]
 
 
-def _text(form: FormData, name: str) -> str:
-    value = form.get(name)
-    return value.strip()[:MAX_FIELD_CHARS] if isinstance(value, str) else ""
-
-
 async def _read_upload(upload: UploadFile, limit: int, field: str) -> bytes:
     data = await upload.read(limit + 1)
     if len(data) > limit:
@@ -176,11 +161,11 @@ async def _read_upload(upload: UploadFile, limit: int, field: str) -> bytes:
 
 async def pass_request(form: FormData, photo_dir: Path) -> tuple[PassRequest, bytes | None]:
     """The issue form as a :class:`PassRequest`; the photo, if any, is written into ``photo_dir``."""
-    holder, unit = _text(form, "holder"), _text(form, "unit")
-    for name, value in (("holder", holder), ("unit", unit), ("role", _text(form, "role"))):
+    holder, unit = field_text(form, "holder"), field_text(form, "unit")
+    for name, value in (("holder", holder), ("unit", unit), ("role", field_text(form, "role"))):
         if not value:
             raise RequestError(RequestReason.MISSING, name, "empty")
-    days, until = _text(form, "days"), _text(form, "until")
+    days, until = field_text(form, "days"), field_text(form, "until")
     if days and until:
         raise RequestError(RequestReason.BAD_DAYS, "days", "give days or until, not both")
     photo_path = None
@@ -201,11 +186,11 @@ async def pass_request(form: FormData, photo_dir: Path) -> tuple[PassRequest, by
     request = PassRequest(
         holder=holder,
         unit=unit,
-        role=parse_role(_text(form, "role")),
-        zones=parse_zones(_text(form, "zones") or "0"),
+        role=parse_role(field_text(form, "role")),
+        zones=parse_zones(field_text(form, "zones") or "0"),
         days=parse_days(days) if days else None,
         until=parse_until(until) if until else None,
-        daily_window=parse_window(_text(form, "window")) if _text(form, "window") else None,
+        daily_window=parse_window(field_text(form, "window")) if field_text(form, "window") else None,
         photo=photo_path,
         dynamic=form.get("dynamic") in ("1", "on", "true"),
     )
@@ -239,30 +224,21 @@ def _write_phone_key(office: Office, issued: Any) -> None:
 
 def _thumbnail(request: Request, photo: bytes | None) -> None:
     """Give the gates' guard screens the holder's face, if the console delivers thumbnails."""
-    cards = getattr(request.app.state.ctx.config, "cards", None)
-    folder = getattr(cards, "thumbnails", None)
+    folder = thumbnail_folder(request)
     if photo is None or folder is None:
         return
     from console.thumbnails import ThumbnailError, save_thumbnail
 
     try:
-        save_thumbnail(Path(folder), photo)
+        save_thumbnail(folder, photo)
     except (ThumbnailError, OSError) as exc:
         log.warning("pass photo thumbnail not written: %s", exc)
-
-
-def _audit(request: Request, action: str, target: str, detail: dict[str, Any]) -> None:
-    request.app.state.ctx.audit.record(
-        request.state.user, action, target, detail, address=client_address(request)
-    )
 
 
 def _error_page(request: Request, template: str, exc: Exception, **ctx: Any) -> Response:
     """The form again with the reason it was refused: a typed message, never a 500."""
     if isinstance(exc, PageError):
-        return render(
-            request, template, status_code=exc.status, error_key=exc.key, error_values=exc.values, **ctx
-        )
+        return refused(request, template, exc, **ctx)
     if isinstance(exc, RequestError):
         values = {"field": exc.field, "reason": exc.reason.value, "detail": exc.detail}
         return render(
@@ -327,7 +303,7 @@ async def issue(request: Request) -> Response:
     finally:
         await form.close()
     _thumbnail(request, photo)
-    _audit(
+    audit(
         request,
         "pass.issue",
         f"pass:{serial}",
@@ -358,16 +334,30 @@ async def _show_context(request: Request, serial: int) -> dict[str, Any]:
     return ctx
 
 
-@login_required
-async def show_page(request: Request) -> Response:
+async def _pass_page(request: Request, template: str, **extra: Any) -> Response:
+    """``template`` for the serial in the URL and every generation of it; an unknown serial is a 404 there."""
     serial = request.path_params["serial"]
     try:
         ctx = await _show_context(request, serial)
     except PageError as exc:
-        return _error_page(request, "passes/show.html", exc, serial=serial, rows=[])
-    return render(
-        request, "passes/show.html", serial=serial, issued=request.query_params.get("issued") == "1", **ctx
-    )
+        return _error_page(request, template, exc, serial=serial, rows=[])
+    return render(request, template, serial=serial, **extra, **ctx)
+
+
+@login_required
+async def show_page(request: Request) -> Response:
+    return await _pass_page(request, "passes/show.html", issued=request.query_params.get("issued") == "1")
+
+
+def _printed(request: Request, name: str, missing: str) -> Path | Response:
+    """A file the office printed, or the JSON a script gets instead (``missing`` when it is not there)."""
+    try:
+        path = _office_dir(request) / PRINTED / name
+    except PageError:
+        return JSONResponse({"error": "no_office"}, status_code=503)
+    if not path.is_file():
+        return JSONResponse({"error": missing}, status_code=404)
+    return path
 
 
 @login_required
@@ -381,15 +371,12 @@ async def card_file(request: Request) -> Response:
     if not generation.isdigit() or len(generation) > 6:
         return JSONResponse({"error": "bad_generation"}, status_code=400)
     stem = str(serial) if generation == "0" else f"{serial}-{int(generation)}"
-    try:
-        path = _office_dir(request) / PRINTED / f"{stem}.{fmt}"
-    except PageError:
-        return JSONResponse({"error": "no_office"}, status_code=503)
-    if not path.is_file():
-        return JSONResponse({"error": "not_printed"}, status_code=404)
+    path = _printed(request, f"{stem}.{fmt}", "not_printed")
+    if isinstance(path, Response):
+        return path
     download = request.query_params.get("download") == "1" or fmt == "pdf"
     if download:
-        _audit(request, "pass.print", f"pass:{serial}", {"format": fmt, "generation": int(generation)})
+        audit(request, "pass.print", f"pass:{serial}", {"format": fmt, "generation": int(generation)})
     media = "application/pdf" if fmt == "pdf" else "image/png"
     return FileResponse(
         path,
@@ -402,24 +389,16 @@ async def card_file(request: Request) -> Response:
 @login_required
 async def phone_file(request: Request) -> Response:
     serial = request.path_params["serial"]
-    try:
-        path = _office_dir(request) / PRINTED / f"{serial}.phone.json"
-    except PageError:
-        return JSONResponse({"error": "no_office"}, status_code=503)
-    if not path.is_file():
-        return JSONResponse({"error": "not_a_dynamic_pass"}, status_code=404)
-    _audit(request, "pass.phone_key", f"pass:{serial}", {})
+    path = _printed(request, f"{serial}.phone.json", "not_a_dynamic_pass")
+    if isinstance(path, Response):
+        return path
+    audit(request, "pass.phone_key", f"pass:{serial}", {})
     return FileResponse(path, media_type="application/json", filename=f"pass-{serial}.phone.json")
 
 
 @login_required
 async def revoke_page(request: Request) -> Response:
-    serial = request.path_params["serial"]
-    try:
-        ctx = await _show_context(request, serial)
-    except PageError as exc:
-        return _error_page(request, "passes/revoke.html", exc, serial=serial, rows=[])
-    return render(request, "passes/revoke.html", serial=serial, **ctx)
+    return await _pass_page(request, "passes/revoke.html")
 
 
 def publish(request: Request, public: Path, site: str) -> str | None:
@@ -445,9 +424,7 @@ def publish(request: Request, public: Path, site: str) -> str | None:
 async def revoke(request: Request) -> Response:
     serial = request.path_params["serial"]
     form = await request.form(max_files=0, max_fields=10)
-    reason = (
-        (form.get("reason") or "").strip()[:MAX_REASON_CHARS] if isinstance(form.get("reason"), str) else ""
-    )
+    reason = field_text(form, "reason", MAX_REASON_CHARS)
     try:
         if not reason:
             raise PageError("passes.error.reason_required")
@@ -467,7 +444,7 @@ async def revoke(request: Request) -> Response:
             ctx = {"rows": []}
         return _error_page(request, "passes/revoke.html", exc, serial=serial, **ctx)
     failure = await run_in_threadpool(publish, request, public, site)
-    _audit(
+    audit(
         request,
         "pass.revoke",
         f"pass:{serial}",
@@ -486,7 +463,7 @@ async def publish_again(request: Request) -> Response:
     except PageError as exc:
         return _error_page(request, "passes/list.html", exc, rows=[], q="")
     failure = await run_in_threadpool(publish, request, public, site)
-    _audit(request, "pass.publish", f"site:{site}", {"published": failure is None, "error": failure})
+    audit(request, "pass.publish", f"site:{site}", {"published": failure is None, "error": failure})
     if failure:
         return _error_page(
             request,
@@ -509,26 +486,14 @@ async def import_page(request: Request) -> Response:
 @admin_required
 async def import_start(request: Request) -> Response:
     form = await request.form(max_files=1, max_fields=5)
-    upload = form.get("file")
     try:
-        if not isinstance(upload, UploadFile) or not upload.filename:
-            raise PageError("passes.error.no_file")
-        data = await upload.read(MAX_CSV_BYTES + 1)
-        if len(data) > MAX_CSV_BYTES:
-            raise PageError("passes.error.file_too_large", limit=MAX_CSV_BYTES // (1024 * 1024))
-        try:
-            data.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            raise PageError("passes.error.not_utf8") from None
+        upload = await read_csv(form, MAX_CSV_BYTES, "passes")
         directory = _office_dir(request)
-        filename = Path(upload.filename).name[:100]
     except PageError as exc:
-        return _error_page(request, "passes/import.html", exc)
+        return refused(request, "passes/import.html", exc)
     finally:
         await form.close()
-    user = request.state.user.name
-    audit = request.app.state.ctx.audit
-    address = client_address(request)
+    data = upload.data
 
     def work(job: ImportJob) -> None:
         from console.passes.batch import count_rows, run_batch
@@ -556,48 +521,10 @@ async def import_start(request: Request) -> Response:
                 problems=[RowProblem(e.line, e.column, str(e.reason), e.detail) for e in result.rejected],
             )
 
-    def finished(job: ImportJob) -> None:
-        audit.record(
-            user,
-            "pass.import",
-            f"file:{filename}",
-            {"issued": len(job.imported), "rejected": len(job.problems), "error": job.error},
-            address=address,
-        )
+    def summary(job: ImportJob) -> dict[str, Any]:
+        return {"issued": len(job.imported), "rejected": len(job.problems), "error": job.error}
 
-    job = jobs_of(request.app).start("passes", user, filename, work, finished)
-    return RedirectResponse(f"/passes/import/{job.id}", status_code=303)
-
-
-def _job(request: Request) -> ImportJob | None:
-    job = jobs_of(request.app).get(request.path_params["job"])
-    return job if job is not None and job.kind == "passes" else None
-
-
-@admin_required
-async def job_page(request: Request) -> Response:
-    job = _job(request)
-    if job is None:
-        return render(
-            request, "passes/job.html", status_code=404, job=None, error_key="passes.error.unknown_job"
-        )
-    return render(request, "passes/job.html", job=job, state=job.snapshot())
-
-
-@admin_required
-async def job_events(request: Request) -> Response:
-    job = _job(request)
-    if job is None:
-        return JSONResponse({"error": "unknown_job"}, status_code=404)
-    return progress_stream(job)
-
-
-@admin_required
-async def job_json(request: Request) -> Response:
-    job = _job(request)
-    if job is None:
-        return JSONResponse({"error": "unknown_job"}, status_code=404)
-    return JSONResponse(job.snapshot())
+    return start_import(request, "passes", upload.filename, work, "pass.import", summary)
 
 
 routes: list[BaseRoute] = [
@@ -607,9 +534,11 @@ routes: list[BaseRoute] = [
     Route("/passes/publish", publish_again, methods=["POST"], name="passes_publish"),
     Route("/passes/import", import_page, methods=["GET"], name="passes_import"),
     Route("/passes/import", import_start, methods=["POST"], name="passes_import_start"),
-    Route("/passes/import/{job:str}", job_page, methods=["GET"], name="passes_job"),
-    Route("/passes/import/{job:str}/events", job_events, methods=["GET"], name="passes_job_events"),
-    Route("/passes/import/{job:str}/state.json", job_json, methods=["GET"], name="passes_job_json"),
+    Route("/passes/import/{job:str}", job_page("passes"), methods=["GET"], name="passes_job"),
+    Route("/passes/import/{job:str}/events", job_events("passes"), methods=["GET"], name="passes_job_events"),
+    Route(
+        "/passes/import/{job:str}/state.json", job_state("passes"), methods=["GET"], name="passes_job_json"
+    ),
     Route("/passes/{serial:int}", show_page, methods=["GET"], name="pass"),
     Route("/passes/{serial:int}/card.{fmt:str}", card_file, methods=["GET"], name="pass_card"),
     Route("/passes/{serial:int}/phone.json", phone_file, methods=["GET"], name="pass_phone"),

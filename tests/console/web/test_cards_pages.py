@@ -181,6 +181,24 @@ def test_import_merge_and_replace_with_progress(console: Console) -> None:
     assert audit_actions(console).count("card.import") == 3
 
 
+def test_bad_uploads_are_refused_clearly(console: Console, monkeypatch: pytest.MonkeyPatch) -> None:
+    admin = console.client("admin")
+    csrf = csrf_of(admin, "/cards/import")
+    missing = admin.post("/cards/import", data={"csrf_token": csrf})
+    assert missing.status_code == 400 and "Choose a CSV file" in missing.text
+    latin1 = {"file": ("x.csv", "credential,holder\nem4100:00000000AA,José".encode("latin-1"), "text/csv")}
+    refused = admin.post("/cards/import", data={"csrf_token": csrf}, files=latin1)
+    assert refused.status_code == 400 and "UTF-8" in refused.text
+    monkeypatch.setattr("console.web.routes.cards.MAX_CSV_BYTES", 1024 * 1024)
+    large = {"file": ("x.csv", b"credential\n" + b"em4100:00000000AA\n" * 70_000, "text/csv")}
+    refused = admin.post("/cards/import", data={"csrf_token": csrf}, files=large)
+    assert refused.status_code == 400 and "larger than 1 MB" in refused.text
+    assert admin.get("/cards/import/nope").status_code == 404
+    assert admin.get("/cards/import/nope/events").json() == {"error": "unknown_job"}
+    assert console.ctx.cards is not None and console.ctx.cards.state.count == 0
+    assert "card.import" not in audit_actions(console)
+
+
 def test_no_registry_and_chinese(tmp_path: Path) -> None:
     with web_console(tmp_path) as console:
         page = console.client("operator").get("/cards")

@@ -64,6 +64,8 @@ def test_issue_show_print_and_search(console: Console) -> None:
     pdf = client.get("/passes/1/card.pdf")
     assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
     assert "attachment" in pdf.headers["content-disposition"]
+    assert client.get("/passes/1/card.png", params={"generation": "3"}).json() == {"error": "not_printed"}
+    assert client.get("/passes/1/phone.json").json() == {"error": "not_a_dynamic_pass"}
     # the guard screens get the holder's face, named by the digest the pass carries
     assert len(list((console.tmp / "thumbnails").glob("*.jpg"))) == 1
     _issue(client, csrf, holder="李华", unit="ABC Cleaning", role="service_worker", window="06:00-09:00")
@@ -228,7 +230,12 @@ def test_bulk_import_with_progress_over_sse(console: Console) -> None:
     assert final["problems"][0]["line"] == 4 and final["problems"][0]["column"] == "role"
     page = admin.get(job_url)
     assert page.status_code == 200 and 'id="import-progress"' in page.text
+    state = admin.get(job_url + "/state.json").json()
+    assert state["imported"] == 6 and state["finished"]
     assert admin.get("/passes/import/nope").status_code == 404
+    assert admin.get("/passes/import/nope/state.json").json() == {"error": "unknown_job"}
+    cards_url = job_url.replace("/passes/", "/cards/")  # a passes job is no cards job
+    assert admin.get(cards_url).status_code == 404 and admin.get(cards_url + "/events").status_code == 404
     assert "pass.import" in audit_actions(console)
     assert len(Office.open(console.ctx.office_dir).registered(6)) == 1
 
