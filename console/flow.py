@@ -33,11 +33,13 @@ gate; an all-zero series has no peak.
 from __future__ import annotations
 
 import math
+import threading
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
+from time import monotonic
 from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
 
@@ -124,12 +126,6 @@ def _time_text(value: datetime) -> str:
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
-def _json_field(dialect: str, name: str) -> str:
-    if dialect == "postgresql":
-        return f"(data::jsonb ->> '{name}')"
-    return f"json_extract(data, '$.{name}')"
-
-
 def events_buckets(
     db: QueryDatabase,
     *,
@@ -146,13 +142,10 @@ def events_buckets(
     """
     if minutes not in ALLOWED_BUCKETS:
         raise ValueError(f"bucket of {minutes} minutes; use one of {ALLOWED_BUCKETS}")
-    granted = _json_field(db.dialect, "granted")
-    direction = _json_field(db.dialect, "direction")
-    if db.dialect == "postgresql":
-        is_granted = f"(type = 'door.access_granted' OR {granted} = 'true')"
-    else:
-        is_granted = f"(type = 'door.access_granted' OR {granted} = 1)"
-    is_out = f"coalesce({direction}, '') = 'out'"
+    # ``granted`` and ``direction`` are the store's copies of the data fields (1 for a
+    # door.access_granted): no JSON is parsed per row.
+    is_granted = "granted = 1"
+    is_out = "coalesce(direction, '') = 'out'"
     where = ["time >= ?", "time < ?", f"type IN ({', '.join('?' * len(GRANT_TYPES + DENY_TYPES))})"]
     params: list[Any] = [_time_text(start), _time_text(end), *GRANT_TYPES, *DENY_TYPES]
     if site is not None:
@@ -194,27 +187,6 @@ def rows_to_buckets(rows: Iterable[Any], minutes: int = 60) -> list[FlowBucket]:
     return buckets
 
 
-def load_buckets(
-    store: Any,
-    db: QueryDatabase | None,
-    *,
-    start: datetime,
-    end: datetime,
-    site: str | None = None,
-    gate: str | None = None,
-    minutes: int = 30,
-) -> list[FlowBucket]:
-    """Hourly from the store's rollup when it has one (fast, survives retention), else from events."""
-    rollup = getattr(store, "flow", None)
-    if minutes == 60 and callable(rollup):
-        return rows_to_buckets(rollup(site, gate, start, end), 60)
-    if db is None:
-        db = getattr(store, "db", None)
-    if db is None:
-        raise ValueError("no database to read flow from")
-    return events_buckets(db, start=start, end=end, site=site, gate=gate, minutes=minutes)
-
-
 # -- shaping ------------------------------------------------------------------------------------
 
 
@@ -237,6 +209,30 @@ def slot_label(index: int, minutes: int) -> str:
     return f"{total // 60:02d}:{total % 60:02d}"
 
 
+def _add(counts: list[int], bucket: FlowBucket) -> None:
+    """Add a bucket to a running ``[entries, exits, denied]``."""
+    counts[0] += bucket.entries
+    counts[1] += bucket.exits
+    counts[2] += bucket.denied
+
+
+def _slot_counts(
+    buckets: Iterable[FlowBucket], zone: ZoneInfo, minutes: int, wanted: Callable[[date], bool]
+) -> dict[str, dict[date, list[list[int]]]]:
+    """Per post and ``wanted`` local day, every slot's ``[entries, exits, denied]``, zeros included.
+
+    A post's day is there as soon as one bucket falls in it, even a bucket that counted nothing.
+    """
+    count = MINUTES_PER_DAY // minutes
+    counts: dict[str, dict[date, list[list[int]]]] = defaultdict(dict)
+    for b in buckets:
+        day, index = slot_of(b.start, zone, minutes)
+        if wanted(day):
+            grid = counts[post_key(b.site, b.gate)].setdefault(day, [[0, 0, 0] for _ in range(count)])
+            _add(grid[index], b)
+    return counts
+
+
 def rebucket(buckets: Iterable[FlowBucket], minutes: int) -> list[FlowBucket]:
     """Coarser slots (30 → 60 minutes) by adding up; the result is ordered by time, post."""
     sums: dict[tuple[str, str, datetime], list[int]] = defaultdict(lambda: [0, 0, 0])
@@ -244,10 +240,7 @@ def rebucket(buckets: Iterable[FlowBucket], minutes: int) -> list[FlowBucket]:
         if minutes < b.minutes or minutes % b.minutes:
             raise ValueError(f"cannot turn {b.minutes}-minute slots into {minutes}-minute ones")
         start = b.start - timedelta(minutes=(b.start.hour * 60 + b.start.minute) % minutes)
-        total = sums[(b.site, b.gate, start)]
-        total[0] += b.entries
-        total[1] += b.exits
-        total[2] += b.denied
+        _add(sums[(b.site, b.gate, start)], b)
     return [
         FlowBucket(site, gate, start, minutes, *counts)
         for (site, gate, start), counts in sorted(sums.items(), key=lambda kv: (kv[0][2], kv[0][0], kv[0][1]))
@@ -295,18 +288,9 @@ def day_series(
     buckets: Iterable[FlowBucket], day: date, zone: ZoneInfo, minutes: int, fraction: float = 0.8
 ) -> dict[str, list[Slot]]:
     """Per post, every slot of ``day`` (zeros included), peaks marked."""
-    per_post: dict[str, list[list[int]]] = {}
-    count = MINUTES_PER_DAY // minutes
-    for b in buckets:
-        local_day, index = slot_of(b.start, zone, minutes)
-        if local_day != day:
-            continue
-        slots = per_post.setdefault(post_key(b.site, b.gate), [[0, 0, 0] for _ in range(count)])
-        slots[index][0] += b.entries
-        slots[index][1] += b.exits
-        slots[index][2] += b.denied
     result = {}
-    for key, slots in sorted(per_post.items()):
+    for key, grids in sorted(_slot_counts(buckets, zone, minutes, lambda d: d == day).items()):
+        slots = grids[day]
         peaks = peak_indices([sum(s) for s in slots], fraction)
         result[key] = [Slot(i, minutes, *s, peak=i in peaks) for i, s in enumerate(slots)]
     return result
@@ -345,9 +329,7 @@ def month_series(
     for b in buckets:
         local_day = b.start.astimezone(zone).date()
         if local_day in totals:
-            totals[local_day][0] += b.entries
-            totals[local_day][1] += b.exits
-            totals[local_day][2] += b.denied
+            _add(totals[local_day], b)
     peaks = peak_indices([sum(totals[d]) for d in days], fraction)
     return [DayTotal(d, *totals[d], peak=i in peaks) for i, d in enumerate(days)]
 
@@ -444,21 +426,18 @@ def recommend(
     """Per post, guards per slot of a ``kind`` day, from the last ``settings.days`` such days before ``until``."""
     zone = settings.zone
     minutes = settings.bucket_minutes
-    count = MINUTES_PER_DAY // minutes
-    loads: dict[str, dict[date, list[int]]] = defaultdict(dict)
-    for b in buckets:
-        if b.minutes > minutes:
-            raise ValueError(f"{b.minutes}-minute data cannot give {minutes}-minute advice")
-        day, index = slot_of(b.start, zone, minutes)
-        if day >= until or DayKind.of(day) is not kind:
-            continue
-        loads[post_key(b.site, b.gate)].setdefault(day, [0] * count)[index] += b.load
+    buckets = list(buckets)
+    coarse = [b.minutes for b in buckets if b.minutes > minutes]
+    if coarse:
+        raise ValueError(f"{coarse[0]}-minute data cannot give {minutes}-minute advice")
+    per_post = _slot_counts(buckets, zone, minutes, lambda day: day < until and DayKind.of(day) is kind)
     plans = []
-    for post in sorted(loads):
-        days = sorted(day for day, slots in loads[post].items() if sum(slots) > 0)[-settings.days :]
+    for post, grids in sorted(per_post.items()):
+        loads = {day: [sum(slot) for slot in grid] for day, grid in grids.items()}
+        days = sorted(day for day, load in loads.items() if sum(load) > 0)[-settings.days :]
         slots = []
-        for index in range(count):
-            rate = percentile([loads[post][d][index] * 60 / minutes for d in days], settings.percentile)
+        for index in range(MINUTES_PER_DAY // minutes):
+            rate = percentile([loads[d][index] * 60 / minutes for d in days], settings.percentile)
             guards = guards_for(rate, settings)
             slots.append(SlotPlan(index, minutes, rate, guards, guards - settings.baseline_guards))
         plans.append(PostPlan(post, kind, tuple(days), tuple(slots), tuple(advise(post, slots, settings))))
@@ -501,11 +480,13 @@ class FlowReport:
     post: str | None
     kind: DayKind
     posts: tuple[str, ...]
-    """Every post seen this month or in the staffing history, for the picker."""
+    """Every gate the store knows, for the picker."""
     hours: dict[str, list[Slot]]
-    """Per post, the day's hourly bars, peaks marked."""
+    """Per post, the day's hourly bars, peaks marked; one :data:`ALL_POSTS` series instead
+    when all of more than :data:`MAX_POSTS_IN_DETAIL` posts are asked for."""
     month: list[DayTotal]
     plans: list[PostPlan]
+    """Per post; for all of many posts, only those whose roster should change."""
     settings: FlowSettings
 
     def to_dict(self) -> dict[str, Any]:
@@ -561,36 +542,97 @@ def split_post(post: str | None) -> tuple[str | None, str | None]:
     return (site, gate) if sep else (None, site)
 
 
+MAX_POSTS_IN_DETAIL = 12
+"""Above this many posts, "all posts" shows their sum as one day chart and only the posts
+whose roster should change: a district's thousand charts and tables are a page nobody
+reads, and one that took seconds to build."""
+
+ALL_POSTS = ""
+"""The key of the summed day series in :attr:`FlowReport.hours`."""
+
+_PLAN_TTL_S = 600.0
+_PLAN_ENTRIES = 32
+
+
+class PlanCache:
+    """Staffing plans already worked out, for a while: they read only days before the one asked about.
+
+    Working out every post of a district reads weeks of events (the advice needs slots
+    shorter than the hourly rollup) and takes seconds; the answer only changes when a
+    gate that was offline delivers old events, so ten minutes' reuse is safe.
+    """
+
+    def __init__(self, ttl_s: float = _PLAN_TTL_S, entries: int = _PLAN_ENTRIES) -> None:
+        self.ttl_s, self.entries = ttl_s, entries
+        self._plans: dict[tuple[Any, ...], tuple[float, list[PostPlan]]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...], make: Callable[[], list[PostPlan]]) -> list[PostPlan]:
+        now = monotonic()
+        with self._lock:
+            hit = self._plans.get(key)
+        if hit is not None and now - hit[0] < self.ttl_s:
+            return hit[1]
+        plans = make()
+        with self._lock:
+            if len(self._plans) >= self.entries:
+                del self._plans[min(self._plans, key=lambda k: self._plans[k][0])]
+            self._plans[key] = (now, plans)
+        return plans
+
+
 def build_report(
     store: Any,
-    db: QueryDatabase | None,
+    db: QueryDatabase,
     settings: FlowSettings,
     *,
     day: date,
     post: str | None = None,
     kind: DayKind | None = None,
+    cache: PlanCache | None = None,
 ) -> FlowReport:
-    """Read the store once for the month (hourly) and once for the staffing history (slots)."""
+    """The month and the day from the hourly rollup; the staffing from the events of past weeks.
+
+    For one post every read is an index range of that gate.  For all posts the month is
+    read from the per-site rollup rows, the day per gate only when there are few posts,
+    and the staffing of every post (the one costly read) through ``cache``.
+    """
     zone = settings.zone
     kind = kind or DayKind.of(day)
     site, gate = split_post(post)
+    posts = [post_key(site, gate) for site, gate in store.gates()]
     start, end = month_bounds(day, zone)
-    month_rows = load_buckets(store, db, start=start, end=end, minutes=60)
+    if post:
+        month_rows = rows_to_buckets(store.flow(site, gate, start, end))
+        day_rows = month_rows
+    else:
+        month_rows = rows_to_buckets(store.flow(None, None, start, end, per_gate=False))
+        if len(posts) <= MAX_POSTS_IN_DETAIL:
+            day_rows = rows_to_buckets(store.flow(None, None, *day_bounds(day, zone)))
+        else:
+            day_rows = [replace(b, site=ALL_POSTS, gate=ALL_POSTS) for b in month_rows]
     hist_start, hist_end = history_bounds(day, settings, zone)
-    history = load_buckets(
-        store, db, start=hist_start, end=hist_end, site=site, gate=gate, minutes=settings.bucket_minutes
-    )
-    posts = sorted(
-        {post_key(b.site, b.gate) for b in month_rows} | {post_key(b.site, b.gate) for b in history}
-    )
-    chosen = [b for b in month_rows if (site is None or b.site == site) and (gate is None or b.gate == gate)]
+
+    def plans() -> list[PostPlan]:
+        history = events_buckets(
+            db, start=hist_start, end=hist_end, site=site, gate=gate, minutes=settings.bucket_minutes
+        )
+        return recommend(history, settings, until=day, kind=kind)
+
+    key = (getattr(db, "display", id(db)), day, kind, site, gate, settings)
+    staffing = plans() if post or cache is None else cache.get(key, plans)
+    if not post and len(posts) > MAX_POSTS_IN_DETAIL:
+        staffing = [plan for plan in staffing if plan.advice]
+    hours = day_series(day_rows, day, zone, 60, settings.peak_fraction)
+    if ALL_POSTS + "/" + ALL_POSTS in hours:
+        hours = {ALL_POSTS: hours.pop(ALL_POSTS + "/" + ALL_POSTS)}
     return FlowReport(
         day=day,
         post=post or None,
         kind=kind,
         posts=tuple(posts),
-        hours=day_series(chosen, day, zone, 60, settings.peak_fraction),
-        month=month_series(chosen, day, zone, settings.peak_fraction),
-        plans=recommend(history, settings, until=day, kind=kind),
+        hours=hours,
+        month=month_series(month_rows, day, zone, settings.peak_fraction),
+        plans=staffing,
         settings=settings,
     )

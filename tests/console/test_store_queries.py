@@ -123,3 +123,24 @@ def test_gate_overview_shows_status_newest_event_and_today(store: EventStore):
 def test_iter_events_walks_everything_in_bounded_pages(store: EventStore):
     store.insert_events([event("north", i, i) for i in range(1, 26)])
     assert [e.seq for e in store.iter_events(batch=4, gate="north")] == list(range(25, 0, -1))
+
+
+def test_door_cause_is_searchable_as_reason_in_new_and_migrated_stores(db_url):
+    """A door event's cause lands in the indexed reason column; a store made before that learns it on open."""
+    with EventStore(db_url) as store:
+        store.commit(
+            [
+                event("north", 1, 1, "door.unlocked", cause="remote"),
+                event("north", 2, 2, "door.locked", cause="timeout"),
+                event("north", 3, 3, granted=False, reason="expired", cause="ignored"),
+            ]
+        )
+        assert [e.seq for e in store.search(reason="remote")] == [1]
+        # what a version-3 store held: no reason for door events, and no record of migration 4
+        store.db.execute("UPDATE events SET reason = NULL WHERE type <> 'access.scan'")
+        store.db.execute("DELETE FROM schema_migrations WHERE component = 'events' AND version = 4")
+        assert store.search(reason="remote") == []
+    with EventStore(db_url) as store:
+        assert [e.seq for e in store.search(reason="remote")] == [1]
+        assert [e.seq for e in store.search(reason="timeout")] == [2]
+        assert [e.seq for e in store.search(reason="expired")] == [3]  # an access reason wins over a cause

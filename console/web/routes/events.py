@@ -66,7 +66,7 @@ async def event_list(request: Request) -> Response:
     events, gates, types = await to_thread.run_sync(
         lambda: (
             queries.search(ctx.store, flt, before_row_id=before_row_id, limit=PAGE),
-            queries.gate_names(ctx.db),
+            ctx.store.gates(),
             queries.event_types(ctx.db),
         )
     )

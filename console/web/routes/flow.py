@@ -20,7 +20,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from console.flow import DayKind, FlowReport, FlowSettings, build_report, roster
+from console.flow import (
+    ALL_POSTS,
+    MAX_POSTS_IN_DETAIL,
+    DayKind,
+    FlowReport,
+    FlowSettings,
+    PlanCache,
+    build_report,
+    roster,
+)
 from console.web.auth import client_address, login_required
 from console.web.charts import ChartText, day_chart, month_chart
 from console.web.render import render
@@ -80,7 +89,12 @@ async def _report(request: Request) -> FlowReport:
     ctx = request.app.state.ctx
     settings = settings_of(request)
     day, post, kind = parse_query(request, settings)
-    return await run_in_threadpool(build_report, ctx.store, ctx.db, settings, day=day, post=post, kind=kind)
+    cache = getattr(request.app.state, "plan_cache", None)
+    if cache is None:
+        cache = request.app.state.plan_cache = PlanCache()
+    return await run_in_threadpool(
+        build_report, ctx.store, ctx.db, settings, day=day, post=post, kind=kind, cache=cache
+    )
 
 
 @login_required
@@ -101,7 +115,11 @@ async def flow_page(request: Request) -> Response:
             day_chart(
                 slots,
                 ChartText(
-                    t("flow.chart.day_title", post=post, day=report.day.isoformat()),
+                    t(
+                        "flow.chart.day_title",
+                        post=t("flow.all_posts") if post == ALL_POSTS else post,
+                        day=report.day.isoformat(),
+                    ),
                     t("flow.chart.hour_axis"),
                     t("flow.chart.persons_axis"),
                     series,
@@ -136,6 +154,7 @@ async def flow_page(request: Request) -> Response:
         month_chart=month,
         export_query=("?" + query) if query else "",
         rosters={plan.post: roster(plan.post, plan.slots, settings) for plan in report.plans},
+        max_posts_in_detail=MAX_POSTS_IN_DETAIL,
     )
 
 

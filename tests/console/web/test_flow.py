@@ -182,3 +182,61 @@ def test_flow_page_in_a_browser(tmp_path: Path, browser_page) -> None:
         SHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SHOTS / "console-flow.png"), full_page=True)
         page.context.close()  # ends the live-event stream, so the server stops at once
+
+
+def test_all_of_many_posts_is_one_summed_chart_and_only_the_changes(console: Console) -> None:
+    """A district: past MAX_POSTS_IN_DETAIL posts, "all posts" sums the day and lists only rosters to change."""
+    from console.flow import MAX_POSTS_IN_DETAIL
+
+    client = console.client("operator")
+    few = client.get("/flow", params={"date": "2026-11-27"}).text
+    assert few.count('<figure class="chart-box" data-post="longtan/') == 2  # north and side, each its own
+    assert 'id="changes-only"' not in few
+    # quiet gates that only ever reported a status: the district grows past the detail limit
+    with EventStore(console.tmp / "events.db") as store:
+        from protocol import GateState, GateStatus
+
+        store.commit(
+            statuses=[
+                GateStatus(state=GateState.ONLINE, site="outer", gate=f"g{i:02d}", boot="b" * 32)
+                for i in range(MAX_POSTS_IN_DETAIL)
+            ]
+        )
+    page = client.get("/flow", params={"date": "2026-11-27"})
+    assert page.status_code == 200
+    html = page.text
+    assert '<figure class="chart-box" data-post="">' in html  # one chart: every post summed
+    assert 'data-post="longtan/north">' not in html.split('<section class="staffing"')[0]
+    assert 'id="changes-only"' in html and f"{MAX_POSTS_IN_DETAIL + 2} checkpoints" in html
+    staffing = html.split('<section class="staffing"')[1]
+    assert '<article class="post-plan" data-post="longtan/north">' in staffing  # its roster changes
+    articles = staffing.split('<article class="post-plan"')[1:]
+    assert articles and all('<ul class="advice">' in a for a in articles)  # no "no change" entries
+    assert '<option value="outer/g00"' in html  # every gate is in the picker
+    # the summed day is the same bars as north and side added up
+    summed = client.get("/flow/export.json", params={"date": "2026-11-27"}).json()["hours"][""]
+    north = client.get("/flow/export.json", params={"date": "2026-11-27", "post": "longtan/north"}).json()
+    side = client.get("/flow/export.json", params={"date": "2026-11-27", "post": "longtan/side"}).json()
+    for total, a, b in zip(summed, north["hours"]["longtan/north"], side["hours"]["longtan/side"], strict=True):
+        assert total["entries"] == a["entries"] + b["entries"]
+
+
+def test_plans_for_all_posts_are_worked_out_once_in_a_while() -> None:
+    from console.flow import PlanCache
+
+    cache = PlanCache(ttl_s=60)
+    calls: list[int] = []
+
+    def make() -> list:
+        calls.append(1)
+        return []
+
+    cache.get(("a",), make)
+    cache.get(("a",), make)
+    assert len(calls) == 1
+    cache.get(("b",), make)
+    assert len(calls) == 2
+    expired = PlanCache(ttl_s=0)
+    expired.get(("a",), make)
+    expired.get(("a",), make)
+    assert len(calls) == 4
