@@ -234,7 +234,9 @@ def _start_site(site: SimulatedSite) -> None:
     """
     site.start_broker()
     console = site.start_console()
-    site.wait_for(lambda: not console.running or "subscribing to" in console.log_tail(200), timeout=30)
+    if not site.wait_console_online(timeout=30):
+        print("gatepost demo: the console did not come online; its log ends:", file=sys.stderr)
+        print(console.log_tail(2000), file=sys.stderr)
     for gate in [*site.gates, *site.door_gates, *site.camera_gates]:
         site.start_gate(gate)
 

@@ -68,6 +68,7 @@ class SimulatedSite:
         self.scanners: dict[str, VirtualScanner] = {}
         self._configured: set[str] = set()
         self.credentials: dict[str, Credentials] = {}
+        self.console_username: str | None = None
         self.office: SimulatedOffice | None = None
         if signed_passes:
             # Scanner gates then check real signed passes; the allow-list keeps the plain codes.
@@ -87,6 +88,7 @@ class SimulatedSite:
         if "console" not in self._configured:
             creds = self.broker.add_console("console")
             self.credentials[creds.username] = creds
+            self.console_username = creds.username
             secret = self._secret(creds.username, creds.password)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(
@@ -307,6 +309,47 @@ class SimulatedSite:
             sql += " AND gate = ?"
             params.append(gate)
         return [row[0] for row in self.console_rows(sql, params)]
+
+    def wait_console_online(self, timeout: float = 30.0) -> bool:
+        """True once the console's retained status reads online, False if it never does (or exits).
+
+        The console publishes that status right after sending its SUBSCRIBE, on the same
+        connection, and the broker handles a connection's packets in order: once the
+        status is there, the gates' events have a subscriber.
+        """
+        import threading
+
+        from protocol import GateState, ProtocolError, decode_console_status
+        from protocol.mqtt import connect_async, make_client
+        from protocol.topics import console_status_topic
+
+        if self.console_username is None:
+            raise RuntimeError("start the console first")
+        online = threading.Event()
+
+        def on_message(_client: object, _userdata: object, message: object) -> None:
+            try:
+                status = decode_console_status(message.payload)  # type: ignore[attr-defined]
+            except ProtocolError:
+                return
+            if status.state is GateState.ONLINE:
+                online.set()
+
+        endpoint = self.broker.endpoint(self.credentials[self.console_username])
+        client = make_client(endpoint, f"demo-watch-{time.monotonic_ns()}")
+        client.on_connect = lambda c, *_: c.subscribe(console_status_topic("all"), qos=1)
+        client.on_message = on_message
+        connect_async(client, endpoint, clean_start=True)
+        client.loop_start()
+        try:
+            deadline = time.monotonic() + timeout
+            while not online.wait(0.1):
+                if time.monotonic() > deadline or (self.console is not None and not self.console.running):
+                    return False
+            return True
+        finally:
+            client.disconnect()
+            client.loop_stop()
 
     def wait_for(self, predicate: object, timeout: float = 60.0, interval: float = 0.2) -> bool:
         deadline = time.monotonic() + timeout
