@@ -146,6 +146,12 @@ def _run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     ingestor: Ingestor | IngestWorkers
+    if workers > 1 and store.db.dialect == "sqlite":
+        logging.getLogger("gatepost.console").warning(
+            "%d ingest workers on SQLite: it admits one writer at a time, so two workers reach "
+            "about 1.5x one; PostgreSQL scales further (docs/storage.md)",
+            workers,
+        )
     if workers > 1:
         spec = WorkerSpec(
             endpoint,
