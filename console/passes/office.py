@@ -641,7 +641,7 @@ class Office:
             like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
             where += ["p.holder LIKE ? ESCAPE '\\'", "p.unit LIKE ? ESCAPE '\\'"]
             params += [like, like]
-        if text and text.isdigit() and len(text) < 19:
+        if text and text.isascii() and text.isdigit() and len(text) < 19:
             where.append("p.serial = ?")
             params.append(int(text))
         elif serial_only:

@@ -37,7 +37,8 @@ log = logging.getLogger("gatepost.console.web")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 
-def _routes() -> list[BaseRoute]:
+def routes() -> list[BaseRoute]:
+    """Every page, stream and file the console serves; the bad-input tests walk this table."""
     from console.web.routes import admin, alarms, cards, events, flow, gates, passes, session
 
     return [
@@ -89,7 +90,7 @@ def create_app(ctx: WebContext, *, watch: bool = True) -> Starlette:
                 ctx.commands.stop()
 
     app = Starlette(
-        routes=_routes(),
+        routes=routes(),
         middleware=[Middleware(SecurityMiddleware, context=lambda: ctx)],
         exception_handlers={404: _not_found, 500: _server_error},
         lifespan=lifespan,

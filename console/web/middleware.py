@@ -28,6 +28,8 @@ from typing import Any
 
 from anyio import to_thread
 from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -108,14 +110,16 @@ class SecurityMiddleware:
         if scope["method"] not in SAFE_METHODS:
             refusal, receive = await self._check_csrf(scope, receive, headers, state["csrf"])
             if refusal is not None:
+                status, why = refusal
                 log.warning(
                     "refused %s %s from %s: %s",
                     scope["method"],
                     scope["path"],
                     (scope.get("client") or ("?",))[0],
-                    refusal,
+                    why,
                 )
-                response = PlainTextResponse(f"forbidden: {refusal}", status_code=403)
+                label = {403: "forbidden", 413: "too large"}.get(status, "bad request")
+                response = PlainTextResponse(f"{label}: {why}", status_code=status)
                 await response(scope, receive, self._wrap_send(send, new_cookies))
                 return
         await self.app(scope, receive, self._wrap_send(send, new_cookies))
@@ -134,47 +138,60 @@ class SecurityMiddleware:
 
     async def _check_csrf(
         self, scope: Scope, receive: Receive, headers: Headers, expected: str
-    ) -> tuple[str | None, Receive]:
-        """Why the request is refused (or None), and a ``receive`` that replays the body."""
+    ) -> tuple[tuple[int, str] | None, Receive]:
+        """Why the request is refused, as (status, reason), or None; and a ``receive`` that replays the body.
+
+        The body is read here whichever way the token comes (form field or
+        ``X-CSRF-Token`` header), so :data:`MAX_BODY_BYTES` bounds every request.
+        """
         origin = headers.get("origin")
         if origin and origin != "null":
             host = headers.get("host", "")
             if origin.split("://", 1)[-1] != host:
-                return "cross-origin request", receive
+                return (403, "cross-origin request"), receive
         supplied = headers.get("x-csrf-token")
-        body = b""
+        content_type = headers.get("content-type", "")
+        is_form = content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data"))
+        if supplied is None and not is_form:
+            return (403, "missing CSRF token"), receive
+        declared = headers.get("content-length", "")
+        if declared.isascii() and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            return (413, "request body too large"), receive
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return (400, "client went away"), receive
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                return (413, "request body too large"), receive
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
         if supplied is None:
-            content_type = headers.get("content-type", "")
-            if not content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
-                return "missing CSRF token", receive
-            chunks: list[bytes] = []
-            size = 0
-            more = True
-            while more:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    return "client went away", receive
-                chunk = message.get("body", b"")
-                size += len(chunk)
-                if size > MAX_BODY_BYTES:
-                    return "request body too large", receive
-                chunks.append(chunk)
-                more = message.get("more_body", False)
-            body = b"".join(chunks)
-            supplied = await _form_field(scope, body, "csrf_token")
-            replayed = False
+            try:
+                supplied = await _form_field(scope, body, "csrf_token")
+            except _MalformedForm as exc:
+                return (400, f"malformed form: {exc}"), receive
+        replayed = False
 
-            async def replay() -> Message:
-                nonlocal replayed
-                if not replayed:
-                    replayed = True
-                    return {"type": "http.request", "body": body, "more_body": False}
-                return await receive()
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
 
-            receive = replay
         if not supplied or not expected or not hmac.compare_digest(supplied.encode(), expected.encode()):
-            return "bad or missing CSRF token", receive
-        return None, receive
+            return (403, "bad or missing CSRF token"), replay
+        return None, replay
+
+
+class _MalformedForm(ValueError):
+    """A body that says it is a form and is not one (or breaks a size limit of a form)."""
 
 
 async def _form_field(scope: Scope, body: bytes, name: str) -> str | None:
@@ -192,5 +209,9 @@ async def _form_field(scope: Scope, body: bytes, name: str) -> str | None:
         async with request.form(max_files=1000, max_fields=10000) as form:
             value = form.get(name)
             return value if isinstance(value, str) else None
-    except Exception:  # a malformed form has no token: refused as such
-        return None
+    except HTTPException as exc:  # Starlette's refusal: too many fields, a part too large, a bad boundary
+        raise _MalformedForm(str(exc.detail)) from None
+    except MultiPartException as exc:  # the same, where Starlette does not wrap it
+        raise _MalformedForm(exc.message) from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise _MalformedForm(type(exc).__name__) from None

@@ -27,6 +27,12 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 _TYPE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 _REASON = re.compile(r"^[a-z0-9_.-]{1,64}$")
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
+_ROW_ID = re.compile(r"[0-9]{1,18}")
+MAX_ROW_ID = 2**63 - 1
+"""The largest ``row_id`` either database can hold; a larger one in a link names nothing."""
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+"""The times a filter may name: far enough inside ``datetime``'s range that no shift by days or zones overflows."""
 COLUMNS = "row_id, id, site, gate, boot, seq, time, clock_trusted, type, data, received_at"
 EXPORT_CHUNK = 2000
 
@@ -39,14 +45,33 @@ def parse_time(text: str, *, end: bool = False, zone: tzinfo = UTC) -> datetime:
     """``2026-11-29`` (a whole day in ``zone``: its end is the next local midnight) or an ISO time.
 
     A time without an offset is UTC: links the console makes (``query_string``) carry
-    UTC times, while the date fields a guard fills in are the site's days.
+    UTC times, while the date fields a guard fills in are the site's days.  A time
+    outside :data:`EARLIEST`..:data:`LATEST` is a :class:`ValueError` like any other bad
+    time: at the calendar's ends, the next midnight, a zone's offset or a page's "30 days
+    before" would overflow ``datetime`` and fail the page.
     """
     text = text.strip()
-    if len(text) == 10:
-        day = datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=zone)
-        return (day + timedelta(days=1) if end else day).astimezone(UTC)
-    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    try:
+        if len(text) == 10:
+            day = datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=zone)
+            value = (day + timedelta(days=1) if end else day).astimezone(UTC)
+        else:
+            value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            value = value if value.tzinfo else value.replace(tzinfo=UTC)
+        in_range = EARLIEST <= value <= LATEST
+    except OverflowError:
+        in_range = False
+    if not in_range:
+        raise ValueError(f"{text!r} is not between the years {EARLIEST.year} and {LATEST.year}")
+    return value
+
+
+def parse_row_id(text: str | None) -> int | None:
+    """A ``before=`` cursor from a link: ASCII digits that fit the ``row_id`` column, else None (the first page).
+
+    ``str.isdigit`` is not the test: it passes ``²`` and other digits ``int`` refuses.
+    """
+    return int(text) if text and _ROW_ID.fullmatch(text) else None
 
 
 @dataclass(frozen=True)

@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     """Ask for a PIN twice and print the line to put under ``[guard_screen]``."""
     del argv
     pin = getpass.getpass("guard PIN (4-12 digits): ")
-    if not (pin.isdigit() and 4 <= len(pin) <= 12):
+    if not (pin.isascii() and pin.isdigit() and 4 <= len(pin) <= 12):
         print("a PIN is 4 to 12 digits", file=sys.stderr)
         return 2
     if getpass.getpass("again: ") != pin:

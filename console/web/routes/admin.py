@@ -11,6 +11,7 @@ from starlette.routing import BaseRoute, Route
 
 from console.users import Role, UserError
 from console.web.auth import admin_required, client_address, current_user
+from console.web.queries import parse_row_id
 from console.web.render import render
 
 _ACTION = re.compile(r"^[a-z][a-z0-9_.]{0,63}$")
@@ -21,8 +22,7 @@ async def audit_page(request: Request) -> Response:
     ctx = request.app.state.ctx
     action = request.query_params.get("action", "")
     action = action if _ACTION.match(action) else ""
-    before = request.query_params.get("before", "")
-    before_row_id = int(before) if before.isdigit() and len(before) < 19 else None
+    before_row_id = parse_row_id(request.query_params.get("before"))
     entries, actions = await to_thread.run_sync(
         lambda: (
             ctx.audit.entries(action=action or None, before_row_id=before_row_id, limit=200),

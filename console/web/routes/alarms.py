@@ -9,6 +9,7 @@ from starlette.routing import BaseRoute, Route
 
 from console.alarms import AlarmError
 from console.web.auth import client_address, current_user, login_required
+from console.web.queries import MAX_ROW_ID
 from console.web.render import render
 
 
@@ -31,9 +32,11 @@ async def acknowledge(request: Request) -> Response:
     assert user is not None
     async with request.form() as form:
         note = str(form.get("note") or "")
-    raw = request.path_params["row_id"]
+    row_id: int = request.path_params["row_id"]
     try:
-        alarm = await to_thread.run_sync(lambda: ctx.alarms.acknowledge(int(raw), user.name, note))
+        if row_id > MAX_ROW_ID:  # the database would refuse the number itself, not find no alarm
+            raise AlarmError(f"no alarm {row_id}")
+        alarm = await to_thread.run_sync(lambda: ctx.alarms.acknowledge(row_id, user.name, note))
     except (AlarmError, ValueError) as exc:
         return await _page(request, status_code=400, error=str(exc))
     await to_thread.run_sync(

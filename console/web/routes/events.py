@@ -61,8 +61,7 @@ async def event_list(request: Request) -> Response:
     ctx = request.app.state.ctx
     zone = site_zone(request)
     flt = queries.EventFilter.parse(request.query_params, zone)
-    before = request.query_params.get("before")
-    before_row_id = int(before) if before and before.isdigit() and len(before) < 19 else None
+    before_row_id = queries.parse_row_id(request.query_params.get("before"))
     events, gates, types = await to_thread.run_sync(
         lambda: (
             queries.search(ctx.store, flt, before_row_id=before_row_id, limit=PAGE),

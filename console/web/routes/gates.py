@@ -72,7 +72,7 @@ async def stream(request: Request) -> Response:
 
 def _gate(request: Request) -> tuple[str, str] | None:
     site, gate = request.path_params["site"], request.path_params["gate"]
-    if not (_NAME.match(site) and _NAME.match(gate)):
+    if not (_NAME.fullmatch(site) and _NAME.fullmatch(gate)):  # match() would pass "north\n"
         return None
     return site, gate
 

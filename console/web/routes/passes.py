@@ -368,7 +368,7 @@ async def card_file(request: Request) -> Response:
     generation = request.query_params.get("generation", "0")
     if fmt not in ("png", "pdf"):
         return JSONResponse({"error": "bad_format"}, status_code=404)
-    if not generation.isdigit() or len(generation) > 6:
+    if not (generation.isascii() and generation.isdigit()) or len(generation) > 6:
         return JSONResponse({"error": "bad_generation"}, status_code=400)
     stem = str(serial) if generation == "0" else f"{serial}-{int(generation)}"
     path = _printed(request, f"{stem}.{fmt}", "not_printed")
