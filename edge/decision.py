@@ -17,7 +17,7 @@ from typing import Any
 
 from edge.credentials import CardStore
 from edge.credentials import check as check_card
-from protocol.passes import Flag, GateState, Pass, Reason
+from protocol.passes import Flag, GatePolicy, GateState, Pass, Reason
 from protocol.passes import decide as decide_pass
 from protocol.passes.codec import MARKER
 from protocol.passes.decision import ClockLike, Direction, UntrustedClockPolicy
@@ -106,8 +106,12 @@ class GateDecider:
         return len(self.allow) + cards
 
     def decide(self, credential: str, now: ClockLike, direction: Direction | None = None) -> Decision:
-        if self.visitors is not None and (visitor := self.visitors.decide(credential, now, direction)):
-            return visitor
+        if self.visitors is not None:
+            # A visitor pass is a pass: it follows [passes] untrusted_clock, as signed passes do.
+            policy = self.passes.policy if self.passes is not None else GatePolicy()
+            visitor = self.visitors.decide(credential, now, direction, policy.untrusted_clock)
+            if visitor is not None:
+                return visitor
         if self.passes is not None and credential.startswith(MARKER):
             result = decide_pass(credential, now, self.passes, direction)
             return Decision(result.granted, result.reason, result.flags, result.pass_info, result.detail)

@@ -30,13 +30,15 @@ from typing import Any
 from edge.decision import Decision
 from protocol.errors import GatepostError
 from protocol.passes import Flag, Reason
-from protocol.passes.decision import ClockLike
+from protocol.passes.decision import ClockLike, UntrustedClockPolicy
 
 CODE_PREFIX = "8"
 """Visitor codes start with 8: never the signed-pass marker ``4750``, and easy to tell apart."""
 CODE_DIGITS = 14
 KEEP_AFTER_EXPIRY = timedelta(days=1)
 """Personal data is deleted this long after a pass expires."""
+PURGE_EVERY = timedelta(minutes=1)
+"""At most this often a decision also deletes what is past keeping: a gate may register no one for weeks."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS visitors (
@@ -208,7 +210,8 @@ class VisitorRequest:
 class VisitorBook:
     """This gate's visitor passes in SQLite at ``path``; thread-safe (readers and the screen share it)."""
 
-    def __init__(self, path: str | Path, *, hours: float = 4.0) -> None:
+    def __init__(self, path: str | Path, *, hours: float = 4.0, now: datetime | None = None) -> None:
+        """Open (or create) the file and delete what is past keeping as of ``now`` (the system clock)."""
         self.path = Path(path)
         self.lifetime = timedelta(hours=hours)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -217,10 +220,21 @@ class VisitorBook:
         self._db.execute("PRAGMA synchronous=FULL")  # a use must survive a power cut, or a pass grows a use
         self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()
+        self._purged_at = now if now is not None else datetime.now(UTC)
+        with self._lock:
+            self._purge(self._purged_at)
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    def _purge(self, now: datetime) -> None:
+        """Delete the rows a day past expiry (the caller holds the lock).
+
+        An untrusted clock is a lower bound on the true time, so it deletes only what
+        the true time would.
+        """
+        self._db.execute("DELETE FROM visitors WHERE expires_at < ?", (_iso(now - KEEP_AFTER_EXPIRY),))
 
     def __len__(self) -> int:
         with self._lock:
@@ -231,7 +245,7 @@ class VisitorBook:
         issued = now.astimezone(UTC)
         expires = issued + self.lifetime
         with self._lock:
-            self._db.execute("DELETE FROM visitors WHERE expires_at < ?", (_iso(now - KEEP_AFTER_EXPIRY),))
+            self._purge(now)
             while True:  # a collision in 10^12 codes is unlikely, but cheap to rule out
                 code = new_code()
                 try:
@@ -256,33 +270,53 @@ class VisitorBook:
             code, request.name, request.unit, request.phone, request.reason, request.guard, issued, expires
         )
 
-    def decide(self, code: str, now: ClockLike, direction: str | None = None) -> Decision | None:
+    def decide(
+        self,
+        code: str,
+        now: ClockLike,
+        direction: str | None = None,
+        untrusted_clock: UntrustedClockPolicy = UntrustedClockPolicy.GRANT_AND_FLAG,
+    ) -> Decision | None:
         """The decision on ``code`` if it is one of this gate's visitor passes, else ``None``.
 
         A pass is good for one entry and one exit.  At a reader configured ``in`` or
         ``out`` that is exactly what is checked; at a reader without a direction the
         first grant counts as the entry and the second as the exit.  A grant is durable
-        before the answer.  An untrusted clock is a lower bound on the true time, as for
-        signed passes: an expiry it proves is a denial, and a grant carries ``clock_untrusted``.
+        before the answer.  The clock rule is the signed passes' (docs/passes.md), the
+        issue time standing for ``valid_from``: an untrusted clock is a lower bound on the
+        true time, so an expiry it proves denies; a clock behind the issue time (a gate
+        rebooted at a time saved before the pass was issued) cannot tell the pass's age,
+        and that follows ``untrusted_clock``, the gate's ``[passes]`` policy: ``deny``
+        refuses it as ``not_yet_valid``.  Every decision it makes carries ``clock_untrusted``.
         """
+        # On any credential, since a gate may see no visitor for weeks; a minute either way
+        # (not only forward) so that a clock set back from a wrong future still purges.
+        if abs(now.wall - self._purged_at) >= PURGE_EVERY:
+            with self._lock:
+                self._purge(now.wall)
+                self._purged_at = now.wall
         if not is_visitor_code(code):
             return None
         flags = frozenset() if now.trusted else frozenset({Flag.CLOCK_UNTRUSTED})
+        lenient = not now.trusted and untrusted_clock is UntrustedClockPolicy.GRANT_AND_FLAG
         digest = code_hash(code)
         with self._lock:
             row = self._db.execute(
-                "SELECT name, unit, expires_at, entered_at, left_at FROM visitors WHERE code_hash = ?",
+                "SELECT name, unit, issued_at, expires_at, entered_at, left_at FROM visitors"
+                " WHERE code_hash = ?",
                 (digest,),
             ).fetchone()
             if row is None:
                 return None
-            name, unit, expires_text, entered, left = row
+            name, unit, issued_text, expires_text, entered, left = row
 
             def deny(reason: Reason, detail: str) -> Decision:
                 return Decision(False, reason, flags, None, detail, name, unit)
 
             if now.wall >= datetime.fromisoformat(expires_text):
                 return deny(Reason.EXPIRED, f"visitor pass until {expires_text}")
+            if now.wall < datetime.fromisoformat(issued_text) and not lenient:
+                return deny(Reason.NOT_YET_VALID, f"visitor pass from {issued_text}")
             way = direction or ("out" if entered else "in")
             if way == "in" and entered:
                 return deny(Reason.REPLAYED, "visitor pass already used to enter")

@@ -174,9 +174,6 @@ class _GateDay:
         self.boot = history_boot(plan.site, gate.name, day)
         self.rng = random.Random(f"gatepost-history/{plan.seed}/{plan.site}/{gate.name}/{day.isoformat()}")
         self.reader = gate.reader_name
-        self._ids = hashlib.blake2b(
-            f"gatepost-history-event/{plan.site}/{gate.name}/{day.isoformat()}/".encode(), digest_size=16
-        )
         self.events: list[Event] = []
 
     def build(self) -> list[Event]:
@@ -210,12 +207,6 @@ class _GateDay:
                 data=data,
             )
         )
-
-    def _event_id(self, index: int) -> str:
-        """Site, gate, day and position: the same history always has the same ids."""
-        digest = self._ids.copy()
-        digest.update(str(index).encode())
-        return digest.hexdigest()
 
     def _scan(self, passage: Passage) -> None:
         rng = self.rng

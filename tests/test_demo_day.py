@@ -20,6 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from console.config import load_config
+
 ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
@@ -72,7 +74,7 @@ def log_in(base: str, user: str, password: str) -> httpx.Client:
 def test_demo_writes_history_then_runs_a_compressed_day_with_web_and_guard_screen(tmp_path: Path):
     state = tmp_path / "demo"
     command = [sys.executable, "-m", "gatepost", "demo", "--duration", "25", "--day-seconds", "8"]
-    command += ["--history-days", "3", "--state", str(state), "--seed", "11"]
+    command += ["--history-days", "3", "--state", str(state), "--seed", "11", "--timezone", "Europe/Berlin"]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     out = Output(process)
     try:
@@ -137,3 +139,5 @@ def test_demo_writes_history_then_runs_a_compressed_day_with_web_and_guard_scree
         check=True,
     )
     assert json.loads(stats.stdout)["total_missing"] == 0
+    # The console draws the flow in the zone the history was written in, not its own default.
+    assert load_config(state / "console" / "console.toml").flow.timezone == "Europe/Berlin"

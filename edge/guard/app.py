@@ -4,26 +4,37 @@ Everything is served from the agent (templates, script, style, locales; no CDN, 
 fonts), so the kiosk browser at ``http://127.0.0.1:8088/`` works with the network down.
 Guard actions take JSON only: a form on some other page cannot post JSON here without a
 CORS preflight this server never answers, which keeps a stray page in the kiosk from
-acting for the guard even before the PIN is checked.
+acting for the guard even before the PIN is checked.  Every request must also name this
+server in its ``Host`` header — an IP address, ``localhost``, the gate's host name or the
+configured listen host: a page that rebinds its own DNS name to 127.0.0.1 would otherwise
+be same-origin with the screen and could read ``/events`` (names, units, photos); with
+its own name as the Host it gets 400.  IP literals are always accepted, so a screen
+listening on 0.0.0.0 is still reachable by the gate's address from the guard booth.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from edge.guard.server import parse_listen
 from edge.guard.texts import LANGUAGES, MANUAL_REASONS
 from edge.guard.views import DIGEST_RE
 
@@ -36,6 +47,34 @@ HERE = Path(__file__).resolve().parent
 MAX_BODY = 8192
 KEEPALIVE_S = 15.0
 """A comment line this often keeps idle proxies and the browser from closing the stream."""
+
+
+def host_allowed(host: str, names: frozenset[str]) -> bool:
+    """Whether a ``Host`` header names this server: an IP address (no DNS to rebind) or one of ``names``."""
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    name = name.strip("[]").lower()
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return name in names
+    return True
+
+
+class HostCheck:
+    """Refuse (400) a request whose ``Host`` is a name this server does not go by."""
+
+    def __init__(self, app: ASGIApp, names: Iterable[str]) -> None:
+        self.app = app
+        self.names = frozenset(n.lower() for n in names)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            host = Headers(scope=scope).get("host", "")
+            if not host_allowed(host, self.names):
+                log.warning("refused a request for host %r (DNS rebinding?)", host[:100])
+                await PlainTextResponse("unknown host", status_code=400)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def _sse(event: str, data: dict[str, Any]) -> str:
@@ -143,7 +182,11 @@ def create_app(screen: GuardScreen) -> Starlette:
     async def health(request: Request) -> Response:
         return JSONResponse({"ok": True, "listeners": screen.live.listeners})
 
+    listen_host, _port = parse_listen(screen.config.listen)
+    hostname = socket.gethostname()
+    names = (listen_host, "localhost", hostname, f"{hostname}.local")
     return Starlette(
+        middleware=[Middleware(HostCheck, names=names)],
         routes=[
             Route("/", index),
             Route("/events", events),
@@ -152,5 +195,5 @@ def create_app(screen: GuardScreen) -> Starlette:
             Route("/api/visitors", action(screen.register_visitor), methods=["POST"]),
             Route("/healthz", health),
             Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
-        ]
+        ],
     )

@@ -13,6 +13,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -21,7 +22,7 @@ from starlette.testclient import TestClient
 from edge.visitors import VisitorRequest
 from protocol.credentials import CardEntry
 
-from .conftest import PIN, RESIDENT_CARD, GuardGate, wait_until
+from .conftest import PIN, PIN_HASH, RESIDENT_CARD, GuardGate, wait_until
 
 MANUAL = {"pin": PIN, "guard": "张师傅 07", "reason": "delivery", "note": ""}
 VISITOR = {
@@ -34,9 +35,13 @@ VISITOR = {
 }
 
 
+KIOSK = "http://127.0.0.1:8088"
+"""What the kiosk browser asks for: TestClient's own ``testserver`` is not a host the screen answers."""
+
+
 @pytest.fixture
 def client(guard_gate: GuardGate):
-    with TestClient(guard_gate.screen.app) as client:
+    with TestClient(guard_gate.screen.app, base_url=KIOSK) as client:
         yield client
 
 
@@ -124,7 +129,7 @@ def test_manual_let_through_needs_a_reason_and_a_guard(
 def test_a_gate_without_a_door_records_the_let_through_and_says_so(tmp_path: Path):
     gate = GuardGate(tmp_path, door=False)
     try:
-        with TestClient(gate.screen.app) as client:
+        with TestClient(gate.screen.app, base_url=KIOSK) as client:
             body = client.post("/api/manual", json=MANUAL).json()
         assert body["unlocked_for_s"] is None
         assert gate.events("access.manual")[0].data["door"] is False
@@ -170,7 +175,7 @@ def test_an_expired_visitor_pass_is_refused_at_the_gate(guard_gate: GuardGate):
 def test_another_gates_visitor_pass_is_unknown_here(tmp_path: Path, guard_gate: GuardGate):
     other = GuardGate(tmp_path / "other")
     try:
-        with TestClient(other.screen.app) as client:
+        with TestClient(other.screen.app, base_url=KIOSK) as client:
             code = client.post("/api/visitors", json=VISITOR).json()["code"]
     finally:
         other.close()
@@ -254,6 +259,47 @@ def test_no_body_makes_a_500(client: TestClient, guard_gate: GuardGate, body: di
         response = client.post(path, json=body)
         assert response.status_code in (400, 403, 429), (path, body, response.text)
     assert guard_gate.events("access.manual") == [] and guard_gate.events("visitor.registered") == []
+
+
+def test_the_screen_answers_to_its_addresses_and_its_own_names(tmp_path: Path):
+    """Any IP literal (nothing to rebind), localhost, the listen host and the gate's host name."""
+    import socket
+
+    screen = {
+        "enabled": True,
+        "listen": "127.0.0.2:0",
+        "pin_hash": PIN_HASH,
+        "visitor_db": str(tmp_path / "visitors.db"),
+    }
+    gate = GuardGate(tmp_path, door=False, extra={"guard_screen": screen})
+    try:
+        assert gate.url.startswith("http://127.0.0.2:")
+        assert httpx.get(f"{gate.url}/healthz", timeout=5).status_code == 200  # as uvicorn sees it
+        with TestClient(gate.screen.app, base_url=KIOSK) as client:
+            hostname = socket.gethostname()
+            for host in (
+                "127.0.0.2:8088",
+                "127.0.0.1",
+                "192.168.1.20:8088",  # the booth's screen reaching a gate that listens on 0.0.0.0
+                "localhost:8088",
+                "LOCALHOST",
+                "[::1]:8088",
+                f"{hostname}:8088",
+                f"{hostname}.local",
+            ):
+                assert client.get("/healthz", headers={"host": host}).status_code == 200, host
+            assert client.get("/healthz", headers={"host": "gate.example:8088"}).status_code == 400
+    finally:
+        gate.close()
+
+
+@pytest.mark.parametrize("host", ["evil.example:8088", "evil.example", "127.0.0.1.nip.io:8088", "", "a b"])
+def test_a_page_that_rebinds_its_name_to_the_gate_reads_nothing(client: TestClient, host: str):
+    """DNS rebinding: a page in the kiosk whose name now points at 127.0.0.1 sends its own name as Host."""
+    for path in ("/", "/events", "/healthz", f"/photo/{'0' * 32}.jpg", "/static/guard.js"):
+        assert client.get(path, headers={"host": host}).status_code == 400, path
+    response = client.post("/api/manual", json=MANUAL, headers={"host": host})
+    assert response.status_code == 400
 
 
 def test_photos_are_served_by_digest_only(client: TestClient, guard_gate: GuardGate):

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from nacl.signing import SigningKey
 
+from edge.decision import AllowList, GateDecider
 from edge.visitors import (
     CODE_DIGITS,
     FieldProblem,
@@ -21,8 +23,9 @@ from edge.visitors import (
     mask_phone,
     new_code,
 )
-from protocol.passes import ClockReading, Flag, Reason
+from protocol.passes import ClockReading, Flag, GatePolicy, GateState, Reason, RevocationState, TrustStore
 from protocol.passes.codec import MARKER
+from protocol.passes.decision import UntrustedClockPolicy
 
 NOW = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
 REQUEST = VisitorRequest.check(
@@ -36,7 +39,7 @@ def at(moment: datetime, trusted: bool = True) -> ClockReading:
 
 @pytest.fixture
 def book(tmp_path: Path):
-    book = VisitorBook(tmp_path / "visitors.db", hours=4)
+    book = VisitorBook(tmp_path / "visitors.db", hours=4, now=NOW)
     yield book
     book.close()
 
@@ -96,6 +99,61 @@ def test_an_untrusted_clock_flags_the_grant_and_still_proves_expiry(book: Visito
     assert (expired.granted, expired.reason) == (False, Reason.EXPIRED)
 
 
+@pytest.mark.parametrize("policy", list(UntrustedClockPolicy))
+def test_a_clock_behind_the_issue_time_follows_the_untrusted_clock_policy(
+    book: VisitorBook, policy: UntrustedClockPolicy
+):
+    """As for a signed pass's ``valid_from``: a Pi booted at a time saved before the pass was
+    issued cannot tell how old the pass is, so ``deny`` refuses it and ``grant_and_flag`` lets it in."""
+    visitor = book.register(REQUEST, NOW)
+    rebooted = at(NOW - timedelta(hours=2), trusted=False)
+    decision = book.decide(visitor.code, rebooted, untrusted_clock=policy)
+    assert decision is not None and decision.flags == {Flag.CLOCK_UNTRUSTED}
+    if policy is UntrustedClockPolicy.DENY:
+        assert (decision.granted, decision.reason) == (False, Reason.NOT_YET_VALID)
+        assert book.uses(visitor.code) == (False, False)
+    else:
+        assert decision.granted and book.uses(visitor.code) == (True, False)
+
+
+def test_an_untrusted_clock_past_the_issue_time_grants_under_either_policy(book: VisitorBook):
+    visitor = book.register(REQUEST, NOW)
+    strict = book.decide(
+        visitor.code, at(NOW + timedelta(hours=1), trusted=False), "in", UntrustedClockPolicy.DENY
+    )
+    assert strict.granted and strict.flags == {Flag.CLOCK_UNTRUSTED}
+    late = book.decide(
+        visitor.code, at(NOW + timedelta(hours=4), trusted=False), "out", UntrustedClockPolicy.DENY
+    )
+    assert (late.granted, late.reason) == (False, Reason.EXPIRED)
+
+
+def test_the_gate_judges_visitor_passes_by_its_signed_pass_clock_policy(book: VisitorBook):
+    """``[passes] untrusted_clock = "deny"`` reaches the visitor book through the gate's decision."""
+    trust = TrustStore(SigningKey.generate().verify_key, "longtan")
+
+    def gate(policy: UntrustedClockPolicy | None) -> GateDecider:
+        passes = None
+        if policy is not None:
+            passes = GateState(
+                trust=trust, revocation=RevocationState(trust), policy=GatePolicy(untrusted_clock=policy)
+            )
+        decider = GateDecider(AllowList(frozenset()), passes)
+        decider.visitors = book
+        return decider
+
+    rebooted = at(NOW - timedelta(hours=2), trusted=False)
+    strict = gate(UntrustedClockPolicy.DENY).decide(book.register(REQUEST, NOW).code, rebooted)
+    assert (strict.granted, strict.reason, strict.flags) == (
+        False,
+        Reason.NOT_YET_VALID,
+        {Flag.CLOCK_UNTRUSTED},
+    )
+    for lenient in (gate(UntrustedClockPolicy.GRANT_AND_FLAG), gate(None)):
+        decision = lenient.decide(book.register(REQUEST, NOW).code, rebooted)
+        assert decision.granted and decision.flags == {Flag.CLOCK_UNTRUSTED}
+
+
 def test_codes_it_did_not_issue_are_left_to_the_rest_of_the_decision(book: VisitorBook):
     assert book.decide(new_code(), at(NOW)) is None  # right shape, not ours
     assert book.decide("104729", at(NOW)) is None
@@ -103,13 +161,13 @@ def test_codes_it_did_not_issue_are_left_to_the_rest_of_the_decision(book: Visit
 
 
 def test_the_file_keeps_no_code_and_survives_a_restart(tmp_path: Path):
-    book = VisitorBook(tmp_path / "v.db")
+    book = VisitorBook(tmp_path / "v.db", now=NOW)
     visitor = book.register(REQUEST, NOW)
     assert book.decide(visitor.code, at(NOW)).granted
     book.close()
     raw = b"".join(path.read_bytes() for path in tmp_path.glob("v.db*"))
     assert visitor.code.encode() not in raw
-    again = VisitorBook(tmp_path / "v.db")
+    again = VisitorBook(tmp_path / "v.db", now=NOW)
     try:
         assert again.uses(visitor.code) == (True, False)
         assert again.decide(visitor.code, at(NOW)).granted
@@ -125,6 +183,25 @@ def test_personal_data_is_deleted_a_day_after_expiry(book: VisitorBook, tmp_path
     assert book.uses(old.code) is None
     with sqlite3.connect(tmp_path / "visitors.db") as db:
         assert db.execute("SELECT count(*) FROM visitors").fetchone()[0] == 1
+
+
+def test_personal_data_is_deleted_at_start_without_a_registration(tmp_path: Path):
+    book = VisitorBook(tmp_path / "v.db", now=NOW - timedelta(days=3))
+    old = book.register(REQUEST, NOW - timedelta(days=3))
+    book.close()
+    again = VisitorBook(tmp_path / "v.db", now=NOW)
+    try:
+        assert len(again) == 0 and again.uses(old.code) is None
+    finally:
+        again.close()
+
+
+def test_personal_data_is_deleted_while_deciding_at_most_once_a_minute(book: VisitorBook):
+    old = book.register(REQUEST, NOW - timedelta(days=1, hours=4, seconds=30))  # kept until NOW - 30 s
+    book.decide("104729", at(NOW + timedelta(seconds=30)))  # the last purge (at start) was 30 s ago
+    assert book.uses(old.code) == (False, False)
+    book.decide("104729", at(NOW + timedelta(minutes=1)))  # any credential will do
+    assert book.uses(old.code) is None and len(book) == 0
 
 
 def test_the_event_masks_the_phone_and_carries_no_code(book: VisitorBook):
