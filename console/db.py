@@ -17,6 +17,11 @@ ISO-text UTC times, and this module hides what differs:
 - transactions: autocommit outside :meth:`Database.transaction`; inside it, one
   ``BEGIN IMMEDIATE`` (SQLite: take the write lock up front, so two writers cannot
   deadlock upgrading a read lock) or ``BEGIN`` (PostgreSQL).
+- NUL characters: PostgreSQL text cannot hold ``\x00`` and refuses the whole statement,
+  so on PostgreSQL every ``str`` parameter has its NULs replaced by U+FFFD (the store
+  cleans its extracted columns the same way).  A login name, an alarm note or an audit
+  target typed with a NUL is then stored, or looked up, with U+FFFD in its place, on
+  SQLite it stays as sent; neither is a server error.
 
 Times are stored as text like ``2026-11-29T10:31:07.123456Z`` (:func:`format_time`) on
 both backends, so ordering and range queries read the same everywhere.
@@ -171,6 +176,17 @@ def to_psycopg(sql: str) -> str:
     return _TOKEN.sub(replace, sql)
 
 
+def _without_nul(params: Params) -> Params:
+    """``params`` with every NUL in a ``str`` value replaced by U+FFFD, which PostgreSQL text can hold."""
+    if isinstance(params, Mapping):
+        return {key: _no_nul(value) for key, value in params.items()}
+    return [_no_nul(value) for value in params]
+
+
+def _no_nul(value: Any) -> Any:
+    return value.replace("\x00", "\ufffd") if isinstance(value, str) else value
+
+
 def _lock_key(component: str) -> int:
     """A stable signed 64-bit key for ``pg_advisory_xact_lock``, one per component."""
     return int.from_bytes(hashlib.sha256(f"gatepost:{component}".encode()).digest()[:8], "big", signed=True)
@@ -275,18 +291,21 @@ class Database:
     def _sql(self, sql: str) -> str:
         return sql if self.dialect == "sqlite" else to_psycopg(sql)
 
+    def _params(self, params: Params) -> Params:
+        return params if self.dialect == "sqlite" else _without_nul(params)
+
     def query(self, sql: str, params: Params = ()) -> list[tuple[Any, ...]]:
         """Rows of a SELECT (or of ``INSERT … RETURNING``, which both dialects support)."""
         conn = self._connection()
         with self._errors(sql):
-            cursor = conn.execute(self._sql(sql), params)
+            cursor = conn.execute(self._sql(sql), self._params(params))
             return [tuple(row) for row in cursor.fetchall()] if cursor.description else []
 
     def execute(self, sql: str, params: Params = ()) -> int:
         """Run one statement; return its rowcount.  Autocommits unless inside :meth:`transaction`."""
         conn = self._connection()
         with self._errors(sql):
-            return conn.execute(self._sql(sql), params).rowcount
+            return conn.execute(self._sql(sql), self._params(params)).rowcount
 
     def executemany(self, sql: str, rows: Iterable[Params]) -> None:
         conn = self._connection()
@@ -295,7 +314,7 @@ class Database:
                 conn.executemany(sql, rows)
             else:
                 with conn.cursor() as cursor:
-                    cursor.executemany(self._sql(sql), rows)
+                    cursor.executemany(self._sql(sql), (_without_nul(row) for row in rows))
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

@@ -6,6 +6,12 @@ originals: a 120×160 JPEG is a few kilobytes, so a site of thousands of residen
 few tens of megabytes of retained messages, and no full-resolution photo leaves the office.
 The file is named by the *original's* digest (``protocol.passes.format.photo_digest``),
 which is what the pass or card entry carries and so what the gate looks it up by.
+
+An upload is decoded only if its header claims at most :data:`MAX_PIXELS`: a PNG of
+a few tens of kilobytes can claim 20000×20000 pixels and take gigabytes to decode.
+The check is ours, made before any pixel is read, rather than Pillow's process-wide
+``MAX_IMAGE_PIXELS``; whatever Pillow refuses on its own (its decompression-bomb error,
+or its warning where warnings are errors) is "not a readable image" like any other.
 """
 
 from __future__ import annotations
@@ -21,6 +27,16 @@ from protocol.passes.format import photo_digest
 
 THUMBNAIL_SIZE: Final = (120, 160)
 JPEG_QUALITY: Final = 70
+MAX_PIXELS: Final = 40_000_000
+"""Three times a phone's usual 12-Mpx photo; the bound a printed pass's photo has too."""
+_UNREADABLE = (
+    UnidentifiedImageError,
+    OSError,
+    ValueError,
+    SyntaxError,  # Pillow's plugins say "broken PNG file" this way
+    Image.DecompressionBombError,
+    Image.DecompressionBombWarning,
+)
 
 
 class ThumbnailError(ValueError):
@@ -31,8 +47,13 @@ def make_thumbnail(image: bytes) -> bytes:
     """A JPEG of the photo cropped to 3:4 and scaled to 120×160, orientation applied."""
     try:
         with Image.open(io.BytesIO(image)) as original:
+            width, height = original.size
+            if width * height > MAX_PIXELS:
+                raise ThumbnailError(f"not a readable image: {width}x{height} is over {MAX_PIXELS} pixels")
             picture = ImageOps.exif_transpose(original).convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except ThumbnailError:
+        raise
+    except _UNREADABLE as exc:
         raise ThumbnailError(f"not a readable image: {exc}") from None
     picture = ImageOps.fit(picture, THUMBNAIL_SIZE)
     out = io.BytesIO()

@@ -6,7 +6,10 @@ share a digest.  Verification always runs scrypt — also for names that do not 
 and compares with :func:`hmac.compare_digest`, so neither timing nor the answer tells
 an attacker which names are real.  Repeated failures lock the account for a growing
 while (:data:`LOCK_AFTER`, :func:`lock_seconds`): guessing becomes slow without letting
-anyone lock an operator out for long.
+anyone lock an operator out for long.  The web server checks logins in a thread pool, so
+twenty guesses sent at once would all read "no failures yet"; the checks of one name
+therefore run one at a time in this process, and the failure count is incremented by
+the database itself, so that a second console process cannot lose a count either.
 
 A session token is 32 random bytes handed to the browser once, in an HttpOnly cookie;
 the database keeps only its SHA-256, so a leaked database or backup cannot be replayed
@@ -18,6 +21,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
+import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -187,6 +192,8 @@ class UserStore:
         self.db = db
         self.session_lifetime = session_lifetime
         self.idle_timeout = idle_timeout
+        self._checking: weakref.WeakValueDictionary[str, threading.Lock] = weakref.WeakValueDictionary()
+        self._checking_guard = threading.Lock()
         db.migrate("users", _migrations())
 
     # -- users -----------------------------------------------------------------------
@@ -248,10 +255,30 @@ class UserStore:
     # -- logging in ------------------------------------------------------------------
 
     def login(self, name: str, password: str, *, lang: str | None = None) -> LoginResult:
-        """Check a password; on success open a session and return its token (shown once)."""
+        """Check a password; on success open a session and return its token (shown once).
+
+        One check of ``name`` at a time: the guess after the one that locks the account
+        must see the lock, not the count from before the guesses in flight.
+        """
+        with self._check_lock(name):
+            return self._login(name, password, lang)
+
+    def _check_lock(self, name: str) -> threading.Lock:
+        """The lock of ``name``'s checks.
+
+        Weakly held: it lives while a check holds or awaits it, so guesses at a million
+        made-up names leave nothing behind.
+        """
+        with self._checking_guard:
+            lock = self._checking.get(name)
+            if lock is None:
+                lock = self._checking[name] = threading.Lock()
+            return lock
+
+    def _login(self, name: str, password: str, lang: str | None) -> LoginResult:
         now = _now()
         rows = self.db.query(
-            "SELECT name, role, created_at, disabled, salt, password_hash, failures, locked_until"
+            "SELECT name, role, created_at, disabled, salt, password_hash, locked_until"
             " FROM web_users WHERE name = ?",
             (name,),
         )
@@ -259,25 +286,18 @@ class UserStore:
             hash_password(password[:MAX_PASSWORD_CHARS], _DUMMY_SALT)  # same cost as a real check
             return LoginResult(LoginOutcome.BAD_CREDENTIALS)
         user = _user(rows[0][:4])
-        salt, stored, failures, locked_until = rows[0][4:]
+        salt, stored, locked_until = rows[0][4:]
         if locked_until is not None and _parse(locked_until) > now:
             return LoginResult(
                 LoginOutcome.LOCKED, user, locked_for_s=(_parse(locked_until) - now).total_seconds()
             )
         digest = hash_password(password, bytes.fromhex(salt))
         if not hmac.compare_digest(digest, bytes.fromhex(stored)):
-            failures = int(failures) + 1
-            wait = lock_seconds(failures)
-            until = _stamp(now + timedelta(seconds=wait)) if wait else None
-            self.db.execute(
-                "UPDATE web_users SET failures = ?, locked_until = ? WHERE name = ?", (failures, until, name)
-            )
-            if wait:
-                return LoginResult(LoginOutcome.LOCKED, user, locked_for_s=wait)
-            return LoginResult(LoginOutcome.BAD_CREDENTIALS, user)
+            return self._failed(user, now)
         if user.disabled:
             return LoginResult(LoginOutcome.DISABLED, user)
         self.db.execute("UPDATE web_users SET failures = 0, locked_until = NULL WHERE name = ?", (name,))
+        self.purge_expired()  # sessions are only made here, so this bounds the table
         token = secrets.token_urlsafe(32)
         stamp = _stamp(now)
         self.db.execute(
@@ -294,6 +314,25 @@ class UserStore:
             ),
         )
         return LoginResult(LoginOutcome.OK, user, token)
+
+    def _failed(self, user: User, now: datetime) -> LoginResult:
+        """Count a wrong password in the database and lock the account when the count says so.
+
+        The lock only ever moves later: a slower process that counted fewer failures
+        must not shorten the lock another one set.
+        """
+        counted = self.db.query(
+            "UPDATE web_users SET failures = failures + 1 WHERE name = ? RETURNING failures", (user.name,)
+        )
+        wait = lock_seconds(int(counted[0][0])) if counted else 0.0
+        if not wait:
+            return LoginResult(LoginOutcome.BAD_CREDENTIALS, user)
+        until = _stamp(now + timedelta(seconds=wait))
+        self.db.execute(
+            "UPDATE web_users SET locked_until = ? WHERE name = ? AND (locked_until IS NULL OR locked_until < ?)",
+            (until, user.name, until),
+        )
+        return LoginResult(LoginOutcome.LOCKED, user, locked_for_s=wait)
 
     def session(self, token: str) -> Session | None:
         """The live session for a cookie's token, touching its idle clock; None if over."""

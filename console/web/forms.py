@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -49,10 +50,19 @@ def refused(request: Request, template: str, exc: PageError, **ctx: Any) -> Resp
     )
 
 
-def audit(request: Request, action: str, target: str, detail: dict[str, Any]) -> None:
-    """Record who changed what from which address: every change made on a page is audited."""
-    request.app.state.ctx.audit.record(
-        request.state.user, action, target, detail, address=client_address(request)
+async def audit(request: Request, action: str, target: str, detail: dict[str, Any]) -> None:
+    """Record who changed what from which address: every change made on a page is audited.
+
+    In a worker thread: while ingest holds SQLite's write lock the insert waits, and on
+    the event loop that wait would freeze every page and live stream with it.
+    """
+    await run_in_threadpool(
+        request.app.state.ctx.audit.record,
+        request.state.user,
+        action,
+        target,
+        detail,
+        address=client_address(request),
     )
 
 

@@ -2,6 +2,10 @@
 
 - **Session**: the ``gp_session`` cookie (HttpOnly, SameSite=Strict) is looked up in
   :class:`console.users.UserStore`; ``request.state.user`` is the user or ``None``.
+  Reading a static file or ``/healthz`` is the same for everyone, so costs no lookup.  For a
+  page (a request that accepts HTML) the same worker thread also counts the open alarms
+  for the navigation's badge (``request.state.open_alarms``), so that rendering never
+  waits on the database on the event loop.
 - **Language**: the session's choice, else the ``gp_lang`` cookie, else
   ``Accept-Language`` — in ``request.state.lang``.
 - **CSRF**: every POST/PUT/PATCH/DELETE must carry the token of its session (or, before
@@ -9,7 +13,8 @@
   ``X-CSRF-Token``, and an ``Origin`` header, when sent, must be this host.  SameSite=Strict
   alone already stops most cross-site posts; the token also covers old browsers and
   a sibling site on the same domain.  The form body is read here (bounded by
-  :data:`MAX_BODY_BYTES`) and replayed to the route unchanged.
+  :data:`MAX_BODY_BYTES`, or :data:`MAX_ANONYMOUS_BODY_BYTES` without a session: nobody
+  may make the server buffer 64 MiB before logging in) and replayed to the route unchanged.
 - **Headers**: a Content-Security-Policy that allows only our own scripts, no framing,
   no sniffing.
 
@@ -34,6 +39,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from console.users import Session
 from console.web.i18n import LANGUAGES, negotiate
 
 log = logging.getLogger("gatepost.console.web")
@@ -42,6 +48,10 @@ SESSION_COOKIE = "gp_session"
 CSRF_COOKIE = "gp_csrf"
 LANG_COOKIE = "gp_lang"
 MAX_BODY_BYTES = 64 * 1024 * 1024
+MAX_ANONYMOUS_BODY_BYTES = 64 * 1024
+"""The body a visitor without a session may send: the login and language forms are a few hundred bytes."""
+SESSIONLESS_PATHS = ("/static/", "/healthz")
+"""Path prefixes a GET of which is answered the same for everyone: no session lookup for them."""
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
@@ -86,10 +96,12 @@ class SecurityMiddleware:
         headers = Headers(scope=scope)
         cookies = _cookies(headers)
         session = None
-        token = cookies.get(SESSION_COOKIE)
-        if token:
-            session = await to_thread.run_sync(ctx.users.session, token)
         state = scope.setdefault("state", {})
+        sessionless = scope["path"].startswith(SESSIONLESS_PATHS) and scope["method"] in SAFE_METHODS
+        token = None if sessionless else cookies.get(SESSION_COOKIE)
+        if token:
+            page = "text/html" in headers.get("accept", "")
+            session, state["open_alarms"] = await to_thread.run_sync(_session_of, ctx, token, page)
         state["user"] = session.user if session else None
         state["session"] = session
         lang = (session.lang if session else None) or cookies.get(LANG_COOKIE)
@@ -108,7 +120,8 @@ class SecurityMiddleware:
             new_cookies.append(cookie_header(SESSION_COOKIE, "", max_age=0, secure=secure))
 
         if scope["method"] not in SAFE_METHODS:
-            refusal, receive = await self._check_csrf(scope, receive, headers, state["csrf"])
+            limit = MAX_BODY_BYTES if session is not None else MAX_ANONYMOUS_BODY_BYTES
+            refusal, receive = await self._check_csrf(scope, receive, headers, state["csrf"], limit)
             if refusal is not None:
                 status, why = refusal
                 log.warning(
@@ -137,12 +150,12 @@ class SecurityMiddleware:
         return wrapped
 
     async def _check_csrf(
-        self, scope: Scope, receive: Receive, headers: Headers, expected: str
+        self, scope: Scope, receive: Receive, headers: Headers, expected: str, limit: int
     ) -> tuple[tuple[int, str] | None, Receive]:
         """Why the request is refused, as (status, reason), or None; and a ``receive`` that replays the body.
 
         The body is read here whichever way the token comes (form field or
-        ``X-CSRF-Token`` header), so :data:`MAX_BODY_BYTES` bounds every request.
+        ``X-CSRF-Token`` header), so ``limit`` bytes bound every request.
         """
         origin = headers.get("origin")
         if origin and origin != "null":
@@ -155,7 +168,7 @@ class SecurityMiddleware:
         if supplied is None and not is_form:
             return (403, "missing CSRF token"), receive
         declared = headers.get("content-length", "")
-        if declared.isascii() and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        if declared.isascii() and declared.isdigit() and int(declared) > limit:
             return (413, "request body too large"), receive
         chunks: list[bytes] = []
         size = 0
@@ -166,7 +179,7 @@ class SecurityMiddleware:
                 return (400, "client went away"), receive
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > MAX_BODY_BYTES:
+            if size > limit:
                 return (413, "request body too large"), receive
             chunks.append(chunk)
             more = message.get("more_body", False)
@@ -188,6 +201,12 @@ class SecurityMiddleware:
         if not supplied or not expected or not hmac.compare_digest(supplied.encode(), expected.encode()):
             return (403, "bad or missing CSRF token"), replay
         return None, replay
+
+
+def _session_of(ctx: Any, token: str, page: bool) -> tuple[Session | None, int | None]:
+    """The cookie's session and, for a logged-in page, the open-alarm count its badge shows."""
+    session = ctx.users.session(token)
+    return session, ctx.alarms.open_count() if session is not None and page else None
 
 
 class _MalformedForm(ValueError):

@@ -2,8 +2,11 @@
 
 ``render(request, "events/list.html", events=...)`` adds ``t`` (translate into the
 request's language), ``lang``, ``user``, ``csrf_field()`` (the hidden input every POST
-form carries), ``csrf_token`` and ``request``.  Autoescaping is on for every template:
-pass codes, holder names and notes come from outside and must never become markup.
+form carries), ``csrf_token``, ``request`` and the navigation's ``open_alarms``.
+Autoescaping is on for every template: pass codes, holder names and notes come from
+outside and must never become markup.  Rendering runs on the event loop, so it reads
+nothing from the database: what a page shows was fetched in a worker thread before
+(the alarm count by the middleware, with the session).
 """
 
 from __future__ import annotations
@@ -78,10 +81,8 @@ def request_lang(request: Request) -> str:
 def template_context(request: Request, **ctx: Any) -> dict[str, Any]:
     state = request.scope.get("state", {})
     token = state.get("csrf", "")
-    if state.get("user") is not None and "open_alarms" not in ctx:
-        app_ctx = getattr(request.app.state, "ctx", None)
-        if app_ctx is not None:  # the nav's badge; one indexed count
-            ctx["open_alarms"] = app_ctx.alarms.open_count()
+    if state.get("open_alarms") is not None and "open_alarms" not in ctx:
+        ctx["open_alarms"] = state["open_alarms"]  # the nav's badge, counted beside the session lookup
     lang = request_lang(request)
     tz_name = zone_name(request)
     t = translator(lang)

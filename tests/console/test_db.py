@@ -49,6 +49,29 @@ def test_roundtrip_of_types_and_percent(db: Database) -> None:
     assert db.query("SELECT COUNT(*) FROM people") == [(4,)]
 
 
+def test_text_with_nul_is_stored_not_a_server_error(db: Database) -> None:
+    """PostgreSQL text cannot hold NUL: there it becomes U+FFFD, on SQLite it stays."""
+    kept = "a\x00b" if db.dialect == "sqlite" else "a\ufffdb"
+    db.migrate("test", MIGRATIONS)
+    db.execute("INSERT INTO people (name) VALUES (?)", ("a\x00b",))
+    db.executemany("INSERT INTO people (name) VALUES (?)", [("c\x00",)])
+    assert db.query("SELECT name FROM people WHERE name = :name", {"name": "a\x00b"}) == [(kept,)]
+    assert db.query("SELECT COUNT(*) FROM people WHERE name = ?", ("c\x00",)) == [(1,)]
+
+
+def test_a_login_name_or_audit_target_with_nul_is_refused_or_kept(db: Database) -> None:
+    from console.audit import AuditLog
+    from console.users import LoginOutcome, UserStore
+
+    users, audit = UserStore(db), AuditLog(db)
+    users.add("admin", "correct horse battery", "admin")
+    assert users.login("ad\x00min", "correct horse battery").outcome is LoginOutcome.BAD_CREDENTIALS
+    audit.record("-", "login.failed", "ad\x00min", {"name": "ad\x00min"})
+    (entry,) = audit.entries()
+    assert entry.target == ("ad\x00min" if db.dialect == "sqlite" else "ad\ufffdmin")
+    assert entry.detail == {"name": "ad\x00min"}  # JSON text writes NUL as \u0000 anyway
+
+
 def test_transaction_rolls_back_whole_and_names_the_constraint(db: Database) -> None:
     db.migrate("test", MIGRATIONS)
     db.execute("INSERT INTO people (name) VALUES (?)", ("a",))

@@ -331,7 +331,7 @@ async def _save(request: Request, registry: CardRegistry, old: CardEntry | None)
         return refused(request, "cards/edit.html", exc, form=values, card=card)
     finally:
         await form.close()
-    audit(
+    await audit(
         request,
         "card.add" if old is None else "card.edit",
         f"card:{entry.credential}",
@@ -388,7 +388,9 @@ async def remove(request: Request, registry: CardRegistry, entry: CardEntry) -> 
             error_key="cards.error.confirm_required",
         )
     version = await run_in_threadpool(registry.remove, [entry.credential])
-    audit(request, "card.remove", f"card:{entry.credential}", {"holder": entry.holder, "version": version})
+    await audit(
+        request, "card.remove", f"card:{entry.credential}", {"holder": entry.holder, "version": version}
+    )
     return RedirectResponse(f"/cards?changed={version}", status_code=303)
 
 

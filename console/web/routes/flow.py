@@ -30,8 +30,9 @@ from console.flow import (
     build_report,
     roster,
 )
-from console.web.auth import client_address, login_required
+from console.web.auth import login_required
 from console.web.charts import ChartText, day_chart, month_chart
+from console.web.forms import audit
 from console.web.render import render
 from protocol import validate_name
 
@@ -177,7 +178,7 @@ async def export_json(request: Request) -> Response:
     report = await _export_report(request)
     if isinstance(report, Response):
         return report
-    _audit(request, "flow.export", {"format": "json", "day": report.day, "post": report.post})
+    await audit(request, "flow.export", "flow", {"format": "json", "day": report.day, "post": report.post})
     return JSONResponse(
         report.to_dict(),
         headers={"Content-Disposition": f'attachment; filename="flow-{report.day}.json"'},
@@ -220,17 +221,11 @@ async def export_csv(request: Request) -> Response:
                     slot.delta,
                 ]
             )
-    _audit(request, "flow.export", {"format": "csv", "day": report.day, "post": report.post})
+    await audit(request, "flow.export", "flow", {"format": "csv", "day": report.day, "post": report.post})
     return Response(
         out.getvalue(),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="flow-{report.day}.csv"'},
-    )
-
-
-def _audit(request: Request, action: str, detail: dict[str, Any]) -> None:
-    request.app.state.ctx.audit.record(
-        request.state.user, action, "flow", detail, address=client_address(request)
     )
 
 

@@ -222,17 +222,30 @@ def _write_phone_key(office: Office, issued: Any) -> None:
         json.dump({"serial": issued.pass_.serial, "text": issued.text, "key": issued.phone_key.hex()}, f)
 
 
-def _thumbnail(request: Request, photo: bytes | None) -> None:
-    """Give the gates' guard screens the holder's face, if the console delivers thumbnails."""
+async def _thumbnail(request: Request, photo: bytes | None) -> None:
+    """Give the gates' guard screens the holder's face, if the console delivers thumbnails.
+
+    Decoding and scaling a phone photo takes Pillow a good part of a second: not on the event loop.
+    """
     folder = thumbnail_folder(request)
     if photo is None or folder is None:
         return
     from console.thumbnails import ThumbnailError, save_thumbnail
 
     try:
-        save_thumbnail(folder, photo)
+        await run_in_threadpool(save_thumbnail, folder, photo)
     except (ThumbnailError, OSError) as exc:
         log.warning("pass photo thumbnail not written: %s", exc)
+
+
+def _as_uploaded(exc: Exception, pass_req: PassRequest | None, form: FormData) -> Exception:
+    """A refusal of the photo naming the operator's own file, not the server's temporary copy of it."""
+    upload = form.get("photo")
+    photo = pass_req.photo if pass_req is not None else None
+    if not isinstance(exc, RequestError) or photo is None or not isinstance(upload, UploadFile):
+        return exc
+    name = Path(upload.filename or "").name[:100]
+    return RequestError(exc.reason, exc.field, exc.detail.replace(str(photo), name))
 
 
 def _error_page(request: Request, template: str, exc: Exception, **ctx: Any) -> Response:
@@ -277,6 +290,7 @@ async def new_page(request: Request) -> Response:
 async def issue(request: Request) -> Response:
     form = await request.form(max_files=1, max_fields=20)
     values = {k: v for k, v in form.items() if isinstance(v, str)}
+    pass_req: PassRequest | None = None
     try:
         with tempfile.TemporaryDirectory(prefix="gatepost-upload-") as tmp:
             pass_req, photo = await pass_request(form, Path(tmp))
@@ -299,11 +313,12 @@ async def issue(request: Request) -> Response:
             serial, generation = await with_office(request, work)
     except (PageError, RequestError, OfficeError) as exc:
         log.info("pass issue refused: %s", exc)
-        return _error_page(request, "passes/new.html", exc, roles=ROLES, form=values)
+        shown = _as_uploaded(exc, pass_req, form)
+        return _error_page(request, "passes/new.html", shown, roles=ROLES, form=values)
     finally:
         await form.close()
-    _thumbnail(request, photo)
-    audit(
+    await _thumbnail(request, photo)
+    await audit(
         request,
         "pass.issue",
         f"pass:{serial}",
@@ -376,7 +391,7 @@ async def card_file(request: Request) -> Response:
         return path
     download = request.query_params.get("download") == "1" or fmt == "pdf"
     if download:
-        audit(request, "pass.print", f"pass:{serial}", {"format": fmt, "generation": int(generation)})
+        await audit(request, "pass.print", f"pass:{serial}", {"format": fmt, "generation": int(generation)})
     media = "application/pdf" if fmt == "pdf" else "image/png"
     return FileResponse(
         path,
@@ -392,7 +407,7 @@ async def phone_file(request: Request) -> Response:
     path = _printed(request, f"{serial}.phone.json", "not_a_dynamic_pass")
     if isinstance(path, Response):
         return path
-    audit(request, "pass.phone_key", f"pass:{serial}", {})
+    await audit(request, "pass.phone_key", f"pass:{serial}", {})
     return FileResponse(path, media_type="application/json", filename=f"pass-{serial}.phone.json")
 
 
@@ -444,7 +459,7 @@ async def revoke(request: Request) -> Response:
             ctx = {"rows": []}
         return _error_page(request, "passes/revoke.html", exc, serial=serial, **ctx)
     failure = await run_in_threadpool(publish, request, public, site)
-    audit(
+    await audit(
         request,
         "pass.revoke",
         f"pass:{serial}",
@@ -463,7 +478,7 @@ async def publish_again(request: Request) -> Response:
     except PageError as exc:
         return _error_page(request, "passes/list.html", exc, rows=[], q="")
     failure = await run_in_threadpool(publish, request, public, site)
-    audit(request, "pass.publish", f"site:{site}", {"published": failure is None, "error": failure})
+    await audit(request, "pass.publish", f"site:{site}", {"published": failure is None, "error": failure})
     if failure:
         return _error_page(
             request,
@@ -511,7 +526,9 @@ async def import_start(request: Request) -> Response:
                     photo = issued.photo.read_bytes() if issued.photo is not None else None
                     _print(office, issued, photo)
                     _write_phone_key(office, issued)
-                    job.update(imported=[*job.imported, str(issued.pass_.serial)])
+                    # in place, not a copy per row: snapshot() reads the list under the job's
+                    # lock, an append is atomic, and the progress update after the row tells the page
+                    job.imported.append(str(issued.pass_.serial))
                     return issued.pass_.serial
 
                 result = run_batch(

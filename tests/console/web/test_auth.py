@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
-from console.users import LOCK_AFTER, LoginOutcome, UserError, UserStore, hash_password, lock_seconds
+import console.users
+from console.db import Database
+from console.users import (
+    LOCK_AFTER,
+    LoginOutcome,
+    LoginResult,
+    UserError,
+    UserStore,
+    hash_password,
+    lock_seconds,
+)
 from tests.console.web.web_support import PASSWORD, Web, csrf_of, login, post_form
 
 
@@ -163,3 +176,115 @@ def test_pages_carry_security_headers(web: Web):
         response = client.get("/login")
         assert "script-src 'self'" in response.headers["content-security-policy"]
         assert response.headers["x-frame-options"] == "DENY"
+
+
+def _guess_at_once(stores: list[UserStore], guesses: int) -> list[LoginResult]:
+    """``guesses`` wrong passwords for ana sent at the same moment, spread over ``stores``."""
+    results: list[LoginResult] = []
+    start = threading.Barrier(guesses)
+
+    def guess(i: int) -> None:
+        start.wait()
+        results.append(stores[i % len(stores)].login("ana", f"guess number {i:04d}"))
+
+    threads = [threading.Thread(target=guess, args=(i,)) for i in range(guesses)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+@pytest.fixture
+def checks(monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]:
+    """How many passwords were put through scrypt so far."""
+    count = 0
+    lock = threading.Lock()
+    real = console.users.hash_password
+
+    def counted(password: str, salt: bytes) -> bytes:
+        nonlocal count
+        with lock:
+            count += 1
+        return real(password, salt)
+
+    monkeypatch.setattr(console.users, "hash_password", counted)
+    return lambda: count
+
+
+def test_parallel_wrong_guesses_are_checked_one_at_a_time_so_the_lock_stops_them(
+    web: Web, checks: Callable[[], int]
+):
+    web.add_user("ana")
+    before = checks()
+    results = _guess_at_once([web.ctx.users], 20)
+    assert checks() - before == LOCK_AFTER  # the guesses after the one that locked were never checked
+    outcomes = [r.outcome for r in results]
+    assert outcomes.count(LoginOutcome.BAD_CREDENTIALS) == LOCK_AFTER - 1
+    assert outcomes.count(LoginOutcome.LOCKED) == 20 - (LOCK_AFTER - 1)
+    assert web.ctx.db.query("SELECT failures FROM web_users") == [(LOCK_AFTER,)]
+    assert web.ctx.users.login("ana", PASSWORD).outcome is LoginOutcome.LOCKED
+
+
+def test_two_console_processes_lose_no_failure_count(db_url: str | Path, checks: Callable[[], int]):
+    databases = [Database(db_url), Database(db_url)]
+    try:
+        stores = [UserStore(db) for db in databases]
+        stores[0].add("ana", PASSWORD, "operator")
+        before = checks()
+        results = _guess_at_once(stores, 20)
+        # every check counted once, whichever process made it, so only the first few were let through
+        assert databases[0].query("SELECT failures FROM web_users") == [(checks() - before,)]
+        assert [r.outcome for r in results].count(LoginOutcome.BAD_CREDENTIALS) == LOCK_AFTER - 1
+    finally:
+        for db in databases:
+            db.close()
+
+
+def test_a_login_clears_out_sessions_that_have_ended(web: Web):
+    web.add_user("ana")
+    web.add_user("bob")
+    web.ctx.users.login("ana", PASSWORD)
+    web.ctx.users.login("ana", PASSWORD)
+    web.ctx.db.execute("UPDATE web_sessions SET expires_at = '2000-01-01T00:00:00.000000Z'")
+    token = web.ctx.users.login("bob", PASSWORD).token
+    assert web.ctx.db.query("SELECT user_name FROM web_sessions") == [("bob",)]
+    assert token and web.ctx.users.session(token) is not None
+
+
+def test_before_login_a_body_is_bounded_at_64_kib(web: Web):
+    web.add_user("ana")
+    with web.client() as client:
+        token = csrf_of(client.get("/login").text)
+        big = client.post(
+            "/login",
+            data={"name": "ana", "password": PASSWORD, "csrf_token": token, "filler": "x" * 70_000},
+            follow_redirects=False,
+        )
+        assert big.status_code == 413 and "too large" in big.text
+        declared = client.post(
+            "/login", content=b"x", headers={"x-csrf-token": token, "content-length": str(65 * 1024)}
+        )
+        assert declared.status_code == 413
+        assert login(client, "ana").status_code == 303
+        # logged in, the same body is no longer refused for its size
+        logged_in = post_form(client, "/lang", {"lang": "zh", "filler": "x" * 70_000})
+        assert logged_in.status_code == 303
+
+
+def test_static_files_and_the_health_check_do_not_look_up_the_session(
+    web: Web, monkeypatch: pytest.MonkeyPatch
+):
+    web.add_user("ana")
+    lookups: list[str] = []
+    real = web.ctx.users.session
+    monkeypatch.setattr(web.ctx.users, "session", lambda token: lookups.append(token) or real(token))
+    with web.client() as client:
+        login(client, "ana")
+        lookups.clear()
+        for path in ("/static/console.js", "/healthz"):
+            response = client.get(path)
+            assert response.status_code == 200
+            assert not any(c.startswith("gp_session=") for c in response.headers.get_list("set-cookie"))
+        assert lookups == []
+        assert client.get("/").status_code == 200 and len(lookups) == 1

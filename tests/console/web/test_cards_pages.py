@@ -135,6 +135,22 @@ def test_duplicates_and_bad_photos(console: Console) -> None:
     assert bad.status_code == 400 and "not an image" in bad.text
 
 
+@pytest.mark.parametrize("size", [(7000, 7000), (20000, 20000)], ids=["over our 40 Mpx", "a Pillow bomb"])
+def test_a_photo_of_too_many_pixels_is_refused_before_it_is_decoded(
+    console: Console, size: tuple[int, int]
+) -> None:
+    client = console.client("operator")
+    bomb = io.BytesIO()
+    Image.new("1", size).save(bomb, "PNG")  # a few tens of kilobytes that decode to gigabytes
+    response = client.post(
+        "/cards/new",
+        data={"csrf_token": csrf_of(client, "/cards"), "credential": CARD},
+        files={"photo": ("face.png", bomb.getvalue(), "image/png")},
+    )
+    assert response.status_code == 400 and "not an image" in response.text
+    assert console.ctx.cards is not None and console.ctx.cards.get(CARD) is None
+
+
 def test_roles_and_csrf(console: Console) -> None:
     assert console.client(None).get("/cards").status_code == 303
     operator = console.client("operator")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from PIL import Image
 
 from console.passes.office import Office
+from console.web.imports import ImportJob, jobs_of
 from tests.console.web.pages_support import Console, audit_actions, csrf_of, web_console
 
 
@@ -116,6 +118,17 @@ def test_a_photo_that_is_not_an_image_is_refused(console: Console) -> None:
         files={"photo": ("face.jpg", b"not a jpeg at all", "image/jpeg")},
     )
     assert response.status_code == 400 and "bad_photo" in response.text
+
+
+def test_a_bad_photo_is_named_as_uploaded_not_by_the_servers_temporary_copy(console: Console) -> None:
+    client = console.client("operator")
+    response = client.post(
+        "/passes/new",
+        data={"csrf_token": csrf_of(client, "/passes/new"), "holder": "A", "unit": "1", "role": "visitor"},
+        files={"photo": ("my face.jpg", b"not a jpeg at all", "image/jpeg")},
+    )
+    assert response.status_code == 400 and "my face.jpg is not a readable image" in response.text
+    assert "gatepost-upload-" not in response.text and tempfile.gettempdir() not in response.text
 
 
 def test_revoke_needs_confirmation_and_reason_then_publishes(
@@ -238,6 +251,35 @@ def test_bulk_import_with_progress_over_sse(console: Console) -> None:
     assert admin.get(cards_url).status_code == 404 and admin.get(cards_url + "/events").status_code == 404
     assert "pass.import" in audit_actions(console)
     assert len(Office.open(console.ctx.office_dir).registered(6)) == 1
+
+
+def test_a_bulk_import_appends_each_serial_rather_than_copying_the_list(
+    console: Console, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    copies: list[int] = []
+    update = ImportJob.update
+
+    def watched(job: ImportJob, **values: object) -> None:
+        if "imported" in values:
+            copies.append(len(job.imported))
+        update(job, **values)
+
+    monkeypatch.setattr(ImportJob, "update", watched)
+    admin = console.client("admin")
+    rows = ["holder,unit,role,days", *(f"Resident {i},3-2-{500 + i},resident,30" for i in range(3))]
+    response = admin.post(
+        "/passes/import",
+        data={"csrf_token": csrf_of(admin, "/passes/import")},
+        files={"file": ("residents.csv", "\n".join(rows).encode(), "text/csv")},
+    )
+    assert response.status_code == 303, response.text
+    job = jobs_of(console.app).get(response.headers["location"].rsplit("/", 1)[1])
+    assert job is not None
+    while not job.finished:
+        job.wait_change(job.version, 5)
+    state = job.snapshot()
+    assert (state["imported"], state["first"], state["last"], state["error"]) == (3, "1", "3", None)
+    assert copies == []  # each row an append, not a copy of every serial before it
 
 
 def test_bad_uploads_are_refused_clearly(console: Console) -> None:
