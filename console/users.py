@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from protocol import GatepostError
+from protocol.errors import Rejection
 
 if TYPE_CHECKING:
     from console.db import Database
@@ -55,8 +55,38 @@ class Role(StrEnum):
     ADMIN = "admin"
 
 
-class UserError(GatepostError, ValueError):
-    """A user cannot be created or changed as asked; the message says why."""
+class UserProblem(StrEnum):
+    """Why a user cannot be created or changed; the web console shows each in the user's language."""
+
+    BAD_NAME = "bad_name"
+    SHORT_PASSWORD = "short_password"
+    LONG_PASSWORD = "long_password"
+    BAD_ROLE = "bad_role"
+    EXISTS = "exists"
+    NO_SUCH_USER = "no_such_user"
+    OWN_ROLE = "own_role"
+    OWN_ACCOUNT = "own_account"
+    UNKNOWN_ACTION = "unknown_action"
+
+
+class UserError(Rejection[UserProblem], ValueError):
+    """A user cannot be created or changed as asked.
+
+    ``values`` fill the translated sentence (``users.error.<reason>`` in the locales);
+    ``detail`` is the same sentence in English, for the command line and the log.
+    """
+
+    def __init__(self, reason: UserProblem, detail: str, **values: object) -> None:
+        self.values = values
+        super().__init__(reason, detail)
+
+
+def parse_role(role: Role | str) -> Role:
+    try:
+        return Role(role)
+    except ValueError:
+        roles = ", ".join(r.value for r in Role)
+        raise UserError(UserProblem.BAD_ROLE, f"role must be one of {roles}", roles=roles) from None
 
 
 def _now() -> datetime:
@@ -94,16 +124,26 @@ def lock_seconds(failures: int) -> float:
 
 def check_password_rules(password: str) -> None:
     if len(password) < MIN_PASSWORD_CHARS:
-        raise UserError(f"password must have at least {MIN_PASSWORD_CHARS} characters")
+        raise UserError(
+            UserProblem.SHORT_PASSWORD,
+            f"password must have at least {MIN_PASSWORD_CHARS} characters",
+            count=MIN_PASSWORD_CHARS,
+        )
     if len(password) > MAX_PASSWORD_CHARS:
-        raise UserError(f"password must have at most {MAX_PASSWORD_CHARS} characters")
+        raise UserError(
+            UserProblem.LONG_PASSWORD,
+            f"password must have at most {MAX_PASSWORD_CHARS} characters",
+            count=MAX_PASSWORD_CHARS,
+        )
 
 
 def check_name(name: str) -> str:
     import re
 
     if not re.match(NAME_PATTERN, name or ""):
-        raise UserError("user name must be 1-32 characters of a-z, 0-9, '.', '_' or '-'")
+        raise UserError(
+            UserProblem.BAD_NAME, "user name must be 1-32 characters of a-z, 0-9, '.', '_' or '-'"
+        )
     return name
 
 
@@ -201,9 +241,9 @@ class UserStore:
     def add(self, name: str, password: str, role: Role | str) -> User:
         check_name(name)
         check_password_rules(password)
-        role = Role(role)
+        role = parse_role(role)
         if self.get(name) is not None:
-            raise UserError(f"user {name!r} already exists")
+            raise UserError(UserProblem.EXISTS, f"user {name!r} already exists", name=name)
         salt = secrets.token_bytes(SALT_BYTES)
         now = _stamp(_now())
         self.db.execute(
@@ -222,22 +262,22 @@ class UserStore:
             (salt.hex(), hash_password(password, salt).hex(), _stamp(_now()), name),
         )
         if not changed:
-            raise UserError(f"no user {name!r}")
+            raise UserError(UserProblem.NO_SUCH_USER, f"no user {name!r}", name=name)
         self.end_sessions(name)  # a new password ends every login made with the old one
 
     def set_role(self, name: str, role: Role | str) -> None:
-        role = Role(role)
+        role = parse_role(role)
         if not self.db.execute(
             "UPDATE web_users SET role = ?, updated_at = ? WHERE name = ?", (role.value, _stamp(_now()), name)
         ):
-            raise UserError(f"no user {name!r}")
+            raise UserError(UserProblem.NO_SUCH_USER, f"no user {name!r}", name=name)
 
     def set_disabled(self, name: str, disabled: bool) -> None:
         if not self.db.execute(
             "UPDATE web_users SET disabled = ?, updated_at = ? WHERE name = ?",
             (int(disabled), _stamp(_now()), name),
         ):
-            raise UserError(f"no user {name!r}")
+            raise UserError(UserProblem.NO_SUCH_USER, f"no user {name!r}", name=name)
         if disabled:
             self.end_sessions(name)
 

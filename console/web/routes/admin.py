@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 
 from anyio import to_thread
@@ -9,10 +10,12 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from console.users import Role, UserError
+from console.users import Role, UserError, UserProblem
 from console.web.auth import admin_required, client_address, current_user
 from console.web.queries import parse_row_id
 from console.web.render import render
+
+log = logging.getLogger("gatepost.console.web.admin")
 
 _ACTION = re.compile(r"^[a-z][a-z0-9_.]{0,63}$")
 
@@ -39,7 +42,9 @@ async def audit_page(request: Request) -> Response:
     )
 
 
-async def _users_page(request: Request, status_code: int = 200, error: str | None = None) -> Response:
+async def _users_page(
+    request: Request, status_code: int = 200, error: tuple[str, dict[str, object]] | None = None
+) -> Response:
     ctx = request.app.state.ctx
     users = await to_thread.run_sync(ctx.users.list)
     return render(request, "users.html", status_code=status_code, users=users, roles=list(Role), error=error)
@@ -69,18 +74,21 @@ async def users_change(request: Request) -> Response:
             detail = {}
         elif action == "role":
             if admin is not None and name == admin.name:
-                raise UserError("you cannot change your own role")
+                raise UserError(UserProblem.OWN_ROLE, "you cannot change your own role")
             await to_thread.run_sync(ctx.users.set_role, name, role)
             detail = {"role": role}
         elif action in ("disable", "enable"):
             if admin is not None and name == admin.name:
-                raise UserError("you cannot disable yourself")
+                raise UserError(UserProblem.OWN_ACCOUNT, "you cannot disable yourself")
             await to_thread.run_sync(ctx.users.set_disabled, name, action == "disable")
             detail = {}
         else:
-            raise UserError("unknown action")
-    except (UserError, ValueError) as exc:
-        return await _users_page(request, status_code=400, error=str(exc))
+            raise UserError(UserProblem.UNKNOWN_ACTION, "unknown action")
+    except UserError as exc:
+        log.info("user change %s %r refused: %s", action, name, exc)
+        return await _users_page(
+            request, status_code=400, error=(f"users.error.{exc.reason.value}", exc.values)
+        )
     await to_thread.run_sync(
         lambda: ctx.audit.record(admin, f"user.{action}", name, detail, address=client_address(request))
     )

@@ -126,6 +126,28 @@ def test_operators_cannot_open_admin_pages(web: Web):
     assert ("user.add", "eve") in [(e.action, e.target) for e in web.ctx.audit.entries()]
 
 
+@pytest.mark.parametrize(
+    ("lang", "form", "says"),
+    [
+        ("en", {"action": "add", "name": "eve", "password": "short"}, "at least 10 characters"),
+        ("zh", {"action": "add", "name": "eve", "password": "short"}, "密码至少需要 10 个字符"),
+        ("zh", {"action": "add", "name": "Eve!", "password": PASSWORD}, "用户名须为"),
+        ("zh", {"action": "add", "name": "eve", "password": PASSWORD, "role": "boss"}, "角色必须是以下之一"),
+        ("zh", {"action": "role", "name": "root", "role": "operator"}, "不能修改自己的角色"),
+        ("zh", {"action": "password", "name": "nobody", "password": PASSWORD}, "没有用户 nobody"),
+        ("zh", {"action": "explode", "name": "eve"}, "未知操作"),
+    ],
+)
+def test_a_refused_user_change_says_why_in_the_users_language(web: Web, lang: str, form: dict, says: str):
+    web.add_user("root", "admin")
+    with web.client() as client:
+        login(client, "root")
+        post_form(client, "/lang", {"lang": lang})
+        refused = post_form(client, "/users", form, page="/users")
+        assert refused.status_code == 400 and says in refused.text, refused.text
+        assert "Traceback" not in refused.text
+
+
 def test_posts_without_the_csrf_token_are_refused(web: Web):
     web.add_user("ana")
     with web.client() as client:
