@@ -9,15 +9,19 @@ kind                        raised when
 ``door.held_open``          a door stayed open past its limit
 ``door.tamper``             a reader or door housing was opened
 ``outbox.overflow``         a gate's outbox was full and refused events
-``gate.offline``            a gate's status became ``offline`` (its last will: the link died)
+``gate.offline``            a gate's status became ``offline`` from another state (its last
+                            will: the link died)
 ``access.denied_burst``     ``denials`` refused credentials at one gate within ``window_s``
                             of gate time (default 5 in 60 s: someone trying cards or codes)
 ==========================  ==========================================================
 
-Each alarm names its source (the event id, or the status' receipt time) and the table
-refuses a second alarm for the same source, so re-reading events after a restart, or
-two console processes reading the same store, never doubles an alarm.  Acknowledging
-takes an operator and a note, and is audited by the caller.
+Each alarm names its source (the event id, or the receipt time of the status that took
+the gate offline) and the table refuses a second alarm for the same source, so
+re-reading events after a restart, or two console processes reading the same store,
+never doubles an alarm.  Nor does the broker re-sending a gate's retained ``offline`` at
+every subscribe (each console restart or ingest reconnect): the gate was offline
+already, so that is no change of state.  Acknowledging takes an operator and a note,
+and is audited by the caller.
 """
 
 from __future__ import annotations
@@ -26,14 +30,12 @@ import json
 from collections import defaultdict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
+from console.db import Database, Migration, format_time, now_text
 from protocol import GatepostError
-
-if TYPE_CHECKING:
-    from console.db import Database
 
 MAX_NOTE_CHARS = 500
 
@@ -131,9 +133,8 @@ class Alarm:
 
 
 def _time_text(value: Any) -> str:
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
-    return str(value)
+    """A stored event's time is already text; a protocol event's is a datetime."""
+    return format_time(value) if isinstance(value, datetime) else str(value)
 
 
 def _time_value(value: Any) -> datetime:
@@ -184,13 +185,7 @@ def evaluate(rules: AlarmRules, state: RuleState, event: EventLike) -> Draft | N
     )
 
 
-def _stamp() -> str:
-    return _time_text(datetime.now(UTC))
-
-
-def _migrations() -> list:
-    from console.db import Migration
-
+def _migrations() -> list[Migration]:
     return [
         Migration(
             1,
@@ -243,10 +238,14 @@ class AlarmBook:
         return self._raise(drafts)
 
     def observe_status(
-        self, site: str, gate: str, state: str, received_at: str, payload: str = ""
+        self, site: str, gate: str, state: str, received_at: str, *, previous: str
     ) -> list[Alarm]:
-        """A gate status as stored; ``offline`` raises once per status message (its receipt time)."""
-        if state != "offline":
+        """A gate status as stored, after ``previous`` (the state the console showed before it).
+
+        ``offline`` after any other state raises, named by its receipt time; ``offline``
+        again is the broker re-sending the retained will, not a new outage.
+        """
+        if state != "offline" or previous == "offline":
             return []
         draft = Draft(
             AlarmKind.GATE_OFFLINE, site, gate, f"{site}/{gate}@{received_at}", received_at, None, {}
@@ -256,7 +255,7 @@ class AlarmBook:
     def _raise(self, drafts: Sequence[Draft]) -> list[Alarm]:
         raised: list[Alarm] = []
         for draft in drafts:
-            now = _stamp()
+            now = now_text()
             detail = json.dumps(draft.detail, ensure_ascii=False)
             inserted = self.db.execute(
                 "INSERT INTO alarms (kind, site, gate, source, raised_at, event_time, event_id, detail)"
@@ -314,7 +313,7 @@ class AlarmBook:
             raise AlarmError(f"the note is longer than {MAX_NOTE_CHARS} characters")
         changed = self.db.execute(
             "UPDATE alarms SET acked_at = ?, acked_by = ?, note = ? WHERE row_id = ? AND acked_at IS NULL",
-            (_stamp(), user, note, row_id),
+            (now_text(), user, note, row_id),
         )
         alarm = self.get(row_id)
         if alarm is None:

@@ -43,6 +43,8 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
 
+from console.db import format_time
+
 if TYPE_CHECKING:
     from console.config import FlowConfig
 
@@ -122,10 +124,6 @@ class QueryDatabase(Protocol):
 # -- reading the store ------------------------------------------------------------------------
 
 
-def _time_text(value: datetime) -> str:
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
-
-
 def events_buckets(
     db: QueryDatabase,
     *,
@@ -147,7 +145,7 @@ def events_buckets(
     is_granted = "granted = 1"
     is_out = "coalesce(direction, '') = 'out'"
     where = ["time >= ?", "time < ?", f"type IN ({', '.join('?' * len(GRANT_TYPES + DENY_TYPES))})"]
-    params: list[Any] = [_time_text(start), _time_text(end), *GRANT_TYPES, *DENY_TYPES]
+    params: list[Any] = [format_time(start), format_time(end), *GRANT_TYPES, *DENY_TYPES]
     if site is not None:
         where.append("site = ?")
         params.append(site)

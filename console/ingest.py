@@ -402,7 +402,7 @@ class Ingestor:
             if batch:
                 try:
                     self._handle(batch)
-                except Exception:  # a bug here must not end ingestion; the broker redelivers
+                except Exception:  # a bug must not end ingestion; unacknowledged, the gates resend it
                     log.exception("console %s failed to handle a batch of %d messages", self.name, len(batch))
 
     def _handle(self, batch: list[_Item]) -> None:

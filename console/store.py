@@ -17,7 +17,8 @@ transaction as the events, so a query never scans a year of history:
 
 - ``flow_hourly`` — entries, exits and denials per gate per hour.  It survives
   retention, so flow charts reach further back than the raw events.
-- ``gate_last`` — each gate's newest event, for the gates overview.
+- ``gate_last`` — each gate's newest event (its time and type outlive retention), for
+  the gates overview.
 - extracted columns ``holder``, ``credential``, ``code``, ``reason``, ``granted``,
   ``direction`` — copies of the access fields of ``data``, indexed for search.  A door
   event's ``cause`` (grant, exit, remote, timeout …) fills ``reason``, since the event
@@ -32,7 +33,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,7 +51,9 @@ from console.db import (
 from protocol import Event, GateStatus
 
 __all__ = [
+    "EVENT_COLUMNS",
     "LATEST_VERSION",
+    "TYPE_AS_INDEXED",
     "EventStore",
     "FlowRow",
     "GateOverviewRow",
@@ -63,6 +66,7 @@ __all__ = [
     "format_time",
     "hour_of",
     "migrations",
+    "stored_event",
 ]
 
 COMPONENT = "events"
@@ -74,9 +78,9 @@ MAX_FIELD_CHARS = 200
 """Longest copy of a data field kept in an indexed column (``holder``, ``code``, …)."""
 
 ACCESS_TYPES = ("access.scan", "door.access_granted", "door.access_denied")
+"""Event types that are an access decision and so count in ``flow_hourly``."""
 SITE_ROW = "*"
 """``flow_hourly.gate`` of a site's own rows, the sum of its gates (no gate name has a ``*``)."""
-"""Event types that are an access decision and so count in ``flow_hourly``."""
 
 _IS_ACCESS = f"type IN {ACCESS_TYPES!r}"
 _EVENTS_V1 = (
@@ -203,12 +207,24 @@ _BACKFILL = {
                        WHEN type = 'door.access_denied' THEN 0 END""",
 }
 
+_LAST_TYPE_V5 = (
+    "ALTER TABLE gate_last ADD COLUMN type TEXT",
+    "UPDATE gate_last SET type = (SELECT e.type FROM events AS e WHERE e.row_id = gate_last.row_id)",
+)
+"""So the overview names a gate's newest event after retention pruned it (a gate quiet for
+longer than events are kept).  One whose event was pruned before this step keeps its time only."""
+
 _CAUSE_BACKFILL = {
     "sqlite": """UPDATE events SET reason = substr(data ->> '$.cause', 1, 200)
         WHERE reason IS NULL AND substr(type, 1, 5) = 'door.' AND json_type(data, '$.cause') = 'text'""",
     "postgresql": """UPDATE events SET reason = left(data::jsonb ->> 'cause', 200)
         WHERE reason IS NULL AND substr(type, 1, 5) = 'door.' AND jsonb_typeof(data::jsonb -> 'cause') = 'string'""",
 }
+
+
+TYPE_AS_INDEXED = {"sqlite": "type", "postgresql": 'type COLLATE "C"'}
+"""``type`` in each dialect as the ``events_type_time`` index compares it (see :func:`migrations`):
+PostgreSQL cannot use an index for a comparison in another collation, the database's default."""
 
 
 def migrations(dialect: str) -> tuple[Migration, ...]:
@@ -228,6 +244,7 @@ def migrations(dialect: str) -> tuple[Migration, ...]:
         Migration(2, "gate status and rejections", _STATUS_V2),
         Migration(3, "search columns, flow_hourly, gate_last", v3),
         Migration(4, "door causes searchable as reasons", (_CAUSE_BACKFILL[dialect],)),
+        Migration(5, "gate_last keeps its event's type", _LAST_TYPE_V5),
     )
 
 
@@ -285,8 +302,8 @@ ON CONFLICT (site, gate, hour) DO UPDATE SET
     events = flow_hourly.events + excluded.events
 """
 _UPSERT_LAST = """
-INSERT INTO gate_last (site, gate, row_id, time) VALUES (?, ?, ?, ?)
-ON CONFLICT (site, gate) DO UPDATE SET row_id = excluded.row_id, time = excluded.time
+INSERT INTO gate_last (site, gate, row_id, time, type) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (site, gate) DO UPDATE SET row_id = excluded.row_id, time = excluded.time, type = excluded.type
 WHERE excluded.time > gate_last.time OR (excluded.time = gate_last.time AND excluded.row_id > gate_last.row_id)
 """
 _INSERT_REJECTION = "INSERT INTO rejections (time, topic, reason, detail) VALUES (?, ?, ?, ?)"
@@ -302,13 +319,14 @@ SELECT site, gate, state, received_at FROM gate_status AS s
 WHERE NOT EXISTS (SELECT 1 FROM events AS e WHERE e.site = s.site AND e.gate = s.gate)
 ORDER BY site, gate
 """
-_EVENT_COLUMNS = "row_id, id, site, gate, boot, seq, time, clock_trusted, type, data, received_at"
+EVENT_COLUMNS = "row_id, id, site, gate, boot, seq, time, clock_trusted, type, data, received_at"
+"""The ``events`` columns a :class:`StoredEvent` is read from, in :func:`stored_event`'s order."""
 _OVERVIEW = """
 WITH gates AS (SELECT site, gate FROM gate_status UNION SELECT site, gate FROM gate_last),
 today AS (SELECT site, gate, SUM(events) AS n FROM flow_hourly WHERE hour >= ? AND gate <> '*'
           GROUP BY site, gate)
 SELECT g.site, g.gate, s.state, s.time, s.received_at, s.payload,
-       e.time, e.type, e.data, COALESCE(today.n, 0)
+       l.time, l.type, e.data, COALESCE(today.n, 0)
 FROM gates AS g
 LEFT JOIN gate_status AS s ON s.site = g.site AND s.gate = g.gate
 LEFT JOIN gate_last AS l ON l.site = g.site AND l.gate = g.gate
@@ -672,19 +690,30 @@ class EventStore:
     def events_after(self, row_id: int, limit: int = 100) -> list[StoredEvent]:
         """Events stored after ``row_id``, oldest first: what ``tail --follow`` polls."""
         rows = self.db.query(
-            f"SELECT {_EVENT_COLUMNS} FROM events WHERE row_id > ? ORDER BY row_id LIMIT ?", (row_id, limit)
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE row_id > ? ORDER BY row_id LIMIT ?", (row_id, limit)
         )
-        return [_stored(row) for row in rows]
+        return [stored_event(row) for row in rows]
+
+    def events_in(self, row_ids: Collection[int]) -> list[StoredEvent]:
+        """The events of those ``row_ids`` that are stored, oldest first: the ids a reader following
+        :meth:`events_after` skipped, looked for again (see ``console/web/hub.py``)."""
+        if not row_ids:
+            return []
+        marks = ", ".join("?" * len(row_ids))
+        rows = self.db.query(
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE row_id IN ({marks}) ORDER BY row_id", tuple(row_ids)
+        )
+        return [stored_event(row) for row in rows]
 
     def last_events(self, limit: int) -> list[StoredEvent]:
         """The newest ``limit`` events, oldest first: where ``tail`` starts."""
-        rows = self.db.query(f"SELECT {_EVENT_COLUMNS} FROM events ORDER BY row_id DESC LIMIT ?", (limit,))
-        return [_stored(row) for row in reversed(rows)]
+        rows = self.db.query(f"SELECT {EVENT_COLUMNS} FROM events ORDER BY row_id DESC LIMIT ?", (limit,))
+        return [stored_event(row) for row in reversed(rows)]
 
     def get(self, row_id: int) -> StoredEvent | None:
         """One event by ``row_id``: the web console's detail page."""
-        rows = self.db.query(f"SELECT {_EVENT_COLUMNS} FROM events WHERE row_id = ?", (row_id,))
-        return _stored(rows[0]) if rows else None
+        rows = self.db.query(f"SELECT {EVENT_COLUMNS} FROM events WHERE row_id = ?", (row_id,))
+        return stored_event(rows[0]) if rows else None
 
     def search(
         self,
@@ -726,7 +755,7 @@ class EventStore:
                 where.append(f"{column} = ?")
                 params.append(value)
         if type is not None:
-            column = "type" if self.dialect == "sqlite" else 'type COLLATE "C"'  # as the index
+            column = TYPE_AS_INDEXED[self.dialect]
             if type.endswith("*"):
                 where.append(f"{column} >= ? AND {column} < ?")
                 prefix = type[:-1]
@@ -754,24 +783,12 @@ class EventStore:
             else:  # the cursor event was pruned meanwhile: continue below its row_id
                 where.append("row_id < ?")
                 params.append(before_row_id)
-        sql = f"SELECT {_EVENT_COLUMNS} FROM events"
+        sql = f"SELECT {EVENT_COLUMNS} FROM events"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY time DESC, row_id DESC LIMIT ?"
         params.append(max(0, min(limit, 10_000)))
-        return [_stored(row) for row in self.db.query(sql, params)]
-
-    def iter_events(
-        self, *, start: datetime | None = None, end: datetime | None = None, batch: int = 2000, **filters: Any
-    ) -> Iterator[StoredEvent]:
-        """Every matching event, newest first, fetched a page at a time: a year's export in bounded memory."""
-        before: int | None = None
-        while True:
-            page = self.search(start=start, end=end, before_row_id=before, limit=batch, **filters)
-            yield from page
-            if len(page) < batch:
-                return
-            before = page[-1].row_id
+        return [stored_event(row) for row in self.db.query(sql, params)]
 
     def flow(
         self,
@@ -892,12 +909,12 @@ def _rollups(
     order wait for each other instead of deadlocking.
     """
     flow: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
-    last: dict[tuple[str, str], tuple[str, int]] = {}
+    last: dict[tuple[str, str], tuple[str, int, str]] = {}
     for row_id, site, gate, time, type_, granted, direction in inserted:
         key = (site, gate)
         newest = last.get(key)
-        if newest is None or (time, row_id) > newest:
-            last[key] = (time, row_id)
+        if newest is None or (time, row_id) > newest[:2]:
+            last[key] = (time, row_id, type_)
         hour = hour_of(time)
         column = 3
         if granted is not None and type_ in ACCESS_TYPES:
@@ -907,11 +924,14 @@ def _rollups(
             if column != 3:
                 counts[column] += 1
     flow_rows = [(*key, *counts) for key, counts in sorted(flow.items())]
-    last_rows = [(site, gate, row_id, time) for (site, gate), (time, row_id) in sorted(last.items())]
+    last_rows = [
+        (site, gate, row_id, time, type_) for (site, gate), (time, row_id, type_) in sorted(last.items())
+    ]
     return flow_rows, last_rows
 
 
-def _stored(row: tuple[Any, ...]) -> StoredEvent:
+def stored_event(row: tuple[Any, ...]) -> StoredEvent:
+    """An ``events`` row read as :data:`EVENT_COLUMNS`."""
     row_id, id_, site, gate, boot, seq, time, trusted, type_, data, received_at = row
     return StoredEvent(
         row_id, id_, site, gate, boot, seq, time, bool(trusted), type_, json.loads(data), received_at

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any
 
-from console.web.hub import stored_event
+from console.db import format_time
+from console.store import EVENT_COLUMNS, TYPE_AS_INDEXED, stored_event
 
 if TYPE_CHECKING:
     from console.db import Database
@@ -33,12 +34,7 @@ MAX_ROW_ID = 2**63 - 1
 EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 """The times a filter may name: far enough inside ``datetime``'s range that no shift by days or zones overflows."""
-COLUMNS = "row_id, id, site, gate, boot, seq, time, clock_trusted, type, data, received_at"
 EXPORT_CHUNK = 2000
-
-
-def stamp(value: datetime) -> str:
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def parse_time(text: str, *, end: bool = False, zone: tzinfo = UTC) -> datetime:
@@ -119,8 +115,8 @@ class EventFilter:
             "type": self.type,
             "reason": self.reason,
             "holder": self.holder,
-            "start": stamp(self.start)[:19] if self.start else "",
-            "end": stamp(self.end)[:19] if self.end else "",
+            "start": format_time(self.start)[:19] if self.start else "",
+            "end": format_time(self.end)[:19] if self.end else "",
         }
         return urlencode({k: v for k, v in pairs.items() if v})
 
@@ -168,24 +164,27 @@ def iter_events(store: EventStore, flt: EventFilter, *, chunk: int = EXPORT_CHUN
 def get_event(db: Database, event_id: str) -> StoredEvent | None:
     if not _HEX32.match(event_id):
         return None
-    rows = db.query(f"SELECT {COLUMNS} FROM events WHERE id = ?", (event_id,))
+    rows = db.query(f"SELECT {EVENT_COLUMNS} FROM events WHERE id = ?", (event_id,))
     return stored_event(rows[0]) if rows else None
 
 
 _TYPES = """
     WITH RECURSIVE t(type) AS (
-        SELECT MIN(type) FROM events
+        SELECT MIN({type}) FROM events
         UNION ALL
-        SELECT (SELECT MIN(type) FROM events WHERE type > t.type) FROM t WHERE t.type IS NOT NULL
+        SELECT (SELECT MIN({type}) FROM events WHERE {type} > t.type) FROM t WHERE t.type IS NOT NULL
     )
     SELECT type FROM t WHERE type IS NOT NULL"""
 
 
 def event_types(db: Database) -> list[str]:
-    """The distinct event types, one index probe each (``events_type_time``) instead of a full scan.
+    """The distinct event types in byte order, one probe each of the ``events_type_time`` index.
 
     PostgreSQL has no skip scan: ``SELECT DISTINCT type`` reads every index entry, a million
     at a busy compound.  This recursive query (PostgreSQL's "loose index scan" recipe)
-    asks for "the next type after this one" once per type; SQLite runs it as well.
+    asks for "the next type after this one" once per type; SQLite runs it as well.  It
+    compares types as the index does (:data:`~console.store.TYPE_AS_INDEXED`): on
+    PostgreSQL, in the database's default collation, each probe was a full scan instead
+    (180 ms instead of 0.1 ms at 100,000 events).
     """
-    return [row[0] for row in db.query(_TYPES)]
+    return [row[0] for row in db.query(_TYPES.format(type=TYPE_AS_INDEXED[db.dialect]))]

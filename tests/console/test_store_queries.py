@@ -7,7 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from console.db import Database
 from console.store import EventStore
+from console.web.queries import EventFilter, event_types, iter_events
 from protocol import Event, GateState, GateStatus
 
 T0 = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)
@@ -25,6 +27,17 @@ def event(gate: str, seq: int, minutes: float, type_: str = "access.scan", site:
         type=type_,
         data=data,
     )
+
+
+class _Recorder:
+    """A database that remembers the SQL it was asked, so a test can EXPLAIN it."""
+
+    def __init__(self, db: Database) -> None:
+        self.db, self.dialect, self.sql = db, db.dialect, []
+
+    def query(self, sql: str, params=()) -> list:
+        self.sql.append(sql)
+        return self.db.query(sql, params)
 
 
 @pytest.fixture
@@ -120,9 +133,33 @@ def test_gate_overview_shows_status_newest_event_and_today(store: EventStore):
     assert west.status is not None and west.status["backlog"] == 4
 
 
+def test_a_gate_quiet_for_longer_than_retention_keeps_its_last_event_in_the_overview(store: EventStore):
+    store.commit([event("north", 1, 5, "door.locked"), event("north", 2, 10, "agent.stopped")])
+    assert store.delete_before("events", T0 + timedelta(days=1), limit=100) == 2
+    (north,) = store.gate_overview(day_start=T0)
+    assert (north.last_event_type, north.last_event_time) == ("agent.stopped", "2026-11-29T08:10:00.000000Z")
+    assert north.last_event_summary is None  # the event itself is gone
+
+
 def test_iter_events_walks_everything_in_bounded_pages(store: EventStore):
     store.insert_events([event("north", i, i) for i in range(1, 26)])
-    assert [e.seq for e in store.iter_events(batch=4, gate="north")] == list(range(25, 0, -1))
+    pages = iter_events(store, EventFilter(gate="north"), chunk=4)
+    assert [e.seq for e in pages] == list(range(25, 0, -1))
+
+
+def test_event_types_are_read_through_the_type_index(store: EventStore):
+    """On PostgreSQL the index is ``COLLATE "C"``: a query in the default collation scanned the table per type."""
+    store.insert_events(
+        [event("north", i, i, type_) for i, type_ in enumerate(["door.opened", "access.scan"] * 3, 1)]
+    )
+    store.insert_events([event("north", 9, 9, "agent.started")])
+    asked = _Recorder(store.db)
+    assert event_types(asked) == ["access.scan", "agent.started", "door.opened"]
+    if store.dialect == "postgresql":
+        store.db.execute("SET enable_seqscan = off")  # the table is tiny: make a scan the last resort
+        (sql,) = asked.sql
+        plan = "\n".join(row[0] for row in store.db.query("EXPLAIN " + sql))
+        assert "Index Only Scan using events_type_time" in plan and "Seq Scan" not in plan
 
 
 def test_door_cause_is_searchable_as_reason_in_new_and_migrated_stores(db_url):

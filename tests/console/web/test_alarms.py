@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from console.alarms import AlarmBook, AlarmKind, AlarmRules
+from console.web.hub import Watcher
 from tests.console.web.web_support import Web, login, make_event, make_status, post_form
 
 T0 = datetime(2026, 11, 29, 18, 0, tzinfo=UTC)
@@ -14,15 +15,12 @@ def _denied(seq: int, seconds: float, gate: str = "north"):
     return make_event("s1", gate, seq, at=T0 + timedelta(seconds=seconds), granted=False, reason="unknown")
 
 
-def _run_watcher(web: Web) -> None:
+def _started(web: Web) -> Watcher:
+    """The app's watcher with its state loaded from the store and its thread stopped: the test steps it."""
     watcher = web.app.state.watcher
     watcher.start()
-    try:
-        while watcher.step_events():
-            pass
-        watcher.step_statuses()
-    finally:
-        watcher.stop()
+    watcher.stop()
+    return watcher
 
 
 def test_door_and_outbox_events_raise_alarms_once_each(web: Web):
@@ -71,15 +69,46 @@ def test_the_burst_threshold_comes_from_the_configuration(web_factory):
 
 
 def test_a_gate_going_offline_raises_an_alarm(web: Web):
+    watcher = _started(web)
     web.store.commit(statuses=[make_status("s1", "north", "online", backlog=0)])
-    _run_watcher(web)
+    watcher.step_statuses()
     assert web.ctx.alarms.list() == []
     web.store.commit(statuses=[make_status("s1", "north", "offline")])
-    _run_watcher(web)
+    watcher.step_statuses()
     alarms = web.ctx.alarms.list()
     assert [(a.kind, a.gate) for a in alarms] == [("gate.offline", "north")]
-    _run_watcher(web)  # the same status again: no second alarm
+    watcher.step_statuses()  # the same status again: no second alarm
     assert len(web.ctx.alarms.list()) == 1
+
+
+def test_the_retained_offline_status_received_again_raises_no_second_alarm(web: Web):
+    """The broker re-sends a gate's retained will at every subscribe: stored again, at a new time."""
+    watcher = _started(web)
+    offline = make_status("s1", "north", "offline")
+    web.store.commit(statuses=[offline])
+    watcher.step_statuses()
+    web.store.commit(statuses=[offline])  # the ingestor reconnected
+    watcher.step_statuses()
+    assert [a.kind for a in web.ctx.alarms.list()] == ["gate.offline"]
+
+
+def test_a_restart_takes_the_stored_state_as_the_one_before(web_factory):
+    first = web_factory()
+    offline = make_status("s1", "north", "offline")
+    watcher = _started(first)
+    first.store.commit(statuses=[offline])
+    watcher.step_statuses()
+    assert first.ctx.alarms.open_count() == 1
+    again = web_factory()  # the console restarted on the same store ...
+    watcher = _started(again)
+    again.store.commit(statuses=[offline])  # ... and its ingestor stored the re-sent will
+    watcher.step_statuses()
+    assert again.ctx.alarms.open_count() == 1
+    again.store.commit(statuses=[make_status("s1", "north", "online")])
+    watcher.step_statuses()
+    again.store.commit(statuses=[offline])  # back, then gone again: a new outage
+    watcher.step_statuses()
+    assert again.ctx.alarms.open_count() == 2
 
 
 def test_an_operator_acknowledges_with_a_note_and_it_is_audited(web: Web):
