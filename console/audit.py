@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
+
+from console.db import now_text
 
 if TYPE_CHECKING:
     from console.db import Database
@@ -34,10 +35,6 @@ class AuditEntry:
     target: str
     detail: dict[str, Any]
     address: str
-
-
-def _stamp() -> str:
-    return datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def _migrations() -> list:
@@ -89,7 +86,7 @@ class AuditLog:
             text = json.dumps({"truncated": text[: MAX_DETAIL_CHARS - 40]}, ensure_ascii=False)
         self.db.execute(
             "INSERT INTO audit_log (time, user_name, action, target, detail, address) VALUES (?, ?, ?, ?, ?, ?)",
-            (_stamp(), name[:64], action[:64], str(target)[:MAX_TARGET_CHARS], text, address[:64]),
+            (now_text(), name[:64], action[:64], str(target)[:MAX_TARGET_CHARS], text, address[:64]),
         )
 
     def entries(

@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from console.db import format_time
 from protocol.errors import Rejection
 
 if TYPE_CHECKING:
@@ -91,10 +92,6 @@ def parse_role(role: Role | str) -> Role:
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _stamp(value: datetime) -> str:
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def _parse(value: str) -> datetime:
@@ -245,7 +242,7 @@ class UserStore:
         if self.get(name) is not None:
             raise UserError(UserProblem.EXISTS, f"user {name!r} already exists", name=name)
         salt = secrets.token_bytes(SALT_BYTES)
-        now = _stamp(_now())
+        now = format_time(_now())
         self.db.execute(
             "INSERT INTO web_users (name, role, salt, password_hash, created_at, updated_at, disabled, failures)"
             " VALUES (?, ?, ?, ?, ?, ?, 0, 0)",
@@ -259,7 +256,7 @@ class UserStore:
         changed = self.db.execute(
             "UPDATE web_users SET salt = ?, password_hash = ?, updated_at = ?, failures = 0, locked_until = NULL"
             " WHERE name = ?",
-            (salt.hex(), hash_password(password, salt).hex(), _stamp(_now()), name),
+            (salt.hex(), hash_password(password, salt).hex(), format_time(_now()), name),
         )
         if not changed:
             raise UserError(UserProblem.NO_SUCH_USER, f"no user {name!r}", name=name)
@@ -268,14 +265,15 @@ class UserStore:
     def set_role(self, name: str, role: Role | str) -> None:
         role = parse_role(role)
         if not self.db.execute(
-            "UPDATE web_users SET role = ?, updated_at = ? WHERE name = ?", (role.value, _stamp(_now()), name)
+            "UPDATE web_users SET role = ?, updated_at = ? WHERE name = ?",
+            (role.value, format_time(_now()), name),
         ):
             raise UserError(UserProblem.NO_SUCH_USER, f"no user {name!r}", name=name)
 
     def set_disabled(self, name: str, disabled: bool) -> None:
         if not self.db.execute(
             "UPDATE web_users SET disabled = ?, updated_at = ? WHERE name = ?",
-            (int(disabled), _stamp(_now()), name),
+            (int(disabled), format_time(_now()), name),
         ):
             raise UserError(UserProblem.NO_SUCH_USER, f"no user {name!r}", name=name)
         if disabled:
@@ -339,7 +337,7 @@ class UserStore:
         self.db.execute("UPDATE web_users SET failures = 0, locked_until = NULL WHERE name = ?", (name,))
         self.purge_expired()  # sessions are only made here, so this bounds the table
         token = secrets.token_urlsafe(32)
-        stamp = _stamp(now)
+        stamp = format_time(now)
         self.db.execute(
             "INSERT INTO web_sessions (token_hash, user_name, csrf, created_at, last_seen, expires_at, lang)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -349,7 +347,7 @@ class UserStore:
                 secrets.token_urlsafe(32),
                 stamp,
                 stamp,
-                _stamp(now + self.session_lifetime),
+                format_time(now + self.session_lifetime),
                 lang,
             ),
         )
@@ -367,7 +365,7 @@ class UserStore:
         wait = lock_seconds(int(counted[0][0])) if counted else 0.0
         if not wait:
             return LoginResult(LoginOutcome.BAD_CREDENTIALS, user)
-        until = _stamp(now + timedelta(seconds=wait))
+        until = format_time(now + timedelta(seconds=wait))
         self.db.execute(
             "UPDATE web_users SET locked_until = ? WHERE name = ? AND (locked_until IS NULL OR locked_until < ?)",
             (until, user.name, until),
@@ -395,7 +393,7 @@ class UserStore:
             return None
         if now - _parse(last_seen) > timedelta(seconds=30):  # not a write per request
             self.db.execute(
-                "UPDATE web_sessions SET last_seen = ? WHERE token_hash = ?", (_stamp(now), token_hash)
+                "UPDATE web_sessions SET last_seen = ? WHERE token_hash = ?", (format_time(now), token_hash)
             )
         return Session(user, token_hash, csrf, expires, lang)
 
@@ -412,7 +410,7 @@ class UserStore:
         now = _now()
         return self.db.execute(
             "DELETE FROM web_sessions WHERE expires_at <= ? OR last_seen <= ?",
-            (_stamp(now), _stamp(now - self.idle_timeout)),
+            (format_time(now), format_time(now - self.idle_timeout)),
         )
 
 
