@@ -22,6 +22,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from console.flow import PlanCache
 from console.web.context import WebContext
 from console.web.hub import GateBoard, Hub, Watcher
 from console.web.middleware import SecurityMiddleware
@@ -72,6 +73,7 @@ def create_app(ctx: WebContext, *, watch: bool = True) -> Starlette:
     """The application around ``ctx``; ``watch=False`` leaves the watcher to the caller (tests)."""
     board = GateBoard()
     watcher = Watcher(ctx.store, ctx.db, ctx.alarms, ctx.hub, board)
+    plan_cache = PlanCache()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -80,9 +82,11 @@ def create_app(ctx: WebContext, *, watch: bool = True) -> Starlette:
             ctx.commands.start()
         if watch:
             await asyncio.to_thread(watcher.start)
+            plan_cache.submit(lambda: _work_out_todays_staffing(ctx, plan_cache))
         try:
             yield
         finally:
+            plan_cache.close()
             ctx.hub.close()
             if watch:
                 await asyncio.to_thread(watcher.stop)
@@ -98,7 +102,21 @@ def create_app(ctx: WebContext, *, watch: bool = True) -> Starlette:
     app.state.ctx = ctx
     app.state.board = board
     app.state.watcher = watcher
+    app.state.plan_cache = plan_cache
     return app
+
+
+def _work_out_todays_staffing(ctx: WebContext, cache: PlanCache) -> None:
+    """Fill the staffing cache for today's all-posts view, so the first operator does not wait for it."""
+    from datetime import datetime
+
+    from console.flow import FlowSettings, build_report
+
+    settings = FlowSettings.from_config(getattr(ctx.config, "flow", None))
+    try:
+        build_report(ctx.store, ctx.db, settings, day=datetime.now(settings.zone).date(), cache=cache)
+    except Exception:  # the page works it out when asked; a failure here must not stop the console
+        log.warning("could not work out today's staffing at start", exc_info=True)
 
 
 def store_url(config: ConsoleConfig) -> str:

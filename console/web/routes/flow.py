@@ -26,7 +26,6 @@ from console.flow import (
     DayKind,
     FlowReport,
     FlowSettings,
-    PlanCache,
     build_report,
     roster,
 )
@@ -90,11 +89,15 @@ async def _report(request: Request) -> FlowReport:
     ctx = request.app.state.ctx
     settings = settings_of(request)
     day, post, kind = parse_query(request, settings)
-    cache = getattr(request.app.state, "plan_cache", None)
-    if cache is None:
-        cache = request.app.state.plan_cache = PlanCache()
     return await run_in_threadpool(
-        build_report, ctx.store, ctx.db, settings, day=day, post=post, kind=kind, cache=cache
+        build_report,
+        ctx.store,
+        ctx.db,
+        settings,
+        day=day,
+        post=post,
+        kind=kind,
+        cache=request.app.state.plan_cache,
     )
 
 

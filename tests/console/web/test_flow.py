@@ -217,26 +217,61 @@ def test_all_of_many_posts_is_one_summed_chart_and_only_the_changes(console: Con
     summed = client.get("/flow/export.json", params={"date": "2026-11-27"}).json()["hours"][""]
     north = client.get("/flow/export.json", params={"date": "2026-11-27", "post": "longtan/north"}).json()
     side = client.get("/flow/export.json", params={"date": "2026-11-27", "post": "longtan/side"}).json()
-    for total, a, b in zip(summed, north["hours"]["longtan/north"], side["hours"]["longtan/side"], strict=True):
+    for total, a, b in zip(
+        summed, north["hours"]["longtan/north"], side["hours"]["longtan/side"], strict=True
+    ):
         assert total["entries"] == a["entries"] + b["entries"]
 
 
-def test_plans_for_all_posts_are_worked_out_once_in_a_while() -> None:
+def test_plans_for_all_posts_are_worked_out_once_then_refreshed_behind_the_page() -> None:
+    import threading
+
     from console.flow import PlanCache
 
     cache = PlanCache(ttl_s=60)
-    calls: list[int] = []
+    calls: list[str] = []
 
-    def make() -> list:
-        calls.append(1)
-        return []
+    def make(label: str) -> list:
+        calls.append(label)
+        return [label]  # type: ignore[list-item]
 
-    cache.get(("a",), make)
-    cache.get(("a",), make)
-    assert len(calls) == 1
-    cache.get(("b",), make)
-    assert len(calls) == 2
-    expired = PlanCache(ttl_s=0)
-    expired.get(("a",), make)
-    expired.get(("a",), make)
-    assert len(calls) == 4
+    assert cache.get(("a",), lambda: make("first")) == ["first"]
+    assert cache.get(("a",), lambda: make("again")) == ["first"] and calls == ["first"]
+    assert cache.get(("b",), lambda: make("other")) == ["other"]
+    # past its time a plan is still served at once, while a fresh one is worked out behind it
+    stale = PlanCache(ttl_s=0)
+    stale.get(("a",), lambda: make("old"))
+    release = threading.Event()
+    refreshed = threading.Event()
+
+    def slow() -> list:
+        release.wait(5)
+        refreshed.set()
+        return ["new"]  # type: ignore[list-item]
+
+    assert stale.get(("a",), slow) == ["old"]  # not blocked by the slow refresh
+    assert stale.get(("a",), lambda: make("not twice")) == ["old"]  # one refresh at a time
+    release.set()
+    assert refreshed.wait(5)
+    stale.submit(lambda: None)  # runs after the refresh on the one worker thread
+    stale._worker.submit(lambda: None).result(5)
+    assert stale.get(("a",), lambda: ["newer"]) == ["new"]  # type: ignore[list-item]
+    assert "not twice" not in calls
+    stale.close()
+    cache.close()
+
+
+def test_the_console_works_out_todays_staffing_when_it_starts(console: Console) -> None:
+    """The first operator to open /flow for all posts should not wait for weeks of events to be read."""
+    import time
+
+    from starlette.testclient import TestClient
+
+    from console.web.app import create_app
+
+    app = create_app(console.ctx, watch=True)
+    with TestClient(app):
+        deadline = time.monotonic() + 20
+        while not app.state.plan_cache._plans and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert app.state.plan_cache._plans, "nothing was worked out at start"
