@@ -324,3 +324,38 @@ def test_parse_message_refuses_a_seq_beyond_64_bits(make_events):
         parse_message("gatepost/v1/s1/north/event", encode(event))
     assert caught.value.reason is RejectReason.SCHEMA
     assert parse_message("gatepost/v1/s1/north/event", encode(event.model_copy(update={"seq": 2**63 - 1})))
+
+
+def test_a_backlog_waits_in_the_broker_not_in_the_consoles_memory(
+    broker, console_creds, store, gate, site, make_events, monkeypatch
+):
+    """mosquitto 2.0.11 sends a reconnecting session's whole backlog at once; the ingestor stops reading instead.
+
+    With receive_maximum 50 the queue holds at most 100 (QUEUE_FACTOR x 50); a slow
+    store keeps it full. Without the bound every one of the 2,000 would be in memory
+    before the first few batches were committed.
+    """
+    endpoint = broker.endpoint(console_creds)
+    with Ingestor(endpoint, store, name="main", receive_maximum=50) as first:
+        assert first.wait_connected(WAIT_S)
+    backlog = make_events(site, "north", range(1, 2001))
+    publish_all(gate, gate.topics.event, [encode(e) for e in backlog])
+    commit = store.commit
+
+    def slow_commit(*args, **kwargs):
+        time.sleep(0.01)
+        return commit(*args, **kwargs)
+
+    monkeypatch.setattr(store, "commit", slow_commit)
+    with Ingestor(endpoint, store, name="main", receive_maximum=50, batch_max=20) as second:
+        assert second.wait_connected(WAIT_S)
+        ahead = 0
+        deadline = time.monotonic() + WAIT_S
+        while second.counters.committed < 2000 and time.monotonic() < deadline:
+            counts = second.counters
+            ahead = max(ahead, counts.received - counts.committed)
+            time.sleep(0.005)
+        assert second.counters.committed == 2000
+        # the queue's bound, plus the batch in hand and the message that found it full
+        assert 50 <= ahead <= 100 + 20 + 1, ahead
+    assert stored(store, site, "north") == (2000, 2000, 0)
