@@ -601,15 +601,23 @@ def _worker_main(spec: WorkerSpec, index: int, workers: int, ready: Any) -> None
     It stops on SIGTERM (from :meth:`IngestWorkers.stop`) or SIGINT (Ctrl-C reaches the
     whole process group).  Nothing is shared with the parent but a pipe that says
     "subscribed": a process killed while holding a shared lock would wedge the others.
+
+    The stop signals are blocked (in every thread, so set before any starts) and taken
+    with ``sigtimedwait`` rather than by a handler: a handler that sets a
+    ``threading.Event`` can run while the main thread holds that Event's lock inside
+    ``wait`` and deadlock on it, which left a worker to be killed after 10 s now and then.
     """
     import signal
 
     logging.basicConfig(
         level=spec.log_level, format=f"%(asctime)s console[w{index}] %(levelname)s %(name)s: %(message)s"
     )
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop_signals = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+
+    def stopped(timeout: float) -> bool:
+        return signal.sigtimedwait(stop_signals, timeout) is not None
+
     try:
         store = EventStore(spec.store)
     except DatabaseError as exc:
@@ -629,12 +637,13 @@ def _worker_main(spec: WorkerSpec, index: int, workers: int, ready: Any) -> None
     )
     try:
         ingestor.start()
-        while not stop.is_set() and not ingestor.wait_connected(0.2):
-            pass
+        while not ingestor.wait_connected(0.2):
+            if stopped(0):
+                return
         ready.send(index)
         ready.close()
         reported = ingestor.counters
-        while not stop.wait(_HEARTBEAT_S):
+        while not stopped(_HEARTBEAT_S):
             if ingestor.counters != reported:
                 reported = ingestor.counters
                 log.info("worker %d: %s", index, reported)
