@@ -107,14 +107,12 @@ def _check(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     import logging
-    import signal
-    import threading
-    from types import FrameType
 
     from console.config import load_config
     from console.ingest import Ingestor, IngestWorkers, WorkerSpec, share_group_name, sweep_worker_sessions
     from console.retention import RetentionPolicy, RetentionTimer
     from console.store import EventStore, StoreError
+    from gatepost.stopping import StopSignals
     from protocol.configfile import EXIT_BAD_CONFIG, load_or_report
 
     config = load_or_report(load_config, args.config)
@@ -138,13 +136,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"--workers must be 1..64, not {workers}", file=sys.stderr)
         return 2
 
-    done = threading.Event()
-
-    def _stop(_signum: int, _frame: FrameType | None) -> None:
-        done.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    stop = StopSignals()
     ingestor: Ingestor | IngestWorkers
     if workers > 1 and store.db.dialect == "sqlite":
         logging.getLogger("gatepost.console").warning(
@@ -202,7 +194,7 @@ def _run(args: argparse.Namespace) -> int:
         retention.start()
         publisher = start_card_publisher(config, endpoint)
         reported = ingestor.counters
-        while not done.wait(_REPORT_S):
+        while not stop.wait(_REPORT_S):
             if ingestor.counters != reported:  # a heartbeat for the operator, quiet when idle
                 reported = ingestor.counters
                 log.info("%s", reported)

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING
 
 from protocol.errors import GatepostError
@@ -58,6 +56,7 @@ def _run(args: argparse.Namespace) -> int:
     from edge.agent import GateAgent
     from edge.config import load_config
     from gatepost import __version__
+    from gatepost.stopping import StopSignals
     from protocol.configfile import EXIT_BAD_CONFIG, load_or_report
 
     config = load_or_report(load_config, args.config)
@@ -79,18 +78,16 @@ def _run(args: argparse.Namespace) -> int:
         return 1
     people = _simulated_people(config, pin_factory)
 
-    def _stop(signum: int, _frame: FrameType | None) -> None:
-        if people is not None:
-            people.stop()
-        agent.stop(reason=signal.Signals(signum).name.lower())
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    stop = StopSignals()
     agent.start()
     if people is not None:
         people.start()
-    while not agent.wait(0.5):
-        pass
+    while not agent.wait(0):  # the agent may also stop by itself (a fatal outbox error)
+        if stop.wait(0.5):
+            if people is not None:
+                people.stop()
+            agent.stop(reason=stop.name)
+            break
     return 0
 
 

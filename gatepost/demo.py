@@ -22,7 +22,6 @@ import json
 import re
 import secrets
 import shutil
-import signal
 import sys
 import tempfile
 import threading
@@ -31,7 +30,6 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -95,6 +93,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from gatepost.processes import Child, gatepost_command
+    from gatepost.stopping import StopSignals
     from simulator.day import CompressedDay, DayClock, ProfiledArrivals
     from simulator.passes import ScreenshotReplays
     from simulator.scenario import ArrivalScenario
@@ -120,13 +119,8 @@ def run(args: argparse.Namespace) -> int:
     site = SimulatedSite(
         root, site=args.site, gates=gates, door_gates=doors, camera_gates=cameras, signed_passes=True
     )
-    stop = threading.Event()
-
-    def _stop(_signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
+    stop = threading.Event()  # set by the main loop: a signal handler must not take its lock
+    signals = StopSignals()
     tail: Child | None = None
     scenario: ArrivalScenario | None = None
     clock: DayClock | None = None
@@ -195,7 +189,8 @@ def run(args: argparse.Namespace) -> int:
                         f"gatepost demo: {child.name} exited; its log:\n{child.log_tail()}", file=sys.stderr
                     )
                     stop.set()
-            stop.wait(0.2)
+            if signals.wait(0.2):
+                stop.set()
     finally:
         print("\ngatepost demo: stopping gates, console and broker…", flush=True)
         if clock is not None:

@@ -22,3 +22,27 @@ def test_waits_for_the_console_to_come_online_and_says_when_it_cannot(tmp_path: 
         assert not site.wait_console_online(timeout=1)
     finally:
         site.stop()
+
+
+def test_a_gate_agent_stopped_by_sigterm_records_why_and_exits_cleanly(tmp_path: Path) -> None:
+    """systemd stops the agent with SIGTERM: it must lock up, record the stop and exit 0, promptly."""
+    import sqlite3
+    import time
+
+    site = SimulatedSite(tmp_path / "site", gates=["g1"], residents=2, pace=False, log_level="WARNING")
+    try:
+        site.start_broker()
+        agent = site.start_gate("g1")
+        assert site.wait_for(lambda: site.outbox_path("g1").exists(), timeout=20)
+        time.sleep(1.0)  # past start-up, into the main loop
+        began = time.monotonic()
+        assert agent.stop(timeout=10) == 0
+        assert time.monotonic() - began < 5.0
+        db = sqlite3.connect(f"file:{site.outbox_path('g1')}?mode=ro", uri=True)
+        try:
+            stopped = db.execute("SELECT body FROM outbox WHERE type = 'agent.stopped'").fetchall()
+        finally:
+            db.close()
+        assert stopped and b'"reason":"sigterm"' in bytes(stopped[-1][0])  # no console: still held
+    finally:
+        site.stop()
