@@ -8,11 +8,8 @@ history, terminal scrollback or CI logs.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import time
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -172,25 +169,24 @@ def _users(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from broker.launcher import Broker
+    from gatepost.stopping import StopSignals
     from protocol.errors import GatepostError
 
     broker = Broker(args.state, port=args.port, host=args.host)
 
-    def on_term(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt  # SIGTERM (systemd, docker stop) stops as cleanly as Ctrl-C
-
-    previous = signal.signal(signal.SIGTERM, on_term)
-    try:
-        broker.start()
-        print(f"broker on {broker.host}:{broker.port}, pid {broker.pid}, log {broker.log_path}", flush=True)
-        while broker.running:
-            time.sleep(0.2)
-        print(f"gatepost broker: mosquitto exited unexpectedly; see {broker.log_path}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 0
-    except GatepostError as exc:
-        return _fail(exc)
-    finally:
-        broker.stop()
-        signal.signal(signal.SIGTERM, previous)
+    # SIGTERM (systemd, docker stop) stops as cleanly as Ctrl-C; neither raises mid-statement
+    with StopSignals() as stop:
+        try:
+            broker.start()
+            print(
+                f"broker on {broker.host}:{broker.port}, pid {broker.pid}, log {broker.log_path}", flush=True
+            )
+            while broker.running:
+                if stop.wait(0.2):
+                    return 0
+            print(f"gatepost broker: mosquitto exited unexpectedly; see {broker.log_path}", file=sys.stderr)
+            return 1
+        except GatepostError as exc:
+            return _fail(exc)
+        finally:
+            broker.stop()

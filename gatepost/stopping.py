@@ -21,8 +21,17 @@ class StopSignals:
 
     def __init__(self) -> None:
         self.received: list[int] = []
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, self._catch)
+        self._previous = {
+            signum: signal.signal(signum, self._catch) for signum in (signal.SIGTERM, signal.SIGINT)
+        }
+
+    def __enter__(self) -> StopSignals:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Put back the handlers there were before (a command run inside another program, a test)."""
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
 
     def _catch(self, signum: int, _frame: FrameType | None) -> None:
         self.received.append(signum)  # list.append takes no lock a waiting thread could hold

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,13 @@ def site(tmp_path: Path) -> Iterator[Console]:
 
 
 def _on_the_loop() -> bool:
+    """Running on the app's event loop: TestClient runs it on a thread of its own.
+
+    The main thread may hold a running loop too (the browser tests' Playwright keeps one
+    for the whole session), and this test's own calls run there: not the app's.
+    """
+    if threading.current_thread() is threading.main_thread():
+        return False
     try:
         asyncio.get_running_loop()
     except RuntimeError:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -17,6 +18,8 @@ from console.web import hub as hub_module
 from console.web.hub import GateBoard, Hub, Watcher, is_close, load_board
 from protocol import Event
 from tests.console.web.web_support import make_event
+
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -182,6 +185,13 @@ def test_the_board_loads_door_states_through_the_type_index(store: EventStore):
 # -- the hub ---------------------------------------------------------------------------------
 
 
+def run_in_own_loop(coroutine: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run`` on a thread of its own: the browser tests' Playwright keeps a loop running
+    on this process's main thread for the whole session, and asyncio.run refuses to nest."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result(30)
+
+
 def test_closing_the_hub_ends_a_stream_waiting_for_its_next_message():
     async def main() -> object:
         hub = Hub()
@@ -192,7 +202,7 @@ def test_closing_the_hub_ends_a_stream_waiting_for_its_next_message():
         hub.close()
         return await waiting
 
-    assert is_close(asyncio.run(main()))
+    assert is_close(run_in_own_loop(main()))
 
 
 def test_a_page_that_cannot_keep_up_reads_what_it_holds_then_the_close(monkeypatch: pytest.MonkeyPatch):
@@ -208,5 +218,5 @@ def test_a_page_that_cannot_keep_up_reads_what_it_holds_then_the_close(monkeypat
         assert sub.dropped and hub.subscribers == 0
         return [sub.queue.get_nowait() for _ in range(sub.queue.qsize())]
 
-    *messages, last = asyncio.run(main())  # the oldest went to make room for the close
+    *messages, last = run_in_own_loop(main())  # the oldest went to make room for the close
     assert [payload["seq"] for _, payload in messages] == [1, 2] and is_close(last)
