@@ -141,7 +141,7 @@ def _run(args: argparse.Namespace) -> int:
     if workers > 1 and store.db.dialect == "sqlite":
         logging.getLogger("gatepost.console").warning(
             "%d ingest workers on SQLite: it admits one writer at a time, so a second worker "
-            "adds little (1.3-1.6x one, docs/BENCHMARKS.md); PostgreSQL scales further",
+            "adds little (1.0-1.5x one, docs/BENCHMARKS.md); PostgreSQL scales further",
             workers,
         )
     if workers > 1:
