@@ -273,6 +273,8 @@ def _open_readonly(path: str | Path, *, wait: bool) -> tuple[EventStore | None, 
 
 
 def _tail(args: argparse.Namespace) -> int:
+    from console.follow import EventFollower
+
     store, waited = _open_readonly(args.db, wait=args.follow)
     if store is None:
         return 1
@@ -283,12 +285,13 @@ def _tail(args: argparse.Namespace) -> int:
             events = store.last_events(max(args.limit, 0))
             last = events[-1].row_id if events else _last_row(store)
             _print(events)
+        # through a follower: with several ingest workers on PostgreSQL an event can commit
+        # after one with a higher row_id, and a plain "after the last one" would skip it
+        follower = EventFollower(store, last)
         while args.follow:
-            events = store.events_after(last, limit=1000)
-            if events:
-                last = events[-1].row_id
-                _print(events)
-            else:
+            events, more = follower.read(1000)
+            _print(events)
+            if not more:
                 time.sleep(_POLL_S)
     except BrokenPipeError:
         sys.stderr.close()  # reader went away (``| head``): not an error

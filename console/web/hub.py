@@ -8,9 +8,10 @@ than hooking the ingestor, so it sees events committed by any ingest worker proc
 next poll.
 
 On PostgreSQL, ``row_id`` order is not commit order: a worker takes its ids when it
-inserts and another may commit higher ones first.  So the watcher looks again, for
-:data:`GAP_S`, for every id it skipped (:meth:`Watcher.step_events`), and the position
-it keeps in the database is the one below which every event was read or given up on.
+inserts and another may commit higher ones first.  So the watcher reads through an
+:class:`~console.follow.EventFollower`, which looks again, for a while, for every id it
+skipped, and the position it keeps in the database is the one below which every event
+was read or given up on.
 After a restart it reads from there: no alarm is missed, and the events it reads a
 second time raise nothing twice (alarms are unique by source).
 
@@ -33,6 +34,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from console.db import format_time
+from console.follow import EventFollower
 from console.store import EVENT_COLUMNS, TYPE_AS_INDEXED, stored_event
 
 if TYPE_CHECKING:
@@ -46,12 +48,7 @@ QUEUE_SIZE = 2000
 POLL_S = 0.5
 STATUS_POLL_S = 1.0
 BATCH = 500
-GAP_S = 30.0
-"""How long a skipped ``row_id`` is looked for again: far longer than any ingest commit takes."""
-MAX_GAPS = 1000
-"""The most skipped ids looked for at once (the newest are kept): a bound on the query, since a
-burst of duplicates (``ON CONFLICT DO NOTHING`` uses up an id each) leaves thousands for good."""
-STATUS_LOOKBACK_S = GAP_S
+STATUS_LOOKBACK_S = 30.0
 """How far before the newest status receipt seen a status pass reads (:meth:`Watcher.step_statuses`)."""
 _CLOSE = object()
 
@@ -327,16 +324,20 @@ class Watcher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._statuses: dict[tuple[str, str], str] = {}
-        self._gaps: dict[int, float] = {}  # a row_id skipped below the cursor -> when to stop looking
+        self.follower = EventFollower(store)
         self._saved: int | None = None
-        self.cursor = 0
         self.events_seen = 0
         self.passes = 0
 
     @property
+    def cursor(self) -> int:
+        """The highest ``row_id`` read."""
+        return self.follower.cursor
+
+    @property
     def position(self) -> int:
         """The ``row_id`` below which every event was read or given up on: what a restart resumes from."""
-        return min(self._gaps) - 1 if self._gaps else self.cursor
+        return self.follower.position
 
     def start(self) -> Watcher:
         cursor = self.alarms.cursor()
@@ -344,7 +345,7 @@ class Watcher:
             newest = self.store.last_events(1)
             cursor = newest[-1].row_id if newest else 0
             self.alarms.set_cursor(cursor)
-        self.cursor = self._saved = cursor
+        self.follower.cursor = self._saved = cursor
         try:
             load_board(self.store, self.db, self.board)
         except Exception:
@@ -385,28 +386,11 @@ class Watcher:
     def step_events(self) -> bool:
         """One batch of new events, and of skipped ones that committed since; True if there may be more.
 
-        An id between the cursor and a newer event is remembered for :data:`GAP_S`, read
-        when it appears, then forgotten: ids can be skipped for good (a duplicate's
-        ``ON CONFLICT DO NOTHING`` and a rolled-back batch use them up too).  An event read
-        late raises its alarm then (alarms are unique by source, so once); a live page
-        shows it when it comes, and the board keeps the newer row it already shows.
+        An event read late (see :mod:`console.follow`) raises its alarm then (alarms are
+        unique by source, so once); a live page shows it when it comes, and the board keeps
+        the newer row it already shows.
         """
-        now = time.monotonic()
-        self._gaps = {row_id: until for row_id, until in self._gaps.items() if until > now}
-        # two queries, not ``row_id > ? OR row_id IN (…)``: PostgreSQL reads that OR through the
-        # whole primary key from its start (12 ms instead of 0.1 ms at 200,000 events)
-        new = self.store.events_after(self.cursor, limit=BATCH)
-        events = self.store.events_in(self._gaps) + new  # every skipped id is below the cursor
-        for event in events:
-            if event.row_id in self._gaps:
-                del self._gaps[event.row_id]
-            else:  # above the cursor: the ids it jumped over may still be committing
-                skipped = range(max(self.cursor + 1, event.row_id - MAX_GAPS), event.row_id)
-                self._gaps.update(dict.fromkeys(skipped, now + GAP_S))
-                self.cursor = event.row_id
-        if len(self._gaps) > MAX_GAPS:
-            log.warning("%d event ids missing; no longer looking for the oldest", len(self._gaps))
-            self._gaps = dict(sorted(self._gaps.items())[-MAX_GAPS:])
+        events, more = self.follower.read(BATCH)
         if events:
             for alarm in self.alarms.observe_events(events):
                 self.hub.publish("alarm", alarm.to_dict())
@@ -418,7 +402,7 @@ class Watcher:
         if self.position != self._saved:
             self._saved = self.position
             self.alarms.set_cursor(self._saved)
-        return len(new) == BATCH
+        return more
 
     def step_statuses(self) -> None:
         """Apply the gate statuses stored since the last pass; raise ``gate.offline`` on a change to it.

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from console import follow
 from console.alarms import AlarmBook
 from console.db import Database, format_time
 from console.store import EventStore
@@ -91,12 +92,12 @@ def test_a_restart_reads_again_from_below_a_skipped_id(store: EventStore):
 
 def test_a_skipped_id_is_forgotten_after_a_while(store: EventStore, monkeypatch: pytest.MonkeyPatch):
     """Ids can be skipped for good (a duplicate or a rolled-back batch uses one up)."""
-    monkeypatch.setattr(hub_module, "GAP_S", 0.0)
+    monkeypatch.setattr(follow, "GAP_S", 0.0)
     watcher = _watcher(store)
     _insert_at(store.db, 1, make_event("s1", "north", 1))
     _insert_at(store.db, 5000, make_event("s1", "north", 2))  # a jump: only the newest are looked for
     watcher.step_events()
-    assert watcher.alarms.cursor() == 5000 - hub_module.MAX_GAPS - 1
+    assert watcher.alarms.cursor() == 5000 - follow.MAX_GAPS - 1
     watcher.step_events()
     assert watcher.alarms.cursor() == 5000
 
