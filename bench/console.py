@@ -35,7 +35,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -52,8 +51,7 @@ if str(ROOT) not in sys.path:
 
 from broker.launcher import Broker  # noqa: E402
 from console.store import EventStore, format_time  # noqa: E402
-from protocol import Event, GateState, GateStatus, GateTopics, encode  # noqa: E402
-from protocol.mqtt import BrokerEndpoint, connect_async, make_client  # noqa: E402
+from protocol import Event, GateState, GateStatus  # noqa: E402
 
 SITES = 10
 GATES_PER_SITE = 100
@@ -341,77 +339,31 @@ def bench_http(target: str | Path, repeat: int) -> dict[str, Any]:
 # -- ingest scaling ----------------------------------------------------------------------
 
 
-def run_publisher(args: argparse.Namespace) -> None:
-    """Child process: wait for "go" on stdin, then publish N events for its gate as fast as QoS 1 allows."""
-    endpoint = BrokerEndpoint(args.host, args.port, args.username, Path(args.secret).read_text().strip())
-    site, gate = args.site, args.gate
-    boot = uuid.uuid4().hex
-    payloads = [
-        encode(
-            Event(
-                id=uuid.uuid4().hex,
-                site=site,
-                gate=gate,
-                boot=boot,
-                seq=i + 1,
-                time=NOW,
-                clock_trusted=True,
-                type="access.scan",
-                data={
-                    "credential": "pass",
-                    "code": f"{i:012d}",
-                    "granted": True,
-                    "reason": "ok",
-                    "reader": "a",
-                },
-            )
-        )
-        for i in range(args.n)
-    ]
-    topic = GateTopics(site, gate).event
-    client = make_client(endpoint, f"pub-{uuid.uuid4().hex[:8]}", max_inflight=1000)
-    connected = threading.Event()
-    client.on_connect = lambda *a: connected.set()
-    connect_async(client, endpoint, clean_start=True)
-    client.loop_start()
-    connected.wait(10)
-    print("ready", flush=True)
-    sys.stdin.readline()
-    infos = [client.publish(topic, payload, qos=1) for payload in payloads]
-    for info in infos:
-        info.wait_for_publish(120)
-    client.disconnect()
-    client.loop_stop()
-
-
 def _publish_backlog(broker: Broker, workdir: Path, site: str, n: int, count: int) -> None:
-    """``count`` gate processes publish ``n`` events between them, and return once the broker has them all."""
+    """``count`` gate processes publish ``n`` events between them; return once the broker has them all.
+
+    The publishers are bench/pipeline.py's (``--publisher``): the same events, one QoS 1
+    publish each, from a process of their own.
+    """
     children = []
     for i in range(count):
         gate = f"g{i}"
         creds = broker.add_gate(site, gate)
         secret = workdir / f"{site}-{gate}.secret"
         secret.write_text(creds.password)
-        child = subprocess.Popen(
-            [
-                sys.executable,
-                __file__,
-                "--publisher",
-                *("--host", broker.host, "--port", str(broker.port), "--username", creds.username),
-                *("--secret", str(secret), "--site", site, "--gate", gate, "--n", str(n // count)),
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        children.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    str(Path(__file__).with_name("pipeline.py")),
+                    "--publisher",
+                    *("--host", broker.host, "--port", str(broker.port), "--username", creds.username),
+                    *("--secret", str(secret), "--site", site, "--gate", gate, "--n", str(n // count)),
+                ],
+                stdout=subprocess.DEVNULL,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+            )
         )
-        children.append(child)
-    for child in children:
-        assert child.stdout is not None and child.stdin is not None
-        if child.stdout.readline().strip() != "ready":
-            raise SystemExit("a publisher did not connect")
-        child.stdin.write("go\n")
-        child.stdin.flush()
     for child in children:
         if child.wait(300) != 0:
             raise SystemExit("a publisher failed")
@@ -530,15 +482,7 @@ def main() -> None:
     )
     parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
     parser.add_argument("--events", type=int, help="stored events (default 1,000,000; --quick 200,000)")
-    parser.add_argument("--publisher", action="store_true", help=argparse.SUPPRESS)
-    for name in ("host", "username", "secret", "site", "gate"):
-        parser.add_argument(f"--{name}", help=argparse.SUPPRESS)
-    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.publisher:
-        run_publisher(args)
-        return
     n = args.events or (200_000 if args.quick else 1_000_000)
     repeat = 10 if args.quick else 30
     ingest_n, rounds = (20_000, 1) if args.quick else (60_000, 3)
