@@ -72,8 +72,21 @@ class DayKind(StrEnum):
         return cls.WEEKEND if day.weekday() >= 5 else cls.WEEKDAY
 
 
+class _Load:
+    """A post's load is everyone a guard deals with: entries, exits and refusals alike."""
+
+    __slots__ = ()
+    entries: int
+    exits: int
+    denied: int
+
+    @property
+    def load(self) -> int:
+        return self.entries + self.exits + self.denied
+
+
 @dataclass(frozen=True, slots=True)
-class FlowBucket:
+class FlowBucket(_Load):
     """What one post saw in one slot of time (``start`` is UTC, ``minutes`` long)."""
 
     site: str
@@ -83,10 +96,6 @@ class FlowBucket:
     entries: int = 0
     exits: int = 0
     denied: int = 0
-
-    @property
-    def load(self) -> int:
-        return self.entries + self.exits + self.denied
 
     @property
     def rate(self) -> float:
@@ -251,7 +260,7 @@ def rebucket(buckets: Iterable[FlowBucket], minutes: int) -> list[FlowBucket]:
 
 
 @dataclass(frozen=True, slots=True)
-class Slot:
+class Slot(_Load):
     """One bar of a day chart: a slot of a local day at one post (or all posts added up)."""
 
     index: int
@@ -260,10 +269,6 @@ class Slot:
     exits: int = 0
     denied: int = 0
     peak: bool = False
-
-    @property
-    def load(self) -> int:
-        return self.entries + self.exits + self.denied
 
     @property
     def rate(self) -> float:
@@ -300,7 +305,7 @@ def day_series(
 
 
 @dataclass(frozen=True, slots=True)
-class DayTotal:
+class DayTotal(_Load):
     """One bar of a month chart."""
 
     day: date
@@ -308,10 +313,6 @@ class DayTotal:
     exits: int = 0
     denied: int = 0
     peak: bool = False
-
-    @property
-    def load(self) -> int:
-        return self.entries + self.exits + self.denied
 
 
 def month_days(first: date) -> list[date]:

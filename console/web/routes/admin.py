@@ -11,7 +11,8 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from console.users import Role, UserError, UserProblem
-from console.web.auth import admin_required, client_address, current_user
+from console.web.auth import admin_required, current_user
+from console.web.forms import audit
 from console.web.queries import parse_row_id
 from console.web.render import render
 
@@ -89,9 +90,7 @@ async def users_change(request: Request) -> Response:
         return await _users_page(
             request, status_code=400, error=(f"users.error.{exc.reason.value}", exc.values)
         )
-    await to_thread.run_sync(
-        lambda: ctx.audit.record(admin, f"user.{action}", name, detail, address=client_address(request))
-    )
+    await audit(request, f"user.{action}", name, detail)
     return RedirectResponse("/users", status_code=303)
 
 

@@ -8,7 +8,8 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from console.alarms import AlarmError
-from console.web.auth import client_address, current_user, login_required
+from console.web.auth import current_user, login_required
+from console.web.forms import audit
 from console.web.queries import MAX_ROW_ID
 from console.web.render import render
 
@@ -39,14 +40,8 @@ async def acknowledge(request: Request) -> Response:
         alarm = await to_thread.run_sync(lambda: ctx.alarms.acknowledge(row_id, user.name, note))
     except (AlarmError, ValueError) as exc:
         return await _page(request, status_code=400, error=str(exc))
-    await to_thread.run_sync(
-        lambda: ctx.audit.record(
-            user,
-            "alarm.ack",
-            f"{alarm.kind} {alarm.site}/{alarm.gate} #{alarm.row_id}",
-            {"note": alarm.note},
-            address=client_address(request),
-        )
+    await audit(
+        request, "alarm.ack", f"{alarm.kind} {alarm.site}/{alarm.gate} #{alarm.row_id}", {"note": alarm.note}
     )
     ctx.hub.publish("alarm", alarm.to_dict())
     return RedirectResponse("/alarms", status_code=303)

@@ -16,7 +16,8 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from console.web import queries
-from console.web.auth import client_address, current_user, login_required
+from console.web.auth import login_required
+from console.web.forms import audit
 from console.web.hub import event_summary
 from console.web.render import render
 
@@ -187,12 +188,7 @@ async def export_events(request: Request) -> Response:
     flt = queries.EventFilter.parse(request.query_params, site_zone(request))
     if flt.errors:
         return _bad_request(request, flt.errors)
-    user = current_user(request)
-    await to_thread.run_sync(
-        lambda: ctx.audit.record(
-            user, "export", f"events.{fmt}", {"filter": flt.query_string()}, address=client_address(request)
-        )
-    )
+    await audit(request, "export", f"events.{fmt}", {"filter": flt.query_string()})
     events = queries.iter_events(ctx.store, flt)
     if fmt == "csv":
         body = _csv_lines((_event_row(e) for e in events), CSV_COLUMNS)
@@ -216,12 +212,7 @@ async def export_flow(request: Request) -> Response:
         errors.append("error.bad_range")
     if errors:
         return _bad_request(request, errors)
-    user = current_user(request)
-    await to_thread.run_sync(
-        lambda: ctx.audit.record(
-            user, "export", f"flow.{fmt}", {"filter": flt.query_string()}, address=client_address(request)
-        )
-    )
+    await audit(request, "export", f"flow.{fmt}", {"filter": flt.query_string()})
     rows = await to_thread.run_sync(lambda: ctx.store.flow(flt.site or None, flt.gate or None, start, end))
     if fmt == "csv":
         body = _csv_lines(

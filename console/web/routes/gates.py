@@ -11,7 +11,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from console.web.auth import client_address, current_user, login_required
+from console.web.auth import current_user, login_required
+from console.web.forms import audit
 from console.web.hub import is_close, sse_format
 from console.web.render import render
 
@@ -124,9 +125,7 @@ async def unlock(request: Request) -> Response:
             "result": result.result,
             "elapsed_s": result.elapsed_s,
         }
-    await to_thread.run_sync(
-        lambda: ctx.audit.record(user, "unlock", f"{site}/{gate}", outcome, address=client_address(request))
-    )
+    await audit(request, "unlock", f"{site}/{gate}", outcome)
     status_code = 200 if outcome["status"] == "ok" else 502
     return render(
         request, "unlock.html", status_code=status_code, site=site, gate=gate, seconds=seconds, result=outcome
