@@ -17,6 +17,7 @@ except its last four digits.
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import sqlite3
 import threading
@@ -31,6 +32,8 @@ from edge.decision import Decision
 from protocol.errors import GatepostError
 from protocol.passes import Flag, Reason
 from protocol.passes.decision import ClockLike, UntrustedClockPolicy
+
+log = logging.getLogger("gatepost.edge.visitors")
 
 CODE_PREFIX = "8"
 """Visitor codes start with 8: never the signed-pass marker ``4750``, and easy to tell apart."""
@@ -236,6 +239,13 @@ class VisitorBook:
         """
         self._db.execute("DELETE FROM visitors WHERE expires_at < ?", (_iso(now - KEEP_AFTER_EXPIRY),))
 
+    def _purge_locked(self, now: datetime) -> None:
+        try:
+            with self._lock:
+                self._purge(now)
+        except sqlite3.Error as exc:  # closed meanwhile, or the disk said no: the next minute tries again
+            log.warning("could not delete expired visitor passes: %s", exc)
+
     def __len__(self) -> int:
         with self._lock:
             return int(self._db.execute("SELECT count(*) FROM visitors").fetchone()[0])
@@ -291,10 +301,12 @@ class VisitorBook:
         """
         # On any credential, since a gate may see no visitor for weeks; a minute either way
         # (not only forward) so that a clock set back from a wrong future still purges.
+        # On a thread of its own: the DELETE's fsync must not delay the door's answer.
         if abs(now.wall - self._purged_at) >= PURGE_EVERY:
-            with self._lock:
-                self._purge(now.wall)
-                self._purged_at = now.wall
+            self._purged_at = now.wall
+            threading.Thread(
+                target=self._purge_locked, args=(now.wall,), name="visitor-purge", daemon=True
+            ).start()
         if not is_visitor_code(code):
             return None
         flags = frozenset() if now.trusted else frozenset({Flag.CLOCK_UNTRUSTED})
