@@ -222,6 +222,35 @@ _CAUSE_BACKFILL = {
 }
 
 
+_TEXT_COLUMNS = {
+    "events": (
+        "id", "site", "gate", "boot", "time", "type", "data", "received_at",
+        "holder", "credential", "code", "reason", "direction",
+    ),
+    "gate_status": ("site", "gate", "state", "boot", "time", "received_at", "payload"),
+    "rejections": ("time", "topic", "reason", "detail"),
+    "flow_hourly": ("site", "gate", "hour"),
+    "gate_last": ("site", "gate", "time", "type"),
+}  # fmt: skip
+_BYTE_ORDER_V6 = {
+    "sqlite": (),  # SQLite compares text byte by byte (BINARY) already
+    "postgresql": tuple(
+        f"ALTER TABLE {table} " + ", ".join(f'ALTER COLUMN {c} TYPE TEXT COLLATE "C"' for c in columns)
+        for table, columns in _TEXT_COLUMNS.items()
+    ),
+}
+"""Every text column of the store compared in byte order, as SQLite compares it.
+
+Ids, site and gate names, ISO times and event types are machine text: nothing here
+is sorted for a reader's alphabet, and byte order is what SQLite gives, so both
+backends list gates in the same order.  On PostgreSQL it is also cheaper: each index
+insert compares keys with ``memcmp`` instead of the C library's ``strcoll`` (even
+under ``C.UTF-8``, PostgreSQL 15 takes the ``strcoll`` path).  Measured with
+bench/console.py's ingest rows on PostgreSQL 15, the server's CPU per stored event
+fell from 27 µs to 21 µs.  The change is binary-compatible, so PostgreSQL rewrites no
+table, only rebuilds the indexes on these columns once, when the console starts.
+"""
+
 TYPE_AS_INDEXED = {"sqlite": "type", "postgresql": 'type COLLATE "C"'}
 """``type`` in each dialect as the ``events_type_time`` index compares it (see :func:`migrations`):
 PostgreSQL cannot use an index for a comparison in another collation, the database's default."""
@@ -245,6 +274,7 @@ def migrations(dialect: str) -> tuple[Migration, ...]:
         Migration(3, "search columns, flow_hourly, gate_last", v3),
         Migration(4, "door causes searchable as reasons", (_CAUSE_BACKFILL[dialect],)),
         Migration(5, "gate_last keeps its event's type", _LAST_TYPE_V5),
+        Migration(6, "text compared in byte order", _BYTE_ORDER_V6[dialect]),
     )
 
 

@@ -199,6 +199,26 @@ def test_a_store_from_the_previous_release_is_upgraded_and_backfilled(tmp_path: 
         ]
 
 
+def test_postgresql_compares_the_store_s_text_in_byte_order(postgres_url, make_events):
+    """As SQLite does: the same gate order on both backends, and memcmp in every index."""
+    with EventStore(postgres_url) as store:
+        store.insert_events(
+            [*make_events("s", "ab", [1]), *make_events("s", "a_b", [1]), *make_events("s", "a-b", [1])]
+        )
+        other = store.db.query(
+            "SELECT table_name, column_name FROM information_schema.columns"
+            " WHERE table_schema = current_schema() AND data_type = 'text'"
+            " AND table_name IN ('events', 'gate_status', 'rejections', 'flow_hourly', 'gate_last')"
+            " AND collation_name IS DISTINCT FROM 'C'"
+        )
+        assert other == []
+        assert [row[0] for row in store.db.query("SELECT gate FROM gate_last ORDER BY gate")] == [
+            "a-b",
+            "a_b",
+            "ab",
+        ]
+
+
 def test_concurrent_opens_apply_each_migration_once(db_url):
     errors: list[BaseException] = []
 
