@@ -18,7 +18,7 @@ Measured in one run, each next to its comparison:
    ``sqlite_ingest_scaling_2_workers``).
 
 Usage: ``python bench/console.py [--quick] [--postgres URL | --no-postgres]``.  ``--quick``:
-200,000 events, SQLite store, PostgreSQL for ingest only, under a minute; full:
+150,000 events, SQLite store, PostgreSQL for ingest only, under a minute; full:
 1,000,000 events on both.  Prints a table, then one JSON line.
 """
 
@@ -38,6 +38,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.cpu import TICK_S, CpuCap, Ticks, pids_named  # noqa: E402
 from broker.launcher import Broker  # noqa: E402
 from console.store import EventStore, format_time  # noqa: E402
 from protocol import Event, GateState, GateStatus  # noqa: E402
@@ -369,17 +371,20 @@ def _publish_backlog(broker: Broker, workdir: Path, site: str, n: int, count: in
             raise SystemExit("a publisher failed")
 
 
-def _cpu_jiffies() -> int:
-    """CPU time the whole machine has spent busy (Linux ``/proc/stat``), in clock ticks."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return sum(fields) - fields[3] - fields[4]  # all but idle and iowait
+@dataclass(frozen=True)
+class IngestRun:
+    """One backlog drain: its rate, and the CPU spent meanwhile per event and per process group."""
+
+    per_s: float
+    busy_cores: float
+    us_per_event: dict[str, float]  # workers, broker, database (a local PostgreSQL), other, machine
 
 
 def bench_ingest(
-    broker: Broker, workdir: Path, target: str | Path, n: int, workers: int
-) -> tuple[float, float]:
+    broker: Broker, workdir: Path, target: str | Path, n: int, workers: int, cap: float | None = None
+) -> IngestRun:
     """Events/s while ``workers`` processes drain a backlog of ``n`` events the broker queued for them,
-    and how many of the machine's cores were busy meanwhile (workers, broker and database).
+    and where the machine's CPU went meanwhile (workers, broker, database, the rest).
 
     This is the moment ingest speed matters: the console comes back from an upgrade
     or an outage and every gate's held events arrive at once.  The workers subscribe
@@ -387,6 +392,13 @@ def bench_ingest(
     the gates publish, and the clock runs from the moment every worker is subscribed
     again until the store holds all ``n``: the console's side alone, without the
     publishers' CPU — on two cores, publishing at the same time would measure them.
+
+    ``cap`` limits each worker to that many cores (:class:`bench.cpu.CpuCap`).
+
+    Progress is watched through the highest ``row_id``, one index probe, and counted
+    exactly only once that says all may be in (ids are not gapless on PostgreSQL: a
+    duplicate takes one).  Counting every 10 ms, as this did first, cost the PostgreSQL
+    server 30 µs of CPU per ingested event, more than its inserts, on the same cores.
     """
     from console.ingest import IngestWorkers, WorkerSpec
 
@@ -395,10 +407,15 @@ def bench_ingest(
     creds = broker.add_console(f"c{run}")
     store = EventStore(target)
     spec = WorkerSpec(broker.endpoint(creds), str(target), name=f"c{run}", site=site, log_level="WARNING")
+    postgres = isinstance(target, str)
 
     def stored() -> int:
         return int(store.db.query("SELECT COUNT(*) FROM events WHERE site = ?", (site,))[0][0])
 
+    def top() -> int:
+        return int(store.db.query("SELECT COALESCE(MAX(row_id), 0) FROM events")[0][0])
+
+    limit = CpuCap(cap) if cap is not None else None
     try:
         pool = IngestWorkers(spec, workers).start()
         subscribed = pool.wait_ready(60)
@@ -406,25 +423,43 @@ def bench_ingest(
         if not subscribed:
             raise SystemExit("ingest workers did not connect")
         _publish_backlog(broker, workdir, site, n, 2)
+        floor = top()
         pool = IngestWorkers(spec, workers).start()
         try:
+            pids = [pid for pid in pool.pids() if pid is not None]
+            if limit is not None:
+                for pid in pids:
+                    limit.add(pid)
             if not pool.wait_ready(60):
                 raise SystemExit("ingest workers did not reconnect")
-            began, before, busy = time.perf_counter(), stored(), _cpu_jiffies()
+            groups = {
+                "workers": pids,
+                "broker": [broker.pid] if broker.pid else [],
+                "database": pids_named("postgres") if postgres else [],
+            }
+            began, before, ticks = time.perf_counter(), stored(), Ticks(groups).start()
             deadline = time.monotonic() + 300
             count = before
             while count < n and time.monotonic() < deadline:
                 time.sleep(0.01)
-                count = stored()
+                if top() - floor >= n:
+                    count = stored()
             elapsed = time.perf_counter() - began
-            busy = _cpu_jiffies() - busy
+            used = ticks.stop()
         finally:
             pool.stop()
         if count != n:
             raise SystemExit(f"ingest stored {count} of {n} events")
     finally:
         store.close()
-    return (n - before) / elapsed, busy / os.sysconf("SC_CLK_TCK") / elapsed
+        if limit is not None:
+            limit.close()
+    drained = n - before
+    return IngestRun(
+        per_s=drained / elapsed,
+        busy_cores=used["machine"] * TICK_S / elapsed,
+        us_per_event={name: round(t * TICK_S / drained * 1e6, 1) for name, t in used.items()},
+    )
 
 
 def _postgres_database(server: str) -> tuple[str, Callable[[], None]]:
@@ -444,6 +479,10 @@ def _postgres_database(server: str) -> tuple[str, Callable[[], None]]:
 
 
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
+WORKER_CAP = 0.5
+"""Cores each worker may use in the capped ingest run: with the broker's and the database's
+share for two such workers (about 0.2 core each, measured) the machine keeps cores idle, as
+a site whose workers have cores of their own does."""
 
 
 def _reachable(url: str) -> bool:
@@ -457,23 +496,27 @@ def _reachable(url: str) -> bool:
 
 
 def _ingest_rounds(
-    broker: Broker, workdir: Path, target: str | Path, n: int, rounds: int
-) -> tuple[tuple[float, float], tuple[float, float]]:
-    """Median (events/s, busy cores) with one worker and with two, interleaved so drift hits both."""
+    broker: Broker, workdir: Path, target: str | Path, n: int, rounds: int, cap: float | None = None
+) -> tuple[IngestRun, IngestRun]:
+    """The median run (by rate) with one worker and with two, interleaved so drift hits both."""
     ones, twos = [], []
     for _ in range(rounds):
-        ones.append(bench_ingest(broker, workdir, target, n, 1))
-        twos.append(bench_ingest(broker, workdir, target, n, 2))
+        ones.append(bench_ingest(broker, workdir, target, n, 1, cap))
+        twos.append(bench_ingest(broker, workdir, target, n, 2, cap))
 
-    def median(runs: list[tuple[float, float]]) -> tuple[float, float]:
-        return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+    def median(runs: list[IngestRun]) -> IngestRun:
+        return sorted(runs, key=lambda r: r.per_s)[len(runs) // 2]
 
     return median(ones), median(twos)
 
 
+def _cpu_row(run: IngestRun) -> str:
+    return ", ".join(f"{name} {us:.0f} µs" for name, us in run.us_per_event.items() if name != "machine")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="200,000 events; finishes in under a minute")
+    parser.add_argument("--quick", action="store_true", help="150,000 events; finishes in under a minute")
     parser.add_argument(
         "--postgres",
         metavar="URL",
@@ -481,9 +524,9 @@ def main() -> None:
         help=f"PostgreSQL server to bench too (default {DEFAULT_POSTGRES}; skipped if unreachable)",
     )
     parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
-    parser.add_argument("--events", type=int, help="stored events (default 1,000,000; --quick 200,000)")
+    parser.add_argument("--events", type=int, help="stored events (default 1,000,000; --quick 150,000)")
     args = parser.parse_args()
-    n = args.events or (200_000 if args.quick else 1_000_000)
+    n = args.events or (150_000 if args.quick else 1_000_000)
     repeat = 10 if args.quick else 30
     ingest_n, rounds = (20_000, 1) if args.quick else (60_000, 3)
     postgres = None if args.no_postgres or not _reachable(args.postgres) else args.postgres
@@ -497,6 +540,9 @@ def main() -> None:
         "postgres": postgres is not None,
         "load_before": round(os.getloadavg()[0], 2),
     }
+    # Several workers are for PostgreSQL sites (docs/storage.md): SQLite has one writer.
+    headline = "pg_" if postgres is not None else ""
+    cpus = os.cpu_count() or 1
     table: list[tuple[str, str, str]] = []
     drops: list[Callable[[], None]] = []
     with tempfile.TemporaryDirectory(prefix="gp-bench-console-") as tmp:
@@ -585,23 +631,63 @@ def main() -> None:
                         else:
                             ingest_target, drop = _postgres_database(postgres)
                             drops.append(drop)
-                    (one, one_busy), (two, two_busy) = _ingest_rounds(
-                        broker, workdir, ingest_target, ingest_n, rounds
-                    )
-                    result[prefix + "ingest_1_worker_per_s"] = round(one)
-                    result[prefix + "ingest_2_workers_per_s"] = round(two)
-                    result[prefix + "ingest_scaling_2_workers"] = round(two / one, 2)
-                    result[prefix + "ingest_cores_busy_1_2"] = [round(one_busy, 2), round(two_busy, 2)]
+                    one, two = _ingest_rounds(broker, workdir, ingest_target, ingest_n, rounds)
+                    scaling = two.per_s / one.per_s
+                    # What the machine's cores allowed: every core busy at the two-worker
+                    # run's CPU per event, over the one-worker rate.
+                    ceiling = (cpus / two.busy_cores * two.per_s) / one.per_s
+                    result[prefix + "ingest_1_worker_per_s"] = round(one.per_s)
+                    result[prefix + "ingest_2_workers_per_s"] = round(two.per_s)
+                    result[prefix + "ingest_scaling_2_workers"] = round(scaling, 2)
+                    result[prefix + "ingest_scaling_ceiling"] = round(ceiling, 2)
+                    result[prefix + "ingest_cores_busy_1_2"] = [
+                        round(one.busy_cores, 2),
+                        round(two.busy_cores, 2),
+                    ]
+                    result[prefix + "ingest_cpu_us_per_event_1"] = one.us_per_event
+                    result[prefix + "ingest_cpu_us_per_event_2"] = two.us_per_event
                     table += [
                         (
                             kind,
                             f"ingest backlog of {ingest_n:,}, 1 worker",
-                            f"{one:,.0f} events/s, {one_busy:.2f} of {os.cpu_count()} cores busy",
+                            f"{one.per_s:,.0f} events/s, {one.busy_cores:.2f} of {cpus} cores busy",
                         ),
                         (
                             kind,
                             "ingest backlog, 2 workers ($share)",
-                            f"{two:,.0f} events/s ({two / one:.2f}x), {two_busy:.2f} cores busy",
+                            f"{two.per_s:,.0f} events/s ({scaling:.2f}x), {two.busy_cores:.2f} cores busy",
+                        ),
+                        (kind, "  CPU per event, 1 worker", _cpu_row(one)),
+                        (kind, "  CPU per event, 2 workers", _cpu_row(two)),
+                        (kind, f"  CPU-bound ceiling on {cpus} cores, 2 workers", f"{ceiling:.2f}x"),
+                    ]
+                    if prefix != headline:
+                        continue
+                    why_not = CpuCap.unavailable()
+                    result["ingest_worker_cap_cores"] = WORKER_CAP
+                    if why_not is not None:
+                        result["ingest_scaling_2_workers_capped"] = None
+                        table.append((kind, f"ingest, each worker capped at {WORKER_CAP} core", why_not))
+                        continue
+                    # A capped worker is slow; --quick drains half the backlog to stay under a minute.
+                    capped_n = ingest_n // 2 if args.quick else ingest_n
+                    one, two = _ingest_rounds(broker, workdir, ingest_target, capped_n, rounds, WORKER_CAP)
+                    result["ingest_scaling_2_workers_capped"] = round(two.per_s / one.per_s, 2)
+                    result["ingest_capped_cores_busy_1_2"] = [
+                        round(one.busy_cores, 2),
+                        round(two.busy_cores, 2),
+                    ]
+                    table += [
+                        (
+                            kind,
+                            f"ingest, each worker capped at {WORKER_CAP} core, 1 worker",
+                            f"{one.per_s:,.0f} events/s, {one.busy_cores:.2f} cores busy",
+                        ),
+                        (
+                            kind,
+                            f"ingest, each worker capped at {WORKER_CAP} core, 2 workers",
+                            f"{two.per_s:,.0f} events/s ({two.per_s / one.per_s:.2f}x), "
+                            f"{two.busy_cores:.2f} cores busy",
                         ),
                     ]
             finally:
@@ -609,10 +695,8 @@ def main() -> None:
         finally:
             for drop in drops:
                 drop()
-    # Several workers are for PostgreSQL sites (docs/storage.md): SQLite has one writer.
-    scaled = "pg_" if postgres is not None else ""
     result["sqlite_ingest_scaling_2_workers"] = result["ingest_scaling_2_workers"]
-    result["ingest_scaling_2_workers"] = result[scaled + "ingest_scaling_2_workers"]
+    result["ingest_scaling_2_workers"] = result[headline + "ingest_scaling_2_workers"]
     result["ingest_scaling_backend"] = "postgresql" if postgres is not None else "sqlite"
     result["load_after"] = round(os.getloadavg()[0], 2)
     width = max(len(row[1]) for row in table)
