@@ -9,8 +9,8 @@ kind                        raised when
 ``door.held_open``          a door stayed open past its limit
 ``door.tamper``             a reader or door housing was opened
 ``outbox.overflow``         a gate's outbox was full and refused events
-``gate.offline``            a gate's status became ``offline`` from another state (its last
-                            will: the link died)
+``gate.offline``            a gate's status became ``offline`` (its last will: the link
+                            died), from another state or from another outage
 ``access.denied_burst``     ``denials`` refused credentials at one gate within ``window_s``
                             of gate time (default 5 in 60 s: someone trying cards or codes)
 ==========================  ==========================================================
@@ -19,8 +19,9 @@ Each alarm names its source (the event id, or the receipt time of the status tha
 the gate offline) and the table refuses a second alarm for the same source, so
 re-reading events after a restart, or two console processes reading the same store,
 never doubles an alarm.  Nor does the broker re-sending a gate's retained ``offline`` at
-every subscribe (each console restart or ingest reconnect): the gate was offline
-already, so that is no change of state.  Acknowledging takes an operator and a note,
+every subscribe (each console restart or ingest reconnect): it names the outage the
+console already showed.  A gate that came back and went away again while the console
+was down sends a will naming a new one, and that raises.  Acknowledging takes an operator and a note,
 and is audited by the caller.
 """
 
@@ -221,6 +222,17 @@ _COLUMNS = (
 )
 
 
+def outage_of(state: str, status: dict[str, Any]) -> str | None:
+    """Which outage a gate status reports: its boot and its will's time if ``offline``, else None.
+
+    A gate writes its will before each connect (edge/link.py), so each lost connection
+    has its own; a gate from before that, whose wills carry no time, has one per boot.
+    """
+    if state != "offline":
+        return None
+    return f"{status.get('boot')}@{status.get('time')}"
+
+
 class AlarmBook:
     """The alarm rules applied to what the store receives, and the ``alarms`` table."""
 
@@ -237,15 +249,16 @@ class AlarmBook:
         drafts = [draft for event in events if (draft := evaluate(self.rules, self.state, event))]
         return self._raise(drafts)
 
-    def observe_status(
-        self, site: str, gate: str, state: str, received_at: str, *, previous: str
+    def observe_outage(
+        self, site: str, gate: str, received_at: str, outage: str | None, *, previous: str | None
     ) -> list[Alarm]:
-        """A gate status as stored, after ``previous`` (the state the console showed before it).
+        """A gate status as stored: ``outage`` is the one it reports (:func:`outage_of`), ``previous``
+        the one the console showed before it (``None``: the gate was not offline).
 
-        ``offline`` after any other state raises, named by its receipt time; ``offline``
-        again is the broker re-sending the retained will, not a new outage.
+        An outage other than the one shown raises, named by the status's receipt time;
+        the same one again is the broker re-sending the retained will.
         """
-        if state != "offline" or previous == "offline":
+        if outage is None or outage == previous:
             return []
         draft = Draft(
             AlarmKind.GATE_OFFLINE, site, gate, f"{site}/{gate}@{received_at}", received_at, None, {}

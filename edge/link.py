@@ -37,7 +37,7 @@ from protocol import (
     decode_command,
     encode,
 )
-from protocol.mqtt import QOS, BrokerEndpoint, Will, connect_async, make_client
+from protocol.mqtt import QOS, BrokerEndpoint, connect_async, make_client
 from protocol.topics import SiteDocument, site_document_topic
 
 log = logging.getLogger("gatepost.edge.link")
@@ -85,13 +85,10 @@ class Link:
         self._documents = {site_document_topic(topics.site, doc): doc for doc in SiteDocument}
         self._handlers: dict[str, CommandHandler] = {"ping": lambda _cmd: {"pong": True}}
         self._endpoint = endpoint
-        will = GateStatus(state=GateState.OFFLINE, site=topics.site, gate=topics.gate, boot=outbox.boot)
         self._client = make_client(
-            endpoint,
-            f"gate-{topics.site}-{topics.gate}",
-            will=Will(topics.status, encode(will)),
-            max_inflight=min(window, 1000),
+            endpoint, f"gate-{topics.site}-{topics.gate}", max_inflight=min(window, 1000)
         )
+        self._client.on_pre_connect = self._arm_will
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
@@ -165,6 +162,24 @@ class Link:
         )
 
     # -- paho callbacks (network thread) ---------------------------------------------
+
+    def _arm_will(self, client: paho.Client, _userdata: Any) -> None:
+        """Give the connection about to be made its own last will: ``offline``, stamped now.
+
+        paho calls this before every connect, the first and each reconnect.  A will
+        written once would be the same bytes for every outage of this boot, and the
+        console could not tell a second outage from the broker re-sending the first
+        (it re-sends the retained will at every subscribe): a gate that came back and
+        went away again while the console was down would raise no alarm.
+        """
+        will = GateStatus(
+            state=GateState.OFFLINE,
+            site=self.topics.site,
+            gate=self.topics.gate,
+            boot=self.outbox.boot,
+            time=datetime.now(UTC),
+        )
+        client.will_set(self.topics.status, encode(will), qos=QOS, retain=True)
 
     def _on_connect(self, client: paho.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
         if reason.is_failure:

@@ -118,7 +118,11 @@ class GateState(StrEnum):
 
 class GateStatus(_Message):
     """Retained availability of a gate: ``online`` while connected, ``stopped`` after a
-    clean shutdown, ``offline`` when the broker published its last will."""
+    clean shutdown, ``offline`` when the broker published its last will.
+
+    An ``offline`` will's ``time`` is when the lost connection was being made (the gate
+    writes a will before each connect): with ``boot`` it names the outage, so a console
+    can tell a new one from the broker re-sending the retained will of an old one."""
 
     state: GateState
     site: Name

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from console.alarms import outage_of
 from console.db import format_time
 from console.follow import EventFollower
 from console.store import EVENT_COLUMNS, TYPE_AS_INDEXED, stored_event
@@ -212,17 +213,17 @@ class GateBoard:
     def __init__(self) -> None:
         self._rows: dict[tuple[str, str], GateRow] = {}
         self._applied: dict[tuple[str, str], int] = {}  # the newest row_id each gate's row shows
+        self._outages: dict[tuple[str, str], str | None] = {}
         self._lock = threading.Lock()
 
     def rows(self) -> list[GateRow]:
         with self._lock:
             return [GateRow(**row.to_dict()) for _, row in sorted(self._rows.items())]
 
-    def state(self, site: str, gate: str) -> str:
-        """The state the board shows for a gate (``unknown`` before its first status)."""
+    def outage(self, site: str, gate: str) -> str | None:
+        """The outage the board shows a gate in (:func:`~console.alarms.outage_of`), if offline."""
         with self._lock:
-            row = self._rows.get((site, gate))
-            return row.state if row is not None else GateRow(site, gate).state
+            return self._outages.get((site, gate))
 
     def _row(self, site: str, gate: str) -> GateRow:
         row = self._rows.get((site, gate))
@@ -240,10 +241,12 @@ class GateBoard:
                 body = json.loads(payload) if payload else {}
             except ValueError:
                 body = {}
+        outage = outage_of(state, body)
         with self._lock:
             row = self._row(site, gate)
-            if row.state != state:
-                row.state_since = received_at
+            if row.state != state or outage != self._outages.get((site, gate)):
+                row.state_since = received_at  # a new state, or offline again after an unseen return
+            self._outages[site, gate] = outage
             row.state = state
             row.status_received_at = received_at
             row.version = str(body.get("version") or "")
@@ -429,8 +432,9 @@ class Watcher:
             if self._statuses.get((site, gate)) == received_at:
                 continue
             self._statuses[site, gate] = received_at
-            previous = self.board.state(site, gate)
+            previous = self.board.outage(site, gate)
             row = self.board.apply_status(site, gate, state, received_at, payload)
-            for alarm in self.alarms.observe_status(site, gate, state, received_at, previous=previous):
+            outage = self.board.outage(site, gate)
+            for alarm in self.alarms.observe_outage(site, gate, received_at, outage, previous=previous):
                 self.hub.publish("alarm", alarm.to_dict())
             self.hub.publish("gate", row.to_dict())

@@ -8,6 +8,7 @@ stale ones refused.
 from __future__ import annotations
 
 import queue
+import socket
 import subprocess
 import sys
 import threading
@@ -24,7 +25,17 @@ from console.ingest import Ingestor
 from console.store import EventStore
 from edge.agent import GateAgent
 from edge.config import EdgeConfig
-from protocol import Command, CommandResponse, GateTopics, decode_event, decode_response, encode
+from protocol import (
+    Command,
+    CommandResponse,
+    GateState,
+    GateStatus,
+    GateTopics,
+    decode_event,
+    decode_response,
+    decode_status,
+    encode,
+)
 from protocol.mqtt import make_client
 from simulator.scanner import VirtualScanner
 
@@ -233,3 +244,42 @@ def test_check_config_names_file_line_and_key(tmp_path: Path):
         ).returncode
         == 0
     )
+
+
+def test_each_connection_leaves_a_will_of_its_own(
+    tmp_path: Path, broker: Broker, scanner: VirtualScanner, unique_name: str
+):
+    """Two outages of one boot are two different ``offline`` statuses, so the console can
+    tell a second outage from the broker re-sending the retained will of the first."""
+    agent = make_agent(tmp_path, broker, scanner, unique_name)
+    creds = broker.add_console("watcher")
+    wills: queue.Queue[GateStatus] = queue.Queue()
+    observer = make_client(broker.endpoint(creds), f"w-{uuid.uuid4().hex[:8]}")
+    ready = threading.Event()
+    observer.on_subscribe = lambda *a: ready.set()
+
+    def on_message(_c: object, _u: object, message: object) -> None:
+        status = decode_status(message.payload)  # type: ignore[attr-defined]
+        if status.state == GateState.OFFLINE:
+            wills.put(status)
+
+    observer.on_message = on_message
+    observer.connect(broker.host, broker.port)
+    observer.subscribe(GateTopics("site1", unique_name).status, qos=1)
+    observer.loop_start()
+    assert ready.wait(5)
+    start(agent)
+    try:
+        seen = []
+        for _ in range(2):
+            assert wait_until(lambda: agent.link.connected)
+            agent.link._client.socket().shutdown(socket.SHUT_RDWR)  # the link dies, no DISCONNECT
+            seen.append(wills.get(timeout=10))
+            assert wait_until(lambda: not agent.link.connected)
+        assert [s.boot for s in seen] == [agent.outbox.boot] * 2
+        assert seen[0].time is not None and seen[1].time is not None
+        assert seen[0].time < seen[1].time
+    finally:
+        agent.stop(drain_s=0)
+        observer.disconnect()
+        observer.loop_stop()

@@ -111,6 +111,28 @@ def test_a_restart_takes_the_stored_state_as_the_one_before(web_factory):
     assert again.ctx.alarms.open_count() == 2
 
 
+def test_an_outage_while_the_console_was_down_raises_though_the_gate_was_offline_before(web_factory):
+    """Offline, acknowledged; console down; the gate came back and went away again: a new will."""
+    first = web_factory()
+    watcher = _started(first)
+    first.store.commit(statuses=[make_status("s1", "north", "offline", time=T0)])
+    watcher.step_statuses()
+    (alarm,) = first.ctx.alarms.list()
+    first.ctx.alarms.acknowledge(alarm.row_id, "ana", "technician called")
+    again = web_factory()  # restarted on the same store: the board shows the first outage
+    watcher = _started(again)
+    again.store.commit(statuses=[make_status("s1", "north", "offline", time=T0)])  # re-sent will
+    watcher.step_statuses()
+    assert again.ctx.alarms.open_count() == 0
+    later = T0 + timedelta(hours=2)  # the will of the connection made after its return
+    again.store.commit(statuses=[make_status("s1", "north", "offline", time=later)])
+    watcher.step_statuses()
+    assert [(a.kind, a.gate) for a in again.ctx.alarms.list(open_only=True)] == [("gate.offline", "north")]
+    (row,) = [r for r in again.app.state.watcher.board.rows() if r.gate == "north"]
+    assert row.state == "offline" and row.state_since is not None
+    assert row.state_since == row.status_received_at  # offline since the new outage, not the old
+
+
 def test_an_operator_acknowledges_with_a_note_and_it_is_audited(web: Web):
     web.add_user("ana")
     (alarm,) = web.ctx.alarms.observe_events([make_event("s1", "north", 1, "door.forced")])
