@@ -20,6 +20,7 @@ from console.store import EventStore
 from gatepost.cli import main
 from protocol import Event, GateTopics, decode_console_status, encode
 from protocol.topics import console_status_topic
+from tests.waiting import wait_until as wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 WAIT_S = 10.0
@@ -150,15 +151,6 @@ def console_state(factory, creds) -> str | None:
     message = client.get(WAIT_S)
     client.close()
     return decode_console_status(message.payload).state.value if message else None
-
-
-def wait_for(predicate, timeout: float = WAIT_S) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return bool(predicate())
 
 
 def test_run_survives_sigkill_without_losing_or_doubling_events(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,17 +23,9 @@ from protocol import (
 )
 from protocol.messages import MAX_MESSAGE_BYTES
 from protocol.topics import console_status_topic
+from tests.waiting import wait_until
 
 WAIT_S = 10.0
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = WAIT_S) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 def stored(store: EventStore, site: str, gate: str) -> tuple[int, int, int]:

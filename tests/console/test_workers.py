@@ -6,24 +6,15 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
 
 import pytest
 
 from console.ingest import Ingestor, IngestWorkers, WorkerSpec, share_group_name, sweep_worker_sessions
 from console.store import EventStore
 from protocol import GateTopics, encode
+from tests.waiting import wait_until
 
 WAIT_S = 60.0
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = WAIT_S) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def totals(store: EventStore) -> tuple[int, int, int]:
@@ -62,14 +53,14 @@ def test_two_workers_survive_kills_and_store_each_event_once(
             thread.start()
         # kill each worker once, mid-stream, the hard way (no chance to finish a batch)
         for index in (1, 0):
-            assert wait_until(lambda: totals(store)[0] > 0)
+            assert wait_until(lambda: totals(store)[0] > 0, WAIT_S)
             pid = workers.pids()[index]
             os.kill(pid, signal.SIGKILL)
-            assert wait_until(lambda i=index, p=pid: workers.pids()[i] != p and workers.alive() == 2)
+            assert wait_until(lambda i=index, p=pid: workers.pids()[i] != p and workers.alive() == 2, WAIT_S)
         for thread in publishers:
             thread.join(WAIT_S)
         expected = len(gates) * per_gate
-        assert wait_until(lambda: totals(store) == (expected, expected, 0)), totals(store)
+        assert wait_until(lambda: totals(store) == (expected, expected, 0), WAIT_S), totals(store)
         assert workers.restarts == 2
         # every seq of every gate was acknowledged to its gate, whichever worker stored it
         for gate in gates:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import io
 import sqlite3
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,8 +19,10 @@ from protocol import decode_event
 from protocol.credentials import CardEntry
 from protocol.mqtt import make_client
 from protocol.topics import GateTopics
+from tests.waiting import wait_until
 
 NOW = datetime.now(UTC)
+WAIT_S = 20.0  # a 5,000-card snapshot, chunked through a real broker
 
 
 def _cards(first: int, count: int) -> list[CardEntry]:
@@ -31,15 +31,6 @@ def _cards(first: int, count: int) -> list[CardEntry]:
                   valid_until=NOW + timedelta(days=90))
         for n in range(first, first + count)
     ]  # fmt: skip
-
-
-def _wait(condition: Callable[[], bool], timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
 
 
 def _gate(tmp_path: Path, broker, site: str, gate: str) -> EdgeConfig:
@@ -88,17 +79,17 @@ def test_snapshot_delta_and_thumbnail_reach_a_gate(tmp_path: Path, broker, uniqu
     agent = GateAgent(_gate(tmp_path, broker, site, "b5"))
     agent.start()
     try:
-        assert _wait(lambda: _same_list(agent, registry)), "snapshot never applied"
+        assert wait_until(lambda: _same_list(agent, registry), WAIT_S), "snapshot never applied"
         assert agent.decider.cards is not None
         entry = agent.decider.cards.lookup("em4100:0000000007")
         assert entry is not None and entry.holder == "住户7"
         photo = tmp_path / "b5-photos" / f"{digest}.jpg"
-        assert _wait(photo.exists)
+        assert wait_until(photo.exists, WAIT_S)
         assert photo.read_bytes() == (thumbs / f"{digest}.jpg").read_bytes()
 
         registry.put(_cards(9_000, 3))
         registry.remove(["em4100:0000000007"])
-        assert _wait(lambda: _same_list(agent, registry)), "delta never applied"
+        assert wait_until(lambda: _same_list(agent, registry), WAIT_S), "delta never applied"
         assert agent.decider.cards.lookup("em4100:0000000007") is None
         assert agent.decider.cards.stored_hash() == registry.state.hash
 
@@ -106,12 +97,12 @@ def test_snapshot_delta_and_thumbnail_reach_a_gate(tmp_path: Path, broker, uniqu
         def kinds() -> list[str]:
             return [e["kind"] for e in _events(agent, "cards.applied")]
 
-        assert _wait(lambda: "delta" in kinds()[1:]), kinds()
+        assert wait_until(lambda: "delta" in kinds()[1:], WAIT_S), kinds()
         assert kinds()[0] == "snapshot"
         assert publisher.counters.deltas >= 1
 
         (thumbs / f"{digest}.jpg").unlink()  # the office removed the photo: gates drop it too
-        assert _wait(lambda: not photo.exists())
+        assert wait_until(lambda: not photo.exists(), WAIT_S)
     finally:
         agent.stop(drain_s=0)
         publisher.stop()
@@ -139,7 +130,7 @@ def test_a_gate_restored_from_an_old_backup_asks_and_is_brought_up_to_date(
     agent = GateAgent(config)
     agent.start()
     try:
-        assert _wait(lambda: _same_list(agent, registry))
+        assert wait_until(lambda: _same_list(agent, registry), WAIT_S)
         held = registry.version
         _copy_store(config.cards.store, backup)
     finally:
@@ -148,7 +139,7 @@ def test_a_gate_restored_from_an_old_backup_asks_and_is_brought_up_to_date(
     agent = GateAgent(config)
     agent.start()
     try:
-        assert _wait(lambda: _same_list(agent, registry)), "the queued delta was not delivered"
+        assert wait_until(lambda: _same_list(agent, registry), WAIT_S), "the queued delta was not delivered"
     finally:
         agent.stop(drain_s=0)
     _copy_store(backup, config.cards.store)  # the gate goes back to the old list
@@ -157,7 +148,7 @@ def test_a_gate_restored_from_an_old_backup_asks_and_is_brought_up_to_date(
     assert agent.decider.cards is not None and agent.decider.cards.version == held
     agent.start()
     try:
-        assert _wait(lambda: _same_list(agent, registry)), "the gate was not brought up to date"
+        assert wait_until(lambda: _same_list(agent, registry), WAIT_S), "the gate was not brought up to date"
         assert [e["reason"] for e in _events(agent, "cards.rejected")] == ["wrong_base"]
         # One outbox across the three runs: the first boot, with an empty store, asked at once.
         assert [e["reason"] for e in _events(agent, "cards.requested")] == ["connected", "wrong_base"]
@@ -177,7 +168,7 @@ def test_garbage_on_card_topics_is_refused_without_harm(tmp_path: Path, broker, 
     agent = GateAgent(_gate(tmp_path, broker, site, "b7"))
     agent.start()
     try:
-        assert _wait(lambda: _same_list(agent, registry))
+        assert wait_until(lambda: _same_list(agent, registry), WAIT_S)
         # The console's own credentials could still send rubbish (a bug, a stolen password).
         client = make_client(console, "rubbish")
         client.connect(broker.host, broker.port)
@@ -188,7 +179,7 @@ def test_garbage_on_card_topics_is_refused_without_harm(tmp_path: Path, broker, 
         client.publish(f"gatepost/v1/{site}/$console/photo/" + "ab" * 16, b"<html>no</html>", 1, retain=True)
         client.disconnect()
         client.loop_stop()
-        assert _wait(lambda: len(_events(agent, "cards.rejected")) >= 1)
+        assert wait_until(lambda: len(_events(agent, "cards.rejected")) >= 1, WAIT_S)
         assert _same_list(agent, registry)  # still the good list
         assert not (tmp_path / "b7-photos" / ("ab" * 16 + ".jpg")).exists()
         # A gate's request with a bad body is refused by the console, which keeps running.
@@ -198,7 +189,7 @@ def test_garbage_on_card_topics_is_refused_without_harm(tmp_path: Path, broker, 
         gate_client.publish(GateTopics(site, "b8").cards_request, b'{"version": "x"}', 1).wait_for_publish(5)
         gate_client.disconnect()
         gate_client.loop_stop()
-        assert _wait(lambda: publisher.counters.refused_requests == 1)
+        assert wait_until(lambda: publisher.counters.refused_requests == 1, WAIT_S)
     finally:
         agent.stop(drain_s=0)
         publisher.stop()

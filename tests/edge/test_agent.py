@@ -38,17 +38,9 @@ from protocol import (
 )
 from protocol.mqtt import make_client
 from simulator.scanner import VirtualScanner
+from tests.waiting import wait_until
 
 ALLOWED = "104729000001"
-
-
-def wait_until(predicate, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return bool(predicate())
 
 
 @pytest.fixture

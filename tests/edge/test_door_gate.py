@@ -20,6 +20,7 @@ from edge.config import EdgeConfig
 from protocol import decode_event
 from simulator.door import DoorModel
 from simulator.wiegand import VirtualWiegandReader
+from tests.waiting import wait_until
 
 PINS = {
     "relay": "GPIO17",
@@ -30,15 +31,6 @@ PINS = {
     "red": "GPIO25",
 }
 RESIDENT = (13, 13067)  # wiegand26:13:13067
-
-
-def wait_until(predicate, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return bool(predicate())
 
 
 class DoorGate:

@@ -6,7 +6,6 @@ the real app with its own command connection.  Every attempt lands in the audit 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,17 +18,9 @@ from edge.agent import GateAgent
 from edge.config import EdgeConfig
 from protocol import decode_event
 from tests.console.web.web_support import Web, login, post_form
+from tests.waiting import wait_until
 
 PINS = {"relay": "GPIO17", "contact": "GPIO27", "exit_button": "GPIO22"}
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return bool(predicate())
 
 
 @pytest.fixture

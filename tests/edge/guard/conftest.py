@@ -8,7 +8,7 @@ from __future__ import annotations
 import io
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,16 +34,6 @@ PINS = {
     "red": "GPIO25",
 }
 RESIDENT_CARD = "wiegand26:13:1001"
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 5.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.01)
-    return predicate()
 
 
 def portrait_jpeg() -> bytes:

@@ -21,8 +21,9 @@ from starlette.testclient import TestClient
 
 from edge.visitors import VisitorRequest
 from protocol.credentials import CardEntry
+from tests.waiting import wait_until
 
-from .conftest import PIN, PIN_HASH, RESIDENT_CARD, GuardGate, wait_until
+from .conftest import PIN, PIN_HASH, RESIDENT_CARD, GuardGate
 
 MANUAL = {"pin": PIN, "guard": "张师傅 07", "reason": "delivery", "note": ""}
 VISITOR = {

@@ -14,8 +14,9 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from protocol.credentials import CardEntry
+from tests.waiting import wait_until
 
-from .conftest import PIN, RESIDENT_CARD, GuardGate, wait_until
+from .conftest import PIN, RESIDENT_CARD, GuardGate
 
 EXPIRED_CARD = "wiegand26:13:1002"
 

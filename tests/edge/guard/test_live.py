@@ -14,8 +14,9 @@ import pytest
 
 from broker.launcher import Broker
 from simulator.scanner import VirtualScanner
+from tests.waiting import wait_until
 
-from .conftest import PIN, GuardGate, SseReader, wait_until
+from .conftest import PIN, GuardGate, SseReader
 
 
 @pytest.fixture
