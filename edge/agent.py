@@ -171,6 +171,7 @@ class GateAgent:
             version=version,
             window=config.mqtt.window,
             resend_after_s=config.mqtt.resend_after_s,
+            resend_overtaken_s=config.mqtt.resend_overtaken_s,
             clock_trusted=lambda: self.clock.now().trusted,
             on_rejected_command=self._command_rejected,
             on_document=self._on_document,

@@ -45,7 +45,15 @@ class MqttConfig(MqttSettings):
     """How this gate reaches the broker.  Its username is provisioned by ``gatepost broker add-gate``."""
 
     window: int = Field(500, ge=1, le=10_000, title="Events in flight before the console acknowledges")
-    resend_after_s: float = Field(15.0, gt=0, title="Resend unacknowledged events after this long")
+    resend_after_s: float = Field(
+        15.0, gt=0, le=300, title="Resend an unacknowledged event after this long (doubling per resend)"
+    )
+    resend_overtaken_s: float = Field(
+        2.0,
+        gt=0,
+        le=60,
+        title="Resend an event this long after the console acknowledged one sent later (a lost event)",
+    )
 
 
 class ScannerConfig(_Section):

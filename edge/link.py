@@ -3,9 +3,10 @@
 The scan path never touches this module: it commits to the outbox and returns.  Here a
 sender thread publishes outbox rows in order, at most ``window`` ahead of the console's
 acknowledgements, and the rows are deleted only when the console's :class:`Ack` names
-them — a broker PUBACK proves nothing about the console's store.  After every reconnect,
-and whenever acknowledgements stop arriving for ``resend_after_s``, the sender starts
-again from the oldest unacknowledged row; the console drops the duplicates by event id.
+them — a broker PUBACK proves nothing about the console's store.  After every reconnect
+the sender starts again from the oldest unacknowledged row; between reconnects each event
+in flight has its own resend deadline (:mod:`edge.resend`), so one that went missing is
+sent again while later ones keep flowing.  The console drops duplicates by event id.
 
 Status follows Frigate's three states: ``online`` (retained) on connect, ``stopped`` on a
 clean shutdown, and ``offline`` as the last will when the connection dies.  Commands are
@@ -25,7 +26,8 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from edge.outbox import Outbox, OutboxClosed
+from edge.outbox import Outbox, OutboxClosed, Pending
+from edge.resend import ResendTracker
 from protocol import (
     Command,
     CommandResponse,
@@ -42,8 +44,9 @@ from protocol.topics import SiteDocument, site_document_topic
 
 log = logging.getLogger("gatepost.edge.link")
 
-MAX_RESEND_AFTER_S = 300.0
-"""Longest wait between resends while the console acknowledges nothing."""
+_RESEND_LOG_S = 10.0
+"""At most one warning about resends per this many seconds; the rest are counted into it."""
+_IDLE_WAKE_S = 0.5
 
 CommandHandler = Callable[[Command], dict[str, Any]]
 
@@ -64,6 +67,7 @@ class Link:
         version: str = "",
         window: int = 500,
         resend_after_s: float = 15.0,
+        resend_overtaken_s: float = 2.0,
         clock_trusted: Callable[[], bool] = lambda: False,
         on_rejected_command: Callable[[str, str, str | None], None] | None = None,
         on_document: Callable[[SiteDocument, bytes], None] | None = None,
@@ -97,14 +101,14 @@ class Link:
         self._restart = True
         self._dirty = True
         self._running = False
-        self._inflight: dict[int, float] = {}
+        self._inflight = ResendTracker(resend_after_s, resend_overtaken_s)
         self._next_seq = 1
-        self._last_progress = time.monotonic()
-        self._stalls = 0
-        self._resend_after = resend_after_s
+        self._resend_log_at = 0.0
+        self._resends_unlogged = 0
         self._sender = threading.Thread(target=self._send_loop, name="link-sender", daemon=True)
         self.published = 0
         self.acked = 0
+        self.connects = 0
         outbox.add_listener(self.wake)
 
     def register(self, name: str, handler: CommandHandler) -> None:
@@ -199,6 +203,7 @@ class Link:
         client.publish(self.topics.status, encode(self._status(GateState.ONLINE)), QOS, True)
         log.info("connected to broker; %d events waiting for the console", self.outbox.backlog)
         with self._wake:
+            self.connects += 1
             self._connected = True
             self._restart = True
             self._dirty = True
@@ -261,21 +266,19 @@ class Link:
         except OutboxClosed:
             return
         with self._wake:
+            was_silent = self._inflight.silent()
             for first, last in ranges:
-                if last - first < len(self._inflight):
-                    for seq in range(first, last + 1):
-                        self._inflight.pop(seq, None)
-                else:
-                    for seq in [s for s in self._inflight if first <= s <= last]:
-                        del self._inflight[seq]
+                self._inflight.acked_range(first, last)
                 self.acked += last - first + 1
-            self._last_progress = time.monotonic()
-            if self._stalls:
+            if was_silent:
                 log.info("console acknowledging again")
-            self._stalls = 0
-            self._resend_after = self.resend_after_s
             self._dirty = True
             self._wake.notify()
+
+    @property
+    def resent(self) -> int:
+        """Events published again, before a reconnect made that unnecessary (see edge/resend.py)."""
+        return self._inflight.resends
 
     def _handle_command(self, message: paho.MQTTMessage) -> None:
         if message.retain:
@@ -330,27 +333,19 @@ class Link:
         while self._running:
             with self._wake:
                 if not self._dirty:
-                    self._wake.wait(timeout=0.5)
+                    self._wake.wait(timeout=self._sleep_s())
                 self._dirty = False
                 if not self._connected or not self._running:
                     continue
-                stalled = self._inflight and time.monotonic() - self._last_progress > self._resend_after
-                if self._restart or stalled:
-                    if stalled:
-                        # Back off while the console stays silent, so a long outage costs little.
-                        log.log(
-                            logging.WARNING if self._stalls == 0 else logging.DEBUG,
-                            "no acknowledgement for %.0f s; resending from the oldest event",
-                            self._resend_after,
-                        )
-                        self._stalls += 1
-                        self._resend_after = min(self.resend_after_s * 2**self._stalls, MAX_RESEND_AFTER_S)
+                if self._restart:
                     self._inflight.clear()
                     self._next_seq = self.outbox.first_pending_seq() or self.outbox.last_seq + 1
                     self._restart = False
-                    self._last_progress = time.monotonic()
+                due = self._inflight.due()
                 room = self.window - len(self._inflight)
                 start = self._next_seq
+            if due and not self._resend(due):
+                continue
             if room <= 0:
                 continue
             try:
@@ -358,18 +353,63 @@ class Link:
             except Exception:
                 log.exception("could not read the outbox")
                 continue
-            for row in batch:
-                info = self._client.publish(self.topics.event, row.body, QOS)
-                if info.rc != paho.MQTT_ERR_SUCCESS:
-                    # Not sent; go back to it after the next reconnect.
-                    with self._wake:
-                        self._restart = True
-                    break
-                with self._wake:
-                    if not self._inflight:
-                        self._last_progress = time.monotonic()
-                    self._inflight[row.seq] = time.monotonic()
-                    self._next_seq = row.seq + 1
-                self.published += 1
+            if not self._publish(batch, first_send=True):
+                continue
             if len(batch) == room:
                 self.wake()
+
+    def _sleep_s(self) -> float:
+        """Until the next resend deadline, but never long: the loop also checks it is still wanted."""
+        deadline = self._inflight.next_deadline()
+        if deadline is None:
+            return _IDLE_WAKE_S
+        return min(_IDLE_WAKE_S, max(0.0, deadline - time.monotonic()))
+
+    def _resend(self, seqs: list[int]) -> bool:
+        """Publish ``seqs`` again, oldest first; false when the connection failed on the way."""
+        try:
+            rows = self.outbox.rows(seqs)
+        except Exception:
+            log.exception("could not read the outbox")
+            return False
+        with self._wake:
+            found = {row.seq for row in rows}
+            for seq in seqs:
+                if seq not in found:  # deleted: the console's Ack for it is being applied
+                    self._inflight.acked([seq])
+        self._log_resend(len(rows))
+        return self._publish(rows, first_send=False)
+
+    def _publish(self, rows: list[Pending], *, first_send: bool) -> bool:
+        for row in rows:
+            info = self._client.publish(self.topics.event, row.body, QOS)
+            if info.rc != paho.MQTT_ERR_SUCCESS:
+                # Not sent; go back to it after the next reconnect.
+                with self._wake:
+                    self._restart = True
+                return False
+            with self._wake:
+                if first_send or row.seq in self._inflight:
+                    self._inflight.sent(row.seq)
+                if first_send:
+                    self._next_seq = row.seq + 1
+            self.published += 1
+        return True
+
+    def _log_resend(self, count: int) -> None:
+        self._resends_unlogged += count
+        now = time.monotonic()
+        if not self._resends_unlogged or now - self._resend_log_at < _RESEND_LOG_S:
+            return
+        oldest = self._inflight.oldest()
+        if self._inflight.silent():
+            detail = "the console has acknowledged nothing for a while; probing with the oldest"
+        else:
+            detail = "acknowledgements for later events arrived first"
+        log.warning(
+            "resent %d event(s) the console had not acknowledged (%s; oldest in flight: seq %s)",
+            self._resends_unlogged,
+            detail,
+            oldest[0] if oldest else "-",
+        )
+        self._resend_log_at, self._resends_unlogged = now, 0

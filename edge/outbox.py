@@ -213,6 +213,19 @@ class Outbox:
             ).fetchall()
         return [Pending(seq, body) for seq, body in rows]
 
+    def rows(self, seqs: Sequence[int]) -> list[Pending]:
+        """The events among ``seqs`` still owed to the console, oldest first; acknowledged ones are absent."""
+        found: list[Pending] = []
+        for start in range(0, len(seqs), 500):  # well under SQLite's limit on bound parameters
+            chunk = list(seqs[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            with self._reader_lock:
+                found += self._reader_db.execute(
+                    f"SELECT seq, body FROM outbox WHERE seq IN ({marks}) ORDER BY seq", chunk
+                ).fetchall()
+        found.sort()
+        return [Pending(seq, body) for seq, body in found]
+
     def first_pending_seq(self) -> int | None:
         with self._reader_lock:
             row = self._reader_db.execute("SELECT MIN(seq) FROM outbox").fetchone()

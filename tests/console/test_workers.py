@@ -6,11 +6,14 @@ import os
 import signal
 import threading
 import time
+from datetime import UTC, datetime
 
 import pytest
 
 from console.ingest import Ingestor, IngestWorkers, WorkerSpec, share_group_name, sweep_worker_sessions
 from console.store import EventStore
+from edge.link import Link
+from edge.outbox import Outbox
 from protocol import GateTopics, encode
 from tests.waiting import wait_until
 
@@ -23,60 +26,129 @@ def totals(store: EventStore) -> tuple[int, int, int]:
     return stats.total_events, sum(g.distinct_seqs for g in stats.gates), stats.total_missing
 
 
-def test_two_workers_survive_kills_and_store_each_event_once(
-    broker, db_url, unique_name, mqtt_client_factory, make_events
-):
+class Gate:
+    """A real gate's sending side: its outbox and MQTT link, fed scans from a thread."""
+
+    def __init__(self, broker, tmp_path, site: str, gate: str) -> None:
+        creds = broker.add_gate(site, gate)
+        self.outbox = Outbox(tmp_path / f"{gate}.outbox.db", site=site, gate=gate)
+        self.link = Link(broker.endpoint(creds), GateTopics(site, gate), self.outbox, resend_overtaken_s=1.0)
+        self.thread: threading.Thread | None = None
+
+    def start(self, count: int, per_s: float) -> Gate:
+        self.link.start()
+        assert self.link.wait_connected(10)
+
+        def scan() -> None:
+            for i in range(count):
+                self.outbox.append(
+                    "access.scan", {"code": f"{i:06d}"}, time=datetime.now(UTC), clock_trusted=True
+                )
+                time.sleep(1 / per_s)
+
+        self.thread = threading.Thread(target=scan, daemon=True)
+        self.thread.start()
+        return self
+
+    def close(self) -> None:
+        if self.thread is not None:
+            self.thread.join(60)
+        self.link.stop()
+        self.outbox.close()
+
+
+def test_two_workers_survive_kills_and_store_each_event_once(broker, db_url, unique_name, tmp_path):
+    """Each worker SIGKILLed once mid-stream and restarted: every event stored once, every one acknowledged.
+
+    The gates are real outboxes and links: an event a killed worker held is redelivered by
+    the broker to the restarted worker, or — where mosquitto strands it — resent by the gate.
+    """
     site = unique_name
     console = broker.add_console("main")
-    gates = ("north", "east", "west")
+    names = ("north", "east", "west")
     per_gate = 1500
     spec = WorkerSpec(broker.endpoint(console), str(db_url), name="main", site=site, log_level="WARNING")
     store = EventStore(db_url)  # created (migrated) before the workers race to open it
     workers = IngestWorkers(spec, 2).start()
+    gates = [Gate(broker, tmp_path, site, name) for name in names]
     try:
         assert workers.wait_ready(WAIT_S)
-        clients = {}
         for gate in gates:
-            client = mqtt_client_factory(broker.add_gate(site, gate))
-            client.subscribe(GateTopics(site, gate).ack)
-            clients[gate] = client
-        events = {gate: make_events(site, gate, range(1, per_gate + 1)) for gate in gates}
-
-        def publish(gate: str) -> None:
-            topic = GateTopics(site, gate).event
-            infos = [clients[gate].client.publish(topic, encode(e), qos=1) for e in events[gate]]
-            for info in infos:
-                info.wait_for_publish(WAIT_S)
-
-        publishers = [threading.Thread(target=publish, args=(gate,)) for gate in gates]
-        for thread in publishers:
-            thread.start()
+            gate.start(per_gate, per_s=500)
         # kill each worker once, mid-stream, the hard way (no chance to finish a batch)
         for index in (1, 0):
             assert wait_until(lambda: totals(store)[0] > 0, WAIT_S)
             pid = workers.pids()[index]
             os.kill(pid, signal.SIGKILL)
             assert wait_until(lambda i=index, p=pid: workers.pids()[i] != p and workers.alive() == 2, WAIT_S)
-        for thread in publishers:
-            thread.join(WAIT_S)
-        expected = len(gates) * per_gate
+        expected = len(names) * per_gate
         assert wait_until(lambda: totals(store) == (expected, expected, 0), WAIT_S), totals(store)
         assert workers.restarts == 2
-        # every seq of every gate was acknowledged to its gate, whichever worker stored it
-        for gate in gates:
-            acked: set[int] = set()
-            from protocol import decode_ack
-
-            while len(acked) < per_gate:
-                message = clients[gate].get(WAIT_S)
-                assert message is not None, f"{gate}: {per_gate - len(acked)} seqs never acknowledged"
-                for first, last in decode_ack(message.payload).iter_ranges():
-                    acked.update(range(first, last + 1))
-            assert acked == set(range(1, per_gate + 1))
+        # every event acknowledged to its gate, whichever worker stored it: the outboxes are empty
+        assert wait_until(lambda: all(gate.outbox.backlog == 0 for gate in gates), WAIT_S)
+        assert [gate.link.connects for gate in gates] == [1, 1, 1]
     finally:
+        for gate in gates:
+            gate.close()
         workers.stop()
         store.close()
     assert workers.alive() == 0
+
+
+def test_a_worker_that_dies_holding_events_loses_none_and_no_gate_reconnects(
+    broker, db_url, unique_name, tmp_path
+):
+    """A $share member dies with events delivered to it and its session is lost with them.
+
+    The other worker stays up.  Nothing but the gates' own resends can bring those
+    events back (no gate disconnects, so no whole-stream replay): each is stored once.
+    """
+    import multiprocessing
+
+    from console.ingest import _worker_main
+
+    site = unique_name
+    console = broker.add_console("main")
+    endpoint = broker.endpoint(console)
+    spec = WorkerSpec(endpoint, str(db_url), name="main", site=site, log_level="WARNING")
+    store = EventStore(db_url)
+    survivor = Ingestor(
+        endpoint,
+        EventStore(db_url),
+        name="main",
+        site=site,
+        share_group=share_group_name("main", endpoint.password),
+        shared=True,
+    ).start()
+    context = multiprocessing.get_context("spawn")
+    ready, ready_child = context.Pipe(duplex=False)
+    doomed = context.Process(target=_worker_main, args=(spec, 1, 2, ready_child), daemon=True)
+    doomed.start()
+    ready_child.close()
+    gates = [Gate(broker, tmp_path, site, name) for name in ("north", "east")]
+    per_gate = 600
+    try:
+        assert survivor.wait_connected(WAIT_S) and ready.poll(WAIT_S)
+        for gate in gates:
+            gate.start(per_gate, per_s=200)
+        assert wait_until(lambda: totals(store)[0] > 200, WAIT_S)
+        os.kill(doomed.pid, signal.SIGKILL)
+        doomed.join(10)
+        time.sleep(0.5)  # the broker goes on giving the dead member its share meanwhile
+        assert sweep_worker_sessions(endpoint, "main", keep=1) >= 1  # ...and its session, with them, is gone
+        expected = len(gates) * per_gate
+        assert wait_until(lambda: totals(store) == (expected, expected, 0), WAIT_S), totals(store)
+        assert wait_until(lambda: all(gate.outbox.backlog == 0 for gate in gates), WAIT_S)
+        assert [gate.link.connects for gate in gates] == [1, 1], "no gate reconnected"
+        assert sum(gate.link.resent for gate in gates) > 0, "the stranded events came back by resend"
+    finally:
+        for gate in gates:
+            gate.close()
+        survivor.stop()
+        survivor.store.close()
+        if doomed.is_alive():
+            doomed.kill()
+        store.close()
 
 
 def test_shared_and_plain_modes_swap_without_double_delivery(
