@@ -9,6 +9,8 @@ kind                        raised when
 ``door.held_open``          a door stayed open past its limit
 ``door.tamper``             a reader or door housing was opened
 ``outbox.overflow``         a gate's outbox was full and refused events
+``outbox.degraded``         a gate's disk refused its outbox's writes (events held in memory)
+``outbox.lost``             a gate restarted while events were held in memory only
 ``gate.offline``            a gate's status became ``offline`` (its last will: the link
                             died), from another state or from another outage
 ``access.denied_burst``     ``denials`` refused credentials at one gate within ``window_s``
@@ -46,6 +48,8 @@ class AlarmKind(StrEnum):
     DOOR_HELD_OPEN = "door.held_open"
     DOOR_TAMPER = "door.tamper"
     OUTBOX_OVERFLOW = "outbox.overflow"
+    OUTBOX_DEGRADED = "outbox.degraded"
+    OUTBOX_LOST = "outbox.lost"
     GATE_OFFLINE = "gate.offline"
     DENIED_BURST = "access.denied_burst"
 
@@ -55,6 +59,8 @@ _EVENT_ALARMS = {
     "door.held_open": AlarmKind.DOOR_HELD_OPEN,
     "door.tamper": AlarmKind.DOOR_TAMPER,
     "outbox.overflow": AlarmKind.OUTBOX_OVERFLOW,
+    "outbox.degraded": AlarmKind.OUTBOX_DEGRADED,
+    "outbox.lost": AlarmKind.OUTBOX_LOST,
 }
 
 

@@ -13,6 +13,7 @@ but a growing backlog.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -117,7 +118,14 @@ class GateAgent:
         self.config = config
         self.topics = GateTopics(config.site, config.gate)
         self.outbox = Outbox(
-            config.outbox.path, site=config.site, gate=config.gate, capacity=config.outbox.capacity
+            config.outbox.path,
+            site=config.site,
+            gate=config.gate,
+            capacity=config.outbox.capacity,
+            journal_capacity=config.outbox.journal_capacity,
+            held_records=config.outbox.held_records,
+            retry_min_s=config.outbox.retry_min_s,
+            retry_max_s=config.outbox.retry_max_s,
         )
         not_before = (
             datetime.fromisoformat(self.outbox.last_event_time) if self.outbox.last_event_time else None
@@ -141,10 +149,18 @@ class GateAgent:
         self.pass_memory: PassMemory | None = None
         if self.decider.passes is not None:
             memory_path = config.outbox.path.with_suffix(".passes.db")
-            self.pass_memory = PassMemory.for_state(memory_path, self.decider.passes)
-            remembered = self.pass_memory.attach(self.decider.passes)
-            if remembered:
-                log.info("remembered %d recent pass grant(s) from before the restart", remembered)
+            try:
+                self.pass_memory = PassMemory.for_state(memory_path, self.decider.passes)
+            except (sqlite3.Error, OSError) as exc:  # a failed disk must not keep the door shut
+                log.error(
+                    "cannot open the pass memory %s (%s): replay and passback checks run from memory only",
+                    memory_path,
+                    exc,
+                )
+            else:
+                remembered = self.pass_memory.attach(self.decider.passes)
+                if remembered:
+                    log.info("remembered %d recent pass grant(s) from before the restart", remembered)
         self.on_taken = on_taken
         self._version = version
         self._stopped = threading.Event()
@@ -175,11 +191,12 @@ class GateAgent:
             clock_trusted=lambda: self.clock.now().trusted,
             on_rejected_command=self._command_rejected,
             on_document=self._on_document,
-            status_extra=self._pass_status,
+            status_extra=self._status_extra,
             subscriptions=subscriptions,
             on_connected=self.card_sync.on_connected if self.card_sync is not None else None,
         )
         self.link.register("status", self._status_command)
+        self.outbox.add_state_listener(self._outbox_state_changed)
         self.pin_factory = pin_factory
         if pin_factory is None and (config.door is not None or config.wiegand or config.feedback is not None):
             from drivers.door_io import make_pin_factory
@@ -490,6 +507,17 @@ class GateAgent:
             },
         )
 
+    def _outbox_state_changed(self) -> None:
+        """The outbox's disk failed or came back (writer thread: must not block): say so at once."""
+        self.link.announce()
+
+    def _status_extra(self) -> dict[str, Any]:
+        """What the retained status carries beyond the link's own fields."""
+        status = self._pass_status()
+        if self.outbox.degraded is not None:
+            status.update(held=self.outbox.held, outbox_error=self.outbox.degraded)
+        return status
+
     def _pass_status(self) -> dict[str, Any]:
         status: dict[str, Any] = {}
         if self.decider.cards is not None:
@@ -523,7 +551,7 @@ class GateAgent:
             "readers": dict(self.reader_states),
             "version": self._version,
             "repeats_suppressed": self.repeats.suppressed,
-            **self._pass_status(),
+            **self._status_extra(),
         }
         if self.door is not None:
             machine = self.door.machine

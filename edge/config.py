@@ -132,8 +132,25 @@ class SimulationConfig(_Section):
 
 
 class OutboxConfig(_Section):
+    """The durable outbox, and what the gate does when its disk refuses writes (docs/storage.md)."""
+
     path: Path = Path("/var/lib/gatepost/outbox.db")
     capacity: int = Field(200_000, ge=100, title="Events kept while the console is unreachable")
+    journal_capacity: int = Field(
+        10_000, ge=10, le=1_000_000, title="Events held in memory while the disk refuses writes"
+    )
+    retry_min_s: float = Field(1.0, gt=0, le=600, title="First retry of a refusing disk after this long")
+    retry_max_s: float = Field(60.0, gt=0, le=3600, title="Retries back off up to this interval")
+    held_records: list[Path] = Field(
+        default_factory=list,
+        title="More copies of the record of held events' numbers (e.g. /run/gatepost/outbox.held)",
+    )
+
+    @model_validator(mode="after")
+    def _retry_order(self) -> OutboxConfig:
+        if self.retry_min_s > self.retry_max_s:
+            raise ValueError("retry_min_s must not exceed retry_max_s")
+        return self
 
 
 class AccessConfig(_Section):
@@ -283,6 +300,7 @@ def load_config(path: Path | str) -> EdgeConfig:
     assert isinstance(config, EdgeConfig)
     base = path.resolve().parent
     config.outbox.path = _resolve(base, config.outbox.path)
+    config.outbox.held_records = [_resolve(base, path) for path in config.outbox.held_records]
     if config.mqtt.password_file is not None:
         config.mqtt.password_file = _resolve(base, config.mqtt.password_file)
     if config.access.allow_file is not None:

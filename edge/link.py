@@ -9,7 +9,8 @@ in flight has its own resend deadline (:mod:`edge.resend`), so one that went mis
 sent again while later ones keep flowing.  The console drops duplicates by event id.
 
 Status follows Frigate's three states: ``online`` (retained) on connect, ``stopped`` on a
-clean shutdown, and ``offline`` as the last will when the connection dies.  Commands are
+clean shutdown, and ``offline`` as the last will when the connection dies; ``online``
+reads ``degraded`` while the outbox's disk refuses writes (:meth:`Link.announce`).  Commands are
 answered on the response topic with the same correlation id; retained and expired
 commands are refused, so a stale command can never act on reconnect.
 """
@@ -165,6 +166,15 @@ class Link:
             **(self._status_extra() if self._status_extra else {}),
         )
 
+    def _live_state(self) -> GateState:
+        """``degraded`` while the outbox's disk refuses writes (edge/outbox.py), else ``online``."""
+        return GateState.DEGRADED if self.outbox.degraded is not None else GateState.ONLINE
+
+    def announce(self) -> None:
+        """Publish the retained status again, now: the outbox went degraded or came back."""
+        if self._connected and self._running:
+            self._client.publish(self.topics.status, encode(self._status(self._live_state())), QOS, True)
+
     # -- paho callbacks (network thread) ---------------------------------------------
 
     def _arm_will(self, client: paho.Client, _userdata: Any) -> None:
@@ -200,7 +210,7 @@ class Link:
                 *((topic, SubscribeOptions(qos=QOS)) for topic, _ in self._subscriptions),
             ]
         )
-        client.publish(self.topics.status, encode(self._status(GateState.ONLINE)), QOS, True)
+        client.publish(self.topics.status, encode(self._status(self._live_state())), QOS, True)
         log.info("connected to broker; %d events waiting for the console", self.outbox.backlog)
         with self._wake:
             self.connects += 1

@@ -16,6 +16,26 @@ kept in a ``meta`` row, so they keep counting across restarts and after the tabl
 empties.  The capacity is bounded; past it, new events are refused and counted, and the
 first commit after room returns writes one ``outbox.overflow`` event that says how many
 of which type were lost and when, so a loss is always itself an event.
+
+**When the disk fails** (full, or the SD card remounted read-only) a door must still
+open and no event may vanish unsaid.  A commit that fails does not raise into the
+reader that asked: its events keep the numbers they were given and are *held* in a
+bounded memory journal, the outbox is ``degraded`` (an ``outbox.degraded`` event, and
+:attr:`Outbox.degraded` for the link's retained status), and the held events are readable
+by the link like rows, so they reach the console over MQTT at once; the console's Ack
+removes them from memory as it would delete rows.  While degraded, new events join the
+journal behind the held ones (one order), and the writer retries the disk with back-off,
+not at every scan.  When a write succeeds, the journal drains to the file in order, in
+chunks, an ``outbox.recovered`` event follows, and the outbox is whole again.  A full
+journal refuses further events and counts them into the next ``outbox.overflow``.
+
+Numbers handed out to held events are written to a small pre-allocated record beside
+the file (:mod:`edge.held`) before the link may see them.  An agent that restarts with
+events still held therefore continues numbering after them instead of reusing their
+numbers, and writes an ``outbox.lost`` event saying which numbers were held only in
+memory and at most how many of them the console never acknowledged.  When the outbox
+file cannot even be opened at start, the number to continue from is unknown: events are
+then held without numbers (and not sent) until it can be read.
 """
 
 from __future__ import annotations
@@ -24,18 +44,29 @@ import json
 import logging
 import sqlite3
 import threading
+import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from edge.held import HeldRecord, HeldState
 from protocol import Event, GatepostError, encode
-from protocol.events import OUTBOX_OVERFLOW
+from protocol.events import OUTBOX_DEGRADED, OUTBOX_LOST, OUTBOX_OVERFLOW, OUTBOX_RECOVERED
 
 log = logging.getLogger("gatepost.edge.outbox")
+
+JOURNAL_CAPACITY = 10_000
+"""Events held in memory while the disk refuses writes (a few MB); past it they are refused and counted."""
+RETRY_MIN_S = 1.0
+RETRY_MAX_S = 60.0
+DRAIN_CHUNK = 1000
+"""Held events written per transaction when the disk comes back: progress even when it has little room."""
+SYNC_MODES = {"full": "FULL", "normal": "NORMAL", "off": "OFF"}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -69,28 +100,41 @@ class _Overflow:
     first_time: str | None = None
     last_time: str | None = None
     by_type: dict[str, int] = field(default_factory=dict)
+    journal_full: int = 0
 
-    def count(self, event_type: str, at: datetime) -> None:
+    def count(self, event_type: str, at: datetime, *, journal: bool = False) -> None:
         stamp = at.isoformat()
         self.dropped += 1
         self.first_time = self.first_time or stamp
         self.last_time = stamp
         self.by_type[event_type] = self.by_type.get(event_type, 0) + 1
+        self.journal_full += journal
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dropped": self.dropped,
+            "first_time": self.first_time,
+            "last_time": self.last_time,
+            "by_type": dict(self.by_type),
+            "journal_full": self.journal_full,
+        }
 
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "dropped": self.dropped,
-                "first_time": self.first_time,
-                "last_time": self.last_time,
-                "by_type": self.by_type,
-            }
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> _Overflow:
+        return cls(
+            raw["dropped"],
+            raw["first_time"],
+            raw["last_time"],
+            dict(raw["by_type"]),
+            int(raw.get("journal_full", 0)),  # absent in outboxes written before the journal
         )
 
     @classmethod
     def from_json(cls, text: str) -> _Overflow:
-        raw = json.loads(text)
-        return cls(raw["dropped"], raw["first_time"], raw["last_time"], dict(raw["by_type"]))
+        return cls.from_dict(json.loads(text))
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,13 +152,46 @@ class _Ack:
     future: Future[int]
 
 
+@dataclass(slots=True)
+class _Held:
+    """An event numbered but not (yet) in the file: its wire form, for the link and for the drain."""
+
+    seq: int
+    id: str
+    type: str
+    time: datetime
+    body: bytes
+
+
+@dataclass(slots=True)
+class _Unnumbered:
+    """An event taken while the number to continue from is unknown (the file could not be read)."""
+
+    type: str
+    data: dict[str, Any]
+    time: datetime
+    clock_trusted: bool
+
+
+@dataclass(slots=True)
+class _DbAck:
+    """Acknowledged rows to delete from the file; the future (if any) hears how many went."""
+
+    ranges: tuple[tuple[int, int], ...]
+    future: Future[int] | None
+    removed: int
+
+
 class Outbox:
     """A bounded, durable, ordered queue of one gate's events.
 
     ``capacity`` counts rows.  While full, events are refused and counted (durably, in
     ``meta``); the count becomes an ``outbox.overflow`` event as soon as a row is free.
-    ``sync`` may be set to ``"normal"`` only for benchmarks that compare against the
-    durable mode.
+    ``sync`` may be set to ``"normal"`` or ``"off"`` only for benchmarks and for the tests
+    that prove the durable mode is what keeps events through a power cut.
+    ``journal_capacity`` bounds the events held in memory while the disk fails;
+    ``held_records`` names extra places for the record of their numbers (see
+    :mod:`edge.held`); ``retry_min_s`` .. ``retry_max_s`` is the back-off of the retries.
     """
 
     def __init__(
@@ -126,54 +203,185 @@ class Outbox:
         boot: str | None = None,
         capacity: int = 200_000,
         sync: str = "full",
+        journal_capacity: int = JOURNAL_CAPACITY,
+        held_records: Sequence[Path | str] = (),
+        retry_min_s: float = RETRY_MIN_S,
+        retry_max_s: float = RETRY_MAX_S,
     ) -> None:
         if capacity < 2:
             raise ValueError("outbox capacity must be at least 2")
+        if sync not in SYNC_MODES:
+            raise ValueError(f"outbox sync must be one of {', '.join(SYNC_MODES)}")
+        if journal_capacity < 1 or not 0 < retry_min_s <= retry_max_s:
+            raise ValueError("journal_capacity must be positive and 0 < retry_min_s <= retry_max_s")
         self.path = Path(path)
         self.site = site
         self.gate = gate
         self.boot = boot or uuid.uuid4().hex
         self.capacity = capacity
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer_db = self._connect(sync)
-        self._writer_db.executescript(_SCHEMA)
-        self._last_seq = int(self._meta("last_seq", "0"))
-        self._overflow = _Overflow.from_json(self._meta("overflow", _Overflow().to_json()))
-        self._count = self._writer_db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
-        self.last_event_time = self._meta("last_event_time", "")
-        self._reader_db = self._connect(sync)
+        self.journal_capacity = journal_capacity
+        self.retry_min_s = retry_min_s
+        self.retry_max_s = retry_max_s
+        self._sync = sync
+        self._record = HeldRecord([self.path.with_name(self.path.name + ".held"), *map(Path, held_records)])
+        self._writer_db: sqlite3.Connection | None = None
+        self._reader_db: sqlite3.Connection | None = None
         self._reader_lock = threading.Lock()
+        self._durable_seq: int | None = None  # None: the number to continue from is not known yet
+        self._last_seq = 0
+        self._count = 0
+        self._overflow = _Overflow()
+        self._meta_dirty = False
+        self.last_event_time = ""
+        self._journal: dict[int, _Held] = {}  # seq order: numbers only grow
+        self._unnumbered: list[_Unnumbered] = []
+        self._journal_lock = threading.Lock()
+        self._visible_seq = 0  # held events above this are not yet in the record: the link must wait
+        self._db_acks: list[_DbAck] = []
+        self._acks_done: list[_DbAck] = []  # answered once the whole commit is done
+        self._degraded: str | None = None
+        self._degraded_since = 0.0
+        self._retry_at = 0.0
+        self._retry_delay = retry_min_s
+        self._failures_this_time = 0
+        self._record_dirty = False
+        self._record_used = False
+        self._record_ok = True
+        self._state_changed = False
         self._pending: list[_Append | _Ack] = []
         self._pending_lock = threading.Lock()
         self._commit_lock = threading.Lock()
         self._work = threading.Event()
         self._closed = False
         self._db_closed = False
-        self._listeners: list[Any] = []
+        self._listeners: list[Callable[[], None]] = []
+        self._state_listeners: list[Callable[[], None]] = []
         self._trusted = False
         self.commits = 0
+        self.commit_failures = 0
+        """Transactions the disk refused since start."""
+        self.journal_dropped = 0
+        """Events refused since start because the disk failed and the memory journal was full."""
+        self.refused = 0
+        """Events refused since start for any reason (outbox or journal full)."""
+        try:
+            self._open()
+        except (sqlite3.Error, OSError) as exc:
+            self._fail(exc, "open")
+            self._peek()
+        else:
+            if self._journal:  # an outbox.lost note: written before the link may send it
+                self._flush()
+        self._save_record()
+        self._visible_seq = self._last_seq
+        self._state_changed = False
         self._writer = threading.Thread(target=self._run, name="outbox-writer", daemon=True)
         self._writer.start()
 
-    def _connect(self, sync: str) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute(f"PRAGMA synchronous={'FULL' if sync == 'full' else 'NORMAL'}")
+    # -- opening ---------------------------------------------------------------------
+
+    def _connect(self, target: str | Path, *, uri: bool = False) -> sqlite3.Connection:
+        db = sqlite3.connect(target, uri=uri, isolation_level=None, check_same_thread=False, timeout=30)
+        if not uri:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA synchronous={SYNC_MODES[self._sync]}")
         return db
 
-    def _meta(self, key: str, default: str) -> str:
-        row = self._writer_db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return row[0] if row else default
+    def _open(self) -> None:
+        """Open the file for writing (and reading); learn where numbering stands if not yet known."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        writer = self._connect(self.path)
+        try:
+            writer.executescript(_SCHEMA)
+            reader = self._connect(self.path)
+        except BaseException:
+            writer.close()
+            raise
+        meta = dict(writer.execute("SELECT key, value FROM meta").fetchall())
+        count = writer.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+        self._writer_db, self._reader_db = writer, reader
+        self._record.prepare()  # allocated while the disk takes new blocks; overwritten in place later
+        self._count = count
+        last_seq = int(meta.get("last_seq", "0"))
+        if self._durable_seq is None:
+            self._adopt(last_seq, meta)
+        elif last_seq != self._durable_seq:  # someone else wrote the file meanwhile: trust it
+            log.warning("outbox %s says last_seq %d, expected %d", self.path, last_seq, self._durable_seq)
+            self._durable_seq = last_seq
+            self._last_seq = max(self._last_seq, last_seq)
+
+    def _peek(self) -> None:
+        """Read where numbering stands from a file that cannot be opened for writing.
+
+        Only when no write-ahead log holds committed rows beside it: SQLite's read-only
+        modes need to create the log's index, which a read-only filesystem refuses, and
+        ``immutable`` reads the main file alone.  Otherwise the number stays unknown.
+        """
+        wal = self.path.with_name(self.path.name + "-wal")
+        try:
+            if not self.path.is_file() or (wal.exists() and wal.stat().st_size > 0):
+                return
+            db = sqlite3.connect(self.path.resolve().as_uri() + "?immutable=1", uri=True)
+            try:
+                meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+                self._count = db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+            finally:
+                db.close()
+        except (sqlite3.Error, OSError) as exc:
+            log.warning("cannot read the outbox %s either: %s", self.path, exc)
+            return
+        self._adopt(int(meta.get("last_seq", "0")), meta)
+
+    def _adopt(self, last_seq: int, meta: dict[str, str]) -> None:
+        """Numbering continues after ``last_seq`` — or after what the held-events record says was handed out."""
+        self._durable_seq = self._last_seq = last_seq
+        overflow = _Overflow.from_json(meta["overflow"]) if "overflow" in meta else _Overflow()
+        self.last_event_time = meta.get("last_event_time", "")
+        held = self._record.read()
+        if held is not None and not held.empty:
+            self._record_used = True
+        if held is not None and held.high > last_seq:
+            exact = held.durable == last_seq  # else the file moved on after the record was written
+            span = held.high - last_seq
+            lost = min(held.unacked, span) if exact else span
+            if exact and held.overflow:
+                overflow = _Overflow.from_dict(held.overflow)
+            self._last_seq = held.high
+            log.error(
+                "the previous run held events %d..%d in memory only (the disk had failed); "
+                "at most %d of them never reached the console",
+                last_seq + 1,
+                held.high,
+                lost,
+            )
+            data = {
+                "boot": held.boot,
+                "first_seq": last_seq + 1,
+                "last_seq": held.high,
+                "held": span,
+                "lost": lost,
+                "acknowledged": span - lost if exact else None,
+                "by_type": held.by_type if exact else {},
+            }
+            self._note(OUTBOX_LOST, data, datetime.now(UTC), False)
+        self._overflow = overflow
+        self._meta_dirty = True
+        if self._unnumbered:
+            waiting, self._unnumbered = self._unnumbered, []
+            log.warning("numbering %d event(s) taken before the outbox could be read", len(waiting))
+            for item in waiting:
+                self._number(item.type, item.data, item.time, item.clock_trusted)
 
     # -- producer side ---------------------------------------------------------------
 
     def submit(
         self, event_type: str, data: dict[str, Any], *, time: datetime, clock_trusted: bool
     ) -> Future[Event | None]:
-        """Queue an event for the next group commit; the future resolves once it is durable.
+        """Queue an event for the next group commit; the future resolves once it is taken.
 
-        It resolves to the committed :class:`Event`, or to ``None`` if the outbox was full
-        and the event was counted into the next overflow event instead.
+        It resolves to the :class:`Event`, or to ``None`` if it was refused (outbox or
+        memory journal full) and counted into the next overflow event instead, or held
+        without a number because the outbox file could not be read.
         """
         future: Future[Event | None] = Future()
         if self._closed:
@@ -187,7 +395,11 @@ class Outbox:
     def append(
         self, event_type: str, data: dict[str, Any], *, time: datetime, clock_trusted: bool
     ) -> Event | None:
-        """Take one event: return it once committed and synced (or ``None`` if refused as overflow)."""
+        """Take one event: return it once committed and synced (or ``None``: see :meth:`submit`).
+
+        While the outbox is :attr:`degraded` it returns once the event is held in memory
+        (and its number recorded); :attr:`durable_seq` tells how far the file has it.
+        """
         future: Future[Event | None] = Future()
         if self._closed:
             raise OutboxClosed("outbox is closed")
@@ -199,40 +411,87 @@ class Outbox:
                 self._commit_pending()
         return future.result()
 
-    def add_listener(self, callback: Any) -> None:
+    def add_listener(self, callback: Callable[[], None]) -> None:
         """Call ``callback()`` after each group commit (the link uses it to wake its sender)."""
         self._listeners.append(callback)
 
+    def add_state_listener(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` when :attr:`degraded` changes, from the writer's thread: it must not block."""
+        self._state_listeners.append(callback)
+
     # -- consumer side ---------------------------------------------------------------
 
+    def _held_after(self, after_seq: int, limit: int) -> list[Pending]:
+        with self._journal_lock:
+            visible = self._visible_seq
+            if not self._journal or next(reversed(self._journal)) <= after_seq:
+                return []
+            rows = (Pending(seq, h.body) for seq, h in self._journal.items() if after_seq < seq <= visible)
+            return list(islice(rows, limit))
+
     def pending(self, after_seq: int = 0, limit: int = 500) -> list[Pending]:
-        """Events with ``seq > after_seq`` still owed to the console, oldest first."""
-        with self._reader_lock:
-            rows = self._reader_db.execute(
-                "SELECT seq, body FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit)
-            ).fetchall()
-        return [Pending(seq, body) for seq, body in rows]
+        """Events with ``seq > after_seq`` still owed to the console, oldest first (held ones included)."""
+        held = self._held_after(after_seq, limit)  # first: one drained meanwhile is then in the file
+        stored: list[Pending] = []
+        if self._reader_db is not None:
+            with self._reader_lock:
+                stored = [
+                    Pending(seq, body)
+                    for seq, body in self._reader_db.execute(
+                        "SELECT seq, body FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit)
+                    ).fetchall()
+                ]
+        return _merge(stored, held, limit)
 
     def rows(self, seqs: Sequence[int]) -> list[Pending]:
         """The events among ``seqs`` still owed to the console, oldest first; acknowledged ones are absent."""
+        with self._journal_lock:
+            held = [
+                Pending(seq, self._journal[seq].body)
+                for seq in seqs
+                if seq in self._journal and seq <= self._visible_seq
+            ]
         found: list[Pending] = []
-        for start in range(0, len(seqs), 500):  # well under SQLite's limit on bound parameters
-            chunk = list(seqs[start : start + 500])
-            marks = ",".join("?" * len(chunk))
-            with self._reader_lock:
-                found += self._reader_db.execute(
-                    f"SELECT seq, body FROM outbox WHERE seq IN ({marks}) ORDER BY seq", chunk
-                ).fetchall()
-        found.sort()
-        return [Pending(seq, body) for seq, body in found]
+        if self._reader_db is not None:
+            for start in range(0, len(seqs), 500):  # well under SQLite's limit on bound parameters
+                chunk = list(seqs[start : start + 500])
+                marks = ",".join("?" * len(chunk))
+                with self._reader_lock:
+                    found += [
+                        Pending(seq, body)
+                        for seq, body in self._reader_db.execute(
+                            f"SELECT seq, body FROM outbox WHERE seq IN ({marks}) ORDER BY seq", chunk
+                        ).fetchall()
+                    ]
+        return _merge(found, held, None)
 
     def first_pending_seq(self) -> int | None:
-        with self._reader_lock:
-            row = self._reader_db.execute("SELECT MIN(seq) FROM outbox").fetchone()
-        return row[0]
+        held = self._held_after(0, 1)
+        stored = None
+        if self._reader_db is not None:
+            with self._reader_lock:
+                stored = self._reader_db.execute("SELECT MIN(seq) FROM outbox").fetchone()[0]
+        candidates = [seq for seq in (stored, held[0].seq if held else None) if seq is not None]
+        return min(candidates) if candidates else None
+
+    def oldest_pending_time(self) -> datetime | None:
+        """When the oldest event still owed to the console was taken (for health and metrics)."""
+        times: list[datetime] = []
+        if self._reader_db is not None:
+            with self._reader_lock:
+                row = self._reader_db.execute("SELECT body FROM outbox ORDER BY seq LIMIT 1").fetchone()
+            if row is not None:
+                times.append(datetime.fromisoformat(json.loads(row[0])["time"]))
+        with self._journal_lock:
+            first = next(iter(self._journal.values()), None)
+            if first is not None:
+                times.append(first.time)
+            if self._unnumbered:
+                times.append(self._unnumbered[0].time)
+        return min(times) if times else None
 
     def ack(self, ranges: Iterable[tuple[int, int]]) -> int:
-        """Delete the acknowledged events; return how many rows went.  Blocks until durable."""
+        """Delete the acknowledged events; return how many went.  Blocks until durable (or held)."""
         return self.ack_async(ranges).result()
 
     def ack_async(self, ranges: Iterable[tuple[int, int]]) -> Future[int]:
@@ -251,12 +510,38 @@ class Outbox:
 
     @property
     def backlog(self) -> int:
-        """Events taken but not yet acknowledged by the console."""
-        return self._count
+        """Events taken but not yet acknowledged by the console (held ones included)."""
+        return self._count + len(self._journal) + len(self._unnumbered)
 
     @property
     def last_seq(self) -> int:
+        """The last sequence number handed out (held events included)."""
         return self._last_seq
+
+    @property
+    def durable_seq(self) -> int | None:
+        """The last sequence number the file has (``None`` while it could not be read)."""
+        return self._durable_seq
+
+    @property
+    def held(self) -> int:
+        """Events held in memory because the disk failed."""
+        return len(self._journal) + len(self._unnumbered)
+
+    @property
+    def degraded(self) -> str | None:
+        """Why the outbox cannot write its file (the disk's error), or ``None`` while it can."""
+        return self._degraded
+
+    @property
+    def degraded_since(self) -> float | None:
+        """Wall-clock time (epoch seconds) the current failure began."""
+        return self._degraded_since if self._degraded is not None else None
+
+    @property
+    def held_recorded(self) -> bool:
+        """False when the last record of held numbers reached no copy (see :mod:`edge.held`)."""
+        return self._record_ok
 
     @property
     def dropped_pending(self) -> int:
@@ -264,7 +549,11 @@ class Outbox:
         return self._overflow.dropped
 
     def close(self) -> None:
-        """Commit everything already queued, then stop; later calls fail with OutboxClosed."""
+        """Commit everything already queued, then stop; later calls fail with OutboxClosed.
+
+        One last attempt is made to write held events; what cannot be written stays in the
+        held-events record, so the next start says so in an ``outbox.lost`` event.
+        """
         if self._closed:
             return
         self._closed = True
@@ -272,9 +561,18 @@ class Outbox:
         self._writer.join()
         with self._commit_lock:
             self._commit_pending()  # an append that raced close() still gets its answer
+            if self._journal or self._db_acks:
+                self._commit([])
+            if self.held:
+                log.error(
+                    "outbox closed with %d event(s) held in memory that the disk did not take (%s)",
+                    self.held,
+                    self._degraded,
+                )
             self._db_closed = True
-            self._reader_db.close()
-            self._writer_db.close()
+            for db in (self._reader_db, self._writer_db):
+                if db is not None:
+                    db.close()
 
     def __enter__(self) -> Outbox:
         return self
@@ -285,105 +583,291 @@ class Outbox:
     # -- committing ------------------------------------------------------------------
 
     def _run(self) -> None:
-        """Commit what callers that must not block (``submit``, acks) left queued."""
+        """Commit what callers that must not block (``submit``, acks) left queued; retry a failed disk."""
         while not self._closed:
-            self._work.wait()
+            timeout = None if self._degraded is None else max(0.0, self._retry_at - time.monotonic())
+            self._work.wait(timeout)
             with self._commit_lock:
                 self._commit_pending()
         with self._commit_lock:
             self._commit_pending()  # what was queued before close() is committed, not dropped
 
     def _commit_pending(self) -> None:
-        """Commit everything queued so far; the caller holds the commit lock."""
+        """Commit everything queued so far (and retry a failed disk when due); the caller holds the commit lock."""
         with self._pending_lock:
             batch, self._pending = self._pending, []
             self._work.clear()
         if batch and self._db_closed:
             for item in batch:
                 item.future.set_exception(OutboxClosed("outbox is closed"))
-        elif batch:
-            self._commit(batch)
+        elif batch or (self._degraded is not None and time.monotonic() >= self._retry_at):
+            try:
+                self._commit(batch)
+            except Exception as exc:  # a bug must not leave a reader thread waiting for ever
+                log.exception("outbox commit failed unexpectedly")
+                self._acks_done = []
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_exception(exc)
 
-    def _commit(self, batch: Sequence[object]) -> None:
+    def _commit(self, batch: Sequence[_Append | _Ack]) -> None:
         appends = [item for item in batch if isinstance(item, _Append)]
         acks = [item for item in batch if isinstance(item, _Ack)]
-        db = self._writer_db
-        results: list[Event | None] = []
-        deleted: list[int] = []
-        last_seq, count = self._last_seq, self._count
-        overflow = _Overflow(**{**self._overflow.__dict__, "by_type": dict(self._overflow.by_type)})
-        last_time = self.last_event_time
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            for ack in acks:
-                removed = 0
-                for first, last in ack.ranges:
-                    removed += db.execute(
-                        "DELETE FROM outbox WHERE seq BETWEEN ? AND ?", (first, last)
-                    ).rowcount
-                count -= removed
-                deleted.append(removed)
-            rows: list[tuple[int, str, str, bytes]] = []
-            for item in (*appends, None):
-                if overflow.dropped and count < self.capacity:
-                    # Room came back: record the loss first, in its place in the sequence.
-                    last_seq += 1
-                    at, trusted = (
-                        (item.time, item.clock_trusted) if item else (datetime.now(UTC), self._trusted)
-                    )
-                    note = self._event(last_seq, OUTBOX_OVERFLOW, json.loads(overflow.to_json()), at, trusted)
-                    rows.append((last_seq, note.id, note.type, encode(note)))
-                    count += 1
-                    overflow = _Overflow()
-                if item is None:
-                    break
-                self._trusted = item.clock_trusted
-                if count >= self.capacity:
-                    overflow.count(item.type, item.time)
-                    results.append(None)
-                    continue
-                last_seq += 1
-                event = self._event(last_seq, item.type, item.data, item.time, item.clock_trusted)
-                rows.append((last_seq, event.id, event.type, encode(event)))
-                results.append(event)
-                count += 1
-                last_time = event.time.isoformat()
-            if rows:
-                db.executemany("INSERT INTO outbox (seq, id, type, body) VALUES (?, ?, ?, ?)", rows)
-            db.executemany(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                [
-                    ("last_seq", str(last_seq)),
-                    ("overflow", overflow.to_json()),
-                    ("last_event_time", last_time),
-                ],
-            )
-            db.execute("COMMIT")
-        except Exception as exc:  # a full disk or a corrupt file: every waiter must hear it
-            log.error("outbox commit failed: %s", exc)
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            for item in (*appends, *acks):
-                item.future.set_exception(exc)
-            return
-        self._last_seq, self._count, self._overflow, self.last_event_time = (
-            last_seq,
-            count,
-            overflow,
-            last_time,
-        )
-        self.commits += 1
-        if any(result is None for result in results):
-            log.warning("outbox full (%d events): %d events refused so far", self.capacity, overflow.dropped)
-        for item, result in zip(appends, results, strict=True):
-            item.future.set_result(result)
-        for ack, removed in zip(acks, deleted, strict=True):
-            ack.future.set_result(removed)
-        for listener in self._listeners:
+        changed = bool(batch)
+        for ack in acks:
+            self._db_acks.append(_DbAck(ack.ranges, ack.future, self._ack_held(ack.ranges)))
+        results: list[Event | Exception | None] = []
+        for item in appends:
             try:
-                listener()
-            except Exception:
-                log.exception("outbox listener failed")
+                results.append(self._hold(item))
+            except Exception as exc:  # an event the envelope refuses (bad type, unserialisable data)
+                log.error("outbox refused an event of type %r: %s", item.type[:64], exc)
+                results.append(exc)
+        if self._degraded is None or time.monotonic() >= self._retry_at or self._closed:
+            changed |= self._flush()
+            if self._degraded is None and self._overflow.dropped and self._total() < self.capacity:
+                # Room came back after refusals: the loss becomes an event of its own.
+                self._note(OUTBOX_OVERFLOW, self._overflow.to_dict(), datetime.now(UTC), self._trusted)
+                self._overflow = _Overflow()
+                self._flush()
+        if self._degraded is not None:
+            self._acks_done += self._db_acks  # the file keeps their rows until a write succeeds
+            self._save_record()
+        with self._journal_lock:
+            self._visible_seq = self._last_seq  # recorded (or written): the link may send them
+        if any(result is None for result in results) and self._overflow.dropped:
+            log.warning(
+                "outbox refused events (full at %d, or disk failing with %d held): %d refused so far",
+                self.capacity,
+                self.held,
+                self._overflow.dropped,
+            )
+        for pending in self._acks_done:
+            if pending.future is not None and not pending.future.done():
+                pending.future.set_result(pending.removed)
+                pending.future = None
+        self._acks_done = []
+        for item, result in zip(appends, results, strict=True):
+            if isinstance(result, Exception):
+                item.future.set_exception(result)
+            else:
+                item.future.set_result(result)
+        if changed:
+            for listener in self._listeners:
+                try:
+                    listener()
+                except Exception:
+                    log.exception("outbox listener failed")
+        if self._state_changed:
+            self._state_changed = False
+            for listener in self._state_listeners:
+                try:
+                    listener()
+                except Exception:
+                    log.exception("outbox state listener failed")
+
+    def _total(self) -> int:
+        return self._count + len(self._journal) + len(self._unnumbered)
+
+    def _hold(self, item: _Append) -> Event | None:
+        """Number one appended event into the journal, or refuse and count it."""
+        if self._overflow.dropped and self._total() < self.capacity and self._degraded is None:
+            # Room came back: record the loss first, in its place in the sequence.
+            self._note(OUTBOX_OVERFLOW, self._overflow.to_dict(), item.time, item.clock_trusted)
+            self._overflow = _Overflow()
+        self._trusted = item.clock_trusted
+        if self._total() >= self.capacity:
+            return self._refuse(item, journal=False)
+        if self._degraded is not None and self.held >= self.journal_capacity:
+            return self._refuse(item, journal=True)
+        return self._number(item.type, item.data, item.time, item.clock_trusted)
+
+    def _refuse(self, item: _Append, *, journal: bool) -> None:
+        self._overflow.count(item.type, item.time, journal=journal)
+        self.refused += 1
+        self.journal_dropped += journal
+        self._meta_dirty = self._record_dirty = True
+        return None
+
+    def _number(self, event_type: str, data: dict[str, Any], at: datetime, trusted: bool) -> Event | None:
+        if self._durable_seq is None:
+            self._unnumbered.append(_Unnumbered(event_type, data, at, trusted))
+            return None
+        event = self._event(self._last_seq + 1, event_type, data, at, trusted)  # may refuse the data
+        self._last_seq = event.seq
+        with self._journal_lock:
+            self._journal[event.seq] = _Held(event.seq, event.id, event.type, event.time, encode(event))
+        self.last_event_time = event.time.isoformat()
+        self._meta_dirty = self._record_dirty = True
+        return event
+
+    def _note(self, event_type: str, data: dict[str, Any], at: datetime, trusted: bool) -> None:
+        self._number(event_type, data, at, trusted)
+
+    def _ack_held(self, ranges: Iterable[tuple[int, int]]) -> int:
+        """Forget held events the console acknowledged: they need no place in the file."""
+        removed = 0
+        with self._journal_lock:
+            if not self._journal:
+                return 0
+            for first, last in ranges:
+                if last - first < len(self._journal):
+                    seqs: Iterable[int] = range(first, last + 1)
+                else:
+                    seqs = [seq for seq in self._journal if first <= seq <= last]
+                for seq in seqs:
+                    if self._journal.pop(seq, None) is not None:
+                        removed += 1
+        self._record_dirty |= bool(removed)
+        return removed
+
+    def _flush(self) -> bool:
+        """Write pending deletions and the journal to the file, in chunks, oldest first.
+
+        Returns whether anything was written.  On the first refusal the rest stays held
+        and the outbox is (or stays) degraded; when everything is written after a failure,
+        it recovers.
+        """
+        wrote = False
+        if self._writer_db is None:
+            try:
+                self._open()
+            except (sqlite3.Error, OSError) as exc:
+                self._fail(exc, "open")
+                return False
+        db = self._writer_db
+        assert db is not None
+        while True:
+            with self._journal_lock:
+                chunk = list(islice(self._journal.values(), DRAIN_CHUNK))
+                rest = next(islice(self._journal, len(chunk), None), None)
+            if not chunk and not self._db_acks and not self._meta_dirty:
+                break
+            upto = rest - 1 if rest is not None else self._last_seq
+            deleted: list[int] = []
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                for pending in self._db_acks:
+                    removed = 0
+                    for first, last in pending.ranges:
+                        removed += db.execute(
+                            "DELETE FROM outbox WHERE seq BETWEEN ? AND ?", (first, last)
+                        ).rowcount
+                    deleted.append(removed)
+                if chunk:
+                    db.executemany(
+                        "INSERT INTO outbox (seq, id, type, body) VALUES (?, ?, ?, ?)",
+                        [(h.seq, h.id, h.type, h.body) for h in chunk],
+                    )
+                db.executemany(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                    [
+                        ("last_seq", str(upto)),
+                        ("overflow", self._overflow.to_json()),
+                        ("last_event_time", self.last_event_time),
+                    ],
+                )
+                db.execute("COMMIT")
+            except (sqlite3.Error, OSError) as exc:  # a full disk, a read-only card, an I/O error
+                try:
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                self._fail(exc, "write")
+                return wrote
+            wrote = True
+            self.commits += 1
+            with self._journal_lock:
+                for held in chunk:
+                    del self._journal[held.seq]
+            self._count += len(chunk) - sum(deleted)
+            self._durable_seq = upto
+            for pending, removed in zip(self._db_acks, deleted, strict=True):
+                pending.removed += removed
+                self._acks_done.append(pending)
+            self._db_acks = []
+            self._meta_dirty = False
+            if not self._journal and self._degraded is not None:
+                self._recover()  # notes outbox.recovered: the loop writes it next
+        if self._record_used and not self._journal:
+            self._record_used = False
+            self._record_dirty = False
+            self._record.write(HeldState(self.boot, self._last_seq, self._last_seq, 0))
+        return wrote
+
+    def _fail(self, exc: BaseException, what: str) -> None:
+        reason = f"{type(exc).__name__}: {exc}"[:200]
+        self.commit_failures += 1
+        self._failures_this_time += 1
+        if self._degraded is None:
+            self._degraded = reason
+            self._degraded_since = time.time()
+            self._retry_delay = self.retry_min_s
+            self._state_changed = True
+            log.error(
+                "outbox cannot %s %s (%s): holding up to %d events in memory, sending them as they are, "
+                "and retrying",
+                what,
+                self.path,
+                reason,
+                self.journal_capacity,
+            )
+            self._note(
+                OUTBOX_DEGRADED, {"error": reason, "held": self.held}, datetime.now(UTC), self._trusted
+            )
+        else:
+            self._retry_delay = min(self._retry_delay * 2, self.retry_max_s)
+            log.warning(
+                "outbox still cannot write (%s); %d held, next try in %.0f s",
+                reason,
+                self.held,
+                self._retry_delay,
+            )
+        self._retry_at = time.monotonic() + self._retry_delay
+        self._record_dirty = True
+        self._work.set()  # the writer thread times its retries; it may be waiting without a timeout
+
+    def _recover(self) -> None:
+        degraded_s = round(time.time() - self._degraded_since, 3)
+        log.warning("outbox writes again after %.1f s; the held events are in the file", degraded_s)
+        self._degraded = None
+        self._state_changed = True
+        self._note(
+            OUTBOX_RECOVERED,
+            {"degraded_s": degraded_s, "failures": self._failures_this_time},
+            datetime.now(UTC),
+            self._trusted,
+        )
+        self._failures_this_time = 0
+
+    def _save_record(self) -> None:
+        """While events are held, write which numbers they have before the link may send them."""
+        if not self._record_dirty or self._degraded is None or self._durable_seq is None:
+            return
+        with self._journal_lock:
+            by_type: dict[str, int] = {}
+            for held in self._journal.values():
+                by_type[held.type] = by_type.get(held.type, 0) + 1
+            unacked = len(self._journal)
+        state = HeldState(
+            boot=self.boot,
+            durable=self._durable_seq,
+            high=self._last_seq,
+            unacked=unacked,
+            by_type=by_type,
+            overflow=self._overflow.to_dict() if self._overflow.dropped else None,
+        )
+        self._record_ok = bool(self._record.write(state))
+        self._record_dirty = False
+        self._record_used = True
+        if not self._record_ok:
+            log.error(
+                "no copy of the held-events record could be written: a restart before the disk "
+                "works again may number events %d..%d a second time",
+                self._durable_seq + 1,
+                self._last_seq,
+            )
 
     def _event(
         self, seq: int, event_type: str, data: dict[str, Any], at: datetime, clock_trusted: bool
@@ -399,6 +883,17 @@ class Outbox:
             type=event_type,
             data=data,
         )
+
+
+def _merge(stored: list[Pending], held: list[Pending], limit: int | None) -> list[Pending]:
+    """File rows and held events in one order; a seq in both (drained meanwhile) once."""
+    if not held:
+        return stored[:limit] if limit is not None else stored
+    merged = {row.seq: row for row in stored}
+    for row in held:
+        merged.setdefault(row.seq, row)
+    rows = [merged[seq] for seq in sorted(merged)]
+    return rows[:limit] if limit is not None else rows
 
 
 def continue_numbering(path: Path | str, last_seq: int) -> None:

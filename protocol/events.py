@@ -21,7 +21,17 @@ SCANNER_CONNECTED: Final = "scanner.connected"
 SCANNER_DISCONNECTED: Final = "scanner.disconnected"
 """The scanner's port came or went: ``{"reader", "detail"}``."""
 OUTBOX_OVERFLOW: Final = "outbox.overflow"
-"""Events were refused because the outbox was full: ``{"dropped", "first_time", "last_time", "by_type"}``."""
+"""Events were refused because the outbox was full, or because its disk failed while the memory
+journal was full too: ``{"dropped", "first_time", "last_time", "by_type", "journal_full"}``."""
+OUTBOX_DEGRADED: Final = "outbox.degraded"
+"""The outbox's disk refused a write; events are held in memory and sent as they are:
+``{"error", "held"}``."""
+OUTBOX_RECOVERED: Final = "outbox.recovered"
+"""The disk took the held events again and the outbox is whole: ``{"degraded_s", "failures"}``."""
+OUTBOX_LOST: Final = "outbox.lost"
+"""The agent restarted while events were held in memory only: ``{"boot", "first_seq",
+"last_seq", "held", "lost", "acknowledged", "by_type"}`` — at most ``lost`` of the
+sequence numbers ``first_seq..last_seq`` never reached the console."""
 CLOCK_UNTRUSTED: Final = "clock.untrusted"
 """The wall clock was seen to go backwards or is not synchronised: ``{"detail"}``."""
 PASSES_DOCUMENT: Final = "passes.document"

@@ -112,13 +112,17 @@ class CommandResponse(_Message):
 
 class GateState(StrEnum):
     ONLINE = "online"
+    DEGRADED = "degraded"
     STOPPED = "stopped"
     OFFLINE = "offline"
 
 
 class GateStatus(_Message):
     """Retained availability of a gate: ``online`` while connected, ``stopped`` after a
-    clean shutdown, ``offline`` when the broker published its last will.
+    clean shutdown, ``offline`` when the broker published its last will.  ``degraded``
+    is ``online`` with a disk that refuses the outbox's writes: the gate still decides
+    and sends its events, holding them in memory (``held``; ``outbox_error`` says why).
+    Added to v1 after its first release: a console must be upgraded before its gates.
 
     An ``offline`` will's ``time`` is when the lost connection was being made (the gate
     writes a will before each connect): with ``boot`` it names the outage, so a console
@@ -142,6 +146,10 @@ class GateStatus(_Message):
     cards_hash: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
     cards_count: int | None = Field(default=None, ge=0)
     """The door-card list the gate holds, so the console can see which gates lag behind."""
+    held: int | None = Field(default=None, ge=0)
+    """Events held in memory because the outbox's disk refused them (``degraded``)."""
+    outbox_error: Annotated[str, Field(max_length=200)] | None = None
+    """The disk's refusal, e.g. ``OperationalError: database or disk is full``."""
 
 
 class ConsoleStatus(_Message):

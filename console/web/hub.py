@@ -250,7 +250,7 @@ class GateBoard:
             row.state = state
             row.status_received_at = received_at
             row.version = str(body.get("version") or "")
-            if state == "online":
+            if state in ("online", "degraded"):
                 row.backlog = body.get("backlog")
                 row.clock_trusted = body.get("clock_trusted")
                 row.revocation_version = body.get("revocation_version")
