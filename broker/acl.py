@@ -44,12 +44,13 @@ class Rule:
 
 
 def gate_rules(site: str, gate: str) -> list[Rule]:
-    """A gate writes its events, status and responses; reads its commands, acks and its site's console status."""
+    """A gate writes its events, status, responses and health; reads its commands, acks and its site's console status."""
     topics = GateTopics(site, gate)
     return [
         Rule(Access.WRITE, topics.event),
         Rule(Access.WRITE, topics.status),
         Rule(Access.WRITE, topics.response),
+        Rule(Access.WRITE, topics.health),
         Rule(Access.READ, topics.command),
         Rule(Access.READ, topics.ack),
         Rule(Access.READ, console_status_topic(site)),
@@ -70,6 +71,7 @@ def console_rules() -> list[Rule]:
         Rule(Access.READ, all_sites_filter(TopicKind.EVENT)),
         Rule(Access.READ, all_sites_filter(TopicKind.STATUS)),
         Rule(Access.READ, all_sites_filter(TopicKind.RESPONSE)),
+        Rule(Access.READ, all_sites_filter(TopicKind.HEALTH)),
         Rule(Access.WRITE, all_sites_filter(TopicKind.COMMAND)),
         Rule(Access.WRITE, all_sites_filter(TopicKind.ACK)),
         Rule(Access.READWRITE, f"{ROOT}/+/{CONSOLE_NODE}/status"),

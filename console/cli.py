@@ -189,6 +189,13 @@ def _run(args: argparse.Namespace) -> int:
     from console.card_sync import start_card_publisher
 
     publisher = None
+    metrics = None
+    if config.metrics.listen:
+        from console.metrics import ConsoleMetrics
+
+        health = web.ctx.health.board if web is not None and web.ctx.health is not None else None
+        metrics = ConsoleMetrics(store, ingestor=ingestor, health=health)
+        metrics.serve(config.metrics.listen)  # a metrics port in use is logged, not fatal
     try:
         ingestor.start()
         retention.start()
@@ -199,6 +206,8 @@ def _run(args: argparse.Namespace) -> int:
                 reported = ingestor.counters
                 log.info("%s", reported)
     finally:
+        if metrics is not None:
+            metrics.close()
         if publisher is not None:
             publisher.stop()
         if web is not None:

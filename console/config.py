@@ -146,6 +146,18 @@ class WebConfig(_Section):
     unlock_seconds: float = Field(5.0, gt=0, le=600, title="How long a remote unlock holds the door")
 
 
+class MetricsConfig(_Section):
+    """Prometheus metrics on a listener of their own, beside the web console (docs/monitoring.md).
+
+    Separate so that scraping needs no web login and the web console's authentication is
+    untouched; on loopback by default.  ``listen = ""`` turns it off.
+    """
+
+    listen: str = Field(
+        "127.0.0.1:9109", pattern=r"^([^\s:]+:\d{1,5})?$", title="host:port for /metrics, or empty for none"
+    )
+
+
 class ConsoleConfig(_Section):
     name: Name = "console"
     site: Site = "+"
@@ -156,6 +168,7 @@ class ConsoleConfig(_Section):
     flow: FlowConfig = Field(default_factory=FlowConfig)
     cards: CardsConfig | None = None
     web: WebConfig = Field(default_factory=WebConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
 
 
 def load_config(path: Path | str) -> ConsoleConfig:

@@ -29,7 +29,9 @@ from edge.config import Direction, EdgeConfig
 from edge.decision import AllowList, Decision, GateDecider
 from edge.door import DoorCommandError, DoorController, DoorEvent, DoorEventType, remote_unlock_seconds
 from edge.feedback import GuardFeedback, pattern_for
+from edge.health import HealthReporter
 from edge.link import CommandRefused, Link
+from edge.metrics import GateMetrics
 from edge.outbox import Outbox
 from edge.pass_memory import PassMemory
 from protocol import Command, Event, GateTopics
@@ -163,6 +165,7 @@ class GateAgent:
                     log.info("remembered %d recent pass grant(s) from before the restart", remembered)
         self.on_taken = on_taken
         self._version = version
+        self.started_at = time.monotonic()
         self._stopped = threading.Event()
         self.reader_states: dict[str, str] = {}
         self.card_sync: CardSync | None = None
@@ -193,10 +196,12 @@ class GateAgent:
             on_document=self._on_document,
             status_extra=self._status_extra,
             subscriptions=subscriptions,
-            on_connected=self.card_sync.on_connected if self.card_sync is not None else None,
+            on_connected=self._on_connected,
         )
         self.link.register("status", self._status_command)
         self.outbox.add_state_listener(self._outbox_state_changed)
+        self.metrics = GateMetrics(self)
+        self.health = HealthReporter(self, config.health.interval_s)
         self.pin_factory = pin_factory
         if pin_factory is None and (config.door is not None or config.wiegand or config.feedback is not None):
             from drivers.door_io import make_pin_factory
@@ -302,7 +307,13 @@ class GateAgent:
 
     # -- lifecycle -------------------------------------------------------------------
 
+    @property
+    def version(self) -> str:
+        return self._version
+
     def start(self) -> None:
+        if self.config.metrics.listen:
+            self.metrics.serve(self.config.metrics.listen)
         reading = self.clock.now()
         self.record(
             ev.AGENT_STARTED,
@@ -317,6 +328,7 @@ class GateAgent:
         if self.card_sync is not None:
             self.card_sync.start()
         self.link.start()
+        self.health.start()
         if self.guard is not None:
             self.guard.start()
         for device in self.devices:
@@ -343,7 +355,9 @@ class GateAgent:
         deadline = time.monotonic() + drain_s
         while self.outbox.backlog and self.link.connected and time.monotonic() < deadline:
             time.sleep(0.02)
+        self.health.stop()
         self.link.stop()
+        self.metrics.close()
         if self.card_sync is not None:
             self.card_sync.close()
         if self.pass_memory is not None:
@@ -393,6 +407,7 @@ class GateAgent:
             self.feedback.show(pattern_for(decision.granted, decision.reason, flagged=bool(decision.flags)))
         if self.guard is not None:
             self.guard.show(shown, decision)
+        self.metrics.decided(decision.granted, decision.reason.value, shown.at_ns, time.monotonic_ns())
         log.info(
             "%s %s at %s (%s)",
             "GRANTED" if decision.granted else "DENIED",
@@ -442,6 +457,7 @@ class GateAgent:
             pass  # PIN keys are never logged; a tag leaving the field is not an event
 
     def _door_event(self, event: DoorEvent) -> None:
+        self.metrics.door_event(str(event.type), event.data)
         if event.type in _DOOR_EVENTS_SAID_ELSEWHERE:
             return
         self.record(str(event.type), dict(event.data))
@@ -463,6 +479,8 @@ class GateAgent:
     def _on_state(self, reader: str, state: ScannerState, detail: str | None = None) -> None:
         previous = self.reader_states.get(reader)
         self.reader_states[reader] = str(state)
+        if previous != str(state):
+            self.health.poke()
         if state == ScannerState.CONNECTED and previous != str(state):
             self.record(ev.SCANNER_CONNECTED, {"reader": reader, "detail": detail or ""})
         elif state == ScannerState.DISCONNECTED and previous == str(ScannerState.CONNECTED):
@@ -510,6 +528,12 @@ class GateAgent:
     def _outbox_state_changed(self) -> None:
         """The outbox's disk failed or came back (writer thread: must not block): say so at once."""
         self.link.announce()
+        self.health.poke()
+
+    def _on_connected(self) -> None:
+        if self.card_sync is not None:
+            self.card_sync.on_connected()
+        self.health.poke()
 
     def _status_extra(self) -> dict[str, Any]:
         """What the retained status carries beyond the link's own fields."""

@@ -249,6 +249,25 @@ class GuardScreenConfig(_Section):
         return self
 
 
+class MetricsConfig(_Section):
+    """Prometheus metrics on a listener of their own (docs/monitoring.md).
+
+    On loopback by default: the gate's numbers are for whoever scrapes it through the
+    compound's own network, which the operator exposes on purpose (``0.0.0.0:9108``,
+    or a reverse proxy or SSH tunnel), never by accident.  ``listen = ""`` turns it off.
+    """
+
+    listen: str = Field(
+        "127.0.0.1:9108", pattern=r"^([^\s:]+:\d{1,5})?$", title="host:port for /metrics, or empty for none"
+    )
+
+
+class HealthConfig(_Section):
+    """The retained health message on ``gatepost/v1/<site>/<gate>/health`` (docs/protocol.md)."""
+
+    interval_s: float = Field(60.0, ge=1, le=3600, title="Publish at least this often (and on every change)")
+
+
 class LogConfig(_Section):
     level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
 
@@ -273,6 +292,8 @@ class EdgeConfig(_Section):
     photos: PhotosConfig | None = None
     clock: ClockConfig = Field(default_factory=ClockConfig)
     guard_screen: GuardScreenConfig = Field(default_factory=GuardScreenConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    health: HealthConfig = Field(default_factory=HealthConfig)
     log: LogConfig = Field(default_factory=LogConfig)
 
     @model_validator(mode="after")

@@ -252,15 +252,16 @@ class Link:
                 return handler
         return None
 
-    def publish(self, topic: str, payload: bytes) -> bool:
-        """Send one message outside the outbox (QoS 1, not retained); false when not connected.
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> bool:
+        """Send one message outside the outbox (QoS 1); false when not connected.
 
         For requests that are worth nothing once stale, such as asking for a card-list
-        update, which the gate asks again for on its next connect if still needed.
+        update, which the gate asks again for on its next connect if still needed, and
+        for the retained health message, which is sent again within a minute anyway.
         """
         if not self._connected:
             return False
-        return self._client.publish(topic, payload, QOS).rc == paho.MQTT_ERR_SUCCESS
+        return self._client.publish(topic, payload, QOS, retain).rc == paho.MQTT_ERR_SUCCESS
 
     def _handle_ack(self, payload: bytes) -> None:
         try:

@@ -152,6 +152,39 @@ class GateStatus(_Message):
     """The disk's refusal, e.g. ``OperationalError: database or disk is full``."""
 
 
+class GateHealth(_Message):
+    """A gate's vital signs, retained on its ``health`` topic: sent every minute and on a change.
+
+    What the engineer on call looks at before driving out: is the card filling up, is
+    the backlog growing, is the clock trusted, is the outbox degraded.  ``None`` is "not
+    known on this platform" (no ``/proc/meminfo``, say), never zero.
+    """
+
+    site: Name
+    gate: Name
+    boot: Hex32
+    time: UtcTime
+    version: Annotated[str, Field(max_length=32)] = ""
+    state: GateState
+    load_1m: float | None = Field(default=None, ge=0)
+    memory_available_bytes: int | None = Field(default=None, ge=0)
+    memory_total_bytes: int | None = Field(default=None, ge=0)
+    disk_free_bytes: int | None = Field(default=None, ge=0)
+    """Free space on the outbox's filesystem, for the gate's own user."""
+    disk_total_bytes: int | None = Field(default=None, ge=0)
+    backlog: int = Field(ge=0)
+    """Events taken and not yet acknowledged by the console (held ones included)."""
+    oldest_unacked_s: float | None = Field(default=None, ge=0)
+    resends: int = Field(ge=0)
+    clock_trusted: bool
+    degraded: bool
+    held: int = Field(default=0, ge=0)
+    outbox_error: Annotated[str, Field(max_length=200)] | None = None
+    readers: dict[Annotated[str, Field(max_length=32)], Annotated[str, Field(max_length=32)]] = Field(
+        default_factory=dict, max_length=64
+    )
+
+
 class ConsoleStatus(_Message):
     """Retained availability of the console, so gates and operators can tell whether the
     store is taking events (Sparkplug's "primary host" idea)."""
@@ -219,6 +252,10 @@ def decode_response(raw: bytes | str) -> CommandResponse:
 
 def decode_status(raw: bytes | str) -> GateStatus:
     return _decode(GateStatus, raw)
+
+
+def decode_health(raw: bytes | str) -> GateHealth:
+    return _decode(GateHealth, raw)
 
 
 def decode_console_status(raw: bytes | str) -> ConsoleStatus:

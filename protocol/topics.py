@@ -3,7 +3,8 @@
 ::
 
     gatepost/v1/<site>/<gate>/event      gate -> console   event envelopes, QoS 1
-    gatepost/v1/<site>/<gate>/status     gate -> all       retained GateStatus (online/stopped/offline)
+    gatepost/v1/<site>/<gate>/status     gate -> all       retained GateStatus (online/degraded/stopped/offline)
+    gatepost/v1/<site>/<gate>/health     gate -> console   retained GateHealth: load, memory, disk, backlog, …
     gatepost/v1/<site>/<gate>/response   gate -> console   CommandResponse
     gatepost/v1/<site>/<gate>/command    console -> gate   Command
     gatepost/v1/<site>/<gate>/ack        console -> gate   Ack: "these sequence numbers are committed"
@@ -16,7 +17,7 @@
     gatepost/v1/<site>/<gate>/cards          console -> gate   card-list chunks answering a request
     gatepost/v1/<site>/<gate>/cards_request  gate -> console  "my list is (version, hash); send an update"
 
-A gate may write the first three of its own subtree, read the next two, and read its
+A gate may write the first four of its own subtree, read the next two, and read its
 site's console documents; that is the whole of its ACL.  Site and gate names are restricted to a small alphabet so that they
 can never contain MQTT wildcards or separators, and ``$console`` cannot collide with a
 gate because ``$`` is not in that alphabet.
@@ -45,6 +46,7 @@ class TopicKind(StrEnum):
     ACK = "ack"
     CARDS = "cards"
     CARDS_REQUEST = "cards_request"
+    HEALTH = "health"
 
 
 def validate_name(value: str, what: str = "name") -> str:
@@ -106,6 +108,10 @@ class GateTopics:
     @property
     def cards_request(self) -> str:
         return self.topic(TopicKind.CARDS_REQUEST)
+
+    @property
+    def health(self) -> str:
+        return self.topic(TopicKind.HEALTH)
 
 
 def site_filter(site: str, kind: TopicKind) -> str:

@@ -109,6 +109,10 @@ class SimulatedSite:
                         "[web]",
                         "enabled = false",
                         "",
+                        "# Any free port, for the same reason (the log says which).",
+                        "[metrics]",
+                        'listen = "127.0.0.1:0"',
+                        "",
                     ]
                 )
             )
@@ -172,6 +176,9 @@ class SimulatedSite:
             "",
             "[access]",
             f"allow = [\n    {allowed},\n]",
+            "",
+            "[metrics]",
+            'listen = "127.0.0.1:0"  # any free port: many gates on one machine (the log says which)',
             "",
             "[log]",
             f'level = "{self.log_level}"',

@@ -2,7 +2,8 @@
 
 ``create_app(ctx)`` is all a server (``gatepost console run``, a test, uvicorn) needs.  The
 lifespan starts what lives as long as the server — the watcher that turns stored events
-into live updates and alarms, and the command client's broker connection — and stops
+into live updates and alarms, the command client's and the health listener's broker
+connections — and stops
 them, ending open event streams first so that shutdown does not wait on browsers.
 """
 
@@ -80,6 +81,8 @@ def create_app(ctx: WebContext, *, watch: bool = True) -> Starlette:
         ctx.hub.bind(asyncio.get_running_loop())
         if ctx.commands is not None:
             ctx.commands.start()
+        if ctx.health is not None:
+            ctx.health.start()
         if watch:
             await asyncio.to_thread(watcher.start)
             plan_cache.submit(lambda: _work_out_todays_staffing(ctx, plan_cache))
@@ -92,6 +95,8 @@ def create_app(ctx: WebContext, *, watch: bool = True) -> Starlette:
                 await asyncio.to_thread(watcher.stop)
             if ctx.commands is not None:
                 ctx.commands.stop()
+            if ctx.health is not None:
+                ctx.health.stop()
 
     app = Starlette(
         routes=routes(),
@@ -135,6 +140,7 @@ def build_context(
     from console.audit import AuditLog
     from console.commands import CommandClient
     from console.db import Database
+    from console.health import HealthListener
     from console.users import UserStore
 
     db = Database(store_url(config))
@@ -159,4 +165,5 @@ def build_context(
         hub=Hub(),
         office_dir=web.office,
         cards=cards,
+        health=HealthListener(endpoint, name=config.name, site=config.site) if endpoint is not None else None,
     )

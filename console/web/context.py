@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from console.config import ConsoleConfig
     from console.credentials import CardRegistry
     from console.db import Database
+    from console.health import HealthListener
     from console.store import EventStore
     from console.users import UserStore
     from console.web.hub import Hub
@@ -35,3 +36,5 @@ class WebContext:
     hub: Hub
     office_dir: Path | None = None
     cards: CardRegistry | None = None
+    health: HealthListener | None = None
+    """Every gate's latest health message (console/health.py); ``None`` without a broker."""

@@ -66,7 +66,7 @@ def test_gate_cannot_publish_as_another_gate(broker, site, unique_name, mqtt_cli
     other = GateTopics(unique_name, "g2")
     other_site = GateTopics(f"{unique_name}x", "g1")
 
-    for topic in (other.event, other.status, other.response, other_site.event):
+    for topic in (other.event, other.status, other.response, other.health, other_site.event):
         assert g1.publish(topic, b"forged").value == NOT_AUTHORIZED, topic
     assert console.get(QUIET_S) is None, "a forged event reached the console"
 
@@ -111,7 +111,7 @@ def test_gate_cannot_read_another_gates_commands_or_acks(broker, site, unique_na
 
 def test_console_reads_every_gate_and_commands_each(broker, site, unique_name, mqtt_client_factory):
     console = mqtt_client_factory(site["console"])
-    for kind in (TopicKind.EVENT, TopicKind.STATUS, TopicKind.RESPONSE):
+    for kind in (TopicKind.EVENT, TopicKind.STATUS, TopicKind.RESPONSE, TopicKind.HEALTH):
         assert not console.subscribe(all_sites_filter(kind)).is_failure
     gates = {name: mqtt_client_factory(site[name]) for name in ("g1", "g2")}
     sent = []
@@ -119,7 +119,7 @@ def test_console_reads_every_gate_and_commands_each(broker, site, unique_name, m
         topics = GateTopics(unique_name, name)
         assert not client.subscribe(topics.command).is_failure
         assert not client.subscribe(topics.ack).is_failure
-        for topic in (topics.event, topics.status, topics.response):
+        for topic in (topics.event, topics.status, topics.response, topics.health):
             assert not client.publish(topic, name.encode()).is_failure
             sent.append((topic, name.encode()))
 

@@ -1,4 +1,4 @@
-"""The gates overview, the live stream every page listens to, and remote unlock."""
+"""The gates overview, one gate's page with its health, the live stream every page listens to, and remote unlock."""
 
 from __future__ import annotations
 
@@ -132,8 +132,24 @@ async def unlock(request: Request) -> Response:
     )
 
 
+@login_required
+async def gate_page(request: Request) -> Response:
+    """One gate: its retained status as the board shows it, and its latest health message."""
+    names = _gate(request)
+    if names is None:
+        return render(request, "error.html", status_code=404, message_key="error.not_found")
+    site, gate = names
+    row = next((r for r in request.app.state.board.rows() if (r.site, r.gate) == (site, gate)), None)
+    listener = request.app.state.ctx.health
+    report = listener.board.get(site, gate) if listener is not None else None
+    if row is None and report is None:
+        return render(request, "error.html", status_code=404, message_key="error.not_found")
+    return render(request, "gate.html", site=site, gate=gate, row=row, report=report)
+
+
 routes: list[BaseRoute] = [
     Route("/", overview, methods=["GET"]),
+    Route("/gates/{site}/{gate}", gate_page, methods=["GET"]),
     Route("/stream", stream, methods=["GET"]),
     Route("/gates/{site}/{gate}/unlock", unlock_confirm, methods=["GET"]),
     Route("/gates/{site}/{gate}/unlock", unlock, methods=["POST"]),

@@ -75,6 +75,7 @@ def test_rendered_pages_contain_no_raw_keys(web: Web, lang: str):
             "/audit",
             "/users",
             "/gates/s1/north/unlock",
+            "/gates/s1/north",
             "/no-such-page",
         ):
             pages[path] = client.get(path).text
