@@ -64,6 +64,8 @@ JOURNAL_CAPACITY = 10_000
 """Events held in memory while the disk refuses writes (a few MB); past it they are refused and counted."""
 RETRY_MIN_S = 1.0
 RETRY_MAX_S = 60.0
+RETRY_LOG_S = 60.0
+"""At most one warning per this long about a disk that still refuses writes."""
 DRAIN_CHUNK = 1000
 """Held events written per transaction when the disk comes back: progress even when it has little room."""
 SYNC_MODES = {"full": "FULL", "normal": "NORMAL", "off": "OFF"}
@@ -234,6 +236,7 @@ class Outbox:
         self._meta_dirty = False
         self.last_event_time = ""
         self._journal: dict[int, _Held] = {}  # seq order: numbers only grow
+        self._held_types: dict[str, int] = {}  # the journal's events by type, for the held record
         self._unnumbered: list[_Unnumbered] = []
         self._journal_lock = threading.Lock()
         self._visible_seq = 0  # held events above this are not yet in the record: the link must wait
@@ -244,6 +247,7 @@ class Outbox:
         self._retry_at = 0.0
         self._retry_delay = retry_min_s
         self._failures_this_time = 0
+        self._warned_at = 0.0
         self._record_dirty = False
         self._record_used = False
         self._record_ok = True
@@ -697,6 +701,7 @@ class Outbox:
         self._last_seq = event.seq
         with self._journal_lock:
             self._journal[event.seq] = _Held(event.seq, event.id, event.type, event.time, encode(event))
+            self._held_types[event.type] = self._held_types.get(event.type, 0) + 1
         self.last_event_time = event.time.isoformat()
         self._meta_dirty = self._record_dirty = True
         return event
@@ -716,10 +721,20 @@ class Outbox:
                 else:
                     seqs = [seq for seq in self._journal if first <= seq <= last]
                 for seq in seqs:
-                    if self._journal.pop(seq, None) is not None:
+                    held = self._journal.pop(seq, None)
+                    if held is not None:
+                        self._forget_type(held.type)
                         removed += 1
         self._record_dirty |= bool(removed)
         return removed
+
+    def _forget_type(self, event_type: str) -> None:
+        """One event of ``event_type`` left the journal; the caller holds the journal lock."""
+        left = self._held_types[event_type] - 1
+        if left:
+            self._held_types[event_type] = left
+        else:
+            del self._held_types[event_type]
 
     def _flush(self) -> bool:
         """Write pending deletions and the journal to the file, in chunks, oldest first.
@@ -781,6 +796,7 @@ class Outbox:
             with self._journal_lock:
                 for held in chunk:
                     del self._journal[held.seq]
+                    self._forget_type(held.type)
             self._count += len(chunk) - sum(deleted)
             self._durable_seq = upto
             for pending, removed in zip(self._db_acks, deleted, strict=True):
@@ -818,12 +834,15 @@ class Outbox:
             )
         else:
             self._retry_delay = min(self._retry_delay * 2, self.retry_max_s)
-            log.warning(
-                "outbox still cannot write (%s); %d held, next try in %.0f s",
-                reason,
-                self.held,
-                self._retry_delay,
-            )
+            now = time.monotonic()
+            if now - self._warned_at >= RETRY_LOG_S:  # a long outage must not fill the log
+                self._warned_at = now
+                log.warning(
+                    "outbox still cannot write (%s); %d held; retrying, at most every %.1f s",
+                    reason,
+                    self.held,
+                    self._retry_delay,
+                )
         self._retry_at = time.monotonic() + self._retry_delay
         self._record_dirty = True
         self._work.set()  # the writer thread times its retries; it may be waiting without a timeout
@@ -846,9 +865,7 @@ class Outbox:
         if not self._record_dirty or self._degraded is None or self._durable_seq is None:
             return
         with self._journal_lock:
-            by_type: dict[str, int] = {}
-            for held in self._journal.values():
-                by_type[held.type] = by_type.get(held.type, 0) + 1
+            by_type = dict(self._held_types)
             unacked = len(self._journal)
         state = HeldState(
             boot=self.boot,
