@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import sqlite3
 import sys
 import tempfile
 import time
@@ -38,6 +39,25 @@ DATA = {
 }
 
 
+class LimitedOutbox(Outbox):
+    """An outbox whose "disk" can be full: SQLite's own SQLITE_FULL from a page limit on every connection."""
+
+    full = False
+
+    def _connect(self, target: str | Path, *, uri: bool = False) -> sqlite3.Connection:
+        db = super()._connect(target, uri=uri)
+        if self.full and not uri:
+            db.execute(f"PRAGMA max_page_count={db.execute('PRAGMA page_count').fetchone()[0]}")
+        return db
+
+    def fill(self, full: bool) -> None:
+        self.full = full
+        with self._commit_lock:
+            if self._writer_db is not None:
+                pages = self._writer_db.execute("PRAGMA page_count").fetchone()[0]
+                self._writer_db.execute(f"PRAGMA max_page_count={pages if full else 1 << 30}")
+
+
 def append(box: Outbox) -> None:
     box.append("access.scan", DATA, time=datetime.now(UTC), clock_trusted=True)
 
@@ -52,16 +72,13 @@ def main() -> int:
 
     logging.basicConfig(level=logging.ERROR)
     with tempfile.TemporaryDirectory() as tmp:
-        box = Outbox(Path(tmp) / "outbox.db", site="bench", gate="g", journal_capacity=held_n)
+        box = LimitedOutbox(Path(tmp) / "outbox.db", site="bench", gate="g", journal_capacity=held_n)
         began = time.perf_counter()
         for _ in range(healthy_n):
             append(box)
         healthy_rate = healthy_n / (time.perf_counter() - began)
 
-        with box._commit_lock:  # from now on the file may not grow: SQLITE_FULL
-            db = box._writer_db
-            assert db is not None
-            db.execute(f"PRAGMA max_page_count={db.execute('PRAGMA page_count').fetchone()[0]}")
+        box.fill(True)  # from now on the file may not grow: SQLITE_FULL
         began = time.perf_counter()
         taken = 0
         while box.held < held_n:
@@ -70,8 +87,7 @@ def main() -> int:
         degraded_rate = taken / (time.perf_counter() - began)
         rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-        with box._commit_lock:
-            db.execute("PRAGMA max_page_count=1073741823")
+        box.fill(False)
         began = time.perf_counter()
         box._retry_at = 0  # the disk is back now, not at the next back-off
         box.ack([])

@@ -272,7 +272,8 @@ class Outbox:
             self._open()
         except (sqlite3.Error, OSError) as exc:
             self._fail(exc, "open")
-            self._peek()
+            if self._durable_seq is None:
+                self._peek()
         else:
             if self._journal:  # an outbox.lost note: written before the link may send it
                 self._flush()
@@ -292,27 +293,51 @@ class Outbox:
         return db
 
     def _open(self) -> None:
-        """Open the file for writing (and reading); learn where numbering stands if not yet known."""
+        """Open the file for writing (and reading); learn where numbering stands if not yet known.
+
+        A file on a read-only filesystem may still open, read-only, when its log and
+        index exist: what it says is read, then a write that is rolled back tells whether
+        it takes writes; if not, this raises and the outbox stays degraded.
+        """
         self.path.parent.mkdir(parents=True, exist_ok=True)
         writer = self._connect(self.path)
         try:
             writer.executescript(_SCHEMA)
-            reader = self._connect(self.path)
+            meta = dict(writer.execute("SELECT key, value FROM meta").fetchall())
+            count = writer.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
         except BaseException:
             writer.close()
             raise
-        meta = dict(writer.execute("SELECT key, value FROM meta").fetchall())
-        count = writer.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
-        self._writer_db, self._reader_db = writer, reader
-        self._record.prepare()  # allocated while the disk takes new blocks; overwritten in place later
-        self._count = count
         last_seq = int(meta.get("last_seq", "0"))
+        self._count = count
         if self._durable_seq is None:
             self._adopt(last_seq, meta)
         elif last_seq != self._durable_seq:  # someone else wrote the file meanwhile: trust it
             log.warning("outbox %s says last_seq %d, expected %d", self.path, last_seq, self._durable_seq)
             self._durable_seq = last_seq
             self._last_seq = max(self._last_seq, last_seq)
+        try:
+            self._swap_reader()
+            writer.execute("BEGIN IMMEDIATE")
+            writer.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('last_seq', ?)", (str(last_seq),)
+            )
+            writer.execute("ROLLBACK")
+        except BaseException:
+            if writer.in_transaction:
+                writer.execute("ROLLBACK")
+            writer.close()
+            raise
+        self._writer_db = writer
+        self._record.prepare()  # allocated while the disk takes new blocks; overwritten in place later
+
+    def _swap_reader(self) -> None:
+        """A fresh reading connection for the link (one opened read-only stays read-only)."""
+        reader = self._connect(self.path)
+        with self._reader_lock:
+            old, self._reader_db = self._reader_db, reader
+        if old is not None:
+            old.close()
 
     def _peek(self) -> None:
         """Read where numbering stands from a file that cannot be opened for writing.
@@ -519,8 +544,12 @@ class Outbox:
 
     @property
     def last_seq(self) -> int:
-        """The last sequence number handed out (held events included)."""
-        return self._last_seq
+        """The last sequence number taken (held events included).
+
+        Not one being committed right now: a link that starts again from here after a
+        reconnect would otherwise skip the events of a commit still in flight.
+        """
+        return self._visible_seq
 
     @property
     def durable_seq(self) -> int | None:
@@ -790,6 +819,10 @@ class Outbox:
                 except sqlite3.Error:
                     pass
                 self._fail(exc, "write")
+                # Reopened at the next try: a connection that met an I/O error, or one opened
+                # while the filesystem was read-only, may never write again.
+                self._writer_db = None
+                db.close()
                 return wrote
             wrote = True
             self.commits += 1

@@ -24,6 +24,7 @@ from edge.config import EdgeConfig
 from protocol import GateTopics, decode_event, decode_health
 from simulator.scanner import VirtualScanner
 from tests.conftest import ClientFactory
+from tests.edge.full_disk import FullDisk
 from tests.waiting import wait_until
 
 GRANTED = [f"1047290000{i:02d}" for i in range(6)]
@@ -46,19 +47,14 @@ def value(samples: dict, name: str, **labels: str) -> float | None:
     return samples.get((name, tuple(sorted(labels.items()))))
 
 
-def fill_disk_until_degraded(gate: Gate) -> None:
-    """SQLite's own "database or disk is full" from now on (a page limit); scan until the gate says so."""
+def fill_disk_until_degraded(gate: Gate, disk: FullDisk) -> None:
+    """SQLite's own "database or disk is full" from now on; scan until the gate says so."""
     outbox = gate.agent.outbox
-    with outbox._commit_lock:
-        db = outbox._writer_db
-        assert db is not None
-        db.execute(f"PRAGMA max_page_count={db.execute('PRAGMA page_count').fetchone()[0]}")
+    disk.set(outbox)
     for i in range(200):
         before = outbox.last_seq
         gate.scanner.type(f"{i:012d}")
-        assert wait_until(
-            lambda before=before: outbox.last_seq > before
-        )  # decided and taken (or held) before the next
+        assert wait_until(lambda before=before: outbox.last_seq > before)  # decided and taken (or held)
         if outbox.degraded is not None:
             return
     raise AssertionError("the page limit never refused a write")
@@ -84,7 +80,7 @@ class Gate:
                 },
                 "scanners": [{"url": str(self.scanner.link_path), "baudrate": 115200}],
                 "outbox": {"path": str(tmp_path / "outbox.db")},
-                "access": {"allow": GRANTED, "repeat_s": 0.5},
+                "access": {"allow": GRANTED, "repeat_s": 5.0},
                 "clock": {"trust": "trusted"},
                 "gpio": {"pin_factory": "mock"},
                 "door": {"pins": {"relay": "GPIO17"}, "behaviour": {"unlock_s": 0.2}},
@@ -120,6 +116,7 @@ def test_every_metric_family_reads_what_the_gate_did(tmp_path: Path, broker: Bro
     assert agent.link.wait_connected(10)
     for code in GRANTED + UNKNOWN:
         gate.scanner.type(code)
+    gate.scanner.type(UNKNOWN[-1])  # the same card again at once: one presentation, not two
 
     def scans() -> list:
         events = (decode_event(row.body) for row in agent.outbox.pending(limit=1000))
@@ -153,6 +150,15 @@ def test_every_metric_family_reads_what_the_gate_did(tmp_path: Path, broker: Bro
     assert value(samples, "gatepost_gate_clock_trusted") == 1
     assert value(samples, "gatepost_gate_degraded") == 0
     assert value(samples, "gatepost_gate_outbox_held_events") == 0
+    assert value(samples, "gatepost_gate_outbox_refused_total") == 0
+    assert value(samples, "gatepost_gate_outbox_write_failures_total") == 0
+    assert value(samples, "gatepost_gate_last_seq") == agent.outbox.last_seq
+    assert value(samples, "gatepost_gate_broker_connects_total") == 1
+    published = value(samples, "gatepost_gate_events_published_total")
+    assert published is not None and published >= agent.outbox.last_seq
+    assert value(samples, "gatepost_gate_repeats_suppressed_total") == 1
+    assert value(samples, "gatepost_gate_relay_watchdog_cuts_total") == 0
+    assert 0 < value(samples, "gatepost_gate_up_seconds") < 120  # type: ignore[operator]
     assert not any(name.startswith("gatepost_gate_certificate") for name, _ in samples), "absent until TLS"
 
     # A console acknowledges everything: the backlog and its age go to zero.
@@ -176,11 +182,11 @@ def test_every_metric_family_reads_what_the_gate_did(tmp_path: Path, broker: Bro
     )
 
 
-def test_the_degraded_disk_shows_in_metrics(gate: Gate):
+def test_the_degraded_disk_shows_in_metrics(gate: Gate, full_disk: FullDisk):
     agent = gate.start()
     port = agent.metrics.port
     assert port
-    fill_disk_until_degraded(gate)
+    fill_disk_until_degraded(gate, full_disk)
     samples = scrape(port)
     assert value(samples, "gatepost_gate_degraded") == 1
     assert value(samples, "gatepost_gate_outbox_held_events") == agent.outbox.held > 0
@@ -206,7 +212,7 @@ def test_a_taken_metrics_port_does_not_stop_the_gate(tmp_path: Path, broker: Bro
 
 
 def test_the_health_message_is_retained_and_follows_the_state(
-    broker: Broker, gate: Gate, mqtt_client_factory: ClientFactory
+    broker: Broker, gate: Gate, mqtt_client_factory: ClientFactory, full_disk: FullDisk
 ):
     agent = gate.start()
     assert agent.link.wait_connected(10)
@@ -232,7 +238,7 @@ def test_the_health_message_is_retained_and_follows_the_state(
     assert health.memory_total_bytes and health.load_1m is not None
     assert health.time > datetime.now(UTC) - timedelta(seconds=30)
     # A change of state is sent within a second or two, not at the next interval.
-    fill_disk_until_degraded(gate)
+    fill_disk_until_degraded(gate, full_disk)
     degraded = None
     for _ in range(10):
         message = console.get(timeout=3)

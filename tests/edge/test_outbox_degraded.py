@@ -1,7 +1,7 @@
 """The outbox when its disk refuses writes: events held in memory, numbered once, never lost unsaid.
 
 The refusals here are SQLite's own "database or disk is full", from a page limit on the
-writer's connection (``PRAGMA max_page_count``), and the operating system's own
+outbox's connections (tests/edge/full_disk.py), and the operating system's own
 "not a directory" for a file that cannot be opened: real failures on the real code
 path, fast enough for every run.  tests/edge/test_disk_failure.py does the same to a
 whole gate on a filesystem that fills up and on one the kernel remounts read-only.
@@ -18,6 +18,7 @@ from edge.held import HeldRecord
 from edge.outbox import Outbox
 from protocol import Event, decode_event
 from protocol.events import OUTBOX_DEGRADED, OUTBOX_LOST, OUTBOX_OVERFLOW, OUTBOX_RECOVERED
+from tests.edge.full_disk import FullDisk
 from tests.waiting import wait_until
 
 NOW = datetime(2026, 11, 29, 18, 0, tzinfo=UTC)
@@ -31,18 +32,9 @@ def take(outbox: Outbox, n: int, event_type: str = "access.scan") -> list[Event 
     return [outbox.append(event_type, {"i": i}, time=NOW, clock_trusted=True) for i in range(n)]
 
 
-def disk_full(outbox: Outbox, full: bool = True) -> None:
-    """Let the file grow no further (SQLITE_FULL on the next page it needs), or grow again."""
-    with outbox._commit_lock:
-        db = outbox._writer_db
-        assert db is not None
-        pages = db.execute("PRAGMA page_count").fetchone()[0]
-        db.execute(f"PRAGMA max_page_count={pages if full else 1 << 30}")
-
-
-def degrade(outbox: Outbox) -> list[Event]:
+def degrade(outbox: Outbox, disk: FullDisk) -> list[Event]:
     """Append until the disk refuses one; return the events taken until then (all numbered)."""
-    disk_full(outbox)
+    disk.set(outbox)
     taken: list[Event] = []
     for i in range(2000):
         event = outbox.append("access.scan", {"pad": "x" * 400, "i": i}, time=NOW, clock_trusted=True)
@@ -64,9 +56,9 @@ def stored(path: Path) -> list[Event]:
         db.close()
 
 
-def test_a_refused_commit_holds_the_events_and_numbering_goes_on(tmp_path: Path):
+def test_a_refused_commit_holds_the_events_and_numbering_goes_on(tmp_path: Path, full_disk: FullDisk):
     with make(tmp_path / "o.db") as outbox:
-        taken = degrade(outbox)
+        taken = degrade(outbox, full_disk)
         assert "full" in (outbox.degraded or "")
         more = take(outbox, 5)
         seqs = [e.seq for e in taken] + [e.seq for e in more if e is not None]
@@ -80,13 +72,15 @@ def test_a_refused_commit_holds_the_events_and_numbering_goes_on(tmp_path: Path)
         assert outbox.backlog == outbox.last_seq
 
 
-def test_held_events_reach_the_file_in_order_when_the_disk_takes_writes_again(tmp_path: Path):
+def test_held_events_reach_the_file_in_order_when_the_disk_takes_writes_again(
+    tmp_path: Path, full_disk: FullDisk
+):
     path = tmp_path / "o.db"
     with make(path) as outbox:
-        degrade(outbox)
+        degrade(outbox, full_disk)
         take(outbox, 20)
         last = outbox.last_seq
-        disk_full(outbox, False)
+        full_disk.set(outbox, False)
         assert wait_until(lambda: outbox.degraded is None, timeout=5)
         assert wait_until(lambda: outbox.held == 0, timeout=5)
         assert outbox.durable_seq == outbox.last_seq
@@ -99,14 +93,14 @@ def test_held_events_reach_the_file_in_order_when_the_disk_takes_writes_again(tm
     assert recovered.seq == last + 1 and recovered.data["failures"] >= 1
 
 
-def test_acknowledged_held_events_never_need_the_disk(tmp_path: Path):
+def test_acknowledged_held_events_never_need_the_disk(tmp_path: Path, full_disk: FullDisk):
     path = tmp_path / "o.db"
     with make(path, retry_min_s=30, retry_max_s=30) as outbox:
-        taken = degrade(outbox)
+        taken = degrade(outbox, full_disk)
         held = [e.seq for e in take(outbox, 10) if e is not None]
         assert outbox.ack([(held[0], held[-1])]) == len(held), "the console has them: memory freed"
         assert [row.seq for row in outbox.rows(held)] == []
-        disk_full(outbox, False)
+        full_disk.set(outbox, False)
         outbox._retry_at = 0  # no need to wait out the back-off
         outbox.ack([(1, 1)])
         assert wait_until(lambda: outbox.degraded is None, timeout=5)
@@ -118,15 +112,15 @@ def test_acknowledged_held_events_never_need_the_disk(tmp_path: Path):
         assert again.last_seq == last, "numbering still passes the acknowledged ones"
 
 
-def test_a_full_journal_refuses_and_counts_into_the_next_overflow_event(tmp_path: Path):
+def test_a_full_journal_refuses_and_counts_into_the_next_overflow_event(tmp_path: Path, full_disk: FullDisk):
     path = tmp_path / "o.db"
     with make(path, journal_capacity=8, retry_min_s=30, retry_max_s=30) as outbox:
-        degrade(outbox)
+        degrade(outbox, full_disk)
         results = take(outbox, 20, "door.forced")
         refused = results.count(None)
         assert refused >= 12 and outbox.held == 8
         assert outbox.journal_dropped == refused and outbox.dropped_pending == refused
-        disk_full(outbox, False)
+        full_disk.set(outbox, False)
         outbox._retry_at = 0
         outbox.ack([])
         assert wait_until(lambda: outbox.degraded is None and outbox.dropped_pending == 0, timeout=5)
@@ -136,18 +130,21 @@ def test_a_full_journal_refuses_and_counts_into_the_next_overflow_event(tmp_path
     assert notes[0].data["by_type"] == {"door.forced": refused}
 
 
-def test_a_restart_with_events_held_numbers_after_them_and_says_what_was_lost(tmp_path: Path):
+def test_a_restart_with_events_held_numbers_after_them_and_says_what_was_lost(
+    tmp_path: Path, full_disk: FullDisk
+):
     path = tmp_path / "o.db"
     outbox = make(path, retry_min_s=30, retry_max_s=30)
-    taken = degrade(outbox)
+    taken = degrade(outbox, full_disk)
     held = [e for e in take(outbox, 10, "door.forced") if e is not None]
     outbox.ack([(held[0].seq, held[2].seq)])  # three reached the console before the restart
     durable, high = outbox.durable_seq, outbox.last_seq
     assert durable is not None
-    outbox.close()  # the last try fails too: the disk is still full for this connection
+    outbox.close()  # the last try fails too: the disk is still full
+    full_disk.full = False  # the disk works again for the next run
     assert HeldRecord([path.with_name("o.db.held")]).read().high == high  # type: ignore[union-attr]
 
-    with make(path) as restarted:  # a new connection: no page limit, the disk works again
+    with make(path) as restarted:
         first = restarted.append("access.scan", {}, time=NOW, clock_trusted=True)
         assert first is not None and first.seq == high + 2, "after the held numbers and the lost note"
     events = stored(path)
