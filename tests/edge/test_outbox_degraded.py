@@ -186,3 +186,28 @@ def test_sync_modes_are_named(tmp_path: Path, sync: str):
         )  # type: ignore[union-attr]
     with pytest.raises(ValueError, match="sync"):
         make(tmp_path / "p.db", sync="fast")
+
+
+def test_last_seq_never_names_an_event_a_reader_cannot_see_yet(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A link that starts again at ``first_pending_seq() or last_seq + 1`` must not skip a commit in flight."""
+    import threading
+
+    flushing, release = threading.Event(), threading.Event()
+    flush = Outbox._flush
+
+    def slow_flush(self: Outbox) -> bool:
+        flushing.set()
+        release.wait(5)
+        return flush(self)
+
+    with make(tmp_path / "o.db") as outbox:
+        monkeypatch.setattr(Outbox, "_flush", slow_flush)
+        future = outbox.submit("access.scan", {}, time=NOW, clock_trusted=True)
+        assert flushing.wait(5)  # numbered, not yet committed
+        assert outbox.first_pending_seq() is None and outbox.last_seq == 0
+        assert outbox.pending() == []
+        release.set()
+        assert future.result(5).seq == 1  # type: ignore[union-attr]
+        assert outbox.last_seq == 1 and outbox.first_pending_seq() == 1
