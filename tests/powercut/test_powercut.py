@@ -90,6 +90,9 @@ class Case:
     def check(self) -> list[str]:
         raise NotImplementedError
 
+    def summary(self) -> str:
+        return ""
+
 
 class OutboxCase(Case):
     name = "outbox"
@@ -224,6 +227,9 @@ class PassMemoryCase(Case):
         PassMemory(self.path, horizon=timedelta(days=1)).close()  # and the agent opens it
         return problems
 
+    def summary(self) -> str:
+        return f"{self.lost_total} recorded grant(s) lost in all (synchronous=NORMAL), {self.kept} kept"
+
 
 CASES: dict[str, Callable[[Path], Case]] = {
     "outbox": OutboxCase,
@@ -272,6 +278,7 @@ def cut_many(
         if found and stop_at_loss:
             break
     assert promises >= done, f"{case.name}: too little work between cuts to prove anything"
+    print(f"{case.name}: {done} cuts, {promises} promises checked; {case.summary()}")
     return problems
 
 
