@@ -297,47 +297,48 @@ class Outbox:
 
         A file on a read-only filesystem may still open, read-only, when its log and
         index exist: what it says is read, then a write that is rolled back tells whether
-        it takes writes; if not, this raises and the outbox stays degraded.
+        it takes writes; if not, this raises and the outbox stays degraded, keeping the
+        read-only connection for the link.  SQLite shares one log index per file among a
+        process's connections, and one opened read-only stays so, so that reader is
+        closed before the next try opens the file again (under the reader lock: the
+        link waits a moment rather than finding no file).
         """
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        writer = self._connect(self.path)
-        try:
-            writer.executescript(_SCHEMA)
-            meta = dict(writer.execute("SELECT key, value FROM meta").fetchall())
-            count = writer.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
-        except BaseException:
-            writer.close()
-            raise
-        last_seq = int(meta.get("last_seq", "0"))
-        self._count = count
-        if self._durable_seq is None:
-            self._adopt(last_seq, meta)
-        elif last_seq != self._durable_seq:  # someone else wrote the file meanwhile: trust it
-            log.warning("outbox %s says last_seq %d, expected %d", self.path, last_seq, self._durable_seq)
-            self._durable_seq = last_seq
-            self._last_seq = max(self._last_seq, last_seq)
-        try:
-            self._swap_reader()
-            writer.execute("BEGIN IMMEDIATE")
-            writer.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES ('last_seq', ?)", (str(last_seq),)
-            )
-            writer.execute("ROLLBACK")
-        except BaseException:
-            if writer.in_transaction:
+        with self._reader_lock:
+            if self._reader_db is not None:
+                self._reader_db.close()
+                self._reader_db = None
+            writer = self._connect(self.path)
+            try:
+                writer.executescript(_SCHEMA)
+                meta = dict(writer.execute("SELECT key, value FROM meta").fetchall())
+                count = writer.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+                reader = self._connect(self.path)
+            except BaseException:
+                writer.close()
+                raise
+            last_seq = int(meta.get("last_seq", "0"))
+            self._count = count
+            if self._durable_seq is None:
+                self._adopt(last_seq, meta)
+            elif last_seq != self._durable_seq:  # someone else wrote the file meanwhile: trust it
+                log.warning("outbox %s says last_seq %d, expected %d", self.path, last_seq, self._durable_seq)
+                self._durable_seq = last_seq
+                self._last_seq = max(self._last_seq, last_seq)
+            self._reader_db = reader
+            try:
+                writer.execute("BEGIN IMMEDIATE")
+                writer.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('last_seq', ?)", (str(last_seq),)
+                )
                 writer.execute("ROLLBACK")
-            writer.close()
-            raise
+            except BaseException:
+                if writer.in_transaction:
+                    writer.execute("ROLLBACK")
+                writer.close()
+                raise
         self._writer_db = writer
         self._record.prepare()  # allocated while the disk takes new blocks; overwritten in place later
-
-    def _swap_reader(self) -> None:
-        """A fresh reading connection for the link (one opened read-only stays read-only)."""
-        reader = self._connect(self.path)
-        with self._reader_lock:
-            old, self._reader_db = self._reader_db, reader
-        if old is not None:
-            old.close()
 
     def _peek(self) -> None:
         """Read where numbering stands from a file that cannot be opened for writing.

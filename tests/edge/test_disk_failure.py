@@ -24,6 +24,7 @@ import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -379,3 +380,39 @@ def test_remounting_read_only_under_an_open_outbox_is_refused_by_the_kernel(smal
         result = _run("mount", "-o", "remount,ro", str(small_tmpfs))
     assert result.returncode != 0 and "busy" in result.stderr
     assert os.access(small_tmpfs, os.W_OK)
+
+
+def test_an_outbox_left_by_a_crash_on_a_card_now_read_only_numbers_on_and_recovers(small_tmpfs: Path):
+    """SQLite opens such a file read-only (its log and index are there): the outbox must notice and retry."""
+    import sys
+    import textwrap
+
+    from edge.outbox import Outbox
+
+    path = small_tmpfs / "outbox.db"
+    crash = textwrap.dedent(
+        f"""
+        import os, sys
+        sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
+        from datetime import UTC, datetime
+        from edge.outbox import Outbox
+        box = Outbox({str(path)!r}, site="s", gate="g")
+        for i in range(5):
+            box.append("access.scan", {{"i": i}}, time=datetime.now(UTC), clock_trusted=True)
+        os._exit(0)  # no close: the log and its index stay beside the file, as after a crash
+        """
+    )
+    assert subprocess.run([sys.executable, "-c", crash], timeout=60).returncode == 0
+    assert path.with_name("outbox.db-wal").exists()
+    _mount("-o", "remount,ro", str(small_tmpfs))
+    box = Outbox(path, site="s", gate="g", retry_min_s=0.05, retry_max_s=0.2)
+    try:
+        assert box.degraded is not None and "readonly" in box.degraded
+        assert box.durable_seq == 5, "what the read-only file says is still read"
+        event = box.append("access.scan", {}, time=datetime.now(UTC), clock_trusted=True)
+        assert event is not None and event.seq == 7  # after the degraded note
+        _mount("-o", "remount,rw", str(small_tmpfs))
+        assert wait_until(lambda: box.degraded is None and box.held == 0, timeout=10)
+        assert box.durable_seq == box.last_seq == 8  # and the recovered note
+    finally:
+        box.close()
