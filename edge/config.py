@@ -167,6 +167,13 @@ class PassesConfig(_Section):
         StalePolicy.GRANT_AND_FLAG, title="deny, or grant and flag for review"
     )
     untrusted_clock: UntrustedClockPolicy = Field(UntrustedClockPolicy.GRANT_AND_FLAG)
+    untrusted_dynamic_window_s: float = Field(
+        3600.0,
+        ge=0,
+        le=86400,
+        title="With no trusted time since boot: phone codes up to this long after the gate's lower bound"
+        " are accepted (flagged) under grant_and_flag; later ones are refused (docs/clock.md)",
+    )
 
 
 class CardsConfig(_Section):
