@@ -37,7 +37,12 @@ VISITOR_REGISTERED: Final = "visitor.registered"
 """A guard issued a visitor pass good at this gate only:
 ``{"name", "unit", "phone" (masked but the last 4), "reason", "guard", "code_hash", "expires"}``."""
 GUARD_PIN_REJECTED: Final = "guard.pin_rejected"
-"""A guard action on the guard screen with a wrong PIN: ``{"action", "failures", "locked_for_s"}``."""
+"""A guard action on the guard screen with a wrong PIN:
+``{"action", "failures", "locked_for_s", "source", "address"}`` (``source``: ``local`` for the
+gate's own screen, ``remote`` for any other address)."""
+GUARD_PIN_LOCKOUT: Final = "guard.pin_lockout"
+"""Guard actions paused for one source after repeated wrong PINs (the console raises an alarm):
+``{"action", "failures", "locked_for_s", "source", "address"}``."""
 CARDS_APPLIED: Final = "cards.applied"
 """The gate applied a door-card list update: ``{"version", "previous", "hash", "count", "kind", "source"}``."""
 CARDS_REJECTED: Final = "cards.rejected"

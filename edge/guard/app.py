@@ -163,13 +163,17 @@ def create_app(screen: GuardScreen) -> Starlette:
             return _error("not_found", 404)
         return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
-    def action(run: Callable[[dict[str, Any]], dict[str, Any]]) -> Callable[[Request], Awaitable[Response]]:
+    def action(
+        run: Callable[[dict[str, Any], str], dict[str, Any]],
+    ) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             body = await _json_body(request)
             if isinstance(body, JSONResponse):
                 return body
+            # The peer's address, never a header: wrong PINs are counted per source (edge/guard/pin.py).
+            address = request.client.host if request.client is not None else ""
             try:
-                result = await run_in_threadpool(run, body)
+                result = await run_in_threadpool(run, body, address)
             except GuardActionError as exc:
                 return JSONResponse(exc.body(), status_code=exc.status)
             except Exception:
@@ -185,7 +189,7 @@ def create_app(screen: GuardScreen) -> Starlette:
     listen_host, _port = parse_listen(screen.config.listen)
     hostname = socket.gethostname()
     names = (listen_host, "localhost", hostname, f"{hostname}.local")
-    return Starlette(
+    app = Starlette(
         middleware=[Middleware(HostCheck, names=names)],
         routes=[
             Route("/", index),
@@ -197,3 +201,4 @@ def create_app(screen: GuardScreen) -> Starlette:
             Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
         ],
     )
+    return app

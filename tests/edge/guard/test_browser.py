@@ -96,7 +96,7 @@ def test_scans_arrive_live_and_the_guard_acts(gate: GuardGate, browser_page: Pag
     form = page.locator("#manual-form")
     form.locator("select[name=reason]").select_option("forgot_pass")
     form.locator("input[name=guard]").fill("张师傅 07")
-    form.locator("input[name=pin]").fill("0000")
+    form.locator("input[name=pin]").fill("000000")
     form.locator("button[type=submit]").click()
     expect(form.locator(".message")).to_have_text("Wrong PIN.")
     assert gate.events("access.manual") == [] and gate.events("guard.pin_rejected")
