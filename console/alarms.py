@@ -13,16 +13,30 @@ kind                        raised when
                             died), from another state or from another outage
 ``access.denied_burst``     ``denials`` refused credentials at one gate within ``window_s``
                             of gate time (default 5 in 60 s: someone trying cards or codes)
+``seq.gap``                 sequence numbers of a gate still missing after
+                            ``[integrity] gap_alarm_after_s`` (console/gaps.py); clears
+                            itself when they arrive
+``seq.jump``                a gate's event numbered absurdly far ahead was refused
+``event.quarantined``       an event dated in the future was quarantined
+``event.backdated``         an event dated before one its gate numbered earlier (or
+                            reusing a number) was kept out of the flow
+``ingest.flood``            a gate sent more events than its budget (flagged, stored)
+``status.refused``          a gate status was refused as stale or from the future
 ==========================  ==========================================================
 
-Each alarm names its source (the event id, or the receipt time of the status that took
-the gate offline) and the table refuses a second alarm for the same source, so
-re-reading events after a restart, or two console processes reading the same store,
-never doubles an alarm.  Nor does the broker re-sending a gate's retained ``offline`` at
-every subscribe (each console restart or ingest reconnect): it names the outage the
-console already showed.  A gate that came back and went away again while the console
-was down sends a will naming a new one, and that raises.  Acknowledging takes an operator and a note,
-and is audited by the caller.
+**One open alarm per kind and gate.**  A second occurrence while one is open adds to
+its ``count`` (and names the latest event) instead of opening another, so 200 forged
+``door.forced`` events from one gate are one alarm counting 200, acknowledged once; the
+next occurrence after the acknowledgement opens a new one.  Each occurrence names its
+source (the event id, or the receipt time of the status that took the gate offline), and
+``alarm_sources`` refuses a source twice, so re-reading events after a restart, or two
+console processes reading the same store, never counts one twice.  Nor does the broker
+re-sending a gate's retained ``offline`` at every subscribe (each console restart or
+ingest reconnect): it names the outage the console already showed.  A gate that came back
+and went away again while the console was down sends a will naming a new one, and that
+counts.  Acknowledging takes an operator and a note, and is audited by the caller; an
+alarm whose condition ended by itself (a gap filled, an ``offline`` contradicted by the
+gate's own events) is closed by the console, ``acked_by`` :data:`CONSOLE_ACTOR`.
 """
 
 from __future__ import annotations
@@ -35,10 +49,12 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
-from console.db import Database, Migration, format_time, now_text
+from console.db import Database, IntegrityError, Migration, format_time, now_text
 from protocol import GatepostError
 
 MAX_NOTE_CHARS = 500
+CONSOLE_ACTOR = "(console)"
+"""Who closed an alarm whose condition ended by itself; no user name can be this (console/users.py)."""
 
 
 class AlarmKind(StrEnum):
@@ -48,6 +64,12 @@ class AlarmKind(StrEnum):
     OUTBOX_OVERFLOW = "outbox.overflow"
     GATE_OFFLINE = "gate.offline"
     DENIED_BURST = "access.denied_burst"
+    SEQ_GAP = "seq.gap"
+    SEQ_JUMP = "seq.jump"
+    EVENT_QUARANTINED = "event.quarantined"
+    EVENT_BACKDATED = "event.backdated"
+    INGEST_FLOOD = "ingest.flood"
+    STATUS_REFUSED = "status.refused"
 
 
 _EVENT_ALARMS = {
@@ -96,6 +118,8 @@ class Draft:
     event_time: str
     event_id: str | None
     detail: dict[str, Any]
+    count: int = 1
+    """Occurrences this draft stands for (a batch of flagged events is one draft)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,10 +136,20 @@ class Alarm:
     acked_at: str | None
     acked_by: str | None
     note: str | None
+    count: int = 1
+    last_at: str | None = None
+    """When the latest occurrence was counted (``raised_at`` is the first's)."""
+    last_event_time: str | None = None
+    last_event_id: str | None = None
 
     @property
     def open(self) -> bool:
         return self.acked_at is None
+
+    @property
+    def cleared(self) -> bool:
+        """Closed by the console because its condition ended, not by an operator."""
+        return self.acked_by == CONSOLE_ACTOR
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -130,6 +164,10 @@ class Alarm:
             "acked_at": self.acked_at,
             "acked_by": self.acked_by,
             "note": self.note,
+            "count": self.count,
+            "last_at": self.last_at,
+            "last_event_time": self.last_event_time,
+            "last_event_id": self.last_event_id,
         }
 
 
@@ -186,7 +224,15 @@ def evaluate(rules: AlarmRules, state: RuleState, event: EventLike) -> Draft | N
     )
 
 
-def _migrations() -> list[Migration]:
+def _migrations(dialect: str) -> list[Migration]:
+    now = (
+        "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+        if dialect == "sqlite"
+        else """to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
+    )
+    same_group = (
+        "a.kind = alarms.kind AND a.site = alarms.site AND a.gate = alarms.gate AND a.acked_at IS NULL"
+    )
     return [
         Migration(
             1,
@@ -213,12 +259,43 @@ def _migrations() -> list[Migration]:
                     value {bigint} NOT NULL
                 )""",
             ),
-        )
+        ),
+        Migration(
+            2,
+            "one open alarm per kind and gate, with a count",
+            (
+                "ALTER TABLE alarms ADD COLUMN count {bigint} NOT NULL DEFAULT 1",
+                "ALTER TABLE alarms ADD COLUMN last_at TEXT",
+                "ALTER TABLE alarms ADD COLUMN last_event_time TEXT",
+                "ALTER TABLE alarms ADD COLUMN last_event_id TEXT",
+                """CREATE TABLE alarm_sources (
+                    kind     TEXT NOT NULL,
+                    source   TEXT NOT NULL,
+                    alarm_id {bigint} NOT NULL,
+                    PRIMARY KEY (kind, source)
+                )""",
+                "INSERT INTO alarm_sources (kind, source, alarm_id) SELECT kind, source, row_id FROM alarms",
+                # Open alarms of one kind and gate become the oldest of them, counting them all.
+                f"""UPDATE alarms SET count = (SELECT COUNT(*) FROM alarms AS a WHERE {same_group})
+                    WHERE acked_at IS NULL
+                      AND row_id = (SELECT MIN(a.row_id) FROM alarms AS a WHERE {same_group})""",
+                """UPDATE alarm_sources SET alarm_id = (
+                        SELECT MIN(a.row_id) FROM alarms AS a JOIN alarms AS o ON o.row_id = alarm_sources.alarm_id
+                        WHERE a.kind = o.kind AND a.site = o.site AND a.gate = o.gate AND a.acked_at IS NULL)
+                    WHERE alarm_id IN (SELECT row_id FROM alarms WHERE acked_at IS NULL)""",
+                f"""UPDATE alarms SET acked_at = {now}, acked_by = '{CONSOLE_ACTOR}',
+                        note = 'merged into the open alarm of its kind and gate'
+                    WHERE acked_at IS NULL
+                      AND row_id > (SELECT MIN(a.row_id) FROM alarms AS a WHERE {same_group})""",
+                "CREATE UNIQUE INDEX alarms_one_open ON alarms (kind, site, gate) WHERE acked_at IS NULL",
+            ),
+        ),
     ]
 
 
 _COLUMNS = (
-    "row_id, kind, site, gate, source, raised_at, event_time, event_id, detail, acked_at, acked_by, note"
+    "row_id, kind, site, gate, source, raised_at, event_time, event_id, detail, acked_at, acked_by, note,"
+    " count, last_at, last_event_time, last_event_id"
 )
 
 
@@ -240,7 +317,7 @@ class AlarmBook:
         self.db = db
         self.rules = rules or AlarmRules()
         self.state = RuleState()
-        db.migrate("alarms", _migrations())
+        db.migrate("alarms", _migrations(db.dialect))
 
     # -- raising ---------------------------------------------------------------------
 
@@ -266,31 +343,110 @@ class AlarmBook:
         return self._raise([draft])
 
     def _raise(self, drafts: Sequence[Draft]) -> list[Alarm]:
-        raised: list[Alarm] = []
+        """Count each draft into the open alarm of its kind and gate, or open one; return the
+        alarms changed, newest state (an alarm counted twice in one call is returned once)."""
+        changed: dict[int, Alarm] = {}
         for draft in drafts:
-            now = now_text()
-            detail = json.dumps(draft.detail, ensure_ascii=False)
-            inserted = self.db.execute(
-                "INSERT INTO alarms (kind, site, gate, source, raised_at, event_time, event_id, detail)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (kind, source) DO NOTHING",
+            alarm = self._count(draft)
+            if alarm is not None:
+                changed[alarm.row_id] = alarm
+        return list(changed.values())
+
+    def _count(self, draft: Draft) -> Alarm | None:
+        for attempt in range(3):
+            try:
+                with self.db.transaction():
+                    return self._count_once(draft)
+            except IntegrityError:
+                # another process opened the alarm of this kind and gate meanwhile: count into it
+                if attempt == 2:
+                    raise
+        return None
+
+    def _count_once(self, draft: Draft) -> Alarm | None:
+        kind = draft.kind.value
+        if not self.db.execute(
+            "INSERT INTO alarm_sources (kind, source, alarm_id) VALUES (?, ?, 0) ON CONFLICT (kind, source) DO NOTHING",
+            (kind, draft.source),
+        ):
+            return None  # this occurrence was counted before
+        now = now_text()
+        rows = self.db.query(
+            "UPDATE alarms SET count = count + ?, last_at = ?, last_event_time = ?, last_event_id = ?"
+            " WHERE kind = ? AND site = ? AND gate = ? AND acked_at IS NULL RETURNING row_id",
+            (draft.count, now, draft.event_time, draft.event_id, kind, draft.site, draft.gate),
+        )
+        if not rows:
+            rows = self.db.query(
+                "INSERT INTO alarms (kind, site, gate, source, raised_at, event_time, event_id, detail, count,"
+                " last_at, last_event_time, last_event_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (kind, source) DO NOTHING RETURNING row_id",
                 (
-                    draft.kind.value,
+                    kind,
                     draft.site,
                     draft.gate,
                     draft.source,
                     now,
                     draft.event_time,
                     draft.event_id,
-                    detail,
+                    json.dumps(draft.detail, ensure_ascii=False),
+                    draft.count,
+                    now,
+                    draft.event_time,
+                    draft.event_id,
                 ),
             )
-            if inserted:
-                rows = self.db.query(
-                    f"SELECT {_COLUMNS} FROM alarms WHERE kind = ? AND source = ?",
-                    (draft.kind.value, draft.source),
-                )
-                raised.extend(_alarm(row) for row in rows)
-        return raised
+            if not rows:  # an acknowledged alarm already carries this source as its first
+                return None
+        row_id = int(rows[0][0])
+        self.db.execute(
+            "UPDATE alarm_sources SET alarm_id = ? WHERE kind = ? AND source = ?",
+            (row_id, kind, draft.source),
+        )
+        return self.get(row_id)
+
+    def open_alarm(self, kind: AlarmKind, site: str, gate: str) -> Alarm | None:
+        """The open alarm of ``kind`` at one gate, if there is one."""
+        rows = self.db.query(
+            f"SELECT {_COLUMNS} FROM alarms WHERE kind = ? AND site = ? AND gate = ? AND acked_at IS NULL",
+            (kind.value, site, gate),
+        )
+        return _alarm(rows[0]) if rows else None
+
+    def raise_or_update(
+        self, kind: AlarmKind, site: str, gate: str, source: str, event_time: str, detail: dict[str, Any]
+    ) -> tuple[Alarm, bool] | None:
+        """A condition alarm (one per gate while it lasts, like ``seq.gap``): open it with ``detail``, or
+        give the open one the new ``detail``.  Returns the alarm and whether it changed, or None if
+        ``source`` already raised one (the same condition, acknowledged)."""
+        current = self.open_alarm(kind, site, gate)
+        if current is None:
+            raised = self._raise([Draft(kind, site, gate, source, event_time, None, detail)])
+            return (raised[0], True) if raised else None
+        if current.detail == detail:
+            return current, False
+        self.db.execute(
+            "UPDATE alarms SET detail = ?, last_at = ? WHERE row_id = ? AND acked_at IS NULL",
+            (json.dumps(detail, ensure_ascii=False), now_text(), current.row_id),
+        )
+        alarm = self.get(current.row_id)
+        assert alarm is not None
+        return alarm, True
+
+    def clear(self, kind: AlarmKind, site: str, gate: str, note: str) -> Alarm | None:
+        """Close the open alarm of ``kind`` at a gate because its condition ended; the console signs it."""
+        current = self.open_alarm(kind, site, gate)
+        if current is None:
+            return None
+        self.db.execute(
+            "UPDATE alarms SET acked_at = ?, acked_by = ?, note = ? WHERE row_id = ? AND acked_at IS NULL",
+            (now_text(), CONSOLE_ACTOR, note[:MAX_NOTE_CHARS], current.row_id),
+        )
+        return self.get(current.row_id)
+
+    def raise_drafts(self, drafts: Sequence[Draft]) -> list[Alarm]:
+        """Count drafts made outside the event rules (the watcher's integrity alarms)."""
+        return self._raise(drafts)
 
     # -- reading and acknowledging ---------------------------------------------------
 
@@ -350,7 +506,10 @@ class AlarmBook:
 
 
 def _alarm(row: tuple) -> Alarm:
-    row_id, kind, site, gate, source, raised, event_time, event_id, detail, acked_at, acked_by, note = row
+    (row_id, kind, site, gate, source, raised, event_time, event_id, detail, acked_at, acked_by, note) = row[
+        :12
+    ]
+    count, last_at, last_event_time, last_event_id = row[12:]
     return Alarm(
         int(row_id),
         kind,
@@ -364,4 +523,8 @@ def _alarm(row: tuple) -> Alarm:
         acked_at,
         acked_by,
         note,
+        int(count),
+        last_at,
+        last_event_time,
+        last_event_id,
     )
