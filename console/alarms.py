@@ -44,7 +44,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict, deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
@@ -141,6 +141,8 @@ class Alarm:
     """When the latest occurrence was counted (``raised_at`` is the first's)."""
     last_event_time: str | None = None
     last_event_id: str | None = None
+    opened: bool = False
+    """Set on an alarm just opened by the call that returned it (not stored): a live page counts it."""
 
     @property
     def open(self) -> bool:
@@ -168,6 +170,7 @@ class Alarm:
             "last_at": self.last_at,
             "last_event_time": self.last_event_time,
             "last_event_id": self.last_event_id,
+            "opened": self.opened,
         }
 
 
@@ -345,25 +348,29 @@ class AlarmBook:
     def _raise(self, drafts: Sequence[Draft]) -> list[Alarm]:
         """Count each draft into the open alarm of its kind and gate, or open one; return the
         alarms changed, newest state (an alarm counted twice in one call is returned once)."""
-        changed: dict[int, Alarm] = {}
-        for draft in drafts:
-            alarm = self._count(draft)
-            if alarm is not None:
-                changed[alarm.row_id] = alarm
-        return list(changed.values())
-
-    def _count(self, draft: Draft) -> Alarm | None:
+        if not drafts:
+            return []
         for attempt in range(3):
+            changed: dict[int, bool] = {}
             try:
-                with self.db.transaction():
-                    return self._count_once(draft)
+                with self.db.transaction():  # one commit for a batch: a flood is thousands of drafts
+                    for draft in drafts:
+                        counted = self._count_once(draft)
+                        if counted is not None:
+                            row_id, opened = counted
+                            changed[row_id] = changed.get(row_id, False) or opened
+                return [
+                    replace(alarm, opened=opened)
+                    for row_id, opened in changed.items()
+                    if (alarm := self.get(row_id)) is not None
+                ]
             except IntegrityError:
                 # another process opened the alarm of this kind and gate meanwhile: count into it
                 if attempt == 2:
                     raise
-        return None
+        return []
 
-    def _count_once(self, draft: Draft) -> Alarm | None:
+    def _count_once(self, draft: Draft) -> tuple[int, bool] | None:
         kind = draft.kind.value
         if not self.db.execute(
             "INSERT INTO alarm_sources (kind, source, alarm_id) VALUES (?, ?, 0) ON CONFLICT (kind, source) DO NOTHING",
@@ -376,6 +383,7 @@ class AlarmBook:
             " WHERE kind = ? AND site = ? AND gate = ? AND acked_at IS NULL RETURNING row_id",
             (draft.count, now, draft.event_time, draft.event_id, kind, draft.site, draft.gate),
         )
+        opened = not rows
         if not rows:
             rows = self.db.query(
                 "INSERT INTO alarms (kind, site, gate, source, raised_at, event_time, event_id, detail, count,"
@@ -403,7 +411,7 @@ class AlarmBook:
             "UPDATE alarm_sources SET alarm_id = ? WHERE kind = ? AND source = ?",
             (row_id, kind, draft.source),
         )
-        return self.get(row_id)
+        return row_id, opened
 
     def open_alarm(self, kind: AlarmKind, site: str, gate: str) -> Alarm | None:
         """The open alarm of ``kind`` at one gate, if there is one."""
@@ -414,24 +422,61 @@ class AlarmBook:
         return _alarm(rows[0]) if rows else None
 
     def raise_or_update(
-        self, kind: AlarmKind, site: str, gate: str, source: str, event_time: str, detail: dict[str, Any]
+        self,
+        kind: AlarmKind,
+        site: str,
+        gate: str,
+        sources: Sequence[str],
+        event_time: str,
+        detail: dict[str, Any],
     ) -> tuple[Alarm, bool] | None:
-        """A condition alarm (one per gate while it lasts, like ``seq.gap``): open it with ``detail``, or
-        give the open one the new ``detail``.  Returns the alarm and whether it changed, or None if
-        ``source`` already raised one (the same condition, acknowledged)."""
-        current = self.open_alarm(kind, site, gate)
-        if current is None:
-            raised = self._raise([Draft(kind, site, gate, source, event_time, None, detail)])
-            return (raised[0], True) if raised else None
-        if current.detail == detail:
-            return current, False
-        self.db.execute(
-            "UPDATE alarms SET detail = ?, last_at = ? WHERE row_id = ? AND acked_at IS NULL",
-            (json.dumps(detail, ensure_ascii=False), now_text(), current.row_id),
-        )
-        alarm = self.get(current.row_id)
+        """A condition alarm (one per gate while it lasts, like ``seq.gap``), named by the
+        ``sources`` of what is wrong now (a gap's discovery, say).
+
+        With an alarm of ``kind`` open at the gate, record the sources and give it ``detail``.
+        Without one, open one only if some source is new: what an operator already
+        acknowledged does not come back, something new does.  Returns the alarm and whether
+        it changed, or None.
+        """
+        with self.db.transaction():
+            new = [
+                source
+                for source in sources
+                if self.db.execute(
+                    "INSERT INTO alarm_sources (kind, source, alarm_id) VALUES (?, ?, 0)"
+                    " ON CONFLICT (kind, source) DO NOTHING",
+                    (kind.value, source),
+                )
+            ]
+            current = self.open_alarm(kind, site, gate)
+            text = json.dumps(detail, ensure_ascii=False)
+            if current is None:
+                if not new:
+                    return None
+                now = now_text()
+                (row,) = self.db.query(
+                    "INSERT INTO alarms (kind, site, gate, source, raised_at, event_time, event_id, detail, count,"
+                    " last_at, last_event_time, last_event_id) VALUES (?, ?, ?, ?, ?, ?, NULL, ?, 1, ?, ?, NULL)"
+                    " RETURNING row_id",
+                    (kind.value, site, gate, new[0], now, event_time, text, now, event_time),
+                )
+                row_id, changed = int(row[0]), True
+            else:
+                row_id, changed = current.row_id, current.detail != detail
+                if changed:
+                    self.db.execute(
+                        "UPDATE alarms SET detail = ?, last_at = ?, last_event_time = ? WHERE row_id = ?",
+                        (text, now_text(), event_time, row_id),
+                    )
+            if new:
+                marks = ", ".join("?" * len(new))
+                self.db.execute(
+                    f"UPDATE alarm_sources SET alarm_id = ? WHERE kind = ? AND source IN ({marks})",
+                    (row_id, kind.value, *new),
+                )
+        alarm = self.get(row_id)
         assert alarm is not None
-        return alarm, True
+        return replace(alarm, opened=current is None), changed
 
     def clear(self, kind: AlarmKind, site: str, gate: str, note: str) -> Alarm | None:
         """Close the open alarm of ``kind`` at a gate because its condition ended; the console signs it."""

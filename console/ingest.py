@@ -49,7 +49,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from console.db import DatabaseError, now_text
 from console.integrity import IngestGuard, IntegrityLimits, Verdict
-from console.store import LINK_HEARTBEAT_S, EventStore, LinkState, Rejection
+from console.store import LINK_HEARTBEAT_S, EventStore, LinkKind, LinkState, Rejection
 from protocol import (
     ConsoleStatus,
     Event,
@@ -309,7 +309,7 @@ class Ingestor:
             return
         if link.connected:
             stamp = now_text()
-            link = LinkState(self.name, False, stamp, stamp)
+            link = LinkState(self.name, LinkKind.STOPPED, stamp, stamp)
         try:
             self.store.commit(link=link)
         except Exception as exc:
@@ -390,7 +390,8 @@ class Ingestor:
             return
         stamp = now_text()
         with self._link_lock:
-            self._link_pending = LinkState(self.name, connected, stamp, stamp)
+            kind = LinkKind.CONNECTED if connected else LinkKind.LOST
+            self._link_pending = LinkState(self.name, kind, stamp, stamp)
         self._queue.put(_WAKE)
 
     def _link_due(self) -> LinkState | None:

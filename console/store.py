@@ -36,7 +36,7 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from enum import IntFlag
+from enum import IntFlag, StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,7 @@ __all__ = [
     "GateOverviewRow",
     "GateStats",
     "InsertResult",
+    "LinkKind",
     "LinkState",
     "Rejection",
     "StoreError",
@@ -286,7 +287,7 @@ _INTEGRITY_TEXT = {
     "flow_flagged": ("site", "gate", "hour"),
     "seq_gaps": ("site", "gate", "seen_at"),
     "gate_seq": ("site", "gate", "ranges", "oldest_gap_at", "changed_at"),
-    "console_link": ("name", "since", "confirmed_at"),
+    "console_link": ("name", "state", "since", "confirmed_at"),
     "watch_cursor": ("name",),
 }
 
@@ -350,7 +351,7 @@ def _integrity_v7(dialect: str) -> tuple[str, ...]:
         )""",
         """CREATE TABLE console_link (
             name         TEXT PRIMARY KEY,
-            connected    INTEGER NOT NULL,
+            state        TEXT NOT NULL,
             since        TEXT NOT NULL,
             confirmed_at TEXT NOT NULL
         )""",
@@ -461,8 +462,8 @@ WHERE excluded.time > gate_last.time OR (excluded.time = gate_last.time AND excl
 :attr:`GateStats.status_contradicted`)."""
 _UPSERT_FLAGGED = _UPSERT_FLOW.replace("flow_hourly", "flow_flagged")
 _UPSERT_LINK = """
-INSERT INTO console_link (name, connected, since, confirmed_at) VALUES (?, ?, ?, ?)
-ON CONFLICT (name) DO UPDATE SET connected = excluded.connected, since = excluded.since,
+INSERT INTO console_link (name, state, since, confirmed_at) VALUES (?, ?, ?, ?)
+ON CONFLICT (name) DO UPDATE SET state = excluded.state, since = excluded.since,
     confirmed_at = excluded.confirmed_at
 """
 _INSERT_REJECTION = "INSERT INTO rejections (time, topic, reason, detail) VALUES (?, ?, ?, ?)"
@@ -546,18 +547,29 @@ class StoredEvent:
     """:class:`EventFlag` bits: 0 for an event taken as plain fact."""
 
 
+class LinkKind(StrEnum):
+    CONNECTED = "connected"
+    LOST = "lost"
+    STOPPED = "stopped"
+
+
 @dataclass(frozen=True, slots=True)
 class LinkState:
     """What an ingestor last said about its own broker connection (``console_link``).
 
-    ``since`` is when the connection came up (``connected``) or went down; ``confirmed_at``
-    is the last time a connected ingestor said it still was (every :data:`LINK_HEARTBEAT_S`).
+    ``since`` is when the connection came up (``connected``), went down (``lost``) or the
+    console stopped; ``confirmed_at`` is the last time a connected ingestor said it still
+    was (every :data:`LINK_HEARTBEAT_S`).
     """
 
     name: str
-    connected: bool
+    state: LinkKind
     since: str
     confirmed_at: str
+
+    @property
+    def connected(self) -> bool:
+        return self.state is LinkKind.CONNECTED
 
 
 @dataclass(frozen=True, slots=True)
@@ -859,7 +871,7 @@ class EventStore:
             if rejection_rows:
                 db.executemany(_INSERT_REJECTION, rejection_rows)
             if link is not None:
-                db.execute(_UPSERT_LINK, (link.name, int(link.connected), link.since, link.confirmed_at))
+                db.execute(_UPSERT_LINK, (link.name, link.state.value, link.since, link.confirmed_at))
         return InsertResult(new=new, duplicate=len(event_rows) - new)
 
     def insert_events(self, events: Sequence[Event]) -> InsertResult:
@@ -930,7 +942,7 @@ class EventStore:
         facts = {(row[0], row[1]): row[2:] for row in self.db.query(_GATE_FACTS)}
         reasons = self.db.query("SELECT reason, COUNT(*) FROM rejections GROUP BY reason ORDER BY reason")
         link = self.link_state()
-        confirmed, since = _link_confirmed(link, now)
+        confirmed, since = link_confirmed(link, now)
         counted = {
             (site, gate): (int(count), int(distinct), int(low), int(high), last, int(flagged or 0))
             for site, gate, count, distinct, low, high, last, flagged in rows
@@ -950,7 +962,7 @@ class EventStore:
             )
             if contradicted:
                 state = "online"
-            gate_confirmed, unconfirmed = _state_confirmed(
+            gate_confirmed, unconfirmed = state_confirmed(
                 link, confirmed, since, heard if contradicted else state_at
             )
             gates.append(
@@ -999,12 +1011,16 @@ class EventStore:
     def link_state(self) -> LinkState | None:
         """The status-reading ingestor's last word about its broker connection (None: no ingestor ever ran)."""
         rows = self.db.query(
-            "SELECT name, connected, since, confirmed_at FROM console_link ORDER BY confirmed_at DESC LIMIT 1"
+            "SELECT name, state, since, confirmed_at FROM console_link ORDER BY confirmed_at DESC LIMIT 1"
         )
         if not rows:
             return None
-        name, connected, since, confirmed_at = rows[0]
-        return LinkState(name, bool(connected), since, confirmed_at)
+        name, state, since, confirmed_at = rows[0]
+        try:
+            kind = LinkKind(state)
+        except ValueError:
+            kind = LinkKind.LOST
+        return LinkState(name, kind, since, confirmed_at)
 
     # -- the gap watch's tables (console/gaps.py) --------------------------------------
 
@@ -1379,7 +1395,7 @@ class EventStore:
         self.close()
 
 
-def _link_confirmed(link: LinkState | None, now: datetime) -> tuple[bool, str | None]:
+def link_confirmed(link: LinkState | None, now: datetime) -> tuple[bool, str | None]:
     """Whether the ingestor vouches for the gates' states now, and if not, since when it could not.
 
     No link row (no ingestor ever ran on this store): not confirmed, since unknown.  A link
@@ -1395,7 +1411,7 @@ def _link_confirmed(link: LinkState | None, now: datetime) -> tuple[bool, str | 
     return True, None
 
 
-def _state_confirmed(
+def state_confirmed(
     link: LinkState | None, confirmed: bool, since: str | None, received_at: str | None
 ) -> tuple[bool, str | None]:
     """Whether one gate's state is vouched for, and if not, since when.
