@@ -931,7 +931,9 @@ class EventStore:
 
     # -- reading ---------------------------------------------------------------------
 
-    def stats(self, *, now: datetime | None = None) -> StoreStats:
+    def stats(
+        self, *, now: datetime | None = None, contradict_grace_s: float = CONTRADICT_GRACE_S
+    ) -> StoreStats:
         """Per gate: what is stored, what is missing, what the gate still holds, and how sure the console is.
 
         ``now`` (default: the clock) decides whether the ingestor's last word about its
@@ -958,7 +960,7 @@ class EventStore:
                 state == "offline"
                 and heard is not None
                 and state_at is not None
-                and _seconds_between(state_at, heard) > CONTRADICT_GRACE_S
+                and _seconds_between(state_at, heard) > contradict_grace_s
             )
             if contradicted:
                 state = "online"

@@ -420,6 +420,8 @@ class Watcher:
         self._evidence: dict[tuple[str, str], tuple[str, float]] = {}
         self.events_seen = 0
         self.passes = 0
+        self.contradict_grace_s = CONTRADICT_GRACE_S
+        self.contradict_confirm_s = CONTRADICT_CONFIRM_S
 
     @property
     def cursor(self) -> int:
@@ -563,7 +565,7 @@ class Watcher:
         seen: set[tuple[str, str]] = set()
         for site, gate, status_at, heard_at in rows:
             late = datetime.fromisoformat(heard_at) - datetime.fromisoformat(status_at)
-            if late.total_seconds() <= CONTRADICT_GRACE_S:
+            if late.total_seconds() <= self.contradict_grace_s:
                 continue
             key = (site, gate)
             seen.add(key)
@@ -571,7 +573,7 @@ class Watcher:
             if first is None or first[0] != status_at:
                 self._evidence[key] = (status_at, now)
                 continue
-            if now - first[1] < CONTRADICT_CONFIRM_S:
+            if now - first[1] < self.contradict_confirm_s:
                 continue
             row = self.board.contradict(site, gate, heard_at)
             if row is None:
