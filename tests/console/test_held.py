@@ -124,3 +124,19 @@ def test_a_clean_stop_reports_states_as_of_the_stop(
     assert "stopped at " in lines[1] and "?" not in lines[1]  # the gate said so itself
     assert lines[-1].startswith("As of ") and "when the console stopped" in lines[-1]
     assert north.held == 0
+
+
+def test_a_will_keeps_the_backlog_the_gate_last_reported(store):
+    """An ``offline`` will carries no backlog: what the gate said before it went stays, with its time."""
+    said = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
+    store.commit(
+        statuses=[
+            GateStatus(state=GateState.ONLINE, site="s1", gate="north", boot=BOOT, time=said, backlog=5)
+        ]
+    )
+    will = GateStatus(
+        state=GateState.OFFLINE, site="s1", gate="north", boot=BOOT, time=said + timedelta(hours=1)
+    )
+    store.commit(statuses=[will])
+    (north,) = store.stats().gates
+    assert (north.state, north.held, north.held_reported_at) == ("offline", 5, "2026-11-29T10:00:00.000000Z")
