@@ -443,7 +443,11 @@ def format_stats(stats: StoreStats) -> str:
         f"{stats.total_events} events from {len(stats.gates)} gates, {stats.total_missing} missing"
         + (f" ({stats.total_open_gaps} open gaps)" if stats.total_open_gaps else "")
         + (f", {stats.total_held} held at {held} gates as last reported" if held else "")
-        + ("" if stats.confirmed or stats.link is None else " (unconfirmed)")
+        + (
+            ""
+            if stats.confirmed or stats.link is None or stats.link.state.value == "stopped"
+            else " (unconfirmed)"
+        )
         + f"; {stats.total_rejections} rejected messages"
         + (
             ": " + ", ".join(f"{reason} {n}" for reason, n in stats.rejections.items())
