@@ -1465,8 +1465,9 @@ def _rollups(
     flow: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     flagged: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     last: dict[tuple[str, str], tuple[str, int, str]] = {}
+    not_fact = int(NOT_FACT)  # a plain int: IntFlag arithmetic is slow per row
     for row_id, site, gate, time, type_, granted, direction, flags in inserted:
-        if flags and flags & NOT_FACT:
+        if flags and flags & not_fact:
             continue
         key = (site, gate)
         newest = last.get(key)
