@@ -100,6 +100,7 @@ def event_summary(event: StoredEvent) -> dict[str, Any]:
         "holder": data.get("holder"),
         "credential": data.get("credential"),
         "reader": data.get("reader"),
+        "flags": event.flags,
     }
 
 

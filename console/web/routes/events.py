@@ -78,7 +78,7 @@ async def event_list(request: Request) -> Response:
         gates=gates,
         types=types,
         next_before=events[-1].row_id if len(events) == PAGE else None,
-        live=before_row_id is None and flt.end is None,
+        live=before_row_id is None and flt.end is None and not flt.flagged,
         query=flt.query_string(),
         start_day=_local_day(flt.start, zone),
         end_day=_local_day(flt.end - timedelta(microseconds=1), zone) if flt.end else "",

@@ -125,6 +125,8 @@
     var first = el("td");
     first.appendChild(link("/events/" + e.id, shortTime(e.time)));
     if (!e.clock_trusted) { var q = el("span", " ?", "warn"); q.title = t("events.untrusted"); first.appendChild(q); }
+    if (e.flags & 2) first.appendChild(el("span", " " + t("events.flag_backdated"), "bad flag"));
+    if (e.flags & 4) first.appendChild(el("span", " " + t("events.flag_flood"), "bad flag"));
     row.appendChild(first);
     row.appendChild(el("td", e.site + "/" + e.gate));
     row.appendChild(el("td", e.seq));

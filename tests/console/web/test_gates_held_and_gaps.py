@@ -50,3 +50,19 @@ def test_overview_says_unconfirmed_since_the_console_lost_the_broker(web: Web) -
         login(client, "ana")
         north = _row(client.get("/").text, "north")
     assert 'class="warn unconfirmed">unconfirmed since' in north
+
+
+def test_quarantined_events_are_off_the_events_page_but_listed_when_asked_for(web: Web) -> None:
+    from console.store import EventFlag
+
+    web.add_user("ana")
+    genuine = make_event("s1", "north", 1, granted=True)
+    forged = make_event("s1", "north", 2, "door.forced", at=datetime(8999, 1, 1, tzinfo=UTC))
+    web.store.commit([genuine, forged], flags=[0, int(EventFlag.FUTURE)])
+    with web.client() as client:
+        login(client, "ana")
+        page = client.get("/events").text
+        flagged = client.get("/events?flagged=1").text
+    assert genuine.id in page and forged.id not in page
+    assert forged.id in flagged and genuine.id not in flagged and "quarantined" in flagged
+    assert 'data-live="event"' not in flagged  # a flagged view is not live
