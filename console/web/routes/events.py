@@ -212,8 +212,12 @@ async def export_flow(request: Request) -> Response:
         errors.append("error.bad_range")
     if errors:
         return _bad_request(request, errors)
-    await audit(request, "export", f"flow.{fmt}", {"filter": flt.query_string()})
-    rows = await to_thread.run_sync(lambda: ctx.store.flow(flt.site or None, flt.gate or None, start, end))
+    # flood-flagged events are in the flow (docs/console.md); ``exclude_flagged=1`` recomputes it without them
+    exclude = request.query_params.get("exclude_flagged") == "1"
+    await audit(request, "export", f"flow.{fmt}", {"filter": flt.query_string(), "exclude_flagged": exclude})
+    rows = await to_thread.run_sync(
+        lambda: ctx.store.flow(flt.site or None, flt.gate or None, start, end, exclude_flagged=exclude)
+    )
     if fmt == "csv":
         body = _csv_lines(
             ([r.site, r.gate, r.hour, r.entries, r.exits, r.denied] for r in rows), FLOW_COLUMNS

@@ -66,3 +66,19 @@ def test_quarantined_events_are_off_the_events_page_but_listed_when_asked_for(we
     assert genuine.id in page and forged.id not in page
     assert forged.id in flagged and genuine.id not in flagged and "quarantined" in flagged
     assert 'data-live="event"' not in flagged  # a flagged view is not live
+
+
+def test_flow_export_can_leave_out_a_gates_flood(web: Web) -> None:
+    from console.store import EventFlag
+
+    web.add_user("ana")
+    at = datetime(2026, 11, 29, 2, 0, tzinfo=UTC)
+    events = [make_event("s1", "north", seq, at=at, granted=False) for seq in range(1, 6)]
+    web.store.commit(events, flags=[0, 0, *[int(EventFlag.FLOOD)] * 3])
+    query = "start=2026-11-29T00:00:00&end=2026-11-30T00:00:00&gate=north"
+    with web.client() as client:
+        login(client, "ana")
+        plain = client.get(f"/export/flow.json?{query}").json()
+        without = client.get(f"/export/flow.json?{query}&exclude_flagged=1").json()
+    assert [row["denied"] for row in plain] == [5]
+    assert [row["denied"] for row in without] == [2]
