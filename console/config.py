@@ -22,12 +22,15 @@ from ``password_file`` or from a systemd credential (``credential = "NAME"`` rea
 
     [ingest]
     workers = 1                 # >1: processes sharing a $share subscription (docs/storage.md)
+
+    [integrity]                 # what a gate may make the console believe (docs/console.md)
+    gap_alarm_after_s = 60
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -35,6 +38,9 @@ from protocol import validate_name
 from protocol.configfile import ConfigError, load_toml_model
 from protocol.identity import MAX_INGEST_WORKERS
 from protocol.mqtt import MqttSettings
+
+if TYPE_CHECKING:
+    from console.integrity import IntegrityLimits
 
 __all__ = ["ConfigError", "ConsoleConfig", "load_config"]
 
@@ -92,6 +98,55 @@ class IngestConfig(_Section):
         le=MAX_INGEST_WORKERS,
         title="Ingest processes sharing the gates' events ($share subscription)",
     )
+
+
+class IntegrityConfig(_Section):
+    """Bounds on what one gate's credentials can make the console believe (console/integrity.py,
+    console/gaps.py, docs/console.md "A lying gate")."""
+
+    gap_alarm_after_s: float = Field(
+        60.0,
+        ge=1,
+        le=86_400,
+        title="A hole in a gate's sequence numbers open this long raises seq.gap "
+        "(four resend periods of a gate's default resend_after_s = 15 s)",
+    )
+    gap_check_s: float = Field(5.0, gt=0, le=3600, title="How often the gap watch reads new sequence numbers")
+    clock_skew_s: float = Field(
+        300.0,
+        ge=1,
+        le=86_400,
+        title="Events dated further than this after their receipt are quarantined; "
+        "further than this before an event their gate numbered earlier, flagged back-dated",
+    )
+    seq_jump_max: int = Field(
+        200_000,
+        ge=1,
+        title="A seq further than this above a gate's highest stored one is refused "
+        "(no gate's outbox holds more: its [outbox] capacity)",
+    )
+    flood_per_min: int = Field(
+        600,
+        ge=1,
+        le=1_000_000,
+        title="Events of one gate dated in one minute beyond this are flagged as a flood",
+    )
+    status_window_s: float = Field(
+        60.0,
+        ge=1,
+        le=3600,
+        title="A gate status older than the believed one of the same run by this is refused",
+    )
+
+    def limits(self) -> IntegrityLimits:
+        from console.integrity import IntegrityLimits
+
+        return IntegrityLimits(
+            clock_skew_s=self.clock_skew_s,
+            seq_jump_max=self.seq_jump_max,
+            flood_per_min=self.flood_per_min,
+            status_window_s=self.status_window_s,
+        )
 
 
 class LogConfig(_Section):
@@ -156,6 +211,7 @@ class ConsoleConfig(_Section):
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
+    integrity: IntegrityConfig = Field(default_factory=IntegrityConfig)
     log: LogConfig = Field(default_factory=LogConfig)
     flow: FlowConfig = Field(default_factory=FlowConfig)
     cards: CardsConfig | None = None

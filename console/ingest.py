@@ -47,8 +47,9 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from console.db import DatabaseError
-from console.store import EventStore, Rejection
+from console.db import DatabaseError, now_text
+from console.integrity import IngestGuard, IntegrityLimits, Verdict
+from console.store import LINK_HEARTBEAT_S, EventStore, LinkKind, LinkState, Rejection
 from protocol import (
     ConsoleStatus,
     Event,
@@ -91,6 +92,8 @@ QUEUE_FACTOR = 2
 _QUEUE_POLL_S = 0.5
 
 _STOP = object()
+_WAKE = object()
+"""Put in the queue by the network thread when the broker connection changes, so the writer records it."""
 _RETRY_MIN_S = 0.2
 _RETRY_MAX_S = 5.0
 _REJECTION_LOG_BURST = 20
@@ -182,6 +185,7 @@ class Ingestor:
         share_group: str | None = None,
         shared: bool = False,
         statuses: bool = True,
+        limits: IntegrityLimits | None = None,
     ) -> None:
         if batch_max < 1:
             raise ValueError("batch_max must be at least 1")
@@ -223,6 +227,13 @@ class Ingestor:
         self._writer: threading.Thread | None = None
         self._client: paho.Client | None = None
         self._ack_topics: dict[tuple[str, str], str] = {}
+        self.guard = IngestGuard(store, limits)
+        # The broker connection as the store should record it (``console_link``): set by the
+        # network thread, written by the writer with the next batch or on its own.
+        self._link_lock = threading.Lock()
+        self._link_pending: LinkState | None = None
+        self._link: LinkState | None = None
+        self._link_written = 0.0
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -279,10 +290,30 @@ class Ingestor:
                 log.warning("could not publish console status 'stopped' before disconnecting")
         client.disconnect()
         client.loop_stop()
+        self._record_stop()
         self._client = None
         self._subscribed.clear()
         self._queue = queue.SimpleQueue()
         log.info("console %s stopped: %s", self.name, self.counters)
+
+    def _record_stop(self) -> None:
+        """Say in the store that this console no longer watches the broker, so nobody reads its
+        last states as current.  Best effort: a console that cannot write says nothing, and its
+        heartbeat goes stale instead (docs/console.md, "Held and unconfirmed")."""
+        if not self.announces:
+            return
+        with self._link_lock:
+            link = self._link_pending or self._link
+            self._link_pending = None
+        if link is None:
+            return
+        if link.connected:
+            stamp = now_text()
+            link = LinkState(self.name, LinkKind.STOPPED, stamp, stamp)
+        try:
+            self.store.commit(link=link)
+        except Exception as exc:
+            log.warning("console %s could not record that it stopped: %s", self.name, exc)
 
     def __enter__(self) -> Ingestor:
         return self.start()
@@ -316,6 +347,8 @@ class Ingestor:
             return
         self._generation += 1
         self._counts.connects = self._generation
+        # Before subscribing: every status the broker now sends again is received after ``since``.
+        self._set_link(connected=True)
         if self._stale_filters:
             client.unsubscribe(self._stale_filters)
         options = SubscribeOptions(qos=QOS)
@@ -348,7 +381,33 @@ class Ingestor:
     ) -> None:
         self._subscribed.clear()
         if not self._stopping.is_set():
+            self._set_link(connected=False)
             log.warning("console %s lost the broker (%s); reconnecting", self.name, reason)
+
+    def _set_link(self, *, connected: bool) -> None:
+        """Note a change of the broker connection for the writer to record, and wake it."""
+        if not self.announces:
+            return
+        stamp = now_text()
+        with self._link_lock:
+            kind = LinkKind.CONNECTED if connected else LinkKind.LOST
+            self._link_pending = LinkState(self.name, kind, stamp, stamp)
+        self._queue.put(_WAKE)
+
+    def _link_due(self) -> LinkState | None:
+        """A connection change to record, or the heartbeat that keeps a connected link confirmed."""
+        if not self.announces:
+            return None
+        now = time.monotonic()
+        with self._link_lock:
+            link, self._link_pending = self._link_pending, None
+            if link is None and self._link is not None and self._link.connected:
+                if now - self._link_written < LINK_HEARTBEAT_S:
+                    return None
+                link = replace(self._link, confirmed_at=now_text())
+            if link is not None:
+                self._link, self._link_written = link, now
+            return link
 
     def _on_message(self, client: paho.Client, _userdata: object, message: paho.MQTTMessage) -> None:
         item = _Item(message.mid, message.qos, self._generation)
@@ -389,9 +448,14 @@ class Ingestor:
         waiting for company — measured, a 5 ms wait cost 5 ms of latency and bought
         no throughput.
         """
-        first = self._queue.get()
+        try:
+            first = self._queue.get(timeout=LINK_HEARTBEAT_S / 2 if self.announces else None)
+        except queue.Empty:
+            return [], False  # quiet: time for the link's heartbeat
         if first is _STOP:
             return [], True
+        if first is _WAKE:
+            return [], False
         assert isinstance(first, _Item)
         batch = [first]
         deadline = time.monotonic() + self.batch_wait_s
@@ -408,6 +472,8 @@ class Ingestor:
                     break
             if item is _STOP:
                 return batch, True
+            if item is _WAKE:
+                continue
             assert isinstance(item, _Item)
             batch.append(item)
         return batch, False
@@ -416,19 +482,28 @@ class Ingestor:
         stop = False
         while not stop:
             batch, stop = self._next_batch()
+            link = self._link_due()
             if batch:
                 if self._queue.qsize() <= self._queue_max // 2:
                     self._room.set()
                 try:
-                    self._handle(batch)
+                    self._handle(batch, link)
                 except Exception:  # a bug must not end ingestion; unacknowledged, the gates resend it
                     log.exception("console %s failed to handle a batch of %d messages", self.name, len(batch))
+            elif link is not None and not stop:
+                self._commit([], [], [], link=link)
 
-    def _handle(self, batch: list[_Item]) -> None:
-        events = [item.event for item in batch if item.event is not None]
+    def _handle(self, batch: list[_Item], link: LinkState | None = None) -> None:
+        received = [item.event for item in batch if item.event is not None]
         statuses = [item.status for item in batch if item.status is not None]
         rejections = [item.rejection for item in batch if item.rejection is not None]
-        result = self._commit(events, statuses, rejections)
+        judged = self._judge(received, statuses)
+        if judged is None:
+            return  # stopping: unacknowledged, so redelivered later
+        verdict, statuses, refused_statuses = judged
+        events = verdict.events
+        rejections += verdict.rejections + refused_statuses
+        result = self._commit(events, statuses, rejections, flags=verdict.flags, link=link)
         if result is None:
             return  # stopping with the batch uncommitted: unacknowledged, so redelivered later
         new, duplicate = result
@@ -455,14 +530,39 @@ class Ingestor:
             except Exception:
                 log.exception("on_commit callback failed")
 
+    def _judge(
+        self, events: list[Event], statuses: list[GateStatus]
+    ) -> tuple[Verdict, list[GateStatus], list[Rejection]] | None:
+        """The ingest guard's verdict on the batch (console/integrity.py), retried like a commit:
+        its few reads (a gate's highest stored seq) fail when the store does."""
+        delay = _RETRY_MIN_S
+        while True:
+            try:
+                now = datetime.now(UTC)
+                verdict = self.guard.check_events(events, now)
+                kept, refused = self.guard.check_statuses(statuses, now) if statuses else (statuses, [])
+                return verdict, kept, refused
+            except DatabaseError as exc:
+                self._counts.commit_failures += 1
+                log.error("console %s cannot check a batch: %s; retrying in %.1f s", self.name, exc, delay)
+            if self._stopping.wait(delay):
+                return None
+            delay = min(delay * 2, _RETRY_MAX_S)
+
     def _commit(
-        self, events: list[Event], statuses: list[GateStatus], rejections: list[Rejection]
+        self,
+        events: list[Event],
+        statuses: list[GateStatus],
+        rejections: list[Rejection],
+        *,
+        flags: list[int] | None = None,
+        link: LinkState | None = None,
     ) -> tuple[int, int] | None:
         """Commit, retrying with back-off while the store fails (disk full, locked, I/O error)."""
         delay = _RETRY_MIN_S
         while True:
             try:
-                result = self.store.commit(events, statuses, rejections)
+                result = self.store.commit(events, statuses, rejections, flags=flags, link=link)
                 return result.new, result.duplicate
             except Exception as exc:
                 self._counts.commit_failures += 1
@@ -598,6 +698,7 @@ class WorkerSpec:
     batch_max: int = 500
     batch_wait_s: float = 0.0
     log_level: str = "INFO"
+    limits: IntegrityLimits = field(default_factory=IntegrityLimits)
 
 
 def _worker_main(spec: WorkerSpec, index: int, workers: int, ready: Any) -> None:
@@ -638,6 +739,7 @@ def _worker_main(spec: WorkerSpec, index: int, workers: int, ready: Any) -> None
         share_group=share_group_name(spec.name, spec.endpoint.password),
         shared=workers > 1,
         statuses=index == 0,
+        limits=spec.limits,
     )
     try:
         ingestor.start()

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from console.alarms import Alarm
     from console.config import ConsoleConfig
     from console.store import EventStore
     from console.web.context import WebContext
@@ -59,6 +60,10 @@ class WebServer:
 
     def poke(self, *_args: object) -> None:
         self.app.state.watcher.poke()
+
+    def publish_alarm(self, alarm: Alarm, opened: bool) -> None:
+        """An alarm raised, updated or cleared outside the watcher (the gap watch), to open pages."""
+        self.ctx.hub.publish("alarm", {**alarm.to_dict(), "opened": opened})
 
     def stop(self) -> None:
         self.server.should_exit = True

@@ -78,7 +78,7 @@ async def event_list(request: Request) -> Response:
         gates=gates,
         types=types,
         next_before=events[-1].row_id if len(events) == PAGE else None,
-        live=before_row_id is None and flt.end is None,
+        live=before_row_id is None and flt.end is None and not flt.flagged,
         query=flt.query_string(),
         start_day=_local_day(flt.start, zone),
         end_day=_local_day(flt.end - timedelta(microseconds=1), zone) if flt.end else "",
@@ -212,8 +212,12 @@ async def export_flow(request: Request) -> Response:
         errors.append("error.bad_range")
     if errors:
         return _bad_request(request, errors)
-    await audit(request, "export", f"flow.{fmt}", {"filter": flt.query_string()})
-    rows = await to_thread.run_sync(lambda: ctx.store.flow(flt.site or None, flt.gate or None, start, end))
+    # flood-flagged events are in the flow (docs/console.md); ``exclude_flagged=1`` recomputes it without them
+    exclude = request.query_params.get("exclude_flagged") == "1"
+    await audit(request, "export", f"flow.{fmt}", {"filter": flt.query_string(), "exclude_flagged": exclude})
+    rows = await to_thread.run_sync(
+        lambda: ctx.store.flow(flt.site or None, flt.gate or None, start, end, exclude_flagged=exclude)
+    )
     if fmt == "csv":
         body = _csv_lines(
             ([r.site, r.gate, r.hour, r.entries, r.exits, r.denied] for r in rows), FLOW_COLUMNS
