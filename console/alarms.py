@@ -14,6 +14,8 @@ kind                        raised when
 ``access.denied_burst``     ``denials`` refused credentials at one gate within ``window_s``
                             of gate time (default 5 in 60 s: someone trying cards or codes)
 ``guard.pin_lockout``       wrong guard PINs paused a source's guard actions at a gate
+``command.unverified``      a gate refused a command as unsigned, forged, replayed or
+                            meant for another gate (``protocol.commands.ALARMING_REASONS``)
 ==========================  ==========================================================
 
 Each alarm names its source (the event id, or the receipt time of the status that took
@@ -38,6 +40,7 @@ from typing import Any, Protocol
 
 from console.db import Database, Migration, format_time, now_text
 from protocol import GatepostError
+from protocol.commands import ALARMING_REASONS
 
 MAX_NOTE_CHARS = 500
 
@@ -50,6 +53,7 @@ class AlarmKind(StrEnum):
     GATE_OFFLINE = "gate.offline"
     DENIED_BURST = "access.denied_burst"
     GUARD_PIN_LOCKOUT = "guard.pin_lockout"
+    COMMAND_UNVERIFIED = "command.unverified"
 
 
 _EVENT_ALARMS = {
@@ -162,6 +166,17 @@ def evaluate(rules: AlarmRules, state: RuleState, event: EventLike) -> Draft | N
     if kind is not None:
         detail = {key: data[key] for key in ("open_for_s", "dropped", "reader") if key in data}
         return Draft(kind, event.site, event.gate, event.id, _time_text(event.time), event.id, detail)
+    if event.type == "command.rejected" and str(data.get("reason")) in ALARMING_REASONS:
+        detail = {key: data[key] for key in ("reason", "detail", "command_id") if key in data}
+        return Draft(
+            AlarmKind.COMMAND_UNVERIFIED,
+            event.site,
+            event.gate,
+            event.id,
+            _time_text(event.time),
+            event.id,
+            detail,
+        )
     denied = event.type == "door.access_denied" or (
         event.type == "access.scan" and data.get("granted") is False
     )
