@@ -141,23 +141,20 @@ class CommandVerifier:
             now=reading.wall,
             clock_trusted=reading.trusted,
         )
-        if self.memory.seen(body.id):
-            reason = CommandRejectReason.DUPLICATE if redelivered else CommandRejectReason.REPLAYED
-            raise CommandError(reason, f"command {body.id} was already received here", command=body.command())
-        check_fresh(body, now=reading.wall, clock_trusted=reading.trusted)
+        command = body.command()
+        # The id is written (fsync'd) before anything else may let the command act, and
+        # before the expiry check, so a copy is called a replay even once it has expired.
         try:
             fresh = self.memory.record(body.id, body.expires_at, reading.wall)
         except CommandError as exc:
-            raise CommandError(exc.reason, exc.detail, command=body.command()) from None
+            raise CommandError(exc.reason, exc.detail, command=command) from None
         except sqlite3.Error as exc:
             log.error("could not record command %s: %s", body.id, exc)
             raise CommandError(
-                CommandRejectReason.REPLAY_MEMORY, f"replay memory: {exc}", command=body.command()
+                CommandRejectReason.REPLAY_MEMORY, f"replay memory: {exc}", command=command
             ) from None
         if not fresh:
-            raise CommandError(
-                CommandRejectReason.REPLAYED,
-                f"command {body.id} was already received here",
-                command=body.command(),
-            )
-        return body.command()
+            reason = CommandRejectReason.DUPLICATE if redelivered else CommandRejectReason.REPLAYED
+            raise CommandError(reason, f"command {body.id} was already received here", command=command)
+        check_fresh(body, now=reading.wall, clock_trusted=reading.trusted)
+        return command

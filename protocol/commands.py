@@ -231,8 +231,8 @@ def open_command(
     """Check everything about a command that a trust bundle can tell, or raise :class:`CommandError`.
 
     In order: the envelope (format 2), the key (a command key of the bundle), the
-    signature, the key's window at ``now``, and the target (``site``/``gate``).  Expiry
-    and replay are the caller's next steps (:func:`check_fresh`, then its replay memory),
+    signature, the key's window at ``now``, and the target (``site``/``gate``).  Replay
+    and expiry are the caller's next steps (its replay memory, then :func:`check_fresh`),
     so that a replayed command is called a replay even after it expired.
 
     ``now`` is the gate's wall clock.  When it is not trusted it is only a lower bound on
