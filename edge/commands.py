@@ -29,12 +29,12 @@ from edge.clock import ClockReading
 from protocol.commands import (
     MAX_COMMAND_LIFETIME,
     CommandError,
-    CommandKeys,
     CommandRejectReason,
     check_fresh,
     open_command,
 )
 from protocol.messages import Command
+from protocol.passes import TrustStore
 
 log = logging.getLogger("gatepost.edge.commands")
 
@@ -105,14 +105,15 @@ def _system_clock() -> ClockReading:
 class CommandVerifier:
     """Everything a gate checks before a command reaches its handler.
 
-    ``keys`` is the gate's :class:`~protocol.passes.TrustStore` (``None`` without
-    ``[passes]``: then every command is refused, ``no_trust``), read at each command so a
-    renewed bundle takes effect at once.  ``clock`` is the gate's own clock.
+    ``keys`` is the gate's :class:`~protocol.passes.TrustStore`, read at each command so a
+    renewed bundle takes effect at once.  Without one (no ``[passes]``), or before its
+    first bundle arrives, every command is refused as ``no_trust`` — an unprovisioned gate,
+    not an attack.  ``clock`` is the gate's own clock.
     """
 
     def __init__(
         self,
-        keys: CommandKeys | None,
+        keys: TrustStore | None,
         memory: ReplayMemory,
         *,
         site: str,
@@ -133,9 +134,10 @@ class CommandVerifier:
         (refused, but nobody's attack) rather than a ``replayed`` copy.
         """
         reading = self.clock()
+        keys = self.keys if self.keys is not None and self.keys.bundle is not None else None
         body = open_command(
             payload,
-            self.keys,
+            keys,
             site=self.site,
             gate=self.gate,
             now=reading.wall,

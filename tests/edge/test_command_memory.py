@@ -46,3 +46,28 @@ def test_a_full_memory_refuses_rather_than_forgets_live_ids(tmp_path: Path):
         memory.record(uuid.uuid4().hex, NOW + timedelta(seconds=60), NOW)
     assert err.value.reason is CommandRejectReason.REPLAY_MEMORY
     memory.close()
+
+
+def test_a_gate_without_a_bundle_yet_refuses_commands_as_unprovisioned_not_forged(tmp_path: Path):
+    from nacl.signing import SigningKey
+
+    from edge.commands import CommandVerifier
+    from protocol.commands import ALARMING_REASONS, CommandBody, sign_command
+    from protocol.passes import TrustStore
+
+    trust = TrustStore(SigningKey.generate().verify_key, "s1")  # root pinned, no bundle received
+    memory = ReplayMemory(tmp_path / "m.db")
+    verifier = CommandVerifier(trust, memory, site="s1", gate="north")
+    body = CommandBody(
+        site="s1",
+        gate="north",
+        id=uuid.uuid4().hex,
+        name="status",
+        issued_at=NOW,
+        expires_at=NOW + timedelta(seconds=30),
+    )
+    with pytest.raises(CommandError) as err:
+        verifier.verify(sign_command(body, SigningKey.generate(), 2))
+    assert err.value.reason is CommandRejectReason.NO_TRUST and err.value.reason not in ALARMING_REASONS
+    assert len(memory) == 0
+    memory.close()
