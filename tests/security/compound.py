@@ -45,8 +45,11 @@ class Compound:
     gates: dict[str, GateAgent] = field(default_factory=dict)
     creds: dict[str, Credentials] = field(default_factory=dict)
 
-    def start_gate(self, gate: str) -> GateAgent:
-        """A gate agent with a door; started again on the same folder it keeps its state (outbox, memory)."""
+    def start_gate(self, gate: str, *, port: int | None = None) -> GateAgent:
+        """A gate agent with a door; started again on the same folder it keeps its state (outbox, memory).
+
+        ``port``: reach the broker there instead (a man in the middle, ``simulator/mitm.py``).
+        """
         if gate not in self.creds:
             self.creds[gate] = self.broker.add_gate(self.site, gate)
         creds = self.creds[gate]
@@ -70,7 +73,7 @@ class Compound:
                 "gate": gate,
                 "mqtt": {
                     "host": self.broker.host,
-                    "port": self.broker.port,
+                    "port": port or self.broker.port,
                     "username": creds.username,
                     "password_file": str(secret),
                     "resend_after_s": 1.0,

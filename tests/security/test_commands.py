@@ -32,6 +32,7 @@ from protocol.passes import TrustBundle, seal_bundle
 from protocol.passes.keys import load_signing_key, public_hex
 from protocol.passes.trust import CommandKeyEntry
 from protocol.topics import SiteDocument, site_document_topic
+from simulator.mitm import MqttProxy, Packet
 from tests.conftest import ClientFactory, MqttTestClient
 from tests.offices import create_office
 from tests.security.compound import Compound, running_compound
@@ -130,26 +131,33 @@ def test_console_credentials_without_the_command_key_open_no_door_and_raise_alar
 
 
 def test_a_captured_command_is_refused_again_here_after_a_restart_and_at_another_gate(
-    compound: Compound, attacker: MqttTestClient, console: CommandClient, mqtt_client_factory: ClientFactory
+    compound: Compound, attacker: MqttTestClient, console: CommandClient
 ):
-    compound.start_gate("north")
-    compound.start_gate("south")
-    # A stolen gate (north's password) reads north's commands: that is the capture.
-    thief = mqtt_client_factory(compound.creds["north"])
-    assert not thief.subscribe(compound.command_topic("north")).is_failure
-    result = console.send(compound.site, "north", "unlock", {"seconds": 1.0}, operator="ana")
-    assert result.status == "ok", result
-    captured = thief.get(5)
-    assert captured is not None
-    payload = bytes(captured.payload)
-    assert wait_until(lambda: len(compound.unlocked("north")) == 1)
+    # North reaches the broker through a tap on the LAN: the capture is the bytes on the wire.
+    topic = compound.command_topic("north")
+    sniffed: list[bytes] = []
 
-    assert not attacker.publish(compound.command_topic("north"), payload).is_failure
-    assert compound.wait_rejected("north", 1) == ["replayed"]
+    def sniff(packet: Packet, from_client: bool) -> bool:
+        if not from_client and packet.topic == topic:
+            sniffed.append(packet.payload)
+        return False  # forward everything
 
-    compound.stop_gate("north")  # a power cut or an update: the memory is on disk
+    tap = MqttProxy((compound.broker.host, compound.broker.port), sniff)
+    try:
+        compound.start_gate("north", port=tap.port)
+        compound.start_gate("south")
+        result = console.send(compound.site, "north", "unlock", {"seconds": 1.0}, operator="ana")
+        assert result.status == "ok", result
+        assert wait_until(lambda: len(compound.unlocked("north")) == 1)
+        payload = sniffed[0]
+
+        assert not attacker.publish(topic, payload).is_failure  # the same gate, still running
+        assert compound.wait_rejected("north", 1) == ["replayed"]
+        compound.stop_gate("north")  # a power cut or an update: the memory is on disk
+    finally:
+        tap.close()
     compound.start_gate("north")
-    assert not attacker.publish(compound.command_topic("north"), payload).is_failure
+    assert not attacker.publish(topic, payload).is_failure
     assert compound.wait_rejected("north", 2) == ["replayed", "replayed"]
 
     assert not attacker.publish(compound.command_topic("south"), payload).is_failure
@@ -225,11 +233,9 @@ def test_a_command_key_the_root_did_not_certify_or_whose_certificate_ended_is_re
         office.unlock_root("correct horse battery staple")
         office.retire_key(kid)
         public = office.public
+    office_account = compound.broker.add_console("office")
     publish_documents(
-        compound.broker.endpoint(compound.broker.add_console("office")),
-        compound.site,
-        public,
-        client_id=f"office-{compound.site}",
+        compound.broker.endpoint(office_account).for_connection("publish"), compound.site, public
     )
     assert wait_until(
         lambda: north.decider.passes.trust.command_key(kid).entry.not_after <= datetime.now(UTC)
