@@ -23,6 +23,8 @@ kind                        raised when
                             reusing a number) was kept out of the flow
 ``ingest.flood``            a gate sent more events than its budget (flagged, stored)
 ``status.refused``          a gate status was refused as stale or from the future
+``command.unverified``      a gate refused a command as unsigned, forged, replayed or
+                            meant for another gate (``protocol.commands.ALARMING_REASONS``)
 ==========================  ==========================================================
 
 **One open alarm per kind and gate.**  A second occurrence while one is open adds to
@@ -52,6 +54,7 @@ from typing import Any, Protocol
 
 from console.db import Database, IntegrityError, Migration, format_time, now_text
 from protocol import GatepostError
+from protocol.commands import ALARMING_REASONS
 
 MAX_NOTE_CHARS = 500
 CONSOLE_ACTOR = "(console)"
@@ -72,6 +75,7 @@ class AlarmKind(StrEnum):
     EVENT_BACKDATED = "event.backdated"
     INGEST_FLOOD = "ingest.flood"
     STATUS_REFUSED = "status.refused"
+    COMMAND_UNVERIFIED = "command.unverified"
 
 
 _EVENT_ALARMS = {
@@ -203,6 +207,17 @@ def evaluate(rules: AlarmRules, state: RuleState, event: EventLike) -> Draft | N
     if kind is not None:
         detail = {key: data[key] for key in ("open_for_s", "dropped", "reader") if key in data}
         return Draft(kind, event.site, event.gate, event.id, _time_text(event.time), event.id, detail)
+    if event.type == "command.rejected" and str(data.get("reason")) in ALARMING_REASONS:
+        detail = {key: data[key] for key in ("reason", "detail", "command_id") if key in data}
+        return Draft(
+            AlarmKind.COMMAND_UNVERIFIED,
+            event.site,
+            event.gate,
+            event.id,
+            _time_text(event.time),
+            event.id,
+            detail,
+        )
     denied = event.type == "door.access_denied" or (
         event.type == "access.scan" and data.get("granted") is False
     )

@@ -24,6 +24,7 @@ from drivers.cards import CardGone, CardRead, CardRejected, KeyPress, Reading
 from drivers.scanner import Scan, ScannerState, ScanRejected, SerialScanner
 from edge.card_sync import CardSync, ThumbnailStore
 from edge.clock import Clock, ClockReading
+from edge.commands import CommandVerifier, ReplayMemory
 from edge.config import Direction, EdgeConfig
 from edge.decision import AllowList, Decision, GateDecider
 from edge.door import DoorCommandError, DoorController, DoorEvent, DoorEventType, remote_unlock_seconds
@@ -185,6 +186,15 @@ class GateAgent:
             on_connected=self.card_sync.on_connected if self.card_sync is not None else None,
         )
         self.link.register("status", self._status_command)
+        # Commands act only once signed by a command key the site root certified (edge/commands.py).
+        self.command_memory = ReplayMemory(config.outbox.path.with_suffix(".commands.db"))
+        self.link.command_verifier = CommandVerifier(
+            self.decider.passes.trust if self.decider.passes is not None else None,
+            self.command_memory,
+            site=config.site,
+            gate=config.gate,
+            clock=self.clock.now,
+        )
         self.pin_factory = pin_factory
         if pin_factory is None and (config.door is not None or config.wiegand or config.feedback is not None):
             from drivers.door_io import make_pin_factory
@@ -202,6 +212,7 @@ class GateAgent:
             self.guard = _guard_screen(self)
         except BaseException:
             self._close_devices()
+            self.command_memory.close()
             self.outbox.close()
             raise
 
@@ -336,6 +347,7 @@ class GateAgent:
             self.card_sync.close()
         if self.pass_memory is not None:
             self.pass_memory.close()
+        self.command_memory.close()
         self.outbox.close()
 
     def _close_devices(self) -> None:

@@ -133,7 +133,7 @@ def build_context(
 
     from console.alarms import AlarmBook, AlarmRules
     from console.audit import AuditLog
-    from console.commands import CommandClient
+    from console.commands import CommandClient, OfficeCommandSigner
     from console.db import Database
     from console.users import UserStore
 
@@ -155,7 +155,13 @@ def build_context(
             session_lifetime=timedelta(hours=web.session_hours),
             idle_timeout=timedelta(minutes=web.idle_minutes),
         ),
-        commands=CommandClient(endpoint, name=config.name) if endpoint is not None else None,
+        commands=CommandClient(
+            endpoint,
+            name=config.name,
+            signer=OfficeCommandSigner(web.office) if web.office is not None else None,
+        )
+        if endpoint is not None
+        else None,
         hub=Hub(),
         office_dir=web.office,
         cards=cards,
