@@ -55,10 +55,14 @@ def _check(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from edge.agent import GateAgent
     from edge.config import load_config
+    from edge.supervision import gate_parts, gate_status
     from gatepost import __version__
+    from gatepost.sdnotify import Notifier
     from gatepost.stopping import StopSignals
+    from gatepost.supervision import Supervisor
     from protocol.configfile import EXIT_BAD_CONFIG, load_or_report
 
+    notifier = Notifier.from_environment()
     config = load_or_report(load_config, args.config)
     if config is None:
         return EXIT_BAD_CONFIG
@@ -77,17 +81,21 @@ def _run(args: argparse.Namespace) -> int:
         print(f"cannot start gate {config.site}/{config.gate}: {exc}", file=sys.stderr)
         return 1
     people = _simulated_people(config, pin_factory)
+    supervisor = Supervisor(notifier, gate_parts(agent), lambda: gate_status(agent))
 
     stop = StopSignals()
     agent.start()
     if people is not None:
         people.start()
+    supervisor.ready()  # readers, door and outbox are up; the broker may come later
     while not agent.wait(0):  # the agent may also stop by itself (a fatal outbox error)
         if stop.wait(0.5):
+            supervisor.stopping(f"stopping ({stop.name})")
             if people is not None:
                 people.stop()
             agent.stop(reason=stop.name)
             break
+    supervisor.stopping("stopped")
     return 0
 
 
