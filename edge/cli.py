@@ -29,6 +29,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("file", type=Path)
     check.set_defaults(func=_check)
 
+    off = commands.add_parser(
+        "relay-off",
+        help="drive the lock relay to its de-energised level and exit (the unit's ExecStopPost=)",
+    )
+    off.add_argument("--config", "-c", type=Path, required=True, help="the gate's TOML configuration")
+    off.set_defaults(func=_relay_off)
+
+    boot = commands.add_parser(
+        "boot-config", help="print the config.txt lines for this gate's relay line (for the installer)"
+    )
+    boot.add_argument("file", type=Path)
+    boot.set_defaults(func=_boot_config)
+
     pin = commands.add_parser(
         "hash-pin", help="ask for the gate's guard PIN twice and print its pin_hash line for [guard_screen]"
     )
@@ -39,6 +52,28 @@ def _hash_pin(_args: argparse.Namespace) -> int:
     from edge.guard.pin import main
 
     return main()
+
+
+def _relay_off(args: argparse.Namespace) -> int:
+    from edge.relay_off import main
+
+    return main(args.config)
+
+
+def _boot_config(args: argparse.Namespace) -> int:
+    from edge.boot_config import BootConfigError, render_boot_config
+    from edge.config import load_config
+    from protocol.configfile import EXIT_BAD_CONFIG, load_or_report
+
+    config = load_or_report(load_config, args.file)
+    if config is None:
+        return EXIT_BAD_CONFIG
+    try:
+        print(render_boot_config(config), end="")
+    except BootConfigError as exc:
+        print(f"{args.file}: {exc}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    return 0
 
 
 def _check(args: argparse.Namespace) -> int:
