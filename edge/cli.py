@@ -33,7 +33,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "relay-off",
         help="drive the lock relay to its de-energised level and exit (the unit's ExecStopPost=)",
     )
-    off.add_argument("--config", "-c", type=Path, required=True, help="the gate's TOML configuration")
+    from edge.relay_off import add_arguments
+
+    add_arguments(off)
     off.set_defaults(func=_relay_off)
 
     boot = commands.add_parser(

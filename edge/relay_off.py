@@ -20,6 +20,7 @@ an input and the relay board's own pull decides (docs/door.md, wiring).
 
 from __future__ import annotations
 
+import argparse
 import sys
 import tomllib
 from dataclasses import dataclass
@@ -108,6 +109,19 @@ def drive_off(line: RelayLine, factory: Any = None) -> None:
     finally:
         if owned and factory is not None:
             factory.close()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", "-c", type=Path, required=True, help="the gate's TOML configuration")
+
+
+def command(argv: list[str]) -> int:
+    """``gatepost edge relay-off`` without the rest of the command line's parsers."""
+    parser = argparse.ArgumentParser(
+        prog="gatepost edge relay-off", description=(__doc__ or "").splitlines()[0]
+    )
+    add_arguments(parser)
+    return main(parser.parse_args(argv).config)
 
 
 def main(config: Path) -> int:

@@ -76,7 +76,12 @@ def test_ready_without_a_broker_then_pings_with_the_backlog(tmp_path, scanner, n
         assert ready is not None, (tmp_path / "gate.log").read_text()
         assert ready.pid == gate.pid  # the main process itself: NotifyAccess=main accepts it
         assert "broker disconnected" in ready.fields["STATUS"]  # no broker exists at all
-        first = backlog(ready.fields["STATUS"])
+        connected = wait_until(
+            lambda: [m for m in notify.with_key("STATUS") if "scanner connected" in m.fields["STATUS"]],
+            timeout=10,
+        )
+        assert connected  # READY does not wait for the scanner's port; typing before it opens is lost
+        first = backlog(connected[-1].fields["STATUS"])
 
         scanner.type(GRANTED)
         scanner.type("SOMEONE-ELSE")
@@ -113,7 +118,10 @@ def test_a_wedged_outbox_stops_the_pings_and_they_resume_when_it_moves(tmp_path,
     try:
         ready = notify.wait_for("READY", "1", timeout=30)
         assert ready is not None, (tmp_path / "gate.log").read_text()
-        assert wait_until(lambda: len(notify.with_key("WATCHDOG", after=ready.at)) >= 2, timeout=10)
+        assert wait_until(
+            lambda: [m for m in notify.with_key("WATCHDOG") if "scanner connected" in m.fields["STATUS"]],
+            timeout=10,
+        )
 
         holder.execute("BEGIN EXCLUSIVE")  # another process holds the outbox's write lock
         wedged_at = time.monotonic()

@@ -114,10 +114,14 @@ def run_door_gate(
     assert (
         read_level(pins, RELAY) is not None and read_level(pins, RELAY).high
     )  # active-low board: off is high
-    scanner.type(GRANTED)
-    energised = wait_until(
-        lambda: (level := read_level(pins, RELAY)) is not None and not level.high, timeout=10
-    )
+
+    def energised_now() -> bool:
+        scanner.type(GRANTED)  # again until it lands: READY does not wait for the scanner's port to open
+        return wait_until(
+            lambda: (level := read_level(pins, RELAY)) is not None and not level.high, timeout=0.5
+        )
+
+    energised = wait_until(energised_now, timeout=15)
     assert energised, (tmp_path / "agent.log").read_text()
     return run
 
