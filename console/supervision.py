@@ -31,23 +31,43 @@ HEALTH_TIMEOUT_S = 2.0
 
 
 class _WriterProgress:
-    """The single ingestor's writer: fine when idle, fine while its counters move."""
+    """The single ingestor's writer: fine while nothing new has come since it last moved.
+
+    It compares changes, not totals, so a message the counters count on one side only
+    cannot make an idle console look wedged: messages received since the writer's
+    counters last moved are waiting for it, and it must move again within the deadline.
+    """
 
     def __init__(self, ingestor: Ingestor) -> None:
         self._ingestor = ingestor
-        self._last: tuple[int, int] | None = None
+        self._handled: tuple[int, int] | None = None
+        self._received_then = 0
 
     def __call__(self) -> bool:
         counters: IngestCounters = self._ingestor.counters
-        handled = counters.committed + counters.duplicates + counters.statuses + counters.rejected
-        moved = (handled, counters.commit_failures) != self._last
-        self._last = (handled, counters.commit_failures)
-        return moved or counters.received <= handled
+        handled = (
+            counters.committed + counters.duplicates + counters.statuses + counters.rejected,
+            counters.commit_failures,  # retrying a store that fails is progress; a restart would not help
+        )
+        if handled != self._handled:
+            self._handled, self._received_then = handled, counters.received
+            return True
+        return counters.received == self._received_then
 
 
-def _writer_thread_alive(name: str) -> bool:
-    wanted = f"console-{name}-writer"
-    return any(thread.name == wanted and thread.is_alive() for thread in threading.enumerate())
+class _WriterThread:
+    """The ingestor's writer thread, found by its name; gone after it was seen is a part gone for good."""
+
+    def __init__(self, name: str) -> None:
+        self._name = f"console-{name}-writer"
+        self._thread: threading.Thread | None = None
+
+    def __call__(self) -> bool:
+        if self._thread is None:
+            self._thread = next((t for t in threading.enumerate() if t.name == self._name), None)
+            if self._thread is None:
+                return True  # not found (renamed?): judged by its progress alone, never restarted for it
+        return self._thread.is_alive()
 
 
 def _healthz(web: WebServer) -> bool:
@@ -68,7 +88,7 @@ def console_parts(ingestor: Ingestor | IngestWorkers, web: WebServer | None) -> 
     parts: list[Part] = []
     if isinstance(ingestor, Ingestor):
         name = ingestor.name
-        parts.append(ThreadsAlive("ingest-writer thread", lambda: _writer_thread_alive(name)))
+        parts.append(ThreadsAlive("ingest-writer thread", _WriterThread(name)))
         parts.append(Check("ingest-writer", _WriterProgress(ingestor)))
     else:
         workers = ingestor
