@@ -284,7 +284,7 @@ def run_publisher(args: argparse.Namespace) -> None:
     endpoint = BrokerEndpoint(args.host, args.port, args.username, Path(args.secret).read_text().strip())
     topics = GateTopics(args.site, args.gate)
     payloads = _payloads(args.n, args.site, args.gate)
-    client = make_client(endpoint, f"pub-{uuid.uuid4().hex[:8]}", max_inflight=1000)
+    client = make_client(endpoint, max_inflight=1000)
     connected = threading.Event()
     client.on_connect = lambda *a: connected.set()
     connect_async(client, endpoint, clean_start=True)
@@ -337,7 +337,7 @@ def bench_raw_paho(workdir: Path, broker: Broker, n: int) -> float:
     received = 0
     last = 0
     done = threading.Event()
-    client = make_client(broker.endpoint(creds), f"raw-{run}")
+    client = make_client(broker.endpoint(creds))
     subscribed = threading.Event()
 
     def on_message(*_a: object) -> None:

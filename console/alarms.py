@@ -14,6 +14,7 @@ kind                        raised when
                             died), from another state or from another outage
 ``access.denied_burst``     ``denials`` refused credentials at one gate within ``window_s``
                             of gate time (default 5 in 60 s: someone trying cards or codes)
+``guard.pin_lockout``       wrong guard PINs paused a source's guard actions at a gate
 ==========================  ==========================================================
 
 Each alarm names its source (the event id, or the receipt time of the status that took
@@ -50,6 +51,7 @@ class AlarmKind(StrEnum):
     OUTBOX_OVERFLOW = "outbox.overflow"
     GATE_OFFLINE = "gate.offline"
     DENIED_BURST = "access.denied_burst"
+    GUARD_PIN_LOCKOUT = "guard.pin_lockout"
 
 
 _EVENT_ALARMS = {
@@ -58,6 +60,7 @@ _EVENT_ALARMS = {
     "door.tamper": AlarmKind.DOOR_TAMPER,
     "door.fire_alarm": AlarmKind.DOOR_FIRE_ALARM,
     "outbox.overflow": AlarmKind.OUTBOX_OVERFLOW,
+    "guard.pin_lockout": AlarmKind.GUARD_PIN_LOCKOUT,
 }
 
 

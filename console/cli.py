@@ -78,11 +78,12 @@ def _publish_passes(args: argparse.Namespace) -> int:
     from console.config import ConfigError, load_config
     from console.documents import PublishError, publish_documents
     from protocol.errors import ProtocolError
+    from protocol.identity import ConsoleConnection
 
     try:
         config = load_config(args.config)
         sent = publish_documents(
-            config.mqtt.endpoint(), args.site, args.public, client_id=f"console-{config.name}-publish"
+            config.mqtt.endpoint().for_connection(ConsoleConnection.PUBLISH), args.site, args.public
         )
     except (ConfigError, PublishError, ProtocolError, OSError) as exc:
         print(f"gatepost console publish-passes: {exc}", file=sys.stderr)
@@ -109,7 +110,14 @@ def _run(args: argparse.Namespace) -> int:
     import logging
 
     from console.config import load_config
-    from console.ingest import Ingestor, IngestWorkers, WorkerSpec, share_group_name, sweep_worker_sessions
+    from console.ingest import (
+        MAX_WORKERS,
+        Ingestor,
+        IngestWorkers,
+        WorkerSpec,
+        share_group_name,
+        sweep_worker_sessions,
+    )
     from console.retention import RetentionPolicy, RetentionTimer
     from console.store import EventStore, StoreError
     from console.supervision import console_parts, console_status
@@ -136,8 +144,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"cannot open the event store: {exc}", file=sys.stderr)
         return 1
     workers = args.workers if args.workers is not None else config.ingest.workers
-    if not 1 <= workers <= 64:
-        print(f"--workers must be 1..64, not {workers}", file=sys.stderr)
+    if not 1 <= workers <= MAX_WORKERS:
+        print(f"--workers must be 1..{MAX_WORKERS}, not {workers}", file=sys.stderr)
         return 2
 
     stop = StopSignals()
@@ -161,7 +169,7 @@ def _run(args: argparse.Namespace) -> int:
         ingestor = IngestWorkers(spec, workers)  # sweeps stale worker sessions on start
     else:
         try:
-            sweep_worker_sessions(endpoint, config.name, keep=1)
+            sweep_worker_sessions(endpoint, keep=1)
         except Exception as exc:  # the broker may be down at start; paho will keep trying below
             logging.getLogger("gatepost.console").info("did not clear old worker sessions: %s", exc)
         ingestor = Ingestor(

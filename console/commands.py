@@ -27,6 +27,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from protocol import Command, CommandResponse, GateTopics, ProtocolError, decode_response, encode
+from protocol.identity import ConsoleConnection
 from protocol.mqtt import KEEPALIVE_S, QOS, BrokerEndpoint, connect_properties, make_client
 from protocol.topics import TopicKind, all_sites_filter
 
@@ -67,8 +68,8 @@ class CommandClient:
     """Publishes commands and matches responses by id.  Thread-safe; start once, share."""
 
     def __init__(self, endpoint: BrokerEndpoint, *, name: str = "console") -> None:
-        self.endpoint = endpoint
-        self.client_id = f"console-{name}-commands"
+        self.endpoint = endpoint.for_connection(ConsoleConnection.COMMANDS)
+        self.client_id = self.endpoint.client_id
         self._pending: dict[str, _Pending] = {}
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
@@ -76,7 +77,7 @@ class CommandClient:
         self.rejected_responses = 0
 
     def start(self) -> CommandClient:
-        client = make_client(self.endpoint, self.client_id)
+        client = make_client(self.endpoint)
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
         client.on_disconnect = self._on_disconnect

@@ -33,6 +33,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from protocol import validate_name
 from protocol.configfile import ConfigError, load_toml_model
+from protocol.identity import MAX_INGEST_WORKERS
 from protocol.mqtt import MqttSettings
 
 __all__ = ["ConfigError", "ConsoleConfig", "load_config"]
@@ -86,7 +87,10 @@ class IngestConfig(_Section):
         0.0, ge=0, le=1, title="How long a batch waits to fill (0: take what is queued)"
     )
     workers: int = Field(
-        1, ge=1, le=64, title="Ingest processes sharing the gates' events ($share subscription)"
+        1,
+        ge=1,
+        le=MAX_INGEST_WORKERS,
+        title="Ingest processes sharing the gates' events ($share subscription)",
     )
 
 

@@ -62,6 +62,7 @@ from protocol import (
     parse_topic,
     seq_ranges,
 )
+from protocol.identity import MAX_INGEST_WORKERS, ingest_connection
 from protocol.messages import Ack
 from protocol.mqtt import KEEPALIVE_S, QOS, SESSION_EXPIRY_S, BrokerEndpoint, Will, make_client
 from protocol.topics import (
@@ -180,7 +181,6 @@ class Ingestor:
         receive_maximum: int = RECEIVE_MAXIMUM,
         share_group: str | None = None,
         shared: bool = False,
-        client_id: str | None = None,
         statuses: bool = True,
     ) -> None:
         if batch_max < 1:
@@ -211,7 +211,7 @@ class Ingestor:
         self._stale_filters = [events] if shared else ([group_filter] if group_filter else [])
         self.share_group = share_group if shared else None
         self.announces = statuses
-        self.client_id = client_id or f"console-{name}"
+        self.client_id = endpoint.client_id  # console.<name>, or a worker's (worker_endpoint)
         self._queue: queue.SimpleQueue[_Item | object] = queue.SimpleQueue()
         self._queue_max = max(QUEUE_FACTOR * receive_maximum, batch_max)
         self._room = threading.Event()
@@ -233,7 +233,7 @@ class Ingestor:
         will = None
         if self.announces:
             will = Will(self.status_topic, self._status_payload(GateState.OFFLINE, stamp=False), retain=True)
-        client = make_client(self.endpoint, self.client_id, will=will, manual_ack=True)
+        client = make_client(self.endpoint, will=will, manual_ack=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
@@ -520,7 +520,10 @@ def parse_message(topic: str, payload: bytes) -> Event | GateStatus | None:
 
 # -- scale-out: several ingest processes sharing one $share group -------------------------
 
-MAX_WORKERS = 64
+MAX_WORKERS = MAX_INGEST_WORKERS
+"""16, was 64: each worker's client id must exist beforehand as its own broker client bound
+to that id (protocol.identity), so every console account carries one per possible worker.
+16 is more processes than a console host has cores to give them (docs/BENCHMARKS.md)."""
 _RESTART_MIN_S = 1.0
 _HEARTBEAT_S = 60.0
 
@@ -537,12 +540,13 @@ def share_group_name(name: str, password: str | None) -> str:
     return f"console-{name}-{digest}"
 
 
-def worker_client_id(name: str, index: int) -> str:
-    """Worker 0 keeps the single console's id, so its session (and queue) carries over."""
-    return f"console-{name}" if index == 0 else f"console-{name}-w{index}"
+def worker_endpoint(endpoint: BrokerEndpoint, index: int) -> BrokerEndpoint:
+    """Worker ``index``'s connection of the console account: worker 0 is ``console.<name>``
+    itself, so the single console's session (and queue) carries over; others ``….w<index>``."""
+    return endpoint.for_connection(ingest_connection(index))
 
 
-def sweep_worker_sessions(endpoint: BrokerEndpoint, name: str, keep: int, timeout: float = 5.0) -> int:
+def sweep_worker_sessions(endpoint: BrokerEndpoint, keep: int, timeout: float = 5.0) -> int:
     """End the broker sessions of workers ``keep`` … :data:`MAX_WORKERS` - 1; return how many were ended.
 
     The broker keeps queueing a share of the events for a group member whose process is
@@ -552,7 +556,8 @@ def sweep_worker_sessions(endpoint: BrokerEndpoint, name: str, keep: int, timeou
     """
     ended = 0
     for index in range(max(keep, 1), MAX_WORKERS):
-        client = make_client(endpoint, worker_client_id(name, index))
+        worker = worker_endpoint(endpoint, index)
+        client = make_client(worker)
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 0
         try:
@@ -624,7 +629,7 @@ def _worker_main(spec: WorkerSpec, index: int, workers: int, ready: Any) -> None
         log.error("ingest worker %d cannot open the event store: %s", index, exc)
         raise SystemExit(1) from None
     ingestor = Ingestor(
-        spec.endpoint,
+        worker_endpoint(spec.endpoint, index),
         store,
         name=spec.name,
         site=spec.site,
@@ -632,7 +637,6 @@ def _worker_main(spec: WorkerSpec, index: int, workers: int, ready: Any) -> None
         batch_wait_s=spec.batch_wait_s,
         share_group=share_group_name(spec.name, spec.endpoint.password),
         shared=workers > 1,
-        client_id=worker_client_id(spec.name, index),
         statuses=index == 0,
     )
     try:
@@ -682,7 +686,7 @@ class IngestWorkers:
         the commits happen in other processes.  Readers poll the store (``events_after``)."""
 
     def start(self) -> IngestWorkers:
-        sweep_worker_sessions(self.spec.endpoint, self.spec.name, self.count)
+        sweep_worker_sessions(self.spec.endpoint, self.count)
         for index in range(self.count):
             self._spawn(index)
         self._monitor = threading.Thread(target=self._watch, name="ingest-workers", daemon=True)

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 from drivers.cards import CardGone, CardRead, CardRejected, KeyPress, Reading
@@ -125,7 +125,12 @@ class GateAgent:
         not_before = (
             datetime.fromisoformat(self.outbox.last_event_time) if self.outbox.last_event_time else None
         )
-        self.clock = Clock(config.clock.trust, not_before=not_before)
+        self.clock = Clock(
+            config.clock.trust,
+            not_before=not_before,
+            anchor_path=config.outbox.path.with_suffix(".clock.json"),
+            on_change=self._clock_changed,
+        )
         self.decider = GateDecider(
             AllowList(config.access.codes()), _pass_state(config), *_card_store(config)
         )
@@ -365,6 +370,20 @@ class GateAgent:
             reading = reading or self.clock.now()
             return self.outbox.append(event_type, data, time=reading.wall, clock_trusted=reading.trusted)
 
+    def _clock_changed(self, reading: ClockReading, detail: str) -> None:
+        """Trust lost or regained after start: say so in the event stream, without waiting.
+
+        Called from whichever thread read the clock (a reader's, deciding), so the event
+        is queued, not awaited; ``clock.untrusted`` at start is recorded by :meth:`start`.
+        """
+        event_type = ev.CLOCK_TRUSTED if reading.trusted else ev.CLOCK_UNTRUSTED
+        try:
+            self.outbox.submit(
+                event_type, {"detail": detail}, time=reading.wall, clock_trusted=reading.trusted
+            )
+        except Exception as exc:  # closing: the next start reports the state again
+            log.debug("clock change not recorded: %s", exc)
+
     def present(self, shown: Presented) -> Decision | None:
         """Decide on a credential, answer at the door, then take the event.  ``None``: a repeat."""
         with self.deciding:
@@ -547,13 +566,14 @@ class GateAgent:
 
     def _unlock_command(self, command: Command) -> dict[str, Any]:
         assert self.door is not None
-        reading = self.clock.now()
+        reading = self.clock.estimate()
         try:
             seconds = remote_unlock_seconds(
                 command,
                 retained=False,  # the link already refused retained commands
-                now=datetime.now(UTC),
+                now=reading.wall,
                 clock_trusted=reading.trusted,
+                error_s=reading.error_s,
                 settings=self.door.settings,
             )
         except DoorCommandError as exc:
@@ -614,6 +634,7 @@ def _pass_state(config: EdgeConfig) -> GateState | None:
         revocation_max_age=timedelta(hours=passes.revocation_max_age_h),
         stale_revocation=passes.stale_revocation,
         untrusted_clock=passes.untrusted_clock,
+        untrusted_dynamic_window=timedelta(seconds=passes.untrusted_dynamic_window_s),
     )
     secret = load_site_secret(passes.site_secret_file) if passes.site_secret_file else None
     return GateState(trust=trust, revocation=revocation, policy=policy, site_secret=secret)

@@ -79,12 +79,14 @@ def _boot_config(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from edge.config import load_config
+    from edge.config import config_warnings, load_config
     from protocol.configfile import EXIT_BAD_CONFIG, load_or_report
 
     config = load_or_report(load_config, args.file)
     if config is None:
         return EXIT_BAD_CONFIG
+    for warning in config_warnings(args.file, config):
+        print(warning, file=sys.stderr)
     print(f"{args.file}: ok (site {config.site}, gate {config.gate}, {len(config.scanners)} scanner(s))")
     return 0
 
@@ -107,6 +109,10 @@ def _run(args: argparse.Namespace) -> int:
         level=config.log.level,
         format=f"%(asctime)s {config.gate} %(levelname)s %(name)s: %(message)s",
     )
+    from edge.config import config_warnings
+
+    for warning in config_warnings(args.config, config):
+        logging.getLogger("gatepost.edge").warning("%s", warning)
     pin_factory = None
     if config.simulation is not None:
         from gpiozero.pins.mock import MockFactory

@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -171,22 +171,27 @@ def remote_unlock_seconds(
     now: datetime,
     clock_trusted: bool,
     settings: DoorSettings,
+    error_s: float | None = None,
 ) -> float:
     """How long a remote unlock may hold the door, or :class:`DoorCommandError` saying why not.
 
     A retained command would replay on every reconnect (esp-rfid#343) and an expired one
     was queued during an outage for an operator who has long gone; an expiry further off
-    than ``remote_max_ttl_s`` would make a captured command useful for too long.  With an
-    untrusted wall clock no expiry can be checked, so none is accepted.  ``args.seconds``
-    (optional) must lie in ``(0, max_unlock_s]``.
+    than ``remote_max_ttl_s`` would make a captured command useful for too long.  An
+    untrusted clock that is an estimate (``error_s``: ``edge.clock.Clock.estimate``)
+    checks the expiry at both ends of its error: not expired even at the latest the time
+    may be, not too far off even at the earliest.  A lower bound only (``error_s`` None)
+    cannot check an expiry, so no command is accepted.  ``args.seconds`` (optional) must
+    lie in ``(0, max_unlock_s]``.
     """
     if retained:
         raise DoorCommandError(RemoteRefusal.RETAINED, "retained commands are never acted on")
-    if not clock_trusted:
+    if not clock_trusted and error_s is None:
         raise DoorCommandError(RemoteRefusal.CLOCK_UNTRUSTED, "the gate's clock cannot check the expiry")
-    if now >= command.expires_at:
+    spread = timedelta(seconds=0.0 if clock_trusted or error_s is None else error_s)
+    if now + spread >= command.expires_at:
         raise DoorCommandError(RemoteRefusal.EXPIRED, f"expired at {command.expires_at.isoformat()}")
-    if (command.expires_at - now).total_seconds() > settings.remote_max_ttl_s:
+    if (command.expires_at - (now - spread)).total_seconds() > settings.remote_max_ttl_s:
         raise DoorCommandError(
             RemoteRefusal.EXPIRY_TOO_FAR, f"expiry more than {settings.remote_max_ttl_s:g} s ahead"
         )

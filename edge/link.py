@@ -89,9 +89,7 @@ class Link:
         self._documents = {site_document_topic(topics.site, doc): doc for doc in SiteDocument}
         self._handlers: dict[str, CommandHandler] = {"ping": lambda _cmd: {"pong": True}}
         self._endpoint = endpoint
-        self._client = make_client(
-            endpoint, f"gate-{topics.site}-{topics.gate}", max_inflight=min(window, 1000)
-        )
+        self._client = make_client(endpoint, max_inflight=min(window, 1000))  # client id: gate.<site>.<gate>
         self._client.on_pre_connect = self._arm_will
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect

@@ -23,7 +23,10 @@ SCANNER_DISCONNECTED: Final = "scanner.disconnected"
 OUTBOX_OVERFLOW: Final = "outbox.overflow"
 """Events were refused because the outbox was full: ``{"dropped", "first_time", "last_time", "by_type"}``."""
 CLOCK_UNTRUSTED: Final = "clock.untrusted"
-"""The wall clock was seen to go backwards or is not synchronised: ``{"detail"}``."""
+"""The gate's clock is not trusted (at start, or trust was lost): ``{"detail"}`` says why —
+not synchronised, behind the newest stored event, or seen stepping backwards."""
+CLOCK_TRUSTED: Final = "clock.trusted"
+"""The gate's clock is trusted again (synchronised, and past every time it trusted before): ``{"detail"}``."""
 PASSES_DOCUMENT: Final = "passes.document"
 """A signed trust bundle or revocation list arrived: ``{"document", "applied", "reason", "version", "detail"}``."""
 COMMAND_REJECTED: Final = "command.rejected"
@@ -34,7 +37,12 @@ VISITOR_REGISTERED: Final = "visitor.registered"
 """A guard issued a visitor pass good at this gate only:
 ``{"name", "unit", "phone" (masked but the last 4), "reason", "guard", "code_hash", "expires"}``."""
 GUARD_PIN_REJECTED: Final = "guard.pin_rejected"
-"""A guard action on the guard screen with a wrong PIN: ``{"action", "failures", "locked_for_s"}``."""
+"""A guard action on the guard screen with a wrong PIN:
+``{"action", "failures", "locked_for_s", "source", "address"}`` (``source``: ``local`` for the
+gate's own screen, ``remote`` for any other address)."""
+GUARD_PIN_LOCKOUT: Final = "guard.pin_lockout"
+"""Guard actions paused for one source after repeated wrong PINs (the console raises an alarm):
+``{"action", "failures", "locked_for_s", "source", "address"}``."""
 CARDS_APPLIED: Final = "cards.applied"
 """The gate applied a door-card list update: ``{"version", "previous", "hash", "count", "kind", "source"}``."""
 CARDS_REJECTED: Final = "cards.rejected"

@@ -151,7 +151,7 @@ class Operator:
         self.topics = GateTopics("site1", gate)
         creds = broker.add_console("operator")
         self.responses: queue.Queue[CommandResponse] = queue.Queue()
-        self.client = make_client(broker.endpoint(creds), f"op-{uuid.uuid4().hex[:8]}")
+        self.client = make_client(broker.endpoint(creds))
         ready = threading.Event()
         self.client.on_subscribe = lambda *a: ready.set()
         self.client.on_message = lambda c, u, m: self.responses.put(decode_response(m.payload))
@@ -246,7 +246,7 @@ def test_each_connection_leaves_a_will_of_its_own(
     agent = make_agent(tmp_path, broker, scanner, unique_name)
     creds = broker.add_console("watcher")
     wills: queue.Queue[GateStatus] = queue.Queue()
-    observer = make_client(broker.endpoint(creds), f"w-{uuid.uuid4().hex[:8]}")
+    observer = make_client(broker.endpoint(creds))
     ready = threading.Event()
     observer.on_subscribe = lambda *a: ready.set()
 

@@ -419,14 +419,14 @@ async def revoke_page(request: Request) -> Response:
 def publish(request: Request, public: Path, site: str) -> str | None:
     """Send the signed documents to the site's gates; ``None`` when done, else why not."""
     from console.documents import PublishError, publish_documents
+    from protocol.identity import ConsoleConnection
 
     config = request.app.state.ctx.config
     try:
         publish_documents(
-            config.mqtt.endpoint(),
+            config.mqtt.endpoint().for_connection(ConsoleConnection.WEB),
             site,
             public,
-            client_id=f"console-{config.name}-web-publish",
             timeout=PUBLISH_TIMEOUT_S,
         )
     except (PublishError, GatepostError, OSError) as exc:
