@@ -8,6 +8,7 @@ kind                        raised when
 ``door.forced``             a door opened while locked
 ``door.held_open``          a door stayed open past its limit
 ``door.tamper``             a reader or door housing was opened
+``door.fire_alarm``         a door's fire-alarm input tripped and released the door
 ``outbox.overflow``         a gate's outbox was full and refused events
 ``gate.offline``            a gate's status became ``offline`` (its last will: the link
                             died), from another state or from another outage
@@ -65,6 +66,7 @@ class AlarmKind(StrEnum):
     DOOR_FORCED = "door.forced"
     DOOR_HELD_OPEN = "door.held_open"
     DOOR_TAMPER = "door.tamper"
+    DOOR_FIRE_ALARM = "door.fire_alarm"
     OUTBOX_OVERFLOW = "outbox.overflow"
     GATE_OFFLINE = "gate.offline"
     DENIED_BURST = "access.denied_burst"
@@ -82,6 +84,7 @@ _EVENT_ALARMS = {
     "door.forced": AlarmKind.DOOR_FORCED,
     "door.held_open": AlarmKind.DOOR_HELD_OPEN,
     "door.tamper": AlarmKind.DOOR_TAMPER,
+    "door.fire_alarm": AlarmKind.DOOR_FIRE_ALARM,
     "outbox.overflow": AlarmKind.OUTBOX_OVERFLOW,
     "guard.pin_lockout": AlarmKind.GUARD_PIN_LOCKOUT,
 }

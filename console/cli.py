@@ -120,9 +120,13 @@ def _run(args: argparse.Namespace) -> int:
     )
     from console.retention import RetentionPolicy, RetentionTimer
     from console.store import EventStore, StoreError
+    from console.supervision import console_parts, console_status
+    from gatepost.sdnotify import Notifier
     from gatepost.stopping import StopSignals
+    from gatepost.supervision import Supervisor
     from protocol.configfile import EXIT_BAD_CONFIG, load_or_report
 
+    notifier = Notifier.from_environment()  # before the ingest workers could inherit it
     config = load_or_report(load_config, args.config)
     if config is None:
         return EXIT_BAD_CONFIG
@@ -200,18 +204,21 @@ def _run(args: argparse.Namespace) -> int:
     from console.card_sync import start_card_publisher
 
     publisher = None
+    supervisor = Supervisor(notifier, console_parts(ingestor, web), lambda: console_status(ingestor))
     try:
         ingestor.start()
         retention.start()
         if gaps is not None:
             gaps.start()
         publisher = start_card_publisher(config, endpoint)
+        supervisor.ready()  # the store is open and ingest is subscribed or trying
         reported = ingestor.counters
         while not stop.wait(_REPORT_S):
             if ingestor.counters != reported:  # a heartbeat for the operator, quiet when idle
                 reported = ingestor.counters
                 log.info("%s", reported)
     finally:
+        supervisor.stopping()
         if publisher is not None:
             publisher.stop()
         if gaps is not None:

@@ -32,6 +32,7 @@ from edge.feedback import GuardFeedback, pattern_for
 from edge.link import CommandRefused, Link
 from edge.outbox import Outbox
 from edge.pass_memory import PassMemory
+from gatepost.supervision import InFlight
 from protocol import Command, Event, GateTopics
 from protocol import events as ev
 from protocol.passes import GateState
@@ -54,6 +55,8 @@ _DOOR_ALARMS = {
     DoorEventType.HELD_OPEN,
     DoorEventType.TAMPER,
     DoorEventType.RELAY_WATCHDOG,
+    DoorEventType.FIRE_ALARM,
+    DoorEventType.FIRE_ALARM_CLEARED,
 }
 """Door events the guard must see at once on the guard screen, not only in the console."""
 
@@ -154,6 +157,9 @@ class GateAgent:
         self.on_taken = on_taken
         self._version = version
         self._stopped = threading.Event()
+        self.deciding = InFlight("decision")
+        self.recording = InFlight("event-commit")
+        """Calls in progress, for the systemd watchdog (edge/supervision.py): none may hang."""
         self.reader_states: dict[str, str] = {}
         self.card_sync: CardSync | None = None
         subscriptions: list[tuple[str, Callable[[str, bytes], None]]] = []
@@ -372,8 +378,9 @@ class GateAgent:
         self, event_type: str, data: dict[str, Any], reading: ClockReading | None = None
     ) -> Event | None:
         """Take an event: return once it is durable in the outbox (stamped ``reading``, or now)."""
-        reading = reading or self.clock.now()
-        return self.outbox.append(event_type, data, time=reading.wall, clock_trusted=reading.trusted)
+        with self.recording:
+            reading = reading or self.clock.now()
+            return self.outbox.append(event_type, data, time=reading.wall, clock_trusted=reading.trusted)
 
     def _clock_changed(self, reading: ClockReading, detail: str) -> None:
         """Trust lost or regained after start: say so in the event stream, without waiting.
@@ -391,6 +398,10 @@ class GateAgent:
 
     def present(self, shown: Presented) -> Decision | None:
         """Decide on a credential, answer at the door, then take the event.  ``None``: a repeat."""
+        with self.deciding:
+            return self._present(shown)
+
+    def _present(self, shown: Presented) -> Decision | None:
         if not self.repeats.fresh(shown.credential, shown.at_ns):
             return None
         direction = shown.direction or self.directions.get(shown.reader)
@@ -583,9 +594,13 @@ class GateAgent:
         self.door.remote_unlock(seconds, command_id=command.id)
         return {"unlocked_for_s": seconds}
 
-    def _lock_command(self, _command: Command) -> dict[str, Any]:
+    def _lock_command(self, command: Command) -> dict[str, Any]:
         assert self.door is not None
-        self.door.remote_lock()
+        try:
+            self.door.remote_lock()
+        except DoorCommandError as exc:  # the fire alarm holds the door released
+            self._command_rejected(exc.reason.value, exc.detail, command.id)
+            raise CommandRefused(exc.reason.value) from None
         return {"locked": True}
 
 
@@ -646,6 +661,10 @@ class _Started:
 
     def start(self) -> None:
         self._device = self._build()
+
+    @property
+    def alive(self) -> bool:
+        return self._device is None or getattr(self._device, "alive", True)
 
     def close(self) -> None:
         if self._device is not None:

@@ -29,6 +29,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("file", type=Path)
     check.set_defaults(func=_check)
 
+    off = commands.add_parser(
+        "relay-off",
+        help="drive the lock relay to its de-energised level and exit (the unit's ExecStopPost=)",
+    )
+    from edge.relay_off import add_arguments
+
+    add_arguments(off)
+    off.set_defaults(func=_relay_off)
+
+    boot = commands.add_parser(
+        "boot-config", help="print the config.txt lines for this gate's relay line (for the installer)"
+    )
+    boot.add_argument("file", type=Path)
+    boot.set_defaults(func=_boot_config)
+
     pin = commands.add_parser(
         "hash-pin", help="ask for the gate's guard PIN twice and print its pin_hash line for [guard_screen]"
     )
@@ -39,6 +54,28 @@ def _hash_pin(_args: argparse.Namespace) -> int:
     from edge.guard.pin import main
 
     return main()
+
+
+def _relay_off(args: argparse.Namespace) -> int:
+    from edge.relay_off import main
+
+    return main(args.config)
+
+
+def _boot_config(args: argparse.Namespace) -> int:
+    from edge.boot_config import BootConfigError, render_boot_config
+    from edge.config import load_config
+    from protocol.configfile import EXIT_BAD_CONFIG, load_or_report
+
+    config = load_or_report(load_config, args.file)
+    if config is None:
+        return EXIT_BAD_CONFIG
+    try:
+        print(render_boot_config(config), end="")
+    except BootConfigError as exc:
+        print(f"{args.file}: {exc}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    return 0
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -57,10 +94,14 @@ def _check(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from edge.agent import GateAgent
     from edge.config import load_config
+    from edge.supervision import gate_parts, gate_status
     from gatepost import __version__
+    from gatepost.sdnotify import Notifier
     from gatepost.stopping import StopSignals
+    from gatepost.supervision import Supervisor
     from protocol.configfile import EXIT_BAD_CONFIG, load_or_report
 
+    notifier = Notifier.from_environment()
     config = load_or_report(load_config, args.config)
     if config is None:
         return EXIT_BAD_CONFIG
@@ -83,17 +124,21 @@ def _run(args: argparse.Namespace) -> int:
         print(f"cannot start gate {config.site}/{config.gate}: {exc}", file=sys.stderr)
         return 1
     people = _simulated_people(config, pin_factory)
+    supervisor = Supervisor(notifier, gate_parts(agent), lambda: gate_status(agent))
 
     stop = StopSignals()
     agent.start()
     if people is not None:
         people.start()
+    supervisor.ready()  # readers, door and outbox are up; the broker may come later
     while not agent.wait(0):  # the agent may also stop by itself (a fatal outbox error)
         if stop.wait(0.5):
+            supervisor.stopping(f"stopping ({stop.name})")
             if people is not None:
                 people.stop()
             agent.stop(reason=stop.name)
             break
+    supervisor.stopping("stopped")
     return 0
 
 

@@ -49,3 +49,8 @@ CARDS_REJECTED: Final = "cards.rejected"
 """A card-list update was refused (once per reason and held version): ``{"reason", "detail", "source", "held"}``."""
 CARDS_REQUESTED: Final = "cards.requested"
 """The gate asked the console for an update: ``{"version", "hash", "count", "reason", "sent"}``."""
+DOOR_FIRE_ALARM: Final = "door.fire_alarm"
+"""The door's fire-alarm input tripped: the lock is released and stays released, whatever cards, the
+exit button, commands or the relay watchdog do, until it clears: ``{"door_open"}``."""
+DOOR_FIRE_ALARM_CLEARED: Final = "door.fire_alarm_cleared"
+"""The fire-alarm input cleared; a ``door.locked`` (cause ``fire_cleared``) follows: ``{"alarm_for_s"}``."""

@@ -40,6 +40,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gatepost.edge.guard")
 
+FIRE_ALARM_HOLD_S = 24 * 3600.0
+"""How long the fire alarm stays on the guard screen at most: until it clears, in practice."""
+
 
 class GateHost(Protocol):
     """What the screen needs from the agent (``edge.agent.GateAgent`` has all of it)."""
@@ -178,9 +181,14 @@ class GuardScreen:
             log.exception("guard screen could not show a decision")
 
     def door_alarm(self, name: str) -> None:
-        """Put a door alarm (``forced``, ``held_open``, ``tamper``…) on every open page.  Never raises."""
+        """Put a door alarm (``forced``, ``held_open``, ``tamper``…) on every open page.  Never raises.
+
+        A fire alarm stays on the screen (and on any page opened meanwhile) until the
+        ``fire_alarm_cleared`` message replaces it, or a decision does.
+        """
+        idle_s = FIRE_ALARM_HOLD_S if name == "fire_alarm" else self.config.idle_s
         try:
-            self.live.publish(alarm_view(name, idle_s=self.config.idle_s))
+            self.live.publish(alarm_view(name, idle_s=idle_s))
         except Exception:
             log.exception("guard screen could not show a door alarm")
 
