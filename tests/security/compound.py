@@ -5,6 +5,7 @@ Everything real, as in ``test_commands.py``'s docstring; the attempts live in th
 
 from __future__ import annotations
 
+import collections
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,7 +26,7 @@ from console.store import EventStore, StoredEvent
 from edge.agent import GateAgent
 from edge.config import EdgeConfig
 from protocol import GateTopics
-from protocol.commands import CommandBody
+from protocol.commands import ALARMING_REASONS, CommandBody
 from tests.offices import gate_passes_section
 from tests.waiting import wait_until
 
@@ -119,13 +120,28 @@ class Compound:
         return [e.data for e in self.events(gate, "door.unlocked")]
 
     def alarms(self) -> list[tuple[str, str, str]]:
-        """The console's alarm rules over everything it stored: (kind, gate, the refusal's reason)."""
+        """The console's alarm rules over everything it stored: (kind, gate, the refusal's reason), one per occurrence.
+
+        The console keeps one open alarm per kind and gate and counts occurrences into it
+        (console/alarms.py); each refusal that counted is listed here, in the order the
+        gates took them, and the counts the console kept must add up to the same.
+        """
+        events = self.events()
         book = AlarmBook(Database(str(self.root / "console.db")))
         try:
-            book.observe_events(self.events())
-            return [(a.kind, a.gate, a.detail.get("reason", "")) for a in reversed(book.list())]
+            book.observe_events(events)
+            counted: collections.Counter[tuple[str, str]] = collections.Counter()
+            for alarm in book.list():
+                counted[alarm.kind, alarm.gate] += alarm.count
         finally:
             book.db.close()
+        occurrences = [
+            ("command.unverified", event.gate, str(event.data.get("reason", "")))
+            for event in events
+            if event.type == "command.rejected" and str(event.data.get("reason")) in ALARMING_REASONS
+        ]
+        assert collections.Counter((kind, gate) for kind, gate, _ in occurrences) == counted
+        return occurrences
 
     def body(self, gate: str, **changes: Any) -> CommandBody:
         now = datetime.now(UTC)
