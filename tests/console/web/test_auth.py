@@ -15,6 +15,7 @@ from console.users import (
     LOCK_AFTER,
     LoginOutcome,
     LoginResult,
+    Role,
     UserError,
     UserStore,
     hash_password,
@@ -321,3 +322,82 @@ def test_static_files_and_the_health_check_do_not_look_up_the_session(
             assert not any(c.startswith("gp_session=") for c in response.headers.get_list("set-cookie"))
         assert lookups == []
         assert client.get("/").status_code == 200 and len(lookups) == 1
+
+
+def test_grants_cover_what_they_name_and_no_more():
+    from console.users import Grant, Permission, User
+
+    ana = User(
+        "ana",
+        Role.OPERATOR,
+        "now",
+        sites=frozenset({"longtan"}),
+        grants=frozenset({Grant.parse("unlock", "longtan/north"), Grant.parse("passes", "*")}),
+    )
+    assert ana.may(Permission.UNLOCK, "longtan", "north")
+    assert not ana.may(Permission.UNLOCK, "longtan", "south")  # per gate
+    assert ana.may(Permission.PASSES, "longtan")
+    assert not ana.may(Permission.PASSES, "tuanjiehu")  # "*" stops at the sites she works for
+    site_wide = User("bo", Role.OPERATOR, "now", grants=frozenset({Grant.parse("unlock", "longtan")}))
+    assert site_wide.may(Permission.UNLOCK, "longtan", "south") and not site_wide.may(
+        Permission.UNLOCK, "x", "y"
+    )
+    root = User("root", Role.ADMIN, "now", sites=frozenset({"longtan"}))
+    assert root.may(Permission.UNLOCK, "tuanjiehu", "north") and root.site_limit is None
+    for permission, scope in (
+        ("unlock", ""),
+        ("unlock", "*/north"),
+        ("passes", "a/b"),
+        ("fly", "*"),
+        ("unlock", "A"),
+    ):
+        with pytest.raises(UserError):
+            Grant.parse(permission, scope)
+
+
+def test_an_admin_sets_sites_grants_and_revokes_on_the_users_page_and_each_change_is_audited(web: Web):
+    web.add_user("root", "admin")
+    web.add_user("ana")
+    with web.client() as client:
+        login(client, "root")
+        for form in (
+            {"action": "sites", "name": "ana", "sites": "longtan, tuanjiehu"},
+            {"action": "grant", "name": "ana", "permission": "unlock", "scope": "longtan/north"},
+            {"action": "grant", "name": "ana", "permission": "passes", "scope": "longtan"},
+            {"action": "revoke", "name": "ana", "permission": "passes", "scope": "longtan"},
+        ):
+            assert post_form(client, "/users", form, page="/users").status_code == 303, form
+        page = client.get("/users").text
+        assert "longtan,tuanjiehu" in page and "longtan/north" in page
+        refused = post_form(
+            client,
+            "/users",
+            {"action": "grant", "name": "ana", "permission": "unlock", "scope": "*/x"},
+            page="/users",
+        )
+        assert refused.status_code == 400 and "scope of unlock" in refused.text
+    ana = web.ctx.users.get("ana")
+    assert ana is not None and ana.sites == frozenset({"longtan", "tuanjiehu"})
+    assert [g.scope for g in ana.grants] == ["longtan/north"]
+    changes = [(e.action, e.detail) for e in web.ctx.audit.entries() if e.action.startswith("user.")]
+    assert changes[0] == ("user.revoke", {"permission": "passes", "scope": "longtan", "held": True})
+    assert [a for a, _ in changes] == ["user.revoke", "user.grant", "user.grant", "user.sites"]
+
+
+def test_users_made_before_sites_and_grants_keep_every_site_and_are_granted_nothing(tmp_path: Path):
+    from console.users import _migrations
+
+    db = Database(tmp_path / "old.db")
+    try:
+        db.migrate("users", _migrations()[:1])  # a console from before migration 2
+        db.execute(
+            "INSERT INTO web_users (name, role, salt, password_hash, created_at, updated_at, failures, locked_until)"
+            " VALUES ('ana', 'operator', '00', '00', 'x', 'x', 9, '2999-01-01T00:00:00.000000Z')"
+        )
+        users = UserStore(db)
+        ana = users.get("ana")
+        assert ana is not None and ana.sites is None and ana.grants == frozenset()
+        # the old per-account lock is gone with the bug it was
+        assert users.locked_for("ana", "") == 0
+    finally:
+        db.close()
