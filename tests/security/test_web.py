@@ -356,6 +356,17 @@ def test_wrong_passwords_from_an_attacker_lock_the_attackers_address_not_the_adm
             assert admin.get("/", follow_redirects=False).status_code == 200
 
 
+@pytest.mark.parametrize("trusted", [False, True], ids=["no proxy configured", "the proxy is trusted"])
+def test_a_forwarded_address_is_believed_only_from_a_trusted_proxy(plain: Console, trusted: bool) -> None:
+    """Failures are counted per client address: a header naming another address must not dodge the lock."""
+    plain.ctx.config.web.trusted_proxies = [ATTACKER] if trusted else []
+    with served(plain) as base, from_address(base, ATTACKER) as client:
+        client.headers["x-forwarded-for"] = "10.9.8.7"
+        _form_login(client, "root", "wrong password!")
+        (entry,) = [e for e in plain.ctx.audit.entries() if e.action == "login.failed"]
+    assert entry.address == ("10.9.8.7" if trusted else ATTACKER)
+
+
 def test_an_unknown_name_is_answered_exactly_as_a_real_one_locked_or_not(plain: Console) -> None:
     answers: dict[str, list[tuple[int, str]]] = {}
     with served(plain) as base:
