@@ -14,10 +14,9 @@ download is audited.  Without the permission the answer is 403 and an audit entr
 (``pass.…denied``); reading the list and a pass's details needs only the site.  A bulk
 import is an admin's (a wrong spreadsheet can issue a thousand passes); its ``photo``
 column names files uploaded with the CSV, never a path on the server.  Every action is
-audited.  A revocation is
-published to the gates at once (the signed list, retained on the broker); if the broker
-cannot be reached, the revocation is still recorded and the page says so and offers to
-publish again.
+audited.  A revocation is published to the gates at once (the signed list, retained on
+the broker); if the broker cannot be reached, the revocation is still recorded and the
+page says so and offers to publish again.
 """
 
 from __future__ import annotations

@@ -172,7 +172,10 @@ async def logout(request: Request) -> Response:
             )
         )
     response = RedirectResponse("/login", status_code=303)
-    response.headers.append("set-cookie", cookie_header(SESSION_COOKIE, "", max_age=0).decode())
+    secure = ctx.config.web.secure_cookies  # a Secure cookie is only forgotten by a Secure deletion
+    response.headers.append(
+        "set-cookie", cookie_header(SESSION_COOKIE, "", max_age=0, secure=secure).decode()
+    )
     return response
 
 
