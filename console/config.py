@@ -187,6 +187,17 @@ class CardsConfig(_Section):
     snapshot_every_s: float = Field(60.0, ge=1, le=86_400, title="Most often the retained snapshot is redone")
 
 
+def _proxy(value: str) -> str:
+    """A proxy's address or network; never ``*``, which would let any client name its own address."""
+    import ipaddress
+
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address or network") from None
+    return value
+
+
 class WebConfig(_Section):
     """The web console (``console/web/``, docs/web-console.md), served by ``console run``."""
 
@@ -203,6 +214,11 @@ class WebConfig(_Section):
     alarm_denials: int = Field(5, ge=2, le=1000, title="Denied credentials at one gate that raise an alarm")
     alarm_window_s: float = Field(60.0, gt=0, le=3600, title="... within this many seconds")
     unlock_seconds: float = Field(5.0, gt=0, le=600, title="How long a remote unlock holds the door")
+    trusted_proxies: list[Annotated[str, AfterValidator(_proxy)]] = Field(
+        [],
+        max_length=32,
+        title="Reverse proxies whose X-Forwarded-For names the client (failed logins are counted per client address)",
+    )
 
 
 class ConsoleConfig(_Section):

@@ -79,6 +79,8 @@ DOOR_STATES = {
 class Subscription:
     kinds: frozenset[str]
     filters: dict[str, str]
+    sites: frozenset[str] | None = None
+    """The sites this page's user sees (every message of another site is kept from it); None: all."""
     queue: asyncio.Queue[Any] = field(default_factory=lambda: asyncio.Queue(QUEUE_SIZE))
     dropped: bool = False
 
@@ -123,8 +125,14 @@ class Hub:
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
 
-    def subscribe(self, kinds: Iterable[str], filters: dict[str, str] | None = None) -> Subscription:
-        sub = Subscription(frozenset(kinds), dict(filters or {}))
+    def subscribe(
+        self,
+        kinds: Iterable[str],
+        filters: dict[str, str] | None = None,
+        *,
+        sites: frozenset[str] | None = None,
+    ) -> Subscription:
+        sub = Subscription(frozenset(kinds), dict(filters or {}), sites)
         self._subs.add(sub)
         return sub
 
@@ -146,6 +154,8 @@ class Hub:
     def _fanout(self, kind: str, payload: dict[str, Any]) -> None:
         for sub in list(self._subs):
             if kind not in sub.kinds or (kind == "event" and not matches(payload, sub.filters)):
+                continue
+            if sub.sites is not None and payload.get("site") not in sub.sites:
                 continue
             try:
                 sub.queue.put_nowait((kind, payload))

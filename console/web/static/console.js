@@ -60,9 +60,11 @@
       var names = ["name", "state", "state_since", "door", "last_event", "backlog", "gaps", "clock_trusted", "revocation", "cards", "unlock"];
       names.forEach(function (n) { var td = el("td"); td.dataset.field = n; row.appendChild(td); });
       fill(row.querySelector('[data-field="name"]'), link("/events?site=" + encodeURIComponent(g.site) + "&gate=" + encodeURIComponent(g.gate), g.site + "/" + g.gate));
-      var unlock = link("/gates/" + encodeURIComponent(g.site) + "/" + encodeURIComponent(g.gate) + "/unlock", t("gates.unlock"));
-      unlock.className = "button small";
-      fill(row.querySelector('[data-field="unlock"]'), unlock);
+      if (g.unlock) {  // the server says whether this user may unlock this gate
+        var unlock = link("/gates/" + encodeURIComponent(g.site) + "/" + encodeURIComponent(g.gate) + "/unlock", t("gates.unlock"));
+        unlock.className = "button small";
+        fill(row.querySelector('[data-field="unlock"]'), unlock);
+      }
       table.tBodies[0].appendChild(row);
     }
     function cell(name) { return row.querySelector('[data-field="' + name + '"]'); }

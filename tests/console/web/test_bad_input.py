@@ -224,6 +224,10 @@ def browser(site: Site, role: str | None, lang: str = "en") -> Iterator[TestClie
         name = f"{role}1"
         if ctx.users.get(name) is None:
             ctx.users.add(name, PASSWORD, role)
+            # an operator holding what operators can be granted, so every route is entered
+            if role == "operator":
+                for permission in ("unlock", "passes"):
+                    ctx.users.grant(name, permission, "*")
         cookies[SESSION_COOKIE] = ctx.users.login(name, PASSWORD, lang=lang).token
     with TestClient(
         site.console.app,

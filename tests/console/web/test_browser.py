@@ -25,6 +25,7 @@ SHOTS = Path(__file__).resolve().parents[3] / "docs" / "screenshots"
 @pytest.fixture
 def served(web: Web) -> Iterator[tuple[Web, str]]:
     web.add_user("ana")
+    web.ctx.users.grant("ana", "unlock", "longtan")  # the overview shows unlock where it is granted
     now = datetime.now(UTC)
     web.store.commit(
         [

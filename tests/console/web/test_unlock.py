@@ -75,6 +75,7 @@ def test_an_operator_unlocks_a_door_through_the_page(
     web = web_factory(endpoint=broker.endpoint(creds), unlock_seconds=2.0, office=str(office))
     web.add_user("ana")
     gate = door_gate.config.gate
+    web.ctx.users.grant("ana", "unlock", f"s1/{gate}")  # unlock is granted per gate (or site)
     with web.client() as client:
         login(client, "ana")
         assert web.ctx.commands is not None and web.ctx.commands.wait_connected(10)
