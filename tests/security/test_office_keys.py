@@ -303,6 +303,8 @@ def test_the_web_console_issues_revokes_and_unlocks_with_the_root_away(
         ctx = build_context(config, store, endpoint=broker.endpoint(creds))
         web = Web(ctx, store, create_app(ctx, watch=False), tmp_path)
         web.add_user("ana")
+        ctx.users.grant("ana", "passes", "*")  # an operator issues passes and unlocks only when granted
+        ctx.users.grant("ana", "unlock", "*")
         try:
             with web.client() as client:
                 login(client, "ana")

@@ -53,6 +53,7 @@ from protocol import GateTopics
 from protocol.passes.format import photo_digest
 from tests.console.web.pages_support import PASSWORD, Console, served, web_console
 from tests.console.web.web_support import make_event
+from tests.offices import create_office
 from tests.waiting import wait_until
 
 A = "tuanjiehu"
@@ -103,7 +104,7 @@ class District:
 @pytest.fixture
 def district(tmp_path: Path) -> Iterator[District]:
     office = tmp_path / "office"
-    Office.create(office, site=B, site_id=7).close()
+    create_office(office, site=B, site_id=7).close()
     with web_console(tmp_path, office=office, cards=True) as console:
         ctx = console.ctx
         now = datetime.now(UTC) - timedelta(minutes=5)
@@ -460,7 +461,7 @@ def _png(size: tuple[int, int]) -> bytes:
 @pytest.fixture
 def issuing(tmp_path: Path) -> Iterator[Console]:
     office = tmp_path / "office"
-    Office.create(office, site=B, site_id=7).close()
+    create_office(office, site=B, site_id=7).close()
     with web_console(tmp_path, office=office, cards=True) as console:
         for i in range(12):
             console.ctx.users.add(f"op{i}", PASSWORD, "operator")
