@@ -132,8 +132,16 @@ def test_a_wedged_outbox_stops_the_pings_and_they_resume_when_it_moves(tmp_path,
             timeout=3 * WATCHDOG_S,
         )
         assert wedged, [m.fields for m in notify.messages]
-        status = wedged[0].fields["STATUS"]
-        assert "outbox-writer" in status and "decision" in status, status
+        # The decision path is seen wedged at once; the writer at its next probe (half a period).
+        both = wait_until(
+            lambda: [
+                m
+                for m in notify.with_key("STATUS", after=wedged_at)
+                if "outbox-writer" in m.fields["STATUS"] and "decision" in m.fields["STATUS"]
+            ],
+            timeout=2 * WATCHDOG_S,
+        )
+        assert both, [m.fields["STATUS"] for m in notify.with_key("STATUS", after=wedged_at)]
         # From then on no ping: systemd kills it once WatchdogSec has passed without one.
         time.sleep(WATCHDOG_S * 1.5)
         late_pings = notify.with_key("WATCHDOG", after=wedged[0].at)
