@@ -8,9 +8,11 @@ the contract.  This module knows nothing about what is published; it only opens 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import secrets
 import socket
+import ssl
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -37,6 +39,10 @@ class BrokerEndpoint:
     username: str | None = None
     password: str | None = None
     tls_ca: str | None = None
+    tls_cert: str | None = None
+    """This connection's certificate (CN = its user name); a console's other connections'
+    certificates lie beside it, each named ``<user name>.crt`` (:meth:`for_connection`)."""
+    tls_key: str | None = None
 
     def __repr__(self) -> str:
         user = self.username or "-"
@@ -64,7 +70,21 @@ class BrokerEndpoint:
         """
         if self.username is None:
             return self
-        return replace(self, username=connection_id(self.username, connection))
+        username = connection_id(self.username, connection)
+        cert = self.tls_cert
+        if cert is not None and Path(cert).name == f"{self.username}.crt":
+            cert = str(Path(cert).with_name(f"{username}.crt"))
+        return replace(self, username=username, tls_cert=cert)
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """TLS 1.2 or later, the site CA only, the server's name checked; our certificate if we have one."""
+        if not self.tls_ca:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.tls_ca)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        if self.tls_cert:
+            context.load_cert_chain(self.tls_cert, self.tls_key)
+        return context
 
 
 class MqttSettings(BaseModel):
@@ -81,12 +101,24 @@ class MqttSettings(BaseModel):
     username: str | None = Field(None, title="Broker username (gate.<site>.<gate> or console.<name>)")
     password_file: Path | None = Field(None, title="File holding the broker password")
     credential: str | None = Field(None, title="Name of a systemd credential holding the password")
-    tls_ca: Path | None = None
+    tls_ca: Path | None = Field(None, title="The site CA's certificate: connect with TLS 1.2+")
+    tls_cert: Path | None = Field(None, title="This client's certificate (CN = username)")
+    tls_key: Path | None = Field(None, title="Its private key (made on this device by `enroll`)")
 
     @model_validator(mode="after")
     def _one_secret(self) -> MqttSettings:
         if self.password_file is not None and self.credential is not None:
             raise ValueError("give password_file or credential, not both")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("give tls_cert and tls_key together")
+        if self.tls_cert is not None and self.tls_ca is None:
+            raise ValueError("a client certificate needs tls_ca, the site CA, to check the broker")
+        secret = self.password_file is not None or self.credential is not None
+        if secret and self.tls_ca is None and not is_loopback(self.host):
+            raise ValueError(
+                f"a password would cross the network in clear to {self.host}: "
+                "set tls_ca (and a client certificate), or connect to the broker on loopback"
+            )
         return self
 
     def password(self) -> str | None:
@@ -103,8 +135,24 @@ class MqttSettings(BaseModel):
 
     def endpoint(self) -> BrokerEndpoint:
         return BrokerEndpoint(
-            self.host, self.port, self.username, self.password(), str(self.tls_ca) if self.tls_ca else None
+            self.host,
+            self.port,
+            self.username,
+            None if self.tls_cert else self.password(),
+            str(self.tls_ca) if self.tls_ca else None,
+            str(self.tls_cert) if self.tls_cert else None,
+            str(self.tls_key) if self.tls_key else None,
         )
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and 127.0.0.0/8 / ::1: traffic that never leaves the host."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,9 +187,11 @@ def make_client(
         manual_ack=manual_ack,
     )
     if endpoint.username is not None:
-        client.username_pw_set(endpoint.username, endpoint.password)
-    if endpoint.tls_ca:
-        client.tls_set(ca_certs=endpoint.tls_ca)
+        # With a certificate the broker takes the login from it and ignores any password.
+        client.username_pw_set(endpoint.username, None if endpoint.tls_cert else endpoint.password)
+    context = endpoint.tls_context()
+    if context is not None:
+        client.tls_set_context(context)
     if will is not None:
         client.will_set(will.topic, will.payload, qos=QOS, retain=will.retain)
     client.on_socket_open = _no_delay
