@@ -40,6 +40,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from broker.errors import BrokerError
 from broker.files import write_atomic
+from protocol.certs import key_pem, load_key, new_key
 
 CA_DAYS = 3650
 SERVER_DAYS = 825
@@ -61,43 +62,11 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def new_key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-
-
-def load_key(path: Path) -> ec.EllipticCurvePrivateKey:
-    key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
-    if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise PkiError(f"{path}: not an EC private key")
-    return key
-
-
-def make_csr(key: ec.EllipticCurvePrivateKey, common_name: str) -> bytes:
-    """A signing request for ``common_name``; made on the device, so the key never leaves it."""
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
-        .sign(key, hashes.SHA256())
-    )
-    return csr.public_bytes(serialization.Encoding.PEM)
-
-
 def common_name(cert: x509.Certificate | x509.CertificateSigningRequest) -> str:
     names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     if len(names) != 1:
         raise PkiError("the subject must hold exactly one common name")
     return str(names[0].value)
-
-
-def not_after(cert_path: Path) -> dt.datetime:
-    """When the certificate at ``cert_path`` expires (UTC)."""
-    return x509.load_pem_x509_certificate(Path(cert_path).read_bytes()).not_valid_after_utc
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import logging
 import os
 import secrets
 import socket
 import ssl
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -20,9 +22,11 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from protocol.identity import connection_id
+
+log = logging.getLogger("gatepost.mqtt")
 
 QOS = 1
 KEEPALIVE_S = 15
@@ -99,11 +103,31 @@ class MqttSettings(BaseModel):
     host: str = Field("127.0.0.1", title="Broker host name or address")
     port: int = Field(1883, ge=1, le=65535)
     username: str | None = Field(None, title="Broker username (gate.<site>.<gate> or console.<name>)")
-    password_file: Path | None = Field(None, title="File holding the broker password")
-    credential: str | None = Field(None, title="Name of a systemd credential holding the password")
     tls_ca: Path | None = Field(None, title="The site CA's certificate: connect with TLS 1.2+")
     tls_cert: Path | None = Field(None, title="This client's certificate (CN = username)")
     tls_key: Path | None = Field(None, title="Its private key (made on this device by `enroll`)")
+    password_file: Path | None = Field(None, title="File holding the broker password")
+    credential: str | None = Field(None, title="Name of a systemd credential holding the password")
+
+    @field_validator("tls_cert", "tls_key")
+    @classmethod
+    def _needs_ca(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is not None and info.data.get("tls_ca") is None:
+            raise ValueError("a client certificate needs tls_ca, the site CA, to check the broker")
+        return value
+
+    @field_validator("password_file", "credential")
+    @classmethod
+    def _never_in_clear(cls, value: object, info: ValidationInfo) -> object:
+        """Fields are validated in order, so host and tls_ca are known here: the error can
+        then name this key and its line, not just the ``[mqtt]`` table."""
+        host = info.data.get("host", "127.0.0.1")
+        if value is not None and info.data.get("tls_ca") is None and not is_loopback(str(host)):
+            raise ValueError(
+                f"the password would cross the network in clear to {host}: set tls_ca "
+                "(and tls_cert/tls_key), or reach the broker on loopback"
+            )
+        return value
 
     @model_validator(mode="after")
     def _one_secret(self) -> MqttSettings:
@@ -111,15 +135,14 @@ class MqttSettings(BaseModel):
             raise ValueError("give password_file or credential, not both")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("give tls_cert and tls_key together")
-        if self.tls_cert is not None and self.tls_ca is None:
-            raise ValueError("a client certificate needs tls_ca, the site CA, to check the broker")
-        secret = self.password_file is not None or self.credential is not None
-        if secret and self.tls_ca is None and not is_loopback(self.host):
-            raise ValueError(
-                f"a password would cross the network in clear to {self.host}: "
-                "set tls_ca (and a client certificate), or connect to the broker on loopback"
-            )
         return self
+
+    def resolve_paths(self, base: Path) -> None:
+        """Make the file settings absolute against ``base`` (the configuration file's folder)."""
+        for name in ("password_file", "tls_ca", "tls_cert", "tls_key"):
+            value = getattr(self, name)
+            if value is not None and not value.is_absolute():
+                setattr(self, name, base / value)
 
     def password(self) -> str | None:
         if self.credential is not None:
@@ -195,10 +218,23 @@ def make_client(
     if will is not None:
         client.will_set(will.topic, will.payload, qos=QOS, retain=will.retain)
     client.on_socket_open = _no_delay
+    client.on_connect_fail = _log_connect_fail
+    # paho says why a TLS session ended (a refused certificate shows up as the first read
+    # failing with the broker's alert) only through its logger, at ERROR for such failures.
+    client.enable_logger(logging.getLogger("gatepost.mqtt.paho"))
     client.reconnect_delay_set(min_delay=1, max_delay=30)
     client.max_inflight_messages_set(max_inflight)
     client.max_queued_messages_set(max_queued)
     return client
+
+
+def _log_connect_fail(client: paho.Client, _userdata: object) -> None:
+    """paho calls this inside its ``except OSError`` around (re)connecting, so the error is at hand."""
+    error = sys.exc_info()[1]
+    log.warning(
+        "cannot connect to the broker (%s); retrying with back-off",
+        f"{type(error).__name__}: {error}" if error is not None else "connection failed",
+    )
 
 
 def _no_delay(_client: paho.Client, _userdata: object, sock: object) -> None:
