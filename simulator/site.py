@@ -83,13 +83,28 @@ class SimulatedSite:
         path.chmod(0o600)
         return path
 
+    def _mqtt_lines(self, creds: Credentials) -> list[str]:
+        """TLS with the client certificate the launcher issued (CN = user name), as a site runs.
+
+        The password's secret file is still written (``_secret``) for what logs in on the
+        loopback listener, but the configuration does not use it.
+        """
+        return [
+            f"host = {_toml_str(self.broker.host)}",
+            f"port = {self.broker.tls_port}",
+            f"username = {_toml_str(creds.username)}",
+            f"tls_ca = {_toml_str(str(creds.tls_ca))}",
+            f"tls_cert = {_toml_str(str(creds.tls_cert))}",
+            f"tls_key = {_toml_str(str(creds.tls_key))}",
+        ]
+
     def console_config(self) -> Path:
         path = self.root / "console" / "console.toml"
         if "console" not in self._configured:
             creds = self.broker.add_console("console")
             self.credentials[creds.username] = creds
             self.console_username = creds.username
-            secret = self._secret(creds.username, creds.password)
+            self._secret(creds.username, creds.password)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(
                 "\n".join(
@@ -97,10 +112,7 @@ class SimulatedSite:
                         'name = "console"',
                         "",
                         "[mqtt]",
-                        f"host = {_toml_str(self.broker.host)}",
-                        f"port = {self.broker.port}",
-                        f"username = {_toml_str(creds.username)}",
-                        f"password_file = {_toml_str(str(secret))}",
+                        *self._mqtt_lines(creds),
                         "",
                         "[store]",
                         f"path = {_toml_str(str(self.console_db))}",
@@ -151,17 +163,14 @@ class SimulatedSite:
                 readers += ["", *self._passes_section(gate, path.parent)]
         creds = self.broker.add_gate(self.site, gate)
         self.credentials[creds.username] = creds
-        secret = self._secret(creds.username, creds.password)
+        self._secret(creds.username, creds.password)
         allowed = ",\n    ".join(_toml_str(code) for code in allow)
         lines = [
             f"site = {_toml_str(self.site)}",
             f"gate = {_toml_str(gate)}",
             "",
             "[mqtt]",
-            f"host = {_toml_str(self.broker.host)}",
-            f"port = {self.broker.port}",
-            f"username = {_toml_str(creds.username)}",
-            f"password_file = {_toml_str(str(secret))}",
+            *self._mqtt_lines(creds),
             f"resend_after_s = {self.resend_after_s}",
             "",
             *readers,

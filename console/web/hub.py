@@ -437,4 +437,6 @@ class Watcher:
             outage = self.board.outage(site, gate)
             for alarm in self.alarms.observe_outage(site, gate, received_at, outage, previous=previous):
                 self.hub.publish("alarm", alarm.to_dict())
+            for alarm in self.alarms.observe_certificate(site, gate, received_at, payload):
+                self.hub.publish("alarm", alarm.to_dict())
             self.hub.publish("gate", row.to_dict())
