@@ -37,7 +37,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     enroll.add_argument(
         "--renew", action="store_true", help="a new key and request; the old key works until --install"
     )
-    enroll.add_argument("--install", type=Path, metavar="CERT", help="put the signed certificate in place")
+    enroll.add_argument(
+        "--install", type=Path, nargs="+", metavar="CERT", help="put the signed certificate in place"
+    )
     enroll.set_defaults(func=_enroll)
 
     pin = commands.add_parser(
@@ -54,31 +56,15 @@ def _hash_pin(_args: argparse.Namespace) -> int:
 
 def _enroll(args: argparse.Namespace) -> int:
     from edge.config import load_config
-    from edge.enroll import enroll, install, key_path
     from protocol.configfile import EXIT_BAD_CONFIG, load_or_report
+    from protocol.enrolment import run
     from protocol.identity import gate_identity
 
     config = load_or_report(load_config, args.config)
     if config is None:
         return EXIT_BAD_CONFIG
     username = config.mqtt.username or gate_identity(config.site, config.gate)
-    key = key_path(config.mqtt, args.config.resolve().parent, username)
-    try:
-        if args.install is not None:
-            cert = config.mqtt.tls_cert or key.with_name(f"{username}.crt")
-            print(install(key, args.install, cert))
-            if config.mqtt.tls_cert is None:
-                print(f"set [mqtt] tls_ca, tls_cert = {str(cert)!r} and tls_key = {str(key)!r}")
-            return 0
-        done = enroll(key, username, renew=args.renew)
-    except (GatepostError, OSError) as exc:
-        print(f"gatepost edge enroll: {exc}", file=sys.stderr)
-        return 2
-    print(f"key (stays on this gate, 0600): {done.key}")
-    print(f"signing request for {done.common_name}: {done.csr}")
-    print("take the request to the office: gatepost broker sign --state DIR --csr FILE; then")
-    print(f"gatepost edge enroll --config {args.config} --install {username}.crt")
-    return 0
+    return run(config.mqtt, args.config, username, renew=args.renew, install_files=args.install or [])
 
 
 def _check(args: argparse.Namespace) -> int:
