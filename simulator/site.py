@@ -47,8 +47,12 @@ class SimulatedSite:
         resend_after_s: float = 15.0,
         log_level: str = "INFO",
         signed_passes: bool = False,
+        tls: bool = True,
     ) -> None:
         self.root = root
+        self.tls = tls
+        """False: every process logs in with its password on the plain loopback listener
+        (the benchmark's comparison); True, as a site runs: TLS with client certificates."""
         self.site = site
         self.gates = list(gates)
         self.door_gates = list(door_gates)
@@ -84,11 +88,14 @@ class SimulatedSite:
         return path
 
     def _mqtt_lines(self, creds: Credentials) -> list[str]:
-        """TLS with the client certificate the launcher issued (CN = user name), as a site runs.
-
-        The password's secret file is still written (``_secret``) for what logs in on the
-        loopback listener, but the configuration does not use it.
-        """
+        """TLS with the client certificate the launcher issued (CN = user name), as a site runs."""
+        if not self.tls:
+            return [
+                f"host = {_toml_str(self.broker.host)}",
+                f"port = {self.broker.port}",
+                f"username = {_toml_str(creds.username)}",
+                f"password_file = {_toml_str(str(self._secret(creds.username, creds.password)))}",
+            ]
         return [
             f"host = {_toml_str(self.broker.host)}",
             f"port = {self.broker.tls_port}",
@@ -104,7 +111,6 @@ class SimulatedSite:
             creds = self.broker.add_console("console")
             self.credentials[creds.username] = creds
             self.console_username = creds.username
-            self._secret(creds.username, creds.password)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(
                 "\n".join(
@@ -163,7 +169,6 @@ class SimulatedSite:
                 readers += ["", *self._passes_section(gate, path.parent)]
         creds = self.broker.add_gate(self.site, gate)
         self.credentials[creds.username] = creds
-        self._secret(creds.username, creds.password)
         allowed = ",\n    ".join(_toml_str(code) for code in allow)
         lines = [
             f"site = {_toml_str(self.site)}",
