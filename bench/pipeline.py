@@ -449,7 +449,7 @@ def bench_holes(
         EventStore(workdir / f"{site}.db") as store,
         Outbox(workdir / f"{site}-outbox.db", site=site, gate=gate) as outbox,
     ):
-        endpoint = broker.endpoint(console)
+        endpoint = broker.plain_endpoint(console)  # the proxy reads MQTT packets: plain listener
         ingestor = Ingestor(
             BrokerEndpoint("127.0.0.1", proxy.port, endpoint.username, endpoint.password),
             store,
