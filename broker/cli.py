@@ -127,7 +127,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     run = commands.add_parser("run", help="run mosquitto in the foreground from this folder until Ctrl-C")
     state(run)
-    run.add_argument("--port", type=int, default=1883)
+    run.add_argument("--port", type=int, default=1883, help="plain listener (loopback only)")
+    run.add_argument("--tls-port", type=int, default=8883, help="TLS listener, client certificates")
+    run.add_argument("--no-plain", action="store_true", help="no plain listener")
     run.add_argument("--host", default="127.0.0.1", help="address to listen on")
     run.set_defaults(func=_run)
 
@@ -368,14 +370,19 @@ def _run(args: argparse.Namespace) -> int:
     from gatepost.stopping import StopSignals
     from protocol.errors import GatepostError
 
-    broker = Broker(args.state, port=args.port, host=args.host)
+    broker = Broker(
+        args.state, port=args.port, tls_port=args.tls_port, host=args.host, plain=not args.no_plain
+    )
 
     # SIGTERM (systemd, docker stop) stops as cleanly as Ctrl-C; neither raises mid-statement
     with StopSignals() as stop:
         try:
             broker.start()
+            plain = f"{broker.host}:{broker.port} (plain, loopback) and " if broker.plain else ""
             print(
-                f"broker on {broker.host}:{broker.port}, pid {broker.pid}, log {broker.log_path}", flush=True
+                f"broker on {plain}{broker.host}:{broker.tls_port} (TLS), pid {broker.pid}, "
+                f"log {broker.log_path}",
+                flush=True,
             )
             while broker.running:
                 if stop.wait(0.2):

@@ -132,7 +132,10 @@ def test_run_in_foreground_until_sigint(tmp_path):
         """
     )
     proc = subprocess.Popen(
-        [sys.executable, "-c", script, "broker", "run", "--state", str(tmp_path / "b"), "--port", str(port)],
+        [
+            *(sys.executable, "-c", script, "broker", "run", "--state", str(tmp_path / "b")),
+            *("--port", str(port), "--tls-port", str(free_port())),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
