@@ -28,6 +28,23 @@ from protocol.identity import connection_id
 
 log = logging.getLogger("gatepost.mqtt")
 
+
+class _PahoFailuresOnly(logging.Filter):
+    """paho's own log, reduced to what says why a connection failed.
+
+    paho logs every packet at DEBUG (a gate at DEBUG would log each event twice) and, while
+    disconnected, "Client is not connected" at ERROR on each loop pass, which says nothing.
+    What stays is its WARNING and ERROR lines, such as ``failed to receive on socket: [SSL:
+    TLSV1_ALERT_UNKNOWN_CA]``: the broker's reason for refusing our certificate.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING and not str(record.msg).startswith("Client is not connected")
+
+
+_paho_log = logging.getLogger("gatepost.mqtt.paho")
+_paho_log.addFilter(_PahoFailuresOnly())
+
 QOS = 1
 KEEPALIVE_S = 15
 SESSION_EXPIRY_S = 7 * 24 * 3600
@@ -221,7 +238,7 @@ def make_client(
     client.on_connect_fail = _log_connect_fail
     # paho says why a TLS session ended (a refused certificate shows up as the first read
     # failing with the broker's alert) only through its logger, at ERROR for such failures.
-    client.enable_logger(logging.getLogger("gatepost.mqtt.paho"))
+    client.enable_logger(_paho_log)
     client.reconnect_delay_set(min_delay=1, max_delay=30)
     client.max_inflight_messages_set(max_inflight)
     client.max_queued_messages_set(max_queued)
