@@ -258,3 +258,23 @@ def test_nothing_crosses_the_network_in_clear(broker: Broker, site: dict[str, Cr
     for needle in (secret_pass, site["g1"].password.encode(), GateTopics(unique_name, "g1").event.encode()):
         assert needle not in seen
     assert gate_identity(unique_name, "g1").encode() not in seen, "TLS 1.3 encrypts even the certificate"
+
+
+def test_without_a_plain_listener_the_administrator_uses_its_certificate(tmp_path: Path, unique_name: str):
+    """``--no-plain``: nothing listens in clear, and provisioning still reaches the running broker."""
+    with Broker(tmp_path / "tls-only", plain=False) as broker:
+        assert "listener" in broker.config_path.read_text()
+        listeners = [
+            line for line in broker.config_path.read_text().splitlines() if line.startswith("listener ")
+        ]
+        assert listeners == [f"listener {broker.tls_port} 127.0.0.1"]
+        gate = broker.add_gate(unique_name, "north")  # applied live through $CONTROL, over TLS
+        client = MqttTestClient(broker.endpoint(gate))
+        try:
+            assert not client.connect().is_failure
+            assert not client.publish(GateTopics(unique_name, "north").event).is_failure
+            assert client.publish(GateTopics(unique_name, "south").event).value == NOT_AUTHORIZED
+        finally:
+            client.close()
+        with pytest.raises(OSError):
+            try_login(broker.host, broker.port, gate.username, gate.password, timeout=1.0)
