@@ -203,13 +203,14 @@ def bench_naive_serial(workdir: Path, n: int) -> dict[str, float]:
 # -- 3. scan to console ------------------------------------------------------------------
 
 
-def bench_scan_to_console(workdir: Path, n: int) -> dict[str, float]:
+def bench_scan_to_console(workdir: Path, n: int, *, tls: bool) -> dict[str, float]:
     from console.ingest import Ingestor
     from console.store import EventStore
     from simulator.site import SimulatedSite
 
     site = SimulatedSite(
-        workdir / "site",
+        workdir / f"site-{'tls' if tls else 'plain'}",
+        tls=tls,
         site="bench",
         gates=["g1"],
         residents=5,
@@ -230,8 +231,9 @@ def bench_scan_to_console(workdir: Path, n: int) -> dict[str, float]:
 
     site.start_broker()
     creds = site.broker.add_console("bench")
-    store = EventStore(workdir / "console.db")
-    ingestor = Ingestor(site.broker.endpoint(creds), store, name="bench", on_commit=on_commit)
+    store = EventStore(workdir / f"console-{'tls' if tls else 'plain'}.db")
+    endpoint = site.broker.endpoint(creds) if tls else site.broker.plain_endpoint(creds)
+    ingestor = Ingestor(endpoint, store, name="bench", on_commit=on_commit)
     ingestor.start()
     ingestor.wait_connected(10)
     site.start_gate("g1")
@@ -285,7 +287,10 @@ def _payloads(n: int, site: str, gate: str) -> list[bytes]:
 
 def run_publisher(args: argparse.Namespace) -> None:
     """Child process: publish N events as fast as QoS 1 allows, print the start time."""
-    endpoint = BrokerEndpoint(args.host, args.port, args.username, Path(args.secret).read_text().strip())
+    if args.cert:
+        endpoint = BrokerEndpoint(args.host, args.port, args.username, None, args.ca, args.cert, args.key)
+    else:
+        endpoint = BrokerEndpoint(args.host, args.port, args.username, Path(args.secret).read_text().strip())
     topics = GateTopics(args.site, args.gate)
     payloads = _payloads(args.n, args.site, args.gate)
     client = make_client(endpoint, max_inflight=1000)
@@ -302,19 +307,25 @@ def run_publisher(args: argparse.Namespace) -> None:
     client.loop_stop()
 
 
-def _publish(broker: Broker, workdir: Path, gate: str, n: int) -> tuple[subprocess.Popen[str], int]:
+def _publish(
+    broker: Broker, workdir: Path, gate: str, n: int, *, tls: bool = False
+) -> tuple[subprocess.Popen[str], int]:
     creds = broker.add_gate("bench", gate)
     secret = workdir / f"{gate}.secret"
     secret.write_text(creds.password)
+    certificate = (
+        ["--ca", str(creds.tls_ca), "--cert", str(creds.tls_cert), "--key", str(creds.tls_key)] if tls else []
+    )
     child = subprocess.Popen(
         [
             sys.executable,
             __file__,
             "--publisher",
+            *certificate,
             "--host",
             broker.host,
             "--port",
-            str(broker.port),
+            str(broker.tls_port if tls else broker.port),
             "--username",
             creds.username,
             "--secret",
@@ -336,12 +347,13 @@ def _publish(broker: Broker, workdir: Path, gate: str, n: int) -> tuple[subproce
 
 
 def bench_raw_paho(workdir: Path, broker: Broker, n: int) -> float:
+    """Plain MQTT on both ends: the baseline the plain ingest is held to."""
     run = uuid.uuid4().hex[:6]
     creds = broker.add_console(f"raw{run}")
     received = 0
     last = 0
     done = threading.Event()
-    client = make_client(broker.endpoint(creds))
+    client = make_client(broker.plain_endpoint(creds))
     subscribed = threading.Event()
 
     def on_message(*_a: object) -> None:
@@ -354,7 +366,7 @@ def bench_raw_paho(workdir: Path, broker: Broker, n: int) -> float:
     client.on_message = on_message
     client.on_connect = lambda c, *a: c.subscribe("gatepost/v1/bench/+/event", qos=1)
     client.on_subscribe = lambda *a: subscribed.set()
-    connect_async(client, broker.endpoint(creds), clean_start=True)
+    connect_async(client, broker.plain_endpoint(creds), clean_start=True)
     client.loop_start()
     subscribed.wait(10)
     child, started = _publish(broker, workdir, f"raw{run}", n)
@@ -365,7 +377,8 @@ def bench_raw_paho(workdir: Path, broker: Broker, n: int) -> float:
     return received / ((last - started) / 1e9)
 
 
-def bench_ingest(workdir: Path, broker: Broker, n: int) -> float:
+def bench_ingest(workdir: Path, broker: Broker, n: int, *, tls: bool = False) -> float:
+    """The console's ingest; ``tls``: the gate and the console both on the TLS listener with certificates."""
     from console.ingest import Ingestor
     from console.store import EventStore
 
@@ -383,10 +396,11 @@ def bench_ingest(workdir: Path, broker: Broker, n: int) -> float:
             last = time.monotonic_ns()
             done.set()
 
-    ingestor = Ingestor(broker.endpoint(creds), store, name=f"ingest{run}", site="bench", on_commit=on_commit)
+    endpoint = broker.endpoint(creds) if tls else broker.plain_endpoint(creds)
+    ingestor = Ingestor(endpoint, store, name=f"ingest{run}", site="bench", on_commit=on_commit)
     ingestor.start()
     ingestor.wait_connected(10)
-    child, started = _publish(broker, workdir, f"ingest{run}", n)
+    child, started = _publish(broker, workdir, f"ingest{run}", n, tls=tls)
     done.wait(120)
     child.wait(60)
     ingestor.stop()
@@ -439,7 +453,7 @@ def bench_holes(
         EventStore(workdir / f"{site}.db") as store,
         Outbox(workdir / f"{site}-outbox.db", site=site, gate=gate) as outbox,
     ):
-        endpoint = broker.endpoint(console)
+        endpoint = broker.plain_endpoint(console)  # the proxy reads MQTT packets: plain listener
         ingestor = Ingestor(
             BrokerEndpoint("127.0.0.1", proxy.port, endpoint.username, endpoint.password),
             store,
@@ -556,7 +570,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller counts; finishes in under a minute")
     parser.add_argument("--publisher", action="store_true", help=argparse.SUPPRESS)
-    for name in ("host", "username", "secret", "site", "gate"):
+    for name in ("host", "username", "secret", "site", "gate", "ca", "cert", "key"):
         parser.add_argument(f"--{name}", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
@@ -584,18 +598,21 @@ def main() -> None:
             scan = bench_scan_to_outbox(workdir, broker, n_scan)
             naive = bench_naive_serial(workdir, n_scan)
             # Interleaved rounds, median of each: the two share the machine's noise.
-            raw_rates, ingest_rates = [], []
+            raw_rates, ingest_rates, tls_rates = [], [], []
             for _ in range(rounds):
                 raw_rates.append(bench_raw_paho(workdir, broker, n_ingest))
                 ingest_rates.append(bench_ingest(workdir, broker, n_ingest))
+                tls_rates.append(bench_ingest(workdir, broker, n_ingest, tls=True))
             raw_rate = statistics.median(raw_rates)
             ingest_rate = statistics.median(ingest_rates)
+            tls_rate = statistics.median(tls_rates)
             holes = bench_holes(workdir, broker, n_holes)
             # Comparison: the same losses with only the per-event timeout (no overtaking evidence).
             holes_timeout = bench_holes(workdir, broker, n_holes, overtaken_s=MqttConfig().resend_after_s)
         finally:
             broker.stop()
-        console = bench_scan_to_console(workdir, n_console)
+        console = bench_scan_to_console(workdir, n_console, tls=False)
+        tls_console = bench_scan_to_console(workdir, n_console, tls=True)
 
     rows = [
         (
@@ -625,6 +642,11 @@ def main() -> None:
             f"n={console['n']}, agent process",
         ),
         (
+            "TLS: scan -> console commit p50 / p99 ms",
+            f"{tls_console['p50']:.2f} / {tls_console['p99']:.2f}",
+            f"n={tls_console['n']}, client certificates, same run",
+        ),
+        (
             "console ingest events/s",
             f"{ingest_rate:,.0f}",
             f"median of {rounds} x {n_ingest}: validate+dedupe+commit+ack",
@@ -635,6 +657,12 @@ def main() -> None:
             f"median of {rounds}, comparison, same broker",
         ),
         ("ingest / raw paho", f"{ingest_rate / raw_rate:.2f}", "target >= 0.9"),
+        (
+            "TLS: console ingest events/s",
+            f"{tls_rate:,.0f}",
+            f"median of {rounds}, gate and console on TLS with certificates",
+        ),
+        ("TLS ingest / plain ingest", f"{tls_rate / ingest_rate:.2f}", "target >= 0.8"),
         (
             "hole filled: first publish -> console commit p50 / p99 s",
             f"{holes['p50']:.2f} / {holes['p99']:.2f}",
@@ -690,6 +718,10 @@ def main() -> None:
         "ingest_events_per_s": round(ingest_rate),
         "raw_paho_per_s": round(raw_rate),
         "ingest_ratio_vs_raw_paho": round(ingest_rate / raw_rate, 3),
+        "tls_ingest_events_per_s": round(tls_rate),
+        "tls_ingest_ratio_vs_plain": round(tls_rate / ingest_rate, 3),
+        "tls_scan_to_console_p50_ms": round(tls_console["p50"], 3),
+        "tls_scan_to_console_p99_ms": round(tls_console["p99"], 3),
         "outbox_appends_per_s": round(outbox["group_per_s"]),
         "outbox_sequential_appends_per_s": round(outbox["sequential_per_s"]),
         "naive_appends_per_s": round(outbox["naive_per_s"]),

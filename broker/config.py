@@ -21,7 +21,10 @@ TEMPLATE = "templates/mosquitto.conf.template"
 PRODUCTION_CONFIG_DIR = Path("/etc/gatepost/broker")
 PRODUCTION_DATA_DIR = Path("/var/lib/gatepost/broker")
 PRODUCTION_PORT = 1883
+"""The plain listener's port: loopback only, for the admin tooling and a console on the broker's host."""
+PRODUCTION_TLS_PORT = 8883
 PRODUCTION_BIND = "0.0.0.0"
+PLAIN_BIND = "127.0.0.1"
 PRODUCTION_USER = "mosquitto"
 
 DYNSEC_PLUGIN = "mosquitto_dynamic_security.so"
@@ -136,7 +139,8 @@ def render_config(
     *,
     config_dir: Path = PRODUCTION_CONFIG_DIR,
     data_dir: Path = PRODUCTION_DATA_DIR,
-    port: int = PRODUCTION_PORT,
+    port: int | None = PRODUCTION_PORT,
+    tls_port: int = PRODUCTION_TLS_PORT,
     bind: str = PRODUCTION_BIND,
     user: str = PRODUCTION_USER,
     plugin: Path = PRODUCTION_DYNSEC_PLUGIN,
@@ -148,20 +152,26 @@ def render_config(
 ) -> str:
     """The text of ``mosquitto.conf``; with no arguments, the production file.
 
+    ``port`` is the plain listener's, always on loopback; ``None`` leaves it out, and
+    then every connection, the admin's included, is TLS with a certificate.
+
     ``max_queued_messages`` overrides the sizing's count (tests use a small queue to
     show what overflow does) and the byte limit follows it.
     """
     sizing = sizing or QueueSizing()
     queued = sizing.messages if max_queued_messages is None else max_queued_messages
-    if not 0 < port < 65536:
-        raise ValueError(f"port {port} is not a TCP port")
+    for number in (tls_port, port):
+        if number is not None and not 0 < number < 65536:
+            raise ValueError(f"port {number} is not a TCP port")
     if queued < 1 or autosave_interval < 1 or max_inflight_messages < 1:
         raise ValueError("queue, autosave interval and inflight limit must be positive")
     template = resources.files("broker").joinpath(TEMPLATE).read_text(encoding="utf-8")
     return template.format(
         config_dir=Path(config_dir).as_posix(),
         data_dir=Path(data_dir).as_posix(),
-        port=port,
+        plain_listener=_plain_listener(port),
+        tls_port=tls_port,
+        pki_dir=(Path(config_dir) / "pki").as_posix(),
         bind=bind,
         user=user,
         plugin=Path(plugin).as_posix(),
@@ -176,6 +186,34 @@ def render_config(
         message_size_limit=MAX_MESSAGE_BYTES,
         persistent_client_expiration=persistent_client_expiration,
     )
+
+
+def _plain_listener(port: int | None) -> str:
+    if port is None:
+        return "# No plain listener: every connection, the administrator's too, is TLS (below).\n"
+    return (
+        "# Plain MQTT on loopback only, with the plugin's passwords: the administrator's tooling\n"
+        "# and a console on this host.  Nothing off this host can reach it.\n"
+        f"listener {port} {PLAIN_BIND}\n"
+    )
+
+
+def configured_tls_listener(config_path: Path) -> tuple[str, int] | None:
+    """Where a written ``mosquitto.conf``'s TLS listener is (the listener followed by ``cafile``)."""
+    try:
+        lines = [line.strip() for line in Path(config_path).read_text(encoding="utf-8").splitlines()]
+    except (FileNotFoundError, PermissionError, UnicodeDecodeError):
+        return None
+    listener: str | None = None
+    for line in lines:
+        key, _, value = line.partition(" ")
+        if key == "listener":
+            listener = value.strip()
+        elif key == "cafile" and listener:
+            port, _, bind = listener.partition(" ")
+            bind = bind.strip()
+            return ("127.0.0.1" if bind in ("", "0.0.0.0", "::") else bind, int(port))
+    return None
 
 
 def committed_example() -> Path:

@@ -23,6 +23,7 @@ import threading
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -136,8 +137,20 @@ def describe(command: Mapping[str, Any]) -> str:
 class DynsecControl:
     """One admin session: log in as ``broker.admin``, send commands, wait for their answers."""
 
-    def __init__(self, host: str, port: int, password: str, *, timeout: float = 5.0) -> None:
-        self.endpoint = BrokerEndpoint(host, port, ADMIN_ACCOUNT, password)
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        password: str,
+        *,
+        timeout: float = 5.0,
+        tls: tuple[Path, Path, Path] | None = None,
+    ) -> None:
+        if tls is None:  # the loopback listener: the admin's password
+            self.endpoint = BrokerEndpoint(host, port, ADMIN_ACCOUNT, password)
+        else:  # the TLS listener: the admin's certificate (CN broker.admin), made by broker init
+            ca, cert, key = (str(path) for path in tls)
+            self.endpoint = BrokerEndpoint(host, port, ADMIN_ACCOUNT, None, ca, cert, key)
         self.timeout = timeout
         self._client = make_client(self.endpoint)
         self._lock = threading.Condition()
@@ -262,14 +275,16 @@ def apply_registry(
     *,
     passwords: Mapping[str, str] | None = None,
     timeout: float = 5.0,
+    tls: tuple[Path, Path, Path] | None = None,
 ) -> ApplyReport:
     """Make the broker at ``host:port`` hold what the registry says, under the provisioning lock.
 
     ``passwords`` adds plaintexts the caller has (a password just made); others come from
     the secret files.  OSError if no broker listens there (it takes the registry up when
-    it starts); ControlError if one answers but refuses.
+    it starts); ControlError if one answers but refuses.  ``tls`` (CA, admin certificate,
+    key) when ``port`` is the TLS listener, on a broker that has no plain one.
     """
     with provisioning.snapshot() as snapshot:
         known = {**snapshot.passwords, **(passwords or {})}
-        with DynsecControl(host, port, snapshot.admin.password, timeout=timeout) as control:
+        with DynsecControl(host, port, snapshot.admin.password, timeout=timeout, tls=tls) as control:
             return control.apply(snapshot.state, known)

@@ -13,6 +13,7 @@ be refused however right the password.
 from __future__ import annotations
 
 import socket
+import ssl
 import struct
 from enum import IntEnum
 
@@ -63,15 +64,18 @@ def try_login(
     *,
     client_id: str | None = None,
     timeout: float = 2.0,
+    tls: ssl.SSLContext | None = None,
 ) -> ConnackCode:
     """Return the broker's CONNACK code; raise OSError if nothing MQTT answers.
 
     ``client_id`` defaults to the user name (``gatepost-probe`` when anonymous); tests
-    pass another to see the binding refuse it.
+    pass another to see the binding refuse it.  With ``tls`` the login goes through a TLS
+    handshake first (``ssl.SSLError``, an OSError, if the broker refuses it).
     """
     if client_id is None:
         client_id = username if username is not None else "gatepost-probe"
-    with socket.create_connection((host, port), timeout=timeout) as sock:
+    with socket.create_connection((host, port), timeout=timeout) as raw:
+        sock = tls.wrap_socket(raw, server_hostname=host) if tls is not None else raw
         sock.sendall(connect_packet(client_id, username, password))
         reply = b""
         while len(reply) < 4:

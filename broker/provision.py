@@ -45,6 +45,12 @@ class Credentials:
 
     username: str
     password: str = field(repr=False)
+    tls_ca: Path | None = None
+    """With a client certificate (``tls_cert``, CN = ``username``, and its ``tls_key``) the
+    broker's TLS listener takes the login from the certificate; the password remains for
+    the loopback listener."""
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
 
 
 def gate_username(site: str, gate: str) -> str:

@@ -26,6 +26,9 @@ kind                        raised when
 ``status.refused``          a gate status was refused as stale or from the future
 ``command.unverified``      a gate refused a command as unsigned, forged, replayed or
                             meant for another gate (``protocol.commands.ALARMING_REASONS``)
+``tls.cert_expiring``       a gate's status says its broker certificate expires within
+                            ``CERT_WARNING_DAYS`` (30): renew it (``gatepost edge enroll
+                            --renew``) before the broker refuses the gate
 ==========================  ==========================================================
 
 **One open alarm per kind and gate.**  A second occurrence while one is open adds to
@@ -78,6 +81,11 @@ class AlarmKind(StrEnum):
     INGEST_FLOOD = "ingest.flood"
     STATUS_REFUSED = "status.refused"
     COMMAND_UNVERIFIED = "command.unverified"
+    CERT_EXPIRING = "tls.cert_expiring"
+
+
+CERT_WARNING_DAYS = 30
+"""Renewal needs the office to sign a request, so a month leaves time for a site visit."""
 
 
 _EVENT_ALARMS = {
@@ -365,6 +373,32 @@ class AlarmBook:
             AlarmKind.GATE_OFFLINE, site, gate, f"{site}/{gate}@{received_at}", received_at, None, {}
         )
         return self._raise([draft])
+
+    def observe_certificate(
+        self, site: str, gate: str, received_at: str, status: str | dict[str, Any] | None
+    ) -> list[Alarm]:
+        """A gate status whose ``cert_not_after`` is within :data:`CERT_WARNING_DAYS` of its receipt.
+
+        One alarm per certificate (the source names its expiry): every later status of the
+        same certificate is the same alarm, and a renewed certificate starts afresh.
+        """
+        if isinstance(status, str):
+            try:
+                status = json.loads(status)
+            except ValueError:
+                return []
+        expiry = status.get("cert_not_after") if isinstance(status, dict) else None
+        if not isinstance(expiry, str):
+            return []
+        try:
+            left = _time_value(expiry) - _time_value(received_at)
+        except (ValueError, TypeError):
+            return []
+        if left > timedelta(days=CERT_WARNING_DAYS):
+            return []
+        detail = {"cert_not_after": expiry, "days_left": max(0, left.days)}
+        source = f"{site}/{gate}@cert:{expiry}"
+        return self._raise([Draft(AlarmKind.CERT_EXPIRING, site, gate, source, received_at, None, detail)])
 
     def _raise(self, drafts: Sequence[Draft]) -> list[Alarm]:
         """Count each draft into the open alarm of its kind and gate, or open one; return the

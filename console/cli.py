@@ -70,6 +70,29 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("file", type=Path)
     check.set_defaults(func=_check)
 
+    enroll = commands.add_parser(
+        "enroll", help="make this console's TLS key (it stays here) and a signing request"
+    )
+    enroll.add_argument("--config", "-c", type=Path, required=True)
+    enroll.add_argument("--renew", action="store_true", help="a new key; the old one works until --install")
+    enroll.add_argument(
+        "--install", type=Path, nargs="+", metavar="CERT", help="the certificates `broker sign` wrote"
+    )
+    enroll.set_defaults(func=_enroll)
+
+
+def _enroll(args: argparse.Namespace) -> int:
+    from console.config import load_config
+    from protocol.configfile import EXIT_BAD_CONFIG, load_or_report
+    from protocol.enrolment import run
+    from protocol.identity import console_identity
+
+    config = load_or_report(load_config, args.config)
+    if config is None:
+        return EXIT_BAD_CONFIG
+    username = config.mqtt.username or console_identity(config.name)
+    return run(config.mqtt, args.config, username, renew=args.renew, install_files=args.install or [])
+
 
 # -- run / check-config ------------------------------------------------------------------
 

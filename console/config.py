@@ -244,10 +244,7 @@ def load_config(path: Path | str) -> ConsoleConfig:
     config = load_toml_model(path, ConsoleConfig)
     base = path.resolve().parent
     config.store.path = _resolve(base, config.store.path)
-    if config.mqtt.password_file is not None:
-        config.mqtt.password_file = _resolve(base, config.mqtt.password_file)
-    if config.mqtt.tls_ca is not None:
-        config.mqtt.tls_ca = _resolve(base, config.mqtt.tls_ca)
+    config.mqtt.resolve_paths(base)
     if config.cards is not None:
         config.cards.registry = _resolve(base, config.cards.registry)
         config.cards.thumbnails = _resolve(base, config.cards.thumbnails)

@@ -12,6 +12,7 @@ but a growing backlog.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -35,6 +36,7 @@ from edge.pass_memory import PassMemory
 from gatepost.supervision import InFlight
 from protocol import Command, Event, GateTopics
 from protocol import events as ev
+from protocol.certs import not_after
 from protocol.passes import GateState
 from protocol.topics import SiteDocument
 
@@ -534,6 +536,10 @@ class GateAgent:
 
     def _pass_status(self) -> dict[str, Any]:
         status: dict[str, Any] = {}
+        if self.config.mqtt.tls_cert is not None:
+            # Read at every status: `enroll --install` may have renewed it since the start.
+            with contextlib.suppress(OSError, ValueError):
+                status["cert_not_after"] = not_after(self.config.mqtt.tls_cert)
         if self.decider.cards is not None:
             cards = self.decider.cards.state
             status.update(cards_version=cards.version, cards_hash=cards.hash, cards_count=cards.count)

@@ -43,6 +43,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     boot.add_argument("file", type=Path)
     boot.set_defaults(func=_boot_config)
+    enroll = commands.add_parser(
+        "enroll",
+        help="make this gate's TLS key (it stays here) and a signing request for `gatepost broker sign`",
+    )
+    enroll.add_argument("--config", "-c", type=Path, required=True, help="the gate's TOML configuration")
+    enroll.add_argument(
+        "--renew", action="store_true", help="a new key and request; the old key works until --install"
+    )
+    enroll.add_argument(
+        "--install", type=Path, nargs="+", metavar="CERT", help="put the signed certificate in place"
+    )
+    enroll.set_defaults(func=_enroll)
 
     pin = commands.add_parser(
         "hash-pin", help="ask for the gate's guard PIN twice and print its pin_hash line for [guard_screen]"
@@ -76,6 +88,17 @@ def _boot_config(args: argparse.Namespace) -> int:
         print(f"{args.file}: {exc}", file=sys.stderr)
         return EXIT_BAD_CONFIG
     return 0
+def _enroll(args: argparse.Namespace) -> int:
+    from edge.config import load_config
+    from protocol.configfile import EXIT_BAD_CONFIG, load_or_report
+    from protocol.enrolment import run
+    from protocol.identity import gate_identity
+
+    config = load_or_report(load_config, args.config)
+    if config is None:
+        return EXIT_BAD_CONFIG
+    username = config.mqtt.username or gate_identity(config.site, config.gate)
+    return run(config.mqtt, args.config, username, renew=args.renew, install_files=args.install or [])
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -331,8 +331,7 @@ def load_config(path: Path | str) -> EdgeConfig:
     assert isinstance(config, EdgeConfig)
     base = path.resolve().parent
     config.outbox.path = _resolve(base, config.outbox.path)
-    if config.mqtt.password_file is not None:
-        config.mqtt.password_file = _resolve(base, config.mqtt.password_file)
+    config.mqtt.resolve_paths(base)
     if config.access.allow_file is not None:
         config.access.allow_file = _resolve(base, config.access.allow_file)
     if config.cards is not None:

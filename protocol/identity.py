@@ -139,6 +139,19 @@ def account_connections(account: str) -> list[str]:
     return [account]
 
 
+def console_certificates(username: str, workers: int) -> list[str]:
+    """The connection names a console with ``workers`` ingest workers needs certificates for:
+    its first ``workers`` workers and every :class:`ConsoleConnection`, nothing more, so a
+    copied key is good for no connection the console does not run."""
+    account = parse_identity(username).account
+    if not 1 <= workers <= MAX_INGEST_WORKERS:
+        raise IdentityError(
+            IdentityReason.UNKNOWN_CONNECTION, f"{workers} ingest workers is not 1..{MAX_INGEST_WORKERS}"
+        )
+    connections = [ingest_connection(i) for i in range(workers)] + [c.value for c in ConsoleConnection]
+    return [account if c is None else f"{account}{SEPARATOR}{c}" for c in connections]
+
+
 def connection_id(username: str, connection: str | None) -> str:
     """The user name of ``connection`` of the account ``username`` belongs to.
 

@@ -142,6 +142,11 @@ class GateStatus(_Message):
     cards_hash: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
     cards_count: int | None = Field(default=None, ge=0)
     """The door-card list the gate holds, so the console can see which gates lag behind."""
+    cert_not_after: UtcTime | None = None
+    """When the gate's TLS client certificate expires (protocol v1, optional: absent from
+    gates that log in with a password, and ``null`` in a will).  The console raises
+    ``tls.cert_expiring`` 30 days ahead, because an expired certificate is refused by the
+    broker and the gate then reaches nobody."""
 
 
 class ConsoleStatus(_Message):

@@ -47,8 +47,12 @@ class SimulatedSite:
         resend_after_s: float = 15.0,
         log_level: str = "INFO",
         signed_passes: bool = False,
+        tls: bool = True,
     ) -> None:
         self.root = root
+        self.tls = tls
+        """False: every process logs in with its password on the plain loopback listener
+        (the benchmark's comparison); True, as a site runs: TLS with client certificates."""
         self.site = site
         self.gates = list(gates)
         self.door_gates = list(door_gates)
@@ -83,13 +87,30 @@ class SimulatedSite:
         path.chmod(0o600)
         return path
 
+    def _mqtt_lines(self, creds: Credentials) -> list[str]:
+        """TLS with the client certificate the launcher issued (CN = user name), as a site runs."""
+        if not self.tls:
+            return [
+                f"host = {_toml_str(self.broker.host)}",
+                f"port = {self.broker.port}",
+                f"username = {_toml_str(creds.username)}",
+                f"password_file = {_toml_str(str(self._secret(creds.username, creds.password)))}",
+            ]
+        return [
+            f"host = {_toml_str(self.broker.host)}",
+            f"port = {self.broker.tls_port}",
+            f"username = {_toml_str(creds.username)}",
+            f"tls_ca = {_toml_str(str(creds.tls_ca))}",
+            f"tls_cert = {_toml_str(str(creds.tls_cert))}",
+            f"tls_key = {_toml_str(str(creds.tls_key))}",
+        ]
+
     def console_config(self) -> Path:
         path = self.root / "console" / "console.toml"
         if "console" not in self._configured:
             creds = self.broker.add_console("console")
             self.credentials[creds.username] = creds
             self.console_username = creds.username
-            secret = self._secret(creds.username, creds.password)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(
                 "\n".join(
@@ -97,10 +118,7 @@ class SimulatedSite:
                         'name = "console"',
                         "",
                         "[mqtt]",
-                        f"host = {_toml_str(self.broker.host)}",
-                        f"port = {self.broker.port}",
-                        f"username = {_toml_str(creds.username)}",
-                        f"password_file = {_toml_str(str(secret))}",
+                        *self._mqtt_lines(creds),
                         "",
                         "[store]",
                         f"path = {_toml_str(str(self.console_db))}",
@@ -151,17 +169,13 @@ class SimulatedSite:
                 readers += ["", *self._passes_section(gate, path.parent)]
         creds = self.broker.add_gate(self.site, gate)
         self.credentials[creds.username] = creds
-        secret = self._secret(creds.username, creds.password)
         allowed = ",\n    ".join(_toml_str(code) for code in allow)
         lines = [
             f"site = {_toml_str(self.site)}",
             f"gate = {_toml_str(gate)}",
             "",
             "[mqtt]",
-            f"host = {_toml_str(self.broker.host)}",
-            f"port = {self.broker.port}",
-            f"username = {_toml_str(creds.username)}",
-            f"password_file = {_toml_str(str(secret))}",
+            *self._mqtt_lines(creds),
             f"resend_after_s = {self.resend_after_s}",
             "",
             *readers,

@@ -547,6 +547,8 @@ class Watcher:
             outage = self.board.outage(site, gate)
             for alarm in self.alarms.observe_outage(site, gate, received_at, outage, previous=previous):
                 self.hub.publish("alarm", alarm.to_dict())
+            for alarm in self.alarms.observe_certificate(site, gate, received_at, payload):
+                self.hub.publish("alarm", alarm.to_dict())
             self.hub.publish("gate", row.to_dict())
         for row in self.board.apply_link(self.store.link_state(), datetime.now(UTC)):
             self.hub.publish("gate", row.to_dict())

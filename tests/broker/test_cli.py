@@ -32,7 +32,10 @@ def test_init_writes_config_and_the_plugin_file(tmp_path, capsys):
     state, data = tmp_path / "etc", tmp_path / "var"
     assert run("init", "--state", str(state), "--data", str(data), "--port", "18831", "--gates", "4") == 0
     conf = (state / "mosquitto.conf").read_text()
-    assert "listener 18831 0.0.0.0\n" in conf
+    assert "listener 18831 127.0.0.1\n" in conf, "the plain listener is on loopback only"
+    assert "listener 8883 0.0.0.0\n" in conf and "require_certificate true\n" in conf
+    assert (state / "pki" / "ca.crt").exists() and (state / "pki" / "server.crt").exists()
+    assert (state / "pki" / "ca.key").stat().st_mode & 0o077 == 0, "the CA key is the owner's alone"
     assert f"persistence_location {data.absolute()}\n" in conf
     assert "max_queued_messages 57600\n" in conf  # 4 gates x 2/s x 3600 s x 2
     assert f"plugin_opt_config_file {data.absolute()}/dynamic-security.json\n" in conf
@@ -129,7 +132,10 @@ def test_run_in_foreground_until_sigint(tmp_path):
         """
     )
     proc = subprocess.Popen(
-        [sys.executable, "-c", script, "broker", "run", "--state", str(tmp_path / "b"), "--port", str(port)],
+        [
+            *(sys.executable, "-c", script, "broker", "run", "--state", str(tmp_path / "b")),
+            *("--port", str(port), "--tls-port", str(free_port())),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

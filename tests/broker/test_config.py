@@ -11,6 +11,7 @@ from broker.config import (
     committed_example,
     configured_dynsec_file,
     configured_listener,
+    configured_tls_listener,
     find_dynsec_plugin,
     render_config,
 )
@@ -44,7 +45,14 @@ def test_production_settings():
     assert conf["persistence"] == ["true"]
     assert conf["persistence_location"] == ["/var/lib/gatepost/broker"]
     assert conf["log_dest"] == ["file /var/lib/gatepost/broker/mosquitto.log"]
-    assert conf["listener"] == ["1883 0.0.0.0"]
+    assert conf["listener"] == ["1883 127.0.0.1", "8883 0.0.0.0"], "plain on loopback only; TLS outside"
+    assert conf["tls_version"] == ["tlsv1.2"]
+    for key in ("require_certificate", "use_identity_as_username", "use_username_as_clientid"):
+        assert conf[key] == ["true"], key
+    assert conf["crlfile"] == ["/etc/gatepost/broker/pki/crl.pem"]
+    assert "listener" not in settings(render_config(port=None)) or settings(render_config(port=None))[
+        "listener"
+    ] == ["8883 0.0.0.0"], "no plain listener when asked for none"
     assert conf["queue_qos0_messages"] == ["false"]
     assert conf["message_size_limit"] == [str(MAX_MESSAGE_BYTES)] == ["65536"]
     assert conf["user"] == ["mosquitto"]
@@ -87,7 +95,8 @@ def test_render_for_another_place():
         plugin="/opt/m/mosquitto_dynamic_security.so",
     )
     conf = settings(text)
-    assert conf["listener"] == ["18830 127.0.0.1"]
+    assert conf["listener"] == ["18830 127.0.0.1", "8883 127.0.0.1"]
+    assert conf["cafile"] == ["/srv/b/pki/ca.crt"] and conf["crlfile"] == ["/srv/b/pki/crl.pem"]
     assert conf["plugin"] == ["/opt/m/mosquitto_dynamic_security.so"]
     assert conf["plugin_opt_config_file"] == ["/data/b/dynamic-security.json"]
     assert conf["persistence_location"] == ["/data/b"]
@@ -119,5 +128,7 @@ def test_provisioning_reads_where_a_written_config_points(tmp_path):
     path.write_text(render_config(data_dir=tmp_path / "data", port=18830, bind="0.0.0.0"))
     assert configured_dynsec_file(path) == tmp_path / "data" / "dynamic-security.json"
     assert configured_listener(path) == ("127.0.0.1", 18830), "all addresses: reach it on loopback"
-    path.write_text(render_config(port=18831, bind="10.0.0.5"))
-    assert configured_listener(path) == ("10.0.0.5", 18831)
+    assert configured_tls_listener(path) == ("127.0.0.1", 8883)
+    path.write_text(render_config(port=None, tls_port=18831, bind="10.0.0.5"))
+    assert configured_listener(path) == ("10.0.0.5", 18831), "no plain listener: the TLS one"
+    assert configured_tls_listener(path) == ("10.0.0.5", 18831)

@@ -179,7 +179,7 @@ def test_malformed_payloads_on_every_topic_are_rejected_and_nothing_is_lost(site
 
     def publish_all(endpoint: BrokerEndpoint, topic_list: list[str], retain: bool = False) -> None:
         client = make_client(endpoint)
-        client.connect(site.broker.host, site.broker.port)
+        client.connect(endpoint.host, endpoint.port)
         client.loop_start()
         try:
             for topic in topic_list:

@@ -35,6 +35,7 @@ from protocol import (
     decode_response,
     decode_status,
 )
+from protocol.certs import not_after
 from protocol.commands import CommandBody
 from protocol.mqtt import make_client
 from simulator.scanner import VirtualScanner
@@ -60,8 +61,6 @@ def make_agent(
     **taken,
 ) -> GateAgent:
     creds = broker.add_gate("site1", gate)
-    secret = tmp_path / f"{gate}.secret"
-    secret.write_text(creds.password)
     passes = {"passes": gate_passes_section(office, tmp_path / f"{gate}-passes")} if office else {}
     config = EdgeConfig.model_validate(
         {
@@ -70,9 +69,11 @@ def make_agent(
             "gate": gate,
             "mqtt": {
                 "host": broker.host,
-                "port": broker.port,
+                "port": broker.tls_port,
                 "username": creds.username,
-                "password_file": str(secret),
+                "tls_ca": str(creds.tls_ca),
+                "tls_cert": str(creds.tls_cert),
+                "tls_key": str(creds.tls_key),
                 "resend_after_s": 1.0,
             },
             "scanners": [{"url": str(scanner.link_path), "baudrate": 115200}],
@@ -127,6 +128,26 @@ def test_scans_are_decided_and_taken_without_any_network(
         agent.stop(drain_s=0)
 
 
+def test_status_says_when_the_certificate_expires(
+    tmp_path: Path, broker: Broker, scanner: VirtualScanner, unique_name: str, mqtt_client_factory
+):
+    """The gate connects over TLS with its certificate and tells the console its expiry."""
+    agent = make_agent(tmp_path, broker, scanner, unique_name)
+    watcher = mqtt_client_factory(broker.add_console(f"c{unique_name}"), "watch")
+    start(agent)
+    try:
+        assert agent.link.wait_connected(10)
+        assert not watcher.subscribe(GateTopics("site1", unique_name).status).is_failure
+        status = None
+        while status is None or status.state.value != "online":
+            message = watcher.get(timeout=10)
+            assert message is not None, "no online status"
+            status = decode_status(message.payload)
+        assert status.cert_not_after == not_after(agent.config.mqtt.tls_cert)
+    finally:
+        agent.stop(drain_s=0)
+
+
 def test_backlog_drains_only_when_the_console_acknowledges(
     tmp_path: Path, broker: Broker, scanner: VirtualScanner, unique_name: str
 ):
@@ -167,7 +188,7 @@ class Operator:
         ready = threading.Event()
         self.client.on_subscribe = lambda *a: ready.set()
         self.client.on_message = lambda c, u, m: self.responses.put(decode_response(m.payload))
-        self.client.connect(broker.host, broker.port)
+        self.client.connect(broker.host, broker.tls_port)
         self.client.subscribe(self.topics.response, qos=1)
         self.client.loop_start()
         assert ready.wait(5)
@@ -278,7 +299,7 @@ def test_each_connection_leaves_a_will_of_its_own(
             wills.put(status)
 
     observer.on_message = on_message
-    observer.connect(broker.host, broker.port)
+    observer.connect(broker.host, broker.tls_port)
     observer.subscribe(GateTopics("site1", unique_name).status, qos=1)
     observer.loop_start()
     assert ready.wait(5)
