@@ -88,6 +88,8 @@ def _boot_config(args: argparse.Namespace) -> int:
         print(f"{args.file}: {exc}", file=sys.stderr)
         return EXIT_BAD_CONFIG
     return 0
+
+
 def _enroll(args: argparse.Namespace) -> int:
     from edge.config import load_config
     from protocol.configfile import EXIT_BAD_CONFIG, load_or_report
