@@ -14,7 +14,11 @@ Measured in one run, each next to its comparison:
    and console (a man in the middle that PUBACKs it to the broker); the time from its
    first publish to its commit at the console, p99, with the gate's default resend
    settings, against the gate's timeout alone (``resend_after_s``, what a resend on
-   timeout without overtaking evidence would give), and how many were never stored.
+   timeout without overtaking evidence would give), and how many were never stored;
+6. a signed command, signed at the console and verified at the gate (envelope, key
+   certificate in the trust bundle, signature, target, expiry, and the fsync'd write to
+   the replay memory), p50/p99, against decoding the old unsigned command, and the
+   Ed25519 verify alone in PyNaCl (what gatepost uses) and in ``cryptography``.
 
 Usage: ``python bench/pipeline.py [--quick]``.  Prints a table, then one JSON line.
 """
@@ -199,13 +203,14 @@ def bench_naive_serial(workdir: Path, n: int) -> dict[str, float]:
 # -- 3. scan to console ------------------------------------------------------------------
 
 
-def bench_scan_to_console(workdir: Path, n: int) -> dict[str, float]:
+def bench_scan_to_console(workdir: Path, n: int, *, tls: bool) -> dict[str, float]:
     from console.ingest import Ingestor
     from console.store import EventStore
     from simulator.site import SimulatedSite
 
     site = SimulatedSite(
-        workdir / "site",
+        workdir / f"site-{'tls' if tls else 'plain'}",
+        tls=tls,
         site="bench",
         gates=["g1"],
         residents=5,
@@ -226,8 +231,9 @@ def bench_scan_to_console(workdir: Path, n: int) -> dict[str, float]:
 
     site.start_broker()
     creds = site.broker.add_console("bench")
-    store = EventStore(workdir / "console.db")
-    ingestor = Ingestor(site.broker.endpoint(creds), store, name="bench", on_commit=on_commit)
+    store = EventStore(workdir / f"console-{'tls' if tls else 'plain'}.db")
+    endpoint = site.broker.endpoint(creds) if tls else site.broker.plain_endpoint(creds)
+    ingestor = Ingestor(endpoint, store, name="bench", on_commit=on_commit)
     ingestor.start()
     ingestor.wait_connected(10)
     site.start_gate("g1")
@@ -281,10 +287,13 @@ def _payloads(n: int, site: str, gate: str) -> list[bytes]:
 
 def run_publisher(args: argparse.Namespace) -> None:
     """Child process: publish N events as fast as QoS 1 allows, print the start time."""
-    endpoint = BrokerEndpoint(args.host, args.port, args.username, Path(args.secret).read_text().strip())
+    if args.cert:
+        endpoint = BrokerEndpoint(args.host, args.port, args.username, None, args.ca, args.cert, args.key)
+    else:
+        endpoint = BrokerEndpoint(args.host, args.port, args.username, Path(args.secret).read_text().strip())
     topics = GateTopics(args.site, args.gate)
     payloads = _payloads(args.n, args.site, args.gate)
-    client = make_client(endpoint, f"pub-{uuid.uuid4().hex[:8]}", max_inflight=1000)
+    client = make_client(endpoint, max_inflight=1000)
     connected = threading.Event()
     client.on_connect = lambda *a: connected.set()
     connect_async(client, endpoint, clean_start=True)
@@ -298,19 +307,25 @@ def run_publisher(args: argparse.Namespace) -> None:
     client.loop_stop()
 
 
-def _publish(broker: Broker, workdir: Path, gate: str, n: int) -> tuple[subprocess.Popen[str], int]:
+def _publish(
+    broker: Broker, workdir: Path, gate: str, n: int, *, tls: bool = False
+) -> tuple[subprocess.Popen[str], int]:
     creds = broker.add_gate("bench", gate)
     secret = workdir / f"{gate}.secret"
     secret.write_text(creds.password)
+    certificate = (
+        ["--ca", str(creds.tls_ca), "--cert", str(creds.tls_cert), "--key", str(creds.tls_key)] if tls else []
+    )
     child = subprocess.Popen(
         [
             sys.executable,
             __file__,
             "--publisher",
+            *certificate,
             "--host",
             broker.host,
             "--port",
-            str(broker.port),
+            str(broker.tls_port if tls else broker.port),
             "--username",
             creds.username,
             "--secret",
@@ -332,12 +347,13 @@ def _publish(broker: Broker, workdir: Path, gate: str, n: int) -> tuple[subproce
 
 
 def bench_raw_paho(workdir: Path, broker: Broker, n: int) -> float:
+    """Plain MQTT on both ends: the baseline the plain ingest is held to."""
     run = uuid.uuid4().hex[:6]
     creds = broker.add_console(f"raw{run}")
     received = 0
     last = 0
     done = threading.Event()
-    client = make_client(broker.endpoint(creds), f"raw-{run}")
+    client = make_client(broker.plain_endpoint(creds))
     subscribed = threading.Event()
 
     def on_message(*_a: object) -> None:
@@ -350,7 +366,7 @@ def bench_raw_paho(workdir: Path, broker: Broker, n: int) -> float:
     client.on_message = on_message
     client.on_connect = lambda c, *a: c.subscribe("gatepost/v1/bench/+/event", qos=1)
     client.on_subscribe = lambda *a: subscribed.set()
-    connect_async(client, broker.endpoint(creds), clean_start=True)
+    connect_async(client, broker.plain_endpoint(creds), clean_start=True)
     client.loop_start()
     subscribed.wait(10)
     child, started = _publish(broker, workdir, f"raw{run}", n)
@@ -361,7 +377,8 @@ def bench_raw_paho(workdir: Path, broker: Broker, n: int) -> float:
     return received / ((last - started) / 1e9)
 
 
-def bench_ingest(workdir: Path, broker: Broker, n: int) -> float:
+def bench_ingest(workdir: Path, broker: Broker, n: int, *, tls: bool = False) -> float:
+    """The console's ingest; ``tls``: the gate and the console both on the TLS listener with certificates."""
     from console.ingest import Ingestor
     from console.store import EventStore
 
@@ -379,10 +396,11 @@ def bench_ingest(workdir: Path, broker: Broker, n: int) -> float:
             last = time.monotonic_ns()
             done.set()
 
-    ingestor = Ingestor(broker.endpoint(creds), store, name=f"ingest{run}", site="bench", on_commit=on_commit)
+    endpoint = broker.endpoint(creds) if tls else broker.plain_endpoint(creds)
+    ingestor = Ingestor(endpoint, store, name=f"ingest{run}", site="bench", on_commit=on_commit)
     ingestor.start()
     ingestor.wait_connected(10)
-    child, started = _publish(broker, workdir, f"ingest{run}", n)
+    child, started = _publish(broker, workdir, f"ingest{run}", n, tls=tls)
     done.wait(120)
     child.wait(60)
     ingestor.stop()
@@ -435,7 +453,7 @@ def bench_holes(
         EventStore(workdir / f"{site}.db") as store,
         Outbox(workdir / f"{site}-outbox.db", site=site, gate=gate) as outbox,
     ):
-        endpoint = broker.endpoint(console)
+        endpoint = broker.plain_endpoint(console)  # the proxy reads MQTT packets: plain listener
         ingestor = Ingestor(
             BrokerEndpoint("127.0.0.1", proxy.port, endpoint.username, endpoint.password),
             store,
@@ -481,11 +499,78 @@ def bench_holes(
     }
 
 
+# -- 6. signed commands -------------------------------------------------------------------
+
+
+def bench_commands(workdir: Path, n: int) -> dict[str, dict[str, float]]:
+    """Console signs, gate verifies: the whole path an ``unlock`` takes before it acts, minus MQTT."""
+    from datetime import timedelta
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from console.commands import OfficeCommandSigner
+    from console.passes.office import Office
+    from edge.commands import CommandVerifier, ReplayMemory
+    from protocol import Command, decode_command
+    from protocol.commands import SIGNATURE_CONTEXT, CommandBody
+    from protocol.passes import TrustStore
+    from protocol.passes.keys import load_public_key
+
+    office_dir = workdir / "office"
+    Office.create(office_dir, site="bench", site_id=1, passphrase="bench passphrase, not secret").close()
+    public = office_dir / "public"
+    trust = TrustStore(load_public_key(public / "root.pub"), "bench")
+    assert trust.apply((public / "bundle").read_bytes()).applied
+    signer = OfficeCommandSigner(office_dir)
+    memory = ReplayMemory(workdir / "commands.db")
+    verifier = CommandVerifier(trust, memory, site="bench", gate="g1")
+
+    def body() -> CommandBody:
+        now = datetime.now(UTC)
+        return CommandBody(
+            site="bench",
+            gate="g1",
+            id=uuid.uuid4().hex,
+            name="unlock",
+            args={"seconds": 5},
+            issued_at=now,
+            expires_at=now + timedelta(seconds=30),
+            operator="operator-name",
+        )
+
+    def timed(step: object) -> dict[str, float]:
+        samples = []
+        for _ in range(n):
+            began = time.perf_counter_ns()
+            step()  # type: ignore[operator]
+            samples.append((time.perf_counter_ns() - began) / 1e6)
+        return {"p50": pct(samples, 50), "p99": pct(samples, 99), "max": max(samples)}
+
+    signed = timed(lambda: verifier.verify(signer.sign(body())))
+    unsigned = timed(
+        lambda: decode_command(
+            encode(Command(id=uuid.uuid4().hex, name="unlock", args={"seconds": 5}, issued_at=datetime.now(UTC),
+                           expires_at=datetime.now(UTC) + timedelta(seconds=30), operator="operator-name"))
+        )
+    )  # fmt: skip
+    sample = json.loads(signer.sign(body()))
+    message = SIGNATURE_CONTEXT + sample["body"].encode()
+    signature = bytes.fromhex(sample["sig"])
+    nacl_key = trust.command_key(sample["kid"]).verify_key  # type: ignore[union-attr]
+    openssl_key = Ed25519PublicKey.from_public_bytes(bytes(nacl_key))
+    nacl = timed(lambda: nacl_key.verify(message, signature))
+    openssl = timed(lambda: openssl_key.verify(signature, message))
+    now = datetime.now(UTC)
+    replay = timed(lambda: memory.record(uuid.uuid4().hex, now + timedelta(seconds=30), now))
+    memory.close()
+    return {"signed": signed, "unsigned": unsigned, "nacl": nacl, "openssl": openssl, "replay": replay}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller counts; finishes in under a minute")
     parser.add_argument("--publisher", action="store_true", help=argparse.SUPPRESS)
-    for name in ("host", "username", "secret", "site", "gate"):
+    for name in ("host", "username", "secret", "site", "gate", "ca", "cert", "key"):
         parser.add_argument(f"--{name}", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
@@ -501,28 +586,33 @@ def main() -> None:
     n_ingest = 5000 if quick else 20000
     n_holes = 1000 if quick else 10000
     rounds = 3 if quick else 5
+    n_commands = 2000 if quick else 10000
 
     with tempfile.TemporaryDirectory(prefix="gatepost-bench-") as tmp:
         workdir = Path(tmp)
         outbox = bench_outbox(workdir, n_outbox)
+        commands = bench_commands(workdir, n_commands)
         broker = Broker(workdir / "broker")
         broker.start()
         try:
             scan = bench_scan_to_outbox(workdir, broker, n_scan)
             naive = bench_naive_serial(workdir, n_scan)
             # Interleaved rounds, median of each: the two share the machine's noise.
-            raw_rates, ingest_rates = [], []
+            raw_rates, ingest_rates, tls_rates = [], [], []
             for _ in range(rounds):
                 raw_rates.append(bench_raw_paho(workdir, broker, n_ingest))
                 ingest_rates.append(bench_ingest(workdir, broker, n_ingest))
+                tls_rates.append(bench_ingest(workdir, broker, n_ingest, tls=True))
             raw_rate = statistics.median(raw_rates)
             ingest_rate = statistics.median(ingest_rates)
+            tls_rate = statistics.median(tls_rates)
             holes = bench_holes(workdir, broker, n_holes)
             # Comparison: the same losses with only the per-event timeout (no overtaking evidence).
             holes_timeout = bench_holes(workdir, broker, n_holes, overtaken_s=MqttConfig().resend_after_s)
         finally:
             broker.stop()
-        console = bench_scan_to_console(workdir, n_console)
+        console = bench_scan_to_console(workdir, n_console, tls=False)
+        tls_console = bench_scan_to_console(workdir, n_console, tls=True)
 
     rows = [
         (
@@ -552,6 +642,11 @@ def main() -> None:
             f"n={console['n']}, agent process",
         ),
         (
+            "TLS: scan -> console commit p50 / p99 ms",
+            f"{tls_console['p50']:.2f} / {tls_console['p99']:.2f}",
+            f"n={tls_console['n']}, client certificates, same run",
+        ),
+        (
             "console ingest events/s",
             f"{ingest_rate:,.0f}",
             f"median of {rounds} x {n_ingest}: validate+dedupe+commit+ack",
@@ -562,6 +657,12 @@ def main() -> None:
             f"median of {rounds}, comparison, same broker",
         ),
         ("ingest / raw paho", f"{ingest_rate / raw_rate:.2f}", "target >= 0.9"),
+        (
+            "TLS: console ingest events/s",
+            f"{tls_rate:,.0f}",
+            f"median of {rounds}, gate and console on TLS with certificates",
+        ),
+        ("TLS ingest / plain ingest", f"{tls_rate / ingest_rate:.2f}", "target >= 0.8"),
         (
             "hole filled: first publish -> console commit p50 / p99 s",
             f"{holes['p50']:.2f} / {holes['p99']:.2f}",
@@ -578,6 +679,31 @@ def main() -> None:
             f"{holes['lost']}",
             f"{holes['resent']} resends in all; must be 0 (target p99 <= {2 * holes['resend_after_s']:g} s)",
         ),
+        (
+            "signed command: sign + verify p50 / p99 ms",
+            f"{commands['signed']['p50']:.3f} / {commands['signed']['p99']:.3f}",
+            f"n={n_commands}: key cert, signature, target, expiry, fsync'd replay write; target p99 <= 1",
+        ),
+        (
+            "unsigned command decode p50 / p99 ms",
+            f"{commands['unsigned']['p50']:.3f} / {commands['unsigned']['p99']:.3f}",
+            "comparison: the format-1 command, no checks",
+        ),
+        (
+            "replay memory write p50 / p99 ms",
+            f"{commands['replay']['p50']:.3f} / {commands['replay']['p99']:.3f}",
+            "part of the above: SQLite insert, synchronous=FULL",
+        ),
+        (
+            "Ed25519 verify, PyNaCl p50 / p99 ms",
+            f"{commands['nacl']['p50']:.3f} / {commands['nacl']['p99']:.3f}",
+            "part of the above (what gatepost uses)",
+        ),
+        (
+            "Ed25519 verify, cryptography p50 / p99 ms",
+            f"{commands['openssl']['p50']:.3f} / {commands['openssl']['p99']:.3f}",
+            "comparison: OpenSSL through cryptography",
+        ),
     ]
     width = max(len(r[0]) for r in rows)
     print(f"{'measure':<{width}}  {'value':>16}  note")
@@ -592,6 +718,10 @@ def main() -> None:
         "ingest_events_per_s": round(ingest_rate),
         "raw_paho_per_s": round(raw_rate),
         "ingest_ratio_vs_raw_paho": round(ingest_rate / raw_rate, 3),
+        "tls_ingest_events_per_s": round(tls_rate),
+        "tls_ingest_ratio_vs_plain": round(tls_rate / ingest_rate, 3),
+        "tls_scan_to_console_p50_ms": round(tls_console["p50"], 3),
+        "tls_scan_to_console_p99_ms": round(tls_console["p99"], 3),
         "outbox_appends_per_s": round(outbox["group_per_s"]),
         "outbox_sequential_appends_per_s": round(outbox["sequential_per_s"]),
         "naive_appends_per_s": round(outbox["naive_per_s"]),
@@ -601,6 +731,12 @@ def main() -> None:
         "hole_events_dropped": holes["dropped"],
         "hole_events_lost": holes["lost"],
         "hole_fill_timeout_only_p99_s": round(holes_timeout["p99"], 3),
+        "command_verify_p50_ms": round(commands["signed"]["p50"], 3),
+        "command_verify_p99_ms": round(commands["signed"]["p99"], 3),
+        "command_unsigned_decode_p99_ms": round(commands["unsigned"]["p99"], 3),
+        "command_replay_write_p99_ms": round(commands["replay"]["p99"], 3),
+        "ed25519_verify_pynacl_p99_ms": round(commands["nacl"]["p99"], 3),
+        "ed25519_verify_cryptography_p99_ms": round(commands["openssl"]["p99"], 3),
         "quick": quick,
     }
     print(json.dumps(result))

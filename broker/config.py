@@ -7,10 +7,12 @@ ACLs, queues and persistence holds for the real site.
 
 from __future__ import annotations
 
+import glob
 import math
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from protocol.messages import MAX_MESSAGE_BYTES
 
@@ -19,8 +21,25 @@ TEMPLATE = "templates/mosquitto.conf.template"
 PRODUCTION_CONFIG_DIR = Path("/etc/gatepost/broker")
 PRODUCTION_DATA_DIR = Path("/var/lib/gatepost/broker")
 PRODUCTION_PORT = 1883
+"""The plain listener's port: loopback only, for the admin tooling and a console on the broker's host."""
+PRODUCTION_TLS_PORT = 8883
 PRODUCTION_BIND = "0.0.0.0"
+PLAIN_BIND = "127.0.0.1"
 PRODUCTION_USER = "mosquitto"
+
+DYNSEC_PLUGIN = "mosquitto_dynamic_security.so"
+PRODUCTION_DYNSEC_PLUGIN = Path("/usr/lib/x86_64-linux-gnu") / DYNSEC_PLUGIN
+"""Where Debian's mosquitto package puts the plugin on amd64; ``gatepost broker init`` and
+the launcher look for it (:func:`find_dynsec_plugin`), since mosquitto 2.0.11 loads a
+plugin by path only and the path has the architecture in it (``aarch64-linux-gnu`` on a
+64-bit Raspberry Pi OS)."""
+DYNSEC_FILE = "dynamic-security.json"
+_PLUGIN_GLOBS = (
+    f"/usr/lib/*-linux-gnu*/{DYNSEC_PLUGIN}",
+    f"/usr/lib/{DYNSEC_PLUGIN}",
+    f"/usr/local/lib/{DYNSEC_PLUGIN}",
+    f"/usr/local/lib/*/{DYNSEC_PLUGIN}",
+)
 
 AUTOSAVE_INTERVAL_S = 10
 """Short because the broker's memory (sessions, queued acks and commands, retained
@@ -72,13 +91,59 @@ class QueueSizing:
         )
 
 
+def find_dynsec_plugin() -> Path:
+    """This machine's dynamic-security plugin; without it no gatepost broker starts.
+
+    Raises FileNotFoundError naming the package to install.
+    """
+    for pattern in _PLUGIN_GLOBS:
+        for found in sorted(glob.glob(pattern)):
+            return Path(found)
+    raise FileNotFoundError(
+        f"{DYNSEC_PLUGIN} not found in /usr/lib or /usr/local/lib; install the mosquitto package (2.0 or later)"
+    )
+
+
+def configured_dynsec_file(config_path: Path) -> Path | None:
+    """The plugin file a written ``mosquitto.conf`` names, so provisioning writes where the broker reads."""
+    return _option(config_path, "plugin_opt_config_file", lambda value: Path(value))
+
+
+def configured_listener(config_path: Path) -> tuple[str, int] | None:
+    """Where a written ``mosquitto.conf`` listens, as an address to connect to (``0.0.0.0`` is loopback)."""
+
+    def parse(value: str) -> tuple[str, int]:
+        port, _, bind = value.partition(" ")
+        bind = bind.strip()
+        return ("127.0.0.1" if bind in ("", "0.0.0.0", "::") else bind, int(port))
+
+    return _option(config_path, "listener", parse)
+
+
+def _option(config_path: Path, name: str, parse: Any) -> Any:
+    try:
+        lines = Path(config_path).read_text(encoding="utf-8").splitlines()
+    except (FileNotFoundError, PermissionError, UnicodeDecodeError):
+        return None
+    for line in lines:
+        key, _, value = line.strip().partition(" ")
+        if key == name and value.strip():
+            try:
+                return parse(value.strip())
+            except ValueError:
+                return None
+    return None
+
+
 def render_config(
     *,
     config_dir: Path = PRODUCTION_CONFIG_DIR,
     data_dir: Path = PRODUCTION_DATA_DIR,
-    port: int = PRODUCTION_PORT,
+    port: int | None = PRODUCTION_PORT,
+    tls_port: int = PRODUCTION_TLS_PORT,
     bind: str = PRODUCTION_BIND,
     user: str = PRODUCTION_USER,
+    plugin: Path = PRODUCTION_DYNSEC_PLUGIN,
     sizing: QueueSizing | None = None,
     max_queued_messages: int | None = None,
     autosave_interval: int = AUTOSAVE_INTERVAL_S,
@@ -87,22 +152,30 @@ def render_config(
 ) -> str:
     """The text of ``mosquitto.conf``; with no arguments, the production file.
 
+    ``port`` is the plain listener's, always on loopback; ``None`` leaves it out, and
+    then every connection, the admin's included, is TLS with a certificate.
+
     ``max_queued_messages`` overrides the sizing's count (tests use a small queue to
     show what overflow does) and the byte limit follows it.
     """
     sizing = sizing or QueueSizing()
     queued = sizing.messages if max_queued_messages is None else max_queued_messages
-    if not 0 < port < 65536:
-        raise ValueError(f"port {port} is not a TCP port")
+    for number in (tls_port, port):
+        if number is not None and not 0 < number < 65536:
+            raise ValueError(f"port {number} is not a TCP port")
     if queued < 1 or autosave_interval < 1 or max_inflight_messages < 1:
         raise ValueError("queue, autosave interval and inflight limit must be positive")
     template = resources.files("broker").joinpath(TEMPLATE).read_text(encoding="utf-8")
     return template.format(
         config_dir=Path(config_dir).as_posix(),
         data_dir=Path(data_dir).as_posix(),
-        port=port,
+        plain_listener=_plain_listener(port),
+        tls_port=tls_port,
+        pki_dir=(Path(config_dir) / "pki").as_posix(),
         bind=bind,
         user=user,
+        plugin=Path(plugin).as_posix(),
+        dynsec_file=(Path(data_dir) / DYNSEC_FILE).as_posix(),
         autosave_interval=autosave_interval,
         queue_sizing_comment=sizing.explain()
         if max_queued_messages is None
@@ -113,6 +186,34 @@ def render_config(
         message_size_limit=MAX_MESSAGE_BYTES,
         persistent_client_expiration=persistent_client_expiration,
     )
+
+
+def _plain_listener(port: int | None) -> str:
+    if port is None:
+        return "# No plain listener: every connection, the administrator's too, is TLS (below).\n"
+    return (
+        "# Plain MQTT on loopback only, with the plugin's passwords: the administrator's tooling\n"
+        "# and a console on this host.  Nothing off this host can reach it.\n"
+        f"listener {port} {PLAIN_BIND}\n"
+    )
+
+
+def configured_tls_listener(config_path: Path) -> tuple[str, int] | None:
+    """Where a written ``mosquitto.conf``'s TLS listener is (the listener followed by ``cafile``)."""
+    try:
+        lines = [line.strip() for line in Path(config_path).read_text(encoding="utf-8").splitlines()]
+    except (FileNotFoundError, PermissionError, UnicodeDecodeError):
+        return None
+    listener: str | None = None
+    for line in lines:
+        key, _, value = line.partition(" ")
+        if key == "listener":
+            listener = value.strip()
+        elif key == "cafile" and listener:
+            port, _, bind = listener.partition(" ")
+            bind = bind.strip()
+            return ("127.0.0.1" if bind in ("", "0.0.0.0", "::") else bind, int(port))
+    return None
 
 
 def committed_example() -> Path:

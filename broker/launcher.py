@@ -26,16 +26,18 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-from broker.config import AUTOSAVE_INTERVAL_S, render_config
+from broker.config import AUTOSAVE_INTERVAL_S, DYNSEC_FILE, find_dynsec_plugin, render_config
+from broker.control import ApplyReport, apply_registry
 from broker.errors import BrokerError
 from broker.files import write_atomic
+from broker.pki import SiteCA
 from broker.probe import ConnackCode, try_login
 from broker.provision import Credentials, Provisioning
+from protocol.identity import ADMIN_ACCOUNT, MAX_INGEST_WORKERS, account_connections, console_certificates
 from protocol.mqtt import BrokerEndpoint
 
 READY_LINE = b" running"
 """mosquitto logs ``mosquitto version X running`` after its listeners and signal handlers are set up."""
-RELOAD_LINE = b"Reloading config."
 PORT_TAKEN = "Address already in use"
 _PR_SET_PDEATHSIG = 1
 
@@ -94,10 +96,17 @@ def _current_user() -> str:
 class Broker:
     """One mosquitto with its configuration, users and data in ``state_dir``.
 
-    Nothing is started by the constructor; :meth:`start` renders the configuration,
-    writes ``passwd`` and ``acl`` and waits until mosquitto answers MQTT.  ``port=None``
+    Nothing is started by the constructor; :meth:`start` renders the configuration and
+    the dynamic-security plugin's file and waits until mosquitto answers MQTT.  ``port=None``
     picks a free port once; :meth:`restart` keeps it, so clients reconnect to the same
     address.
+
+    It listens as a site does: TLS with client certificates on ``tls_port`` (a site CA
+    and server certificate for ``host`` are made in ``state_dir/pki`` on first start), and
+    plain MQTT with passwords on ``port``, loopback only (``plain=False`` leaves that out;
+    the administrator then logs in with its certificate).  :meth:`add_gate` and
+    :meth:`add_console` issue certificates too, and :meth:`endpoint` is the TLS endpoint
+    for credentials that carry one; :meth:`plain_endpoint` the password one.
     """
 
     def __init__(
@@ -108,14 +117,19 @@ class Broker:
         host: str = "127.0.0.1",
         max_queued_messages: int | None = None,
         autosave_interval: int = AUTOSAVE_INTERVAL_S,
+        tls_port: int | None = None,
+        plain: bool = True,
     ) -> None:
         self.state_dir = Path(state_dir).absolute()
         self.host = host
-        self._port_fixed = port is not None
+        self.plain = plain
+        self._port_fixed = port is not None or tls_port is not None
         self.port = port if port is not None else free_port(host)
+        self.tls_port = tls_port if tls_port is not None else free_port(host)
+        self.ca = SiteCA(self.state_dir)
         self.max_queued_messages = max_queued_messages
         self.autosave_interval = autosave_interval
-        self.provisioning = Provisioning(self.state_dir)
+        self.provisioning = Provisioning(self.state_dir, dynsec_path=self.state_dir / DYNSEC_FILE)
         self._proc: subprocess.Popen[bytes] | None = None
         self._finalizer: weakref.finalize | None = None
 
@@ -146,25 +160,54 @@ class Broker:
         return self._proc.pid if self.running and self._proc is not None else None
 
     def endpoint(self, creds: Credentials | None = None) -> BrokerEndpoint:
+        """The TLS endpoint for ``creds`` with a certificate; else the plain one (as :meth:`plain_endpoint`)."""
+        if creds is None or creds.tls_cert is None:
+            return self.plain_endpoint(creds)
+        return BrokerEndpoint(
+            self.host,
+            self.tls_port,
+            creds.username,
+            None,
+            str(creds.tls_ca),
+            str(creds.tls_cert),
+            str(creds.tls_key),
+        )
+
+    def plain_endpoint(self, creds: Credentials | None = None) -> BrokerEndpoint:
+        """The loopback listener with the password (anonymous without ``creds``)."""
+        if not self.plain:
+            raise BrokerError(f"{self!r} has no plain listener")
         if creds is None:
             return BrokerEndpoint(self.host, self.port)
         return BrokerEndpoint(self.host, self.port, creds.username, creds.password)
 
+    def tls_anonymous(self) -> BrokerEndpoint:
+        """The TLS listener trusting the site CA, with no client certificate (the broker refuses it)."""
+        return BrokerEndpoint(self.host, self.tls_port, tls_ca=str(self.ca.ca_cert))
+
     def __repr__(self) -> str:
         state = f"pid {self.pid}" if self.running else "stopped"
-        return f"Broker({self.host}:{self.port}, {self.state_dir}, {state})"
+        plain = f"plain {self.port}, " if self.plain else ""
+        return f"Broker({self.host}: {plain}tls {self.tls_port}, {self.state_dir}, {state})"
 
     # -- life cycle -------------------------------------------------------------------
 
     def write_config(self) -> Path:
         """Render ``mosquitto.conf`` for this folder, port and user; also used by ``broker init``."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            plugin = find_dynsec_plugin()
+        except FileNotFoundError as exc:
+            raise BrokerError(str(exc)) from None
+        self._ensure_pki()
         text = render_config(
             config_dir=self.state_dir,
             data_dir=self.state_dir,
-            port=self.port,
+            port=self.port if self.plain else None,
+            tls_port=self.tls_port,
             bind=self.host,
             user=_current_user(),
+            plugin=plugin,
             max_queued_messages=self.max_queued_messages,
             autosave_interval=self.autosave_interval,
         )
@@ -185,6 +228,7 @@ class Broker:
                 if attempt + 1 == attempts:
                     raise BrokerError(str(exc)) from None
                 self.port = free_port(self.host)
+                self.tls_port = free_port(self.host)
                 continue
             self._port_fixed = True  # from now on clients know this port: restart() must keep it
             return
@@ -228,42 +272,94 @@ class Broker:
     # -- users ------------------------------------------------------------------------
 
     def add_gate(self, site: str, gate: str) -> Credentials:
-        """Provision a gate; a running broker reloads and this returns once the login works."""
-        creds = self.provisioning.add_gate(site, gate)
+        """Provision a gate; a running broker takes it up, and this returns once the login works."""
+        creds = self._certify(self.provisioning.add_gate(site, gate), [None])
         if self.running:
             self.reload(creds)
         return creds
 
-    def add_console(self, name: str = "console") -> Credentials:
+    def add_console(self, name: str = "console", *, workers: int | None = None) -> Credentials:
+        """Provision a console; a running broker takes it up at once.
+
+        One key, certified for each connection name: every ingest worker (or the first
+        ``workers``) and every :class:`~protocol.identity.ConsoleConnection`.
+        """
         creds = self.provisioning.add_console(name)
+        creds = self._certify(creds, console_certificates(creds.username, workers or MAX_INGEST_WORKERS))
         if self.running:
             self.reload(creds)
         return creds
 
-    def remove(self, username: str) -> None:
-        """Remove a user; a running broker reloads and disconnects it."""
+    def remove(self, username: str, *, revoke: bool = True) -> None:
+        """Remove an account and revoke its certificates; a running broker deletes its clients.
+
+        mosquitto 2.0 reads its CRL only when it starts (eclipse/mosquitto issue #35), so a
+        running broker is restarted after the CRL is written: SIGTERM makes it save its
+        persistence file first, so sessions and queued messages survive the restart.
+        """
+        connections = account_connections(username)
         self.provisioning.remove(username)
+        revoked = self.ca.revoke(set(connections)) if revoke and self.ca.exists else []
         if self.running:
             self.reload()
+            if revoked:
+                self.restart()
 
-    def reload(self, creds: Credentials | None = None, timeout: float = 5.0) -> None:
-        """SIGHUP: mosquitto re-reads its configuration, ``passwd`` and ``acl``.
+    def _certify(self, creds: Credentials, connections: list[str | None] | list[str]) -> Credentials:
+        """Issue ``creds`` a key and a certificate for each connection name (here: tests, the demo)."""
+        self._ensure_pki()
+        names = [creds.username if c is None else c for c in connections]
+        issued = self.ca.issue_with_key(names)
+        return Credentials(
+            creds.username, creds.password, self.ca.ca_cert, issued[0].cert_path, self.ca.key_path(names[0])
+        )
 
-        Returns once the reload has happened: mosquitto logs ``Reloading config.`` and
-        reloads within the same turn of its single-threaded loop, so any CONNACK after
-        that line was decided under the new files.  With ``creds``, also waits until
-        they log in, which proves it from the outside.
+    def _ensure_pki(self) -> None:
+        """A site CA and a server certificate for ``host`` (and ``localhost``), and one for the admin."""
+        if not self.ca.exists:
+            self.ca.init(["localhost"], [self.host] if self.host not in ("", "0.0.0.0") else ["127.0.0.1"])
+        if not self.ca.cert_path(ADMIN_ACCOUNT).exists():
+            self.ca.issue_with_key([ADMIN_ACCOUNT])
+        self.ca.write_crl()
+
+    def admin_tls(self) -> tuple[Path, Path, Path]:
+        return (self.ca.ca_cert, self.ca.cert_path(ADMIN_ACCOUNT), self.ca.key_path(ADMIN_ACCOUNT))
+
+    def reload(self, creds: Credentials | None = None, timeout: float = 5.0) -> ApplyReport:
+        """Bring the running broker in line with the registry, through the plugin's control topic.
+
+        The plugin reads its file only at start, so changes reach a running broker as
+        commands (broker.control); only what differs is sent, so clients whose account
+        did not change stay connected.  With ``creds`` (a password just made), also waits
+        until they log in, which proves it from the outside.  BrokerError if an account
+        could not be applied (its password is no longer at hand: restart to take it up).
         """
-        proc = self._require_running()
-        offset = self._log_size()
-        proc.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + timeout
-        self._wait_for(lambda: RELOAD_LINE in self._log_since(offset), deadline, "reload")
-        self._wait_for(lambda: self._login(creds) is not None, deadline, "answer after reload")
-        if creds is not None:
+        self._require_running()
+        passwords = {creds.username: creds.password} if creds is not None else None
+        try:
+            report = apply_registry(
+                self.provisioning,
+                self.host,
+                self.port if self.plain else self.tls_port,
+                passwords=passwords,
+                timeout=timeout,
+                tls=None if self.plain else self.admin_tls(),
+            )
+        except OSError as exc:
+            raise BrokerError(
+                f"could not reach the broker to apply the registry: {exc}\n{self._tail()}"
+            ) from None
+        if report.pending:
+            raise BrokerError(
+                f"not applied to the running broker, no password at hand for: {', '.join(report.pending)}; "
+                "restart it to take them up"
+            )
+        if creds is not None and self.plain:  # a certificate login needs no password to be live
+            deadline = time.monotonic() + timeout
             self._wait_for(
                 lambda: self._login(creds) is ConnackCode.ACCEPTED, deadline, f"accept {creds.username}"
             )
+        return report
 
     # -- internals --------------------------------------------------------------------
 
@@ -303,7 +399,14 @@ class Broker:
             time.sleep(0.01)
 
     def _login(self, creds: Credentials | None) -> ConnackCode | None:
+        """A password login on the plain listener; without one, the admin's certificate on TLS."""
         try:
+            if not self.plain:
+                ca, cert, key = self.admin_tls()
+                context = BrokerEndpoint(self.host, self.tls_port, None, None, str(ca), str(cert), str(key))
+                return try_login(
+                    self.host, self.tls_port, ADMIN_ACCOUNT, timeout=1.0, tls=context.tls_context()
+                )
             if creds is None:
                 return try_login(self.host, self.port, timeout=1.0)
             return try_login(self.host, self.port, creds.username, creds.password, timeout=1.0)

@@ -12,19 +12,21 @@ but a growing backlog.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 from drivers.cards import CardGone, CardRead, CardRejected, KeyPress, Reading
 from drivers.scanner import Scan, ScannerState, ScanRejected, SerialScanner
 from edge.card_sync import CardSync, ThumbnailStore
 from edge.clock import Clock, ClockReading
+from edge.commands import CommandVerifier, ReplayMemory
 from edge.config import Direction, EdgeConfig
 from edge.decision import AllowList, Decision, GateDecider
 from edge.door import DoorCommandError, DoorController, DoorEvent, DoorEventType, remote_unlock_seconds
@@ -34,8 +36,10 @@ from edge.link import CommandRefused, Link
 from edge.metrics import GateMetrics
 from edge.outbox import Outbox
 from edge.pass_memory import PassMemory
+from gatepost.supervision import InFlight
 from protocol import Command, Event, GateTopics
 from protocol import events as ev
+from protocol.certs import not_after
 from protocol.passes import GateState
 from protocol.topics import SiteDocument
 
@@ -56,6 +60,8 @@ _DOOR_ALARMS = {
     DoorEventType.HELD_OPEN,
     DoorEventType.TAMPER,
     DoorEventType.RELAY_WATCHDOG,
+    DoorEventType.FIRE_ALARM,
+    DoorEventType.FIRE_ALARM_CLEARED,
 }
 """Door events the guard must see at once on the guard screen, not only in the console."""
 
@@ -132,7 +138,12 @@ class GateAgent:
         not_before = (
             datetime.fromisoformat(self.outbox.last_event_time) if self.outbox.last_event_time else None
         )
-        self.clock = Clock(config.clock.trust, not_before=not_before)
+        self.clock = Clock(
+            config.clock.trust,
+            not_before=not_before,
+            anchor_path=config.outbox.path.with_suffix(".clock.json"),
+            on_change=self._clock_changed,
+        )
         self.decider = GateDecider(
             AllowList(config.access.codes()), _pass_state(config), *_card_store(config)
         )
@@ -167,6 +178,9 @@ class GateAgent:
         self._version = version
         self.started_at = time.monotonic()
         self._stopped = threading.Event()
+        self.deciding = InFlight("decision")
+        self.recording = InFlight("event-commit")
+        """Calls in progress, for the systemd watchdog (edge/supervision.py): none may hang."""
         self.reader_states: dict[str, str] = {}
         self.card_sync: CardSync | None = None
         subscriptions: list[tuple[str, Callable[[str, bytes], None]]] = []
@@ -201,7 +215,17 @@ class GateAgent:
         self.link.register("status", self._status_command)
         self.outbox.add_state_listener(self._outbox_state_changed)
         self.metrics = GateMetrics(self)
+        self.metrics.certificate_expiry = self._certificates
         self.health = HealthReporter(self, config.health.interval_s)
+        # Commands act only once signed by a command key the site root certified (edge/commands.py).
+        self.command_memory = ReplayMemory(config.outbox.path.with_suffix(".commands.db"))
+        self.link.command_verifier = CommandVerifier(
+            self.decider.passes.trust if self.decider.passes is not None else None,
+            self.command_memory,
+            site=config.site,
+            gate=config.gate,
+            clock=self.clock.now,
+        )
         self.pin_factory = pin_factory
         if pin_factory is None and (config.door is not None or config.wiegand or config.feedback is not None):
             from drivers.door_io import make_pin_factory
@@ -219,6 +243,7 @@ class GateAgent:
             self.guard = _guard_screen(self)
         except BaseException:
             self._close_devices()
+            self.command_memory.close()
             self.outbox.close()
             raise
 
@@ -362,6 +387,7 @@ class GateAgent:
             self.card_sync.close()
         if self.pass_memory is not None:
             self.pass_memory.close()
+        self.command_memory.close()
         self.outbox.close()
 
     def _close_devices(self) -> None:
@@ -386,11 +412,30 @@ class GateAgent:
         self, event_type: str, data: dict[str, Any], reading: ClockReading | None = None
     ) -> Event | None:
         """Take an event: return once it is durable in the outbox (stamped ``reading``, or now)."""
-        reading = reading or self.clock.now()
-        return self.outbox.append(event_type, data, time=reading.wall, clock_trusted=reading.trusted)
+        with self.recording:
+            reading = reading or self.clock.now()
+            return self.outbox.append(event_type, data, time=reading.wall, clock_trusted=reading.trusted)
+
+    def _clock_changed(self, reading: ClockReading, detail: str) -> None:
+        """Trust lost or regained after start: say so in the event stream, without waiting.
+
+        Called from whichever thread read the clock (a reader's, deciding), so the event
+        is queued, not awaited; ``clock.untrusted`` at start is recorded by :meth:`start`.
+        """
+        event_type = ev.CLOCK_TRUSTED if reading.trusted else ev.CLOCK_UNTRUSTED
+        try:
+            self.outbox.submit(
+                event_type, {"detail": detail}, time=reading.wall, clock_trusted=reading.trusted
+            )
+        except Exception as exc:  # closing: the next start reports the state again
+            log.debug("clock change not recorded: %s", exc)
 
     def present(self, shown: Presented) -> Decision | None:
         """Decide on a credential, answer at the door, then take the event.  ``None``: a repeat."""
+        with self.deciding:
+            return self._present(shown)
+
+    def _present(self, shown: Presented) -> Decision | None:
         if not self.repeats.fresh(shown.credential, shown.at_ns):
             return None
         direction = shown.direction or self.directions.get(shown.reader)
@@ -535,6 +580,15 @@ class GateAgent:
             self.card_sync.on_connected()
         self.health.poke()
 
+    def _certificates(self) -> dict[str, datetime]:
+        """When the gate's TLS certificates expire, read at each scrape (a renewal shows at once)."""
+        found: dict[str, datetime] = {}
+        for name, path in (("client", self.config.mqtt.tls_cert), ("ca", self.config.mqtt.tls_ca)):
+            if path is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    found[name] = not_after(path)
+        return found
+
     def _status_extra(self) -> dict[str, Any]:
         """What the retained status carries beyond the link's own fields."""
         status = self._pass_status()
@@ -544,6 +598,10 @@ class GateAgent:
 
     def _pass_status(self) -> dict[str, Any]:
         status: dict[str, Any] = {}
+        if self.config.mqtt.tls_cert is not None:
+            # Read at every status: `enroll --install` may have renewed it since the start.
+            with contextlib.suppress(OSError, ValueError):
+                status["cert_not_after"] = not_after(self.config.mqtt.tls_cert)
         if self.decider.cards is not None:
             cards = self.decider.cards.state
             status.update(cards_version=cards.version, cards_hash=cards.hash, cards_count=cards.count)
@@ -588,13 +646,14 @@ class GateAgent:
 
     def _unlock_command(self, command: Command) -> dict[str, Any]:
         assert self.door is not None
-        reading = self.clock.now()
+        reading = self.clock.estimate()
         try:
             seconds = remote_unlock_seconds(
                 command,
                 retained=False,  # the link already refused retained commands
-                now=datetime.now(UTC),
+                now=reading.wall,
                 clock_trusted=reading.trusted,
+                error_s=reading.error_s,
                 settings=self.door.settings,
             )
         except DoorCommandError as exc:
@@ -603,9 +662,13 @@ class GateAgent:
         self.door.remote_unlock(seconds, command_id=command.id)
         return {"unlocked_for_s": seconds}
 
-    def _lock_command(self, _command: Command) -> dict[str, Any]:
+    def _lock_command(self, command: Command) -> dict[str, Any]:
         assert self.door is not None
-        self.door.remote_lock()
+        try:
+            self.door.remote_lock()
+        except DoorCommandError as exc:  # the fire alarm holds the door released
+            self._command_rejected(exc.reason.value, exc.detail, command.id)
+            raise CommandRefused(exc.reason.value) from None
         return {"locked": True}
 
 
@@ -651,6 +714,7 @@ def _pass_state(config: EdgeConfig) -> GateState | None:
         revocation_max_age=timedelta(hours=passes.revocation_max_age_h),
         stale_revocation=passes.stale_revocation,
         untrusted_clock=passes.untrusted_clock,
+        untrusted_dynamic_window=timedelta(seconds=passes.untrusted_dynamic_window_s),
     )
     secret = load_site_secret(passes.site_secret_file) if passes.site_secret_file else None
     return GateState(trust=trust, revocation=revocation, policy=policy, site_secret=secret)
@@ -665,6 +729,10 @@ class _Started:
 
     def start(self) -> None:
         self._device = self._build()
+
+    @property
+    def alive(self) -> bool:
+        return self._device is None or getattr(self._device, "alive", True)
 
     def close(self) -> None:
         if self._device is not None:

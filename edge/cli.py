@@ -29,6 +29,33 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("file", type=Path)
     check.set_defaults(func=_check)
 
+    off = commands.add_parser(
+        "relay-off",
+        help="drive the lock relay to its de-energised level and exit (the unit's ExecStopPost=)",
+    )
+    from edge.relay_off import add_arguments
+
+    add_arguments(off)
+    off.set_defaults(func=_relay_off)
+
+    boot = commands.add_parser(
+        "boot-config", help="print the config.txt lines for this gate's relay line (for the installer)"
+    )
+    boot.add_argument("file", type=Path)
+    boot.set_defaults(func=_boot_config)
+    enroll = commands.add_parser(
+        "enroll",
+        help="make this gate's TLS key (it stays here) and a signing request for `gatepost broker sign`",
+    )
+    enroll.add_argument("--config", "-c", type=Path, required=True, help="the gate's TOML configuration")
+    enroll.add_argument(
+        "--renew", action="store_true", help="a new key and request; the old key works until --install"
+    )
+    enroll.add_argument(
+        "--install", type=Path, nargs="+", metavar="CERT", help="put the signed certificate in place"
+    )
+    enroll.set_defaults(func=_enroll)
+
     pin = commands.add_parser(
         "hash-pin", help="ask for the gate's guard PIN twice and print its pin_hash line for [guard_screen]"
     )
@@ -41,13 +68,50 @@ def _hash_pin(_args: argparse.Namespace) -> int:
     return main()
 
 
-def _check(args: argparse.Namespace) -> int:
+def _relay_off(args: argparse.Namespace) -> int:
+    from edge.relay_off import main
+
+    return main(args.config)
+
+
+def _boot_config(args: argparse.Namespace) -> int:
+    from edge.boot_config import BootConfigError, render_boot_config
     from edge.config import load_config
     from protocol.configfile import EXIT_BAD_CONFIG, load_or_report
 
     config = load_or_report(load_config, args.file)
     if config is None:
         return EXIT_BAD_CONFIG
+    try:
+        print(render_boot_config(config), end="")
+    except BootConfigError as exc:
+        print(f"{args.file}: {exc}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    return 0
+
+
+def _enroll(args: argparse.Namespace) -> int:
+    from edge.config import load_config
+    from protocol.configfile import EXIT_BAD_CONFIG, load_or_report
+    from protocol.enrolment import run
+    from protocol.identity import gate_identity
+
+    config = load_or_report(load_config, args.config)
+    if config is None:
+        return EXIT_BAD_CONFIG
+    username = config.mqtt.username or gate_identity(config.site, config.gate)
+    return run(config.mqtt, args.config, username, renew=args.renew, install_files=args.install or [])
+
+
+def _check(args: argparse.Namespace) -> int:
+    from edge.config import config_warnings, load_config
+    from protocol.configfile import EXIT_BAD_CONFIG, load_or_report
+
+    config = load_or_report(load_config, args.file)
+    if config is None:
+        return EXIT_BAD_CONFIG
+    for warning in config_warnings(args.file, config):
+        print(warning, file=sys.stderr)
     print(f"{args.file}: ok (site {config.site}, gate {config.gate}, {len(config.scanners)} scanner(s))")
     return 0
 
@@ -55,10 +119,14 @@ def _check(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from edge.agent import GateAgent
     from edge.config import load_config
+    from edge.supervision import gate_parts, gate_status
     from gatepost import __version__
+    from gatepost.sdnotify import Notifier
     from gatepost.stopping import StopSignals
+    from gatepost.supervision import Supervisor
     from protocol.configfile import EXIT_BAD_CONFIG, load_or_report
 
+    notifier = Notifier.from_environment()
     config = load_or_report(load_config, args.config)
     if config is None:
         return EXIT_BAD_CONFIG
@@ -66,6 +134,10 @@ def _run(args: argparse.Namespace) -> int:
         level=config.log.level,
         format=f"%(asctime)s {config.gate} %(levelname)s %(name)s: %(message)s",
     )
+    from edge.config import config_warnings
+
+    for warning in config_warnings(args.config, config):
+        logging.getLogger("gatepost.edge").warning("%s", warning)
     pin_factory = None
     if config.simulation is not None:
         from gpiozero.pins.mock import MockFactory
@@ -77,17 +149,21 @@ def _run(args: argparse.Namespace) -> int:
         print(f"cannot start gate {config.site}/{config.gate}: {exc}", file=sys.stderr)
         return 1
     people = _simulated_people(config, pin_factory)
+    supervisor = Supervisor(notifier, gate_parts(agent), lambda: gate_status(agent))
 
     stop = StopSignals()
     agent.start()
     if people is not None:
         people.start()
+    supervisor.ready()  # readers, door and outbox are up; the broker may come later
     while not agent.wait(0):  # the agent may also stop by itself (a fatal outbox error)
         if stop.wait(0.5):
+            supervisor.stopping(f"stopping ({stop.name})")
             if people is not None:
                 people.stop()
             agent.stop(reason=stop.name)
             break
+    supervisor.stopping("stopped")
     return 0
 
 

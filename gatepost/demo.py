@@ -138,7 +138,8 @@ def run(args: argparse.Namespace) -> int:
         _start_site(site)
         screens.watch(lambda line: print(line, flush=True), stop)
         print(
-            f"  broker   127.0.0.1:{site.broker.port} (logs {root / 'broker'})\n"
+            f"  broker   TLS 127.0.0.1:{site.broker.tls_port} (client certificates, CA {site.broker.ca.ca_cert}),"
+            f" plain loopback :{site.broker.port} (logs {root / 'broker'})\n"
             f"  console  {site.console_db}\n"
             f"  gates    logs in {root / 'logs'}\n"
             f"{screens.describe()}"

@@ -150,6 +150,11 @@ class GateStatus(_Message):
     """Events held in memory because the outbox's disk refused them (``degraded``)."""
     outbox_error: Annotated[str, Field(max_length=200)] | None = None
     """The disk's refusal, e.g. ``OperationalError: database or disk is full``."""
+    cert_not_after: UtcTime | None = None
+    """When the gate's TLS client certificate expires (protocol v1, optional: absent from
+    gates that log in with a password, and ``null`` in a will).  The console raises
+    ``tls.cert_expiring`` 30 days ahead, because an expired certificate is refused by the
+    broker and the gate then reaches nobody."""
 
 
 class GateHealth(_Message):

@@ -8,16 +8,42 @@ the contract.  This module knows nothing about what is published; it only opens 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
+import logging
 import os
+import secrets
 import socket
-from dataclasses import dataclass
+import ssl
+import sys
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from protocol.identity import connection_id
+
+log = logging.getLogger("gatepost.mqtt")
+
+
+class _PahoFailuresOnly(logging.Filter):
+    """paho's own log, reduced to what says why a connection failed.
+
+    paho logs every packet at DEBUG (a gate at DEBUG would log each event twice) and, while
+    disconnected, "Client is not connected" at ERROR on each loop pass, which says nothing.
+    What stays is its WARNING and ERROR lines, such as ``failed to receive on socket: [SSL:
+    TLSV1_ALERT_UNKNOWN_CA]``: the broker's reason for refusing our certificate.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING and not str(record.msg).startswith("Client is not connected")
+
+
+_paho_log = logging.getLogger("gatepost.mqtt.paho")
+_paho_log.addFilter(_PahoFailuresOnly())
 
 QOS = 1
 KEEPALIVE_S = 15
@@ -34,10 +60,52 @@ class BrokerEndpoint:
     username: str | None = None
     password: str | None = None
     tls_ca: str | None = None
+    tls_cert: str | None = None
+    """This connection's certificate (CN = its user name); a console's other connections'
+    certificates lie beside it, each named ``<user name>.crt`` (:meth:`for_connection`)."""
+    tls_key: str | None = None
 
     def __repr__(self) -> str:
         user = self.username or "-"
         return f"BrokerEndpoint({self.host}:{self.port}, user={user}, tls={'yes' if self.tls_ca else 'no'})"
+
+    @property
+    def client_id(self) -> str | None:
+        """The client id a connection through this endpoint uses: its user name, always.
+
+        The broker refuses a login whose client id is not the one provisioned for its
+        user name, which is what keeps a stolen password from taking over another
+        client's session (docs/broker.md); :func:`make_client` offers no other id.
+        """
+        return self.username
+
+    def for_connection(self, connection: str | None) -> BrokerEndpoint:
+        """The endpoint of one connection of this endpoint's account (same host and password).
+
+        ``connection`` is a :class:`~protocol.identity.ConsoleConnection` value, an ingest
+        worker's (:func:`~protocol.identity.ingest_connection`), or ``None`` for the
+        account's own; a gate has only its own.  The user name becomes that connection's
+        id, so each of a console's processes logs in as itself and none can end another's
+        session by connecting under its id.  An anonymous endpoint stays anonymous: it has no
+        account to derive from, and the broker refuses it anyway.
+        """
+        if self.username is None:
+            return self
+        username = connection_id(self.username, connection)
+        cert = self.tls_cert
+        if cert is not None and Path(cert).name == f"{self.username}.crt":
+            cert = str(Path(cert).with_name(f"{username}.crt"))
+        return replace(self, username=username, tls_cert=cert)
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """TLS 1.2 or later, the site CA only, the server's name checked; our certificate if we have one."""
+        if not self.tls_ca:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.tls_ca)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        if self.tls_cert:
+            context.load_cert_chain(self.tls_cert, self.tls_key)
+        return context
 
 
 class MqttSettings(BaseModel):
@@ -52,15 +120,46 @@ class MqttSettings(BaseModel):
     host: str = Field("127.0.0.1", title="Broker host name or address")
     port: int = Field(1883, ge=1, le=65535)
     username: str | None = Field(None, title="Broker username (gate.<site>.<gate> or console.<name>)")
+    tls_ca: Path | None = Field(None, title="The site CA's certificate: connect with TLS 1.2+")
+    tls_cert: Path | None = Field(None, title="This client's certificate (CN = username)")
+    tls_key: Path | None = Field(None, title="Its private key (made on this device by `enroll`)")
     password_file: Path | None = Field(None, title="File holding the broker password")
     credential: str | None = Field(None, title="Name of a systemd credential holding the password")
-    tls_ca: Path | None = None
+
+    @field_validator("tls_cert", "tls_key")
+    @classmethod
+    def _needs_ca(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is not None and info.data.get("tls_ca") is None:
+            raise ValueError("a client certificate needs tls_ca, the site CA, to check the broker")
+        return value
+
+    @field_validator("password_file", "credential")
+    @classmethod
+    def _never_in_clear(cls, value: object, info: ValidationInfo) -> object:
+        """Fields are validated in order, so host and tls_ca are known here: the error can
+        then name this key and its line, not just the ``[mqtt]`` table."""
+        host = info.data.get("host", "127.0.0.1")
+        if value is not None and info.data.get("tls_ca") is None and not is_loopback(str(host)):
+            raise ValueError(
+                f"the password would cross the network in clear to {host}: set tls_ca "
+                "(and tls_cert/tls_key), or reach the broker on loopback"
+            )
+        return value
 
     @model_validator(mode="after")
     def _one_secret(self) -> MqttSettings:
         if self.password_file is not None and self.credential is not None:
             raise ValueError("give password_file or credential, not both")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("give tls_cert and tls_key together")
         return self
+
+    def resolve_paths(self, base: Path) -> None:
+        """Make the file settings absolute against ``base`` (the configuration file's folder)."""
+        for name in ("password_file", "tls_ca", "tls_cert", "tls_key"):
+            value = getattr(self, name)
+            if value is not None and not value.is_absolute():
+                setattr(self, name, base / value)
 
     def password(self) -> str | None:
         if self.credential is not None:
@@ -76,8 +175,24 @@ class MqttSettings(BaseModel):
 
     def endpoint(self) -> BrokerEndpoint:
         return BrokerEndpoint(
-            self.host, self.port, self.username, self.password(), str(self.tls_ca) if self.tls_ca else None
+            self.host,
+            self.port,
+            self.username,
+            None if self.tls_cert else self.password(),
+            str(self.tls_ca) if self.tls_ca else None,
+            str(self.tls_cert) if self.tls_cert else None,
+            str(self.tls_key) if self.tls_key else None,
         )
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and 127.0.0.0/8 / ::1: traffic that never leaves the host."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +204,6 @@ class Will:
 
 def make_client(
     endpoint: BrokerEndpoint,
-    client_id: str,
     *,
     will: Will | None = None,
     manual_ack: bool = False,
@@ -98,26 +212,46 @@ def make_client(
 ) -> paho.Client:
     """A paho client configured for gatepost; the caller sets callbacks and connects.
 
+    The client id is ``endpoint.username`` and nothing else: the broker binds each user
+    name to that one id.  A process that needs a second connection asks its endpoint
+    for one (:meth:`BrokerEndpoint.for_connection`).  An anonymous endpoint (only tests
+    use one, to see it refused) gets a random id.
+
     ``manual_ack`` defers the PUBACK of each received message until the caller has
     committed it, so the broker redelivers anything the process did not finish.
     """
     client = paho.Client(
         callback_api_version=CallbackAPIVersion.VERSION2,
-        client_id=client_id,
+        client_id=endpoint.client_id or f"anonymous-{secrets.token_hex(6)}",
         protocol=paho.MQTTv5,
         manual_ack=manual_ack,
     )
     if endpoint.username is not None:
-        client.username_pw_set(endpoint.username, endpoint.password)
-    if endpoint.tls_ca:
-        client.tls_set(ca_certs=endpoint.tls_ca)
+        # With a certificate the broker takes the login from it and ignores any password.
+        client.username_pw_set(endpoint.username, None if endpoint.tls_cert else endpoint.password)
+    context = endpoint.tls_context()
+    if context is not None:
+        client.tls_set_context(context)
     if will is not None:
         client.will_set(will.topic, will.payload, qos=QOS, retain=will.retain)
     client.on_socket_open = _no_delay
+    client.on_connect_fail = _log_connect_fail
+    # paho says why a TLS session ended (a refused certificate shows up as the first read
+    # failing with the broker's alert) only through its logger, at ERROR for such failures.
+    client.enable_logger(_paho_log)
     client.reconnect_delay_set(min_delay=1, max_delay=30)
     client.max_inflight_messages_set(max_inflight)
     client.max_queued_messages_set(max_queued)
     return client
+
+
+def _log_connect_fail(client: paho.Client, _userdata: object) -> None:
+    """paho calls this inside its ``except OSError`` around (re)connecting, so the error is at hand."""
+    error = sys.exc_info()[1]
+    log.warning(
+        "cannot connect to the broker (%s); retrying with back-off",
+        f"{type(error).__name__}: {error}" if error is not None else "connection failed",
+    )
 
 
 def _no_delay(_client: paho.Client, _userdata: object, sock: object) -> None:

@@ -96,9 +96,15 @@ class MqttProxy:
     """
 
     def __init__(
-        self, upstream: tuple[str, int], swallow: Callable[[Packet, bool], bool] | None = None
+        self,
+        upstream: tuple[str, int],
+        swallow: Callable[[Packet, bool], bool] | None = None,
+        *,
+        raw: bool = False,
     ) -> None:
         self.upstream = upstream
+        self.raw = raw
+        """Relay bytes as they come, without reading MQTT packets (TLS: an eavesdropper's view)."""
         self.swallow = swallow or (lambda _packet, _from_client: False)
         self.swallowed: list[Packet] = []
         self.client_bytes = bytearray()
@@ -144,6 +150,10 @@ class MqttProxy:
             while data := source.recv(65536):
                 with self._lock:
                     seen += data
+                if self.raw:
+                    with locks[sink]:
+                        sink.sendall(data)
+                    continue
                 buffer += data
                 for raw in split_packets(buffer):
                     packet = Packet(raw)

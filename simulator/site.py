@@ -47,8 +47,12 @@ class SimulatedSite:
         resend_after_s: float = 15.0,
         log_level: str = "INFO",
         signed_passes: bool = False,
+        tls: bool = True,
     ) -> None:
         self.root = root
+        self.tls = tls
+        """False: every process logs in with its password on the plain loopback listener
+        (the benchmark's comparison); True, as a site runs: TLS with client certificates."""
         self.site = site
         self.gates = list(gates)
         self.door_gates = list(door_gates)
@@ -83,13 +87,30 @@ class SimulatedSite:
         path.chmod(0o600)
         return path
 
+    def _mqtt_lines(self, creds: Credentials) -> list[str]:
+        """TLS with the client certificate the launcher issued (CN = user name), as a site runs."""
+        if not self.tls:
+            return [
+                f"host = {_toml_str(self.broker.host)}",
+                f"port = {self.broker.port}",
+                f"username = {_toml_str(creds.username)}",
+                f"password_file = {_toml_str(str(self._secret(creds.username, creds.password)))}",
+            ]
+        return [
+            f"host = {_toml_str(self.broker.host)}",
+            f"port = {self.broker.tls_port}",
+            f"username = {_toml_str(creds.username)}",
+            f"tls_ca = {_toml_str(str(creds.tls_ca))}",
+            f"tls_cert = {_toml_str(str(creds.tls_cert))}",
+            f"tls_key = {_toml_str(str(creds.tls_key))}",
+        ]
+
     def console_config(self) -> Path:
         path = self.root / "console" / "console.toml"
         if "console" not in self._configured:
             creds = self.broker.add_console("console")
             self.credentials[creds.username] = creds
             self.console_username = creds.username
-            secret = self._secret(creds.username, creds.password)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(
                 "\n".join(
@@ -97,10 +118,7 @@ class SimulatedSite:
                         'name = "console"',
                         "",
                         "[mqtt]",
-                        f"host = {_toml_str(self.broker.host)}",
-                        f"port = {self.broker.port}",
-                        f"username = {_toml_str(creds.username)}",
-                        f"password_file = {_toml_str(str(secret))}",
+                        *self._mqtt_lines(creds),
                         "",
                         "[store]",
                         f"path = {_toml_str(str(self.console_db))}",
@@ -155,17 +173,13 @@ class SimulatedSite:
                 readers += ["", *self._passes_section(gate, path.parent)]
         creds = self.broker.add_gate(self.site, gate)
         self.credentials[creds.username] = creds
-        secret = self._secret(creds.username, creds.password)
         allowed = ",\n    ".join(_toml_str(code) for code in allow)
         lines = [
             f"site = {_toml_str(self.site)}",
             f"gate = {_toml_str(gate)}",
             "",
             "[mqtt]",
-            f"host = {_toml_str(self.broker.host)}",
-            f"port = {self.broker.port}",
-            f"username = {_toml_str(creds.username)}",
-            f"password_file = {_toml_str(str(secret))}",
+            *self._mqtt_lines(creds),
             f"resend_after_s = {self.resend_after_s}",
             "",
             *readers,
@@ -327,6 +341,7 @@ class SimulatedSite:
         import threading
 
         from protocol import GateState, ProtocolError, decode_console_status
+        from protocol.identity import ConsoleConnection
         from protocol.mqtt import connect_async, make_client
         from protocol.topics import console_status_topic
 
@@ -343,7 +358,7 @@ class SimulatedSite:
                 online.set()
 
         endpoint = self.broker.endpoint(self.credentials[self.console_username])
-        client = make_client(endpoint, f"demo-watch-{time.monotonic_ns()}")
+        client = make_client(endpoint.for_connection(ConsoleConnection.WATCH))  # console.<name>.watch
         client.on_connect = lambda c, *_: c.subscribe(console_status_topic("all"), qos=1)
         client.on_message = on_message
         connect_async(client, endpoint, clean_start=True)

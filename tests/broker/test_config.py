@@ -6,7 +6,15 @@ import re
 
 import pytest
 
-from broker.config import QueueSizing, committed_example, render_config
+from broker.config import (
+    QueueSizing,
+    committed_example,
+    configured_dynsec_file,
+    configured_listener,
+    configured_tls_listener,
+    find_dynsec_plugin,
+    render_config,
+)
 from protocol.messages import MAX_MESSAGE_BYTES
 from protocol.mqtt import SESSION_EXPIRY_S
 
@@ -30,12 +38,21 @@ def test_production_settings():
     conf = settings(render_config())
     assert conf["allow_anonymous"] == ["false"]
     assert conf["per_listener_settings"] == ["false"]
-    assert conf["password_file"] == ["/etc/gatepost/broker/passwd"]
-    assert conf["acl_file"] == ["/etc/gatepost/broker/acl"]
+    assert "password_file" not in conf and "acl_file" not in conf, "the plugin decides, alone"
+    assert conf["plugin"] == ["/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"]
+    assert conf["plugin_opt_config_file"] == ["/var/lib/gatepost/broker/dynamic-security.json"]
+    assert conf["allow_zero_length_clientid"] == ["false"]
     assert conf["persistence"] == ["true"]
     assert conf["persistence_location"] == ["/var/lib/gatepost/broker"]
     assert conf["log_dest"] == ["file /var/lib/gatepost/broker/mosquitto.log"]
-    assert conf["listener"] == ["1883 0.0.0.0"]
+    assert conf["listener"] == ["1883 127.0.0.1", "8883 0.0.0.0"], "plain on loopback only; TLS outside"
+    assert conf["tls_version"] == ["tlsv1.2"]
+    for key in ("require_certificate", "use_identity_as_username", "use_username_as_clientid"):
+        assert conf[key] == ["true"], key
+    assert conf["crlfile"] == ["/etc/gatepost/broker/pki/crl.pem"]
+    assert "listener" not in settings(render_config(port=None)) or settings(render_config(port=None))[
+        "listener"
+    ] == ["8883 0.0.0.0"], "no plain listener when asked for none"
     assert conf["queue_qos0_messages"] == ["false"]
     assert conf["message_size_limit"] == [str(MAX_MESSAGE_BYTES)] == ["65536"]
     assert conf["user"] == ["mosquitto"]
@@ -75,10 +92,13 @@ def test_render_for_another_place():
         bind="127.0.0.1",
         user="gp",
         max_queued_messages=7,
+        plugin="/opt/m/mosquitto_dynamic_security.so",
     )
     conf = settings(text)
-    assert conf["listener"] == ["18830 127.0.0.1"]
-    assert conf["password_file"] == ["/srv/b/passwd"]
+    assert conf["listener"] == ["18830 127.0.0.1", "8883 127.0.0.1"]
+    assert conf["cafile"] == ["/srv/b/pki/ca.crt"] and conf["crlfile"] == ["/srv/b/pki/crl.pem"]
+    assert conf["plugin"] == ["/opt/m/mosquitto_dynamic_security.so"]
+    assert conf["plugin_opt_config_file"] == ["/data/b/dynamic-security.json"]
     assert conf["persistence_location"] == ["/data/b"]
     assert conf["max_queued_messages"] == ["7"]
     assert conf["max_queued_bytes"] == [str(7 * 1024)]
@@ -95,3 +115,20 @@ def test_nonsense_is_refused(kwargs):
 def test_queue_sizing_refuses_nonsense():
     with pytest.raises(ValueError):
         QueueSizing(gates=0)
+
+
+def test_the_plugin_is_installed_here():
+    """Debian's mosquitto package ships it; every test broker loads it."""
+    assert find_dynsec_plugin().name == "mosquitto_dynamic_security.so"
+
+
+def test_provisioning_reads_where_a_written_config_points(tmp_path):
+    path = tmp_path / "mosquitto.conf"
+    assert configured_dynsec_file(path) is None and configured_listener(path) is None
+    path.write_text(render_config(data_dir=tmp_path / "data", port=18830, bind="0.0.0.0"))
+    assert configured_dynsec_file(path) == tmp_path / "data" / "dynamic-security.json"
+    assert configured_listener(path) == ("127.0.0.1", 18830), "all addresses: reach it on loopback"
+    assert configured_tls_listener(path) == ("127.0.0.1", 8883)
+    path.write_text(render_config(port=None, tls_port=18831, bind="10.0.0.5"))
+    assert configured_listener(path) == ("10.0.0.5", 18831), "no plain listener: the TLS one"
+    assert configured_tls_listener(path) == ("10.0.0.5", 18831)

@@ -21,12 +21,12 @@ from pathlib import Path
 import pytest
 
 from broker.launcher import Broker
+from console.commands import OfficeCommandSigner
 from console.ingest import Ingestor
 from console.store import EventStore
 from edge.agent import GateAgent
 from edge.config import EdgeConfig
 from protocol import (
-    Command,
     CommandResponse,
     GateState,
     GateStatus,
@@ -34,10 +34,12 @@ from protocol import (
     decode_event,
     decode_response,
     decode_status,
-    encode,
 )
+from protocol.certs import not_after
+from protocol.commands import CommandBody
 from protocol.mqtt import make_client
 from simulator.scanner import VirtualScanner
+from tests.offices import create_office, gate_passes_section
 from tests.waiting import wait_until
 
 ALLOWED = "104729000001"
@@ -49,19 +51,29 @@ def scanner(tmp_path: Path) -> Iterator[VirtualScanner]:
         yield device
 
 
-def make_agent(tmp_path: Path, broker: Broker, scanner: VirtualScanner, gate: str, **taken) -> GateAgent:
+def make_agent(
+    tmp_path: Path,
+    broker: Broker,
+    scanner: VirtualScanner,
+    gate: str,
+    *,
+    office: Path | None = None,
+    **taken,
+) -> GateAgent:
     creds = broker.add_gate("site1", gate)
-    secret = tmp_path / f"{gate}.secret"
-    secret.write_text(creds.password)
+    passes = {"passes": gate_passes_section(office, tmp_path / f"{gate}-passes")} if office else {}
     config = EdgeConfig.model_validate(
         {
+            **passes,
             "site": "site1",
             "gate": gate,
             "mqtt": {
                 "host": broker.host,
-                "port": broker.port,
+                "port": broker.tls_port,
                 "username": creds.username,
-                "password_file": str(secret),
+                "tls_ca": str(creds.tls_ca),
+                "tls_cert": str(creds.tls_cert),
+                "tls_key": str(creds.tls_key),
                 "resend_after_s": 1.0,
             },
             "scanners": [{"url": str(scanner.link_path), "baudrate": 115200}],
@@ -116,6 +128,26 @@ def test_scans_are_decided_and_taken_without_any_network(
         agent.stop(drain_s=0)
 
 
+def test_status_says_when_the_certificate_expires(
+    tmp_path: Path, broker: Broker, scanner: VirtualScanner, unique_name: str, mqtt_client_factory
+):
+    """The gate connects over TLS with its certificate and tells the console its expiry."""
+    agent = make_agent(tmp_path, broker, scanner, unique_name)
+    watcher = mqtt_client_factory(broker.add_console(f"c{unique_name}"), "watch")
+    start(agent)
+    try:
+        assert agent.link.wait_connected(10)
+        assert not watcher.subscribe(GateTopics("site1", unique_name).status).is_failure
+        status = None
+        while status is None or status.state.value != "online":
+            message = watcher.get(timeout=10)
+            assert message is not None, "no online status"
+            status = decode_status(message.payload)
+        assert status.cert_not_after == not_after(agent.config.mqtt.tls_cert)
+    finally:
+        agent.stop(drain_s=0)
+
+
 def test_backlog_drains_only_when_the_console_acknowledges(
     tmp_path: Path, broker: Broker, scanner: VirtualScanner, unique_name: str
 ):
@@ -145,27 +177,36 @@ def test_backlog_drains_only_when_the_console_acknowledges(
 
 
 class Operator:
-    """The console's side of commands: publish a Command, wait for its CommandResponse."""
+    """The console's side of commands: publish a signed command, wait for its CommandResponse."""
 
-    def __init__(self, broker: Broker, gate: str) -> None:
+    def __init__(self, broker: Broker, gate: str, office: Path) -> None:
         self.topics = GateTopics("site1", gate)
+        self.signer = OfficeCommandSigner(office)
         creds = broker.add_console("operator")
         self.responses: queue.Queue[CommandResponse] = queue.Queue()
-        self.client = make_client(broker.endpoint(creds), f"op-{uuid.uuid4().hex[:8]}")
+        self.client = make_client(broker.endpoint(creds))
         ready = threading.Event()
         self.client.on_subscribe = lambda *a: ready.set()
         self.client.on_message = lambda c, u, m: self.responses.put(decode_response(m.payload))
-        self.client.connect(broker.host, broker.port)
+        self.client.connect(broker.host, broker.tls_port)
         self.client.subscribe(self.topics.response, qos=1)
         self.client.loop_start()
         assert ready.wait(5)
 
     def send(self, name: str, *, expires_in_s: float = 30.0, retain: bool = False) -> str:
         now = datetime.now(UTC)
-        command = Command(
-            id=uuid.uuid4().hex, name=name, issued_at=now, expires_at=now + timedelta(seconds=expires_in_s)
+        expires = now + timedelta(seconds=expires_in_s)
+        command = CommandBody(
+            site="site1",
+            gate=self.topics.gate,
+            id=uuid.uuid4().hex,
+            name=name,
+            issued_at=min(now, expires - timedelta(seconds=30)),
+            expires_at=expires,
+            operator="ana",
         )
-        self.client.publish(self.topics.command, encode(command), qos=1, retain=retain).wait_for_publish(5)
+        payload = self.signer.sign(command)
+        self.client.publish(self.topics.command, payload, qos=1, retain=retain).wait_for_publish(5)
         return command.id
 
     def response(self, timeout: float = 5.0) -> CommandResponse:
@@ -179,9 +220,11 @@ class Operator:
 def test_commands_are_answered_and_stale_ones_refused(
     tmp_path: Path, broker: Broker, scanner: VirtualScanner, unique_name: str
 ):
-    agent = make_agent(tmp_path, broker, scanner, unique_name)
+    office = tmp_path / "office"
+    create_office(office, site="site1").close()
+    agent = make_agent(tmp_path, broker, scanner, unique_name, office=office)
     start(agent)
-    operator = Operator(broker, unique_name)
+    operator = Operator(broker, unique_name, office)
     try:
         assert agent.link.wait_connected(10)
         time.sleep(0.3)
@@ -246,7 +289,7 @@ def test_each_connection_leaves_a_will_of_its_own(
     agent = make_agent(tmp_path, broker, scanner, unique_name)
     creds = broker.add_console("watcher")
     wills: queue.Queue[GateStatus] = queue.Queue()
-    observer = make_client(broker.endpoint(creds), f"w-{uuid.uuid4().hex[:8]}")
+    observer = make_client(broker.endpoint(creds))
     ready = threading.Event()
     observer.on_subscribe = lambda *a: ready.set()
 
@@ -256,7 +299,7 @@ def test_each_connection_leaves_a_will_of_its_own(
             wills.put(status)
 
     observer.on_message = on_message
-    observer.connect(broker.host, broker.port)
+    observer.connect(broker.host, broker.tls_port)
     observer.subscribe(GateTopics("site1", unique_name).status, qos=1)
     observer.loop_start()
     assert ready.wait(5)
