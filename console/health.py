@@ -3,8 +3,8 @@
 Gates publish a retained :class:`~protocol.GateHealth` on their ``health`` topic
 (edge/health.py).  Retained at the broker, it needs no table here: the console holds the
 latest per gate in memory, and a console that restarts gets every gate's latest again the
-moment it subscribes.  The subscription is a connection of its own (client id
-``console-<name>-health``, clean session), so it touches neither the ingest's persistent
+moment it subscribes.  The subscription is a connection of its own (``console.<name>.health``,
+protocol/identity.py; clean session), so it touches neither the ingest's persistent
 session nor its store.
 
 A health message is a claim a gate makes about itself; one whose envelope names another
@@ -23,6 +23,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from protocol import GateHealth, ProtocolError, RejectReason, decode_health, parse_topic
+from protocol.identity import ConsoleConnection
 from protocol.mqtt import KEEPALIVE_S, QOS, BrokerEndpoint, connect_properties, make_client
 from protocol.topics import TopicKind, all_sites_filter, site_filter
 
@@ -69,12 +70,11 @@ class HealthListener:
         endpoint: BrokerEndpoint,
         board: HealthBoard | None = None,
         *,
-        name: str = "console",
         site: str = "+",
     ) -> None:
-        self.endpoint = endpoint
+        self.endpoint = endpoint.for_connection(ConsoleConnection.HEALTH)  # console.<name>.health
         self.board = board or HealthBoard()
-        self.client_id = f"console-{name}-health"
+        self.client_id = self.endpoint.client_id
         self.filter = (
             all_sites_filter(TopicKind.HEALTH) if site == "+" else site_filter(site, TopicKind.HEALTH)
         )
@@ -84,7 +84,7 @@ class HealthListener:
         self._client: paho.Client | None = None
 
     def start(self) -> HealthListener:
-        client = make_client(self.endpoint, self.client_id)
+        client = make_client(self.endpoint)
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
         client.on_disconnect = lambda *_args: self._subscribed.clear()

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 from drivers.cards import CardGone, CardRead, CardRejected, KeyPress, Reading
@@ -218,7 +219,7 @@ class GateAgent:
         self.metrics.certificate_expiry = self._certificates
         self.health = HealthReporter(self, config.health.interval_s)
         # Commands act only once signed by a command key the site root certified (edge/commands.py).
-        self.command_memory = ReplayMemory(config.outbox.path.with_suffix(".commands.db"))
+        self.command_memory = _replay_memory(config.outbox.path.with_suffix(".commands.db"))
         self.link.command_verifier = CommandVerifier(
             self.decider.passes.trust if self.decider.passes is not None else None,
             self.command_memory,
@@ -670,6 +671,20 @@ class GateAgent:
             self._command_rejected(exc.reason.value, exc.detail, command.id)
             raise CommandRefused(exc.reason.value) from None
         return {"locked": True}
+
+
+def _replay_memory(path: Path) -> ReplayMemory:
+    """The signed commands' replay memory, or one in memory when the disk refuses the file.
+
+    A failed disk must not keep the door shut by stopping the agent at start.  In memory,
+    a command is still acted on once in this run; only a restart before the disk works
+    again forgets, and a command lives minutes at most (``MAX_COMMAND_LIFETIME``).
+    """
+    try:
+        return ReplayMemory(path)
+    except (sqlite3.Error, OSError) as exc:
+        log.error("cannot open the command replay memory %s (%s): keeping it in memory", path, exc)
+        return ReplayMemory(Path(":memory:"))
 
 
 def _guard_screen(agent: GateAgent) -> Any:

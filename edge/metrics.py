@@ -11,10 +11,10 @@ agents in one process — the demo, the tests — each serve their own numbers. 
 is ``prometheus_client``'s own threaded WSGI server on a listener separate from the guard
 screen (which may be off), on loopback unless configured otherwise.
 
-Certificate expiry: :attr:`GateMetrics.certificate_expiry` is the hook for the TLS work
-to come — a callable returning ``{name: not_after}`` for the certificates the gate uses.
-Until something sets it, the metric is absent rather than zero (a zero would read as
-"expired in 1970").
+Certificate expiry: :attr:`GateMetrics.certificate_expiry` is a callable returning
+``{name: not_after}`` for the certificates the gate uses; the agent sets it to read its
+``[mqtt] tls_cert`` and ``tls_ca``.  A gate without certificates exports no sample
+rather than a zero (which would read as "expired in 1970").
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ class GateMetrics:
             registry=self.registry,
         )
         self.certificate_expiry: CertificateSource | None = None
-        """Set by the TLS setup: ``{name: not_after}``; unset, no certificate metric is exported."""
+        """``{name: not_after}`` of the gate's certificates (set by the agent); none, no sample."""
         self.registry.register(_AgentCollector(agent, self))
         self._server: WSGIServer | None = None
         self.port: int | None = None

@@ -51,6 +51,8 @@ class ConsoleConnection(StrEnum):
     """The web console's own publishes (a revocation list after a pass is revoked)."""
     WATCH = "watch"
     """A read-only observer (the demo waits on the console's retained status through it)."""
+    HEALTH = "health"
+    """Reads every gate's retained health message for the web console (console.health)."""
 
 
 MAX_INGEST_WORKERS = 16
@@ -58,7 +60,7 @@ MAX_INGEST_WORKERS = 16
 
 It was 64 while any client id would do.  Now each possible worker must exist beforehand
 as its own broker client bound to its own client id, so the number is a provisioning
-decision: every console account is 16 + 5 dynamic-security clients, each a login the
+decision: every console account is 16 + 6 dynamic-security clients, each a login the
 broker keeps in memory and in its file.  16 is still beyond what a console host can use:
 a worker is a process that wants a core of its own, and the measured gain is 1.68× for
 two workers on two cores with PostgreSQL, none on SQLite (docs/BENCHMARKS.md)."""

@@ -185,5 +185,5 @@ def build_context(
         hub=Hub(),
         office_dir=web.office,
         cards=cards,
-        health=HealthListener(endpoint, name=config.name, site=config.site) if endpoint is not None else None,
+        health=HealthListener(endpoint, site=config.site) if endpoint is not None else None,
     )

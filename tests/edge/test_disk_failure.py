@@ -38,6 +38,7 @@ from edge.agent import GateAgent
 from edge.config import EdgeConfig
 from protocol import GateTopics, decode_status
 from protocol.events import OUTBOX_DEGRADED, OUTBOX_LOST, OUTBOX_OVERFLOW, OUTBOX_RECOVERED
+from protocol.identity import ConsoleConnection
 from protocol.mqtt import make_client
 from simulator.scanner import VirtualScanner
 from tests.waiting import wait_until
@@ -134,11 +135,12 @@ class Console:
         self.ingestor = Ingestor(broker.endpoint(self.creds), self.store)
         self.states: queue.Queue[str] = queue.Queue()
         self.seen_states: list[str] = []
-        self._watch = make_client(broker.endpoint(self.creds), f"watch-{gate}")
+        watch = broker.endpoint(self.creds).for_connection(ConsoleConnection.WATCH)
+        self._watch = make_client(watch)
         topic = GateTopics(SITE, gate).status
         self._watch.on_connect = lambda client, *_: client.subscribe(topic, qos=1)
         self._watch.on_message = lambda _c, _u, message: self.states.put(decode_status(message.payload).state)
-        self._watch.connect(broker.host, broker.port)
+        self._watch.connect(watch.host, watch.port)
         self._watch.loop_start()
 
     def start(self) -> Console:

@@ -250,3 +250,39 @@ def test_the_health_message_is_retained_and_follows_the_state(
             break
     assert degraded is not None and degraded.state.value == "degraded" and degraded.held > 0
     assert degraded.outbox_error and "full" in degraded.outbox_error
+
+
+def test_the_certificate_expiry_is_exported_for_a_gate_on_tls(
+    tmp_path: Path, broker: Broker, unique_name: str
+):
+    """A gate that logs in with its certificate exports when it and the site CA expire."""
+    from protocol.certs import not_after
+
+    creds = broker.add_gate("site1", unique_name)
+    config = EdgeConfig.model_validate(
+        {
+            "site": "site1",
+            "gate": unique_name,
+            "mqtt": {
+                "host": broker.host,
+                "port": broker.tls_port,
+                "username": creds.username,
+                "tls_ca": str(creds.tls_ca),
+                "tls_cert": str(creds.tls_cert),
+                "tls_key": str(creds.tls_key),
+            },
+            "outbox": {"path": str(tmp_path / "outbox.db")},
+            "clock": {"trust": "trusted"},
+            "metrics": {"listen": "127.0.0.1:0"},
+        }
+    )
+    agent = GateAgent(config)
+    agent.start()
+    try:
+        assert agent.link.wait_connected(10) and agent.metrics.port
+        samples = scrape(agent.metrics.port)
+        expiry = "gatepost_gate_certificate_expiry_timestamp_seconds"
+        assert value(samples, expiry, certificate="client") == not_after(creds.tls_cert).timestamp()
+        assert value(samples, expiry, certificate="ca") == not_after(creds.tls_ca).timestamp()
+    finally:
+        agent.stop(drain_s=0)
