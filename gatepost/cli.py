@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     from console.passes.cli import add_parser as add_pass
     from edge.cli import add_parser as add_edge
     from gatepost.demo import add_parser as add_demo
+    from gatepost.sim_gate import add_parser as add_sim_gate
 
     parser = argparse.ArgumentParser(
         prog="gatepost",
@@ -28,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"gatepost {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     add_demo(commands)
+    add_sim_gate(commands)
     add_edge(commands)
     add_console(commands)
     add_pass(commands)
