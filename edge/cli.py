@@ -30,10 +30,34 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("file", type=Path)
     check.set_defaults(func=_check)
 
+    devices = commands.add_parser(
+        "list-devices",
+        help="the USB serial devices attached now, with the usb_serial or usb_path that pins each to a reader",
+    )
+    devices.add_argument("--sys", type=Path, default=Path("/sys"), help=argparse.SUPPRESS)
+    devices.set_defaults(func=_list_devices)
+
     pin = commands.add_parser(
         "hash-pin", help="ask for the gate's guard PIN twice and print its pin_hash line for [guard_screen]"
     )
     pin.set_defaults(func=_hash_pin)
+
+
+def _list_devices(args: argparse.Namespace) -> int:
+    from drivers.usb_serial import describe, list_usb_serial
+    from edge.config import USB_LINK_DIR
+
+    devices = list_usb_serial(args.sys)
+    if not devices:
+        print("no USB serial devices attached")
+        return 0
+    for line in describe(devices):
+        print(line)
+    print(
+        f'\nIn the gate\'s configuration give a reader one of these, and url = "{USB_LINK_DIR}/<its name>";'
+        "\ngatepost install writes the udev rule that makes that link."
+    )
+    return 0
 
 
 def _hash_pin(_args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     from broker.cli import add_parser as add_broker
     from console.cli import add_parser as add_console
     from console.passes.cli import add_parser as add_pass
+    from deploy.cli import add_parser as add_deploy
     from edge.cli import add_parser as add_edge
     from gatepost.demo import add_parser as add_demo
     from gatepost.sim_gate import add_parser as add_sim_gate
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_console(commands)
     add_pass(commands)
     add_broker(commands)
+    add_deploy(commands)
     return parser
 
 
