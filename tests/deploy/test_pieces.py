@@ -1,0 +1,69 @@
+"""The installer's small pure parts: udev rules, the relay's boot level, wheel tags and markers."""
+
+from __future__ import annotations
+
+import pytest
+
+from deploy.bootconfig import bcm_number, config_txt_lines
+from deploy.errors import InstallError
+from deploy.kiosk import guard_url
+from deploy.udev import ReaderLink, render_rules
+from deploy.wheels import WheelName, marker_environment
+
+
+def test_udev_rules_pin_each_reader_by_serial_or_port():
+    rules = render_rules(
+        [
+            ReaderLink("entry", usb_serial="ABC-1"),
+            ReaderLink("exit", usb_path="1-1.2:1.0"),
+            ReaderLink("plain"),
+        ]
+    )
+    assert rules is not None
+    lines = [line for line in rules.splitlines() if not line.startswith("#")]
+    assert lines == [
+        'SUBSYSTEM=="tty", ATTRS{serial}=="ABC-1", SYMLINK+="gatepost/entry", GROUP="dialout", MODE="0660"',
+        'SUBSYSTEM=="tty", KERNELS=="1-1.2:1.0", SYMLINK+="gatepost/exit", GROUP="dialout", MODE="0660"',
+    ]
+    assert render_rules([ReaderLink("plain")]) is None
+
+
+@pytest.mark.parametrize(
+    ("pin", "bcm"), [(17, 17), ("GPIO17", 17), ("BCM4", 4), ("BOARD11", 17), ("J8:11", 17), ("board40", 21)]
+)
+def test_relay_pin_names_become_bcm_numbers(pin, bcm):
+    assert bcm_number(pin) == bcm
+
+
+@pytest.mark.parametrize("pin", ["BOARD1", "GPIO40", "J8:2", "LED", -1])
+def test_pins_that_are_not_header_gpios_are_refused(pin):
+    with pytest.raises(InstallError):
+        bcm_number(pin)
+
+
+def test_boot_level_is_the_relays_off_level():
+    # Active-low board: off is a high pin.  Active-high: off is low.  Never the energised level.
+    assert config_txt_lines("GPIO17", relay_active_high=False) == ["dtparam=strict_gpiod", "gpio=17=op,dh"]
+    assert config_txt_lines("GPIO17", relay_active_high=True) == ["dtparam=strict_gpiod", "gpio=17=op,dl"]
+
+
+def test_kiosk_shows_the_guard_screen_over_loopback():
+    assert guard_url("0.0.0.0:8088") == "http://127.0.0.1:8088/"
+
+
+def test_wheel_names_tell_the_machines_they_fit():
+    arm = WheelName.parse("numpy-2.4.6-cp311-cp311-manylinux_2_27_aarch64.manylinux_2_28_aarch64.whl")
+    assert arm.project == "numpy" and arm.fits("aarch64") and not arm.fits("x86_64")
+    pure = WheelName.parse("paho_mqtt-2.2.0-py3-none-any.whl")
+    assert pure.project == "paho-mqtt" and pure.pure and pure.fits("aarch64") and pure.fits("x86_64")
+
+
+def test_markers_are_judged_for_the_target_machine_not_this_one():
+    from packaging.requirements import Requirement
+
+    lgpio = Requirement(
+        "lgpio>=0.2.2.0; sys_platform == 'linux' and platform_machine == 'aarch64' and python_version == '3.11'"
+    )
+    assert lgpio.marker is not None
+    assert lgpio.marker.evaluate(marker_environment("aarch64"))
+    assert not lgpio.marker.evaluate(marker_environment("x86_64"))
