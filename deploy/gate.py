@@ -102,9 +102,10 @@ def _boot_config(request: common.Request, config: EdgeConfig) -> list[Change]:
     door = config.door
     if door is None:
         return [Block(path, BLOCK_BEGIN, BLOCK_END)]  # no relay: nothing of ours belongs there
-    return [
-        Block(path, BLOCK_BEGIN, BLOCK_END, config_txt_lines(door.pins.relay, door.pins.relay_active_high))
-    ]
+    # config.txt applies a line only under the [model] filter in force where it stands: [all]
+    # makes ours apply to every board, whatever section the file ended in.
+    lines = ["[all]", *config_txt_lines(door.pins.relay, door.pins.relay_active_high)]
+    return [Block(path, BLOCK_BEGIN, BLOCK_END, lines)]
 
 
 def _kiosk(request: common.Request, config: EdgeConfig) -> list[Change]:

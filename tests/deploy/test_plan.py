@@ -83,7 +83,7 @@ def test_dry_run_prints_every_change_and_makes_none(root: Path, gate_folder: Pat
         "write unit /etc/systemd/system/gatepost-edge.service (0644 root:root",
         "would enable gatepost-edge.service",
         "write udev rules /etc/udev/rules.d/90-gatepost.rules",
-        "set the '# BEGIN gatepost' block in /boot/firmware/config.txt: dtparam=strict_gpiod; gpio=17=op,dh",
+        "set the '# BEGIN gatepost' block in /boot/firmware/config.txt: [all]; dtparam=strict_gpiod; gpio=17=op,dh",
         "would enable gatepost-kiosk.service",
     ):
         assert expected in out, expected
