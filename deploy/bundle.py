@@ -178,9 +178,9 @@ command -v "$python" >/dev/null 2>&1 || { echo "install: $python is needed" >&2;
 work=$(mktemp -d "${TMPDIR:-/tmp}/gatepost-installer.XXXXXX")
 trap 'rm -rf "$work"' EXIT INT TERM
 pip_wheel=$(ls "$here"/wheels/pip-*.whl | head -n 1)
-"$python" "$pip_wheel/pip" install --quiet --disable-pip-version-check --no-index \\
-    --find-links "$here/wheels" --target "$work/site" --no-deps \\
-    gatepost pydantic pydantic-core typing-extensions annotated-types typing-inspection packaging
+# The machine's own pip settings (an index, find-links) do not apply: this is offline.
+PIP_CONFIG_FILE=/dev/null "$python" "$pip_wheel/pip" install --quiet --disable-pip-version-check \\
+    --root-user-action=ignore --no-index --find-links "$here/wheels" --target "$work/site" gatepost
 command=${1:-}
 case "$command" in
     uninstall) PYTHONPATH="$work/site" "$python" -m gatepost "$@" ;;

@@ -64,13 +64,17 @@ def _prepare_online(root: Path) -> None:
     shutil.copy2("/etc/resolv.conf", root / "etc/resolv.conf")
 
 
-def build_root(arch: str, include: Sequence[str], download_only: Sequence[str] = ()) -> Path:
+def build_root(
+    arch: str, include: Sequence[str], install: Sequence[str] = (), download_only: Sequence[str] = ()
+) -> Path:
     """The cached root tarball for ``arch`` (``amd64``, ``arm64``), built when missing.
 
+    ``include`` goes to debootstrap; ``install`` is installed after by apt inside the root
+    (debootstrap's own resolver fails on large trees such as Chromium's);
     ``download_only`` packages are fetched into ``debs-<arch>/`` beside the tarball and
     not installed: the test installs them from the bundle, offline.
     """
-    key = ",".join([*include, "/", *download_only]).encode()
+    key = ",".join([*include, "/", *install, "/", *download_only]).encode()
     name = f"debian12-{arch}-{hashlib.sha256(key).hexdigest()[:10]}"  # another package list, another root
     tarball = CACHE / f"{name}.tar"
     if tarball.is_file():
@@ -84,11 +88,15 @@ def build_root(arch: str, include: Sequence[str], download_only: Sequence[str] =
     run(["debootstrap", *options, *(["--foreign"] if foreign else []), SUITE, str(work), *_mirror()])
     if foreign:
         run(["chroot", str(work), "/debootstrap/debootstrap", "--second-stage"])
-    if download_only:
+    if install or download_only:
         _prepare_online(work)
+        apt = ["chroot", str(work), "env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "-y", "-q"]
         with mounted(work):
-            run(["chroot", str(work), "apt-get", "update", "-q"])
-            run(["chroot", str(work), "apt-get", "install", "-y", "-q", "--download-only", *download_only])
+            run([*apt, "update"])
+            if install:
+                run([*apt, "install", "--no-install-recommends", *install])
+            if download_only:
+                run([*apt, "install", "--no-install-recommends", "--download-only", *download_only])
         debs = CACHE / f"debs-{arch}"
         debs.mkdir(exist_ok=True)
         for deb in (work / "var/cache/apt/archives").glob("*.deb"):

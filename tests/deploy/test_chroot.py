@@ -22,7 +22,8 @@ from tests.deploy.roots import GATE
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
-AMD64_IMAGE = ("systemd", "udev", "python3", "python3-venv", "cage", "chromium", "dbus")
+AMD64_IMAGE = ("systemd", "udev", "python3", "python3-venv", "dbus")
+AMD64_APT = ("cage", "chromium")
 AMD64_OFFLINE = ("chrony",)
 """Fetched when the root is built, installed by the test from the bundle with the network off."""
 
@@ -31,7 +32,7 @@ AMD64_OFFLINE = ("chrony",)
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The offline bundle of this checkout (its wheel freshly built), with the root's missing .debs."""
     needs("debootstrap", "chroot", "unshare")
-    build_root("amd64", AMD64_IMAGE, AMD64_OFFLINE)
+    build_root("amd64", AMD64_IMAGE, AMD64_APT, AMD64_OFFLINE)
     folder = tmp_path_factory.mktemp("bundle")
     wheel = build_gatepost_wheel(folder / "dist")
     return write_bundle(folder / "gatepost-bundle.tar", wheel=wheel, debs=cached_debs("amd64"), say=print)
@@ -42,12 +43,15 @@ def _stat(root: Path, path: str) -> str:
 
 
 def test_gate_installs_offline_from_the_bundle_in_a_fresh_debian_12(tmp_path: Path, bundle: Path):
-    root = unpack(build_root("amd64", AMD64_IMAGE, AMD64_OFFLINE), tmp_path / "root")
+    root = unpack(build_root("amd64", AMD64_IMAGE, AMD64_APT, AMD64_OFFLINE), tmp_path / "root")
     (root / "boot/firmware").mkdir(parents=True)
     (root / "boot/firmware/config.txt").write_text("arm_64bit=1\n")
     site = root / "tmp/north"
     (site / "passes").mkdir(parents=True)
-    (site / "gate.toml").write_text(GATE)
+    # The broker password as the units' encrypted credential, sealed by the target's systemd-creds.
+    (site / "gate.toml").write_text(
+        GATE.replace('password_file = "mqtt.secret"', 'credential = "gatepost-mqtt"')
+    )
     (site / "mqtt.secret").write_text("mqtt-password\n")
     (site / "passes/root.pub").write_bytes(b"root public key")
     (site / "passes/site.secret").write_bytes(b"site secret")
@@ -55,7 +59,10 @@ def test_gate_installs_offline_from_the_bundle_in_a_fresh_debian_12(tmp_path: Pa
     shutil.copy2(bundle, root / "tmp/bundle.tar")
     with mounted(root):
         assert "chrony" not in chroot(root, "dpkg-query -W -f='${Package}\\n'")
-        install = "cd /tmp && tar -xf bundle.tar && ./gatepost-bundle-*/install gate --config /tmp/north/gate.toml --pi"
+        install = (
+            "cd /tmp && tar -xf bundle.tar && ./gatepost-bundle-*/install gate --config /tmp/north/gate.toml"
+            " --pi --mqtt-secret /tmp/north/mqtt.secret"
+        )
         first = chroot(root, install)
         print(first)
         assert "done: install Debian packages" in first and "from the bundle's" in first
@@ -64,8 +71,11 @@ def test_gate_installs_offline_from_the_bundle_in_a_fresh_debian_12(tmp_path: Pa
 
         # Files, owners and modes, as the target's own stat and passwd see them.
         assert _stat(root, "/etc/gatepost/gate.toml") == "640 root:gatepost"
-        for key in ("mqtt.secret", "passes/root.pub", "passes/site.secret"):
+        for key in ("passes/root.pub", "passes/site.secret"):
             assert _stat(root, f"/etc/gatepost/{key}") == "600 gatepost:gatepost"
+        assert _stat(root, "/etc/gatepost/gatepost-mqtt.cred") == "600 root:root"
+        sealed = "systemd-creds decrypt --name=gatepost-mqtt /etc/gatepost/gatepost-mqtt.cred -"
+        assert chroot(root, sealed).strip() == "mqtt-password"
         assert _stat(root, "/var/lib/gatepost") == "700 gatepost:gatepost"
         assert _stat(root, "/opt/gatepost/bin/gatepost") == "755 root:root"
         groups = chroot(root, "id -nG gatepost").split()
