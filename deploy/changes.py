@@ -365,11 +365,16 @@ class Packages(Change):
             target.run(target.inside([*apt, *missing]), env=env)
         else:
             staging = Path(tempfile.mkdtemp(prefix="gatepost-debs-", dir=target.path("/tmp")))
+            staging.chmod(0o755)  # apt reads local files as its unprivileged _apt user
             try:
-                for deb in self.debs:
-                    shutil.copy2(deb, staging / deb.name)
+                # apt reads "%3a" (an epoch's colon, as apt-get download names files) as an
+                # escape in a local file's name: the copies are named plainly.
+                names = [deb.name.replace("%", "_") for deb in self.debs]
+                for deb, name in zip(self.debs, names, strict=True):
+                    shutil.copyfile(deb, staging / name)
+                    (staging / name).chmod(0o644)
                 inside = PurePosixPath("/") / staging.relative_to(target.root.resolve())
-                files = [str(inside / deb.name) for deb in self.debs]
+                files = [str(inside / name) for name in names]
                 target.run(target.inside([*apt, *files]), env=env)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)

@@ -60,7 +60,12 @@ class Target:
         check: bool = True,
     ) -> subprocess.CompletedProcess[bytes]:
         """Run ``argv`` (already wrapped by :meth:`inside` where needed); a failure is an InstallError."""
-        full_env = {**os.environ, "LC_ALL": "C.UTF-8", **(env or {})}
+        # The bundle's installer runs from a PYTHONPATH of unpacked wheels: the target's own
+        # Python must not see them, or its pip takes them for installed and skips them.
+        inherited = {
+            k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")
+        }
+        full_env = {**inherited, "LC_ALL": "C.UTF-8", **(env or {})}
         try:
             done = subprocess.run(list(argv), input=input, capture_output=True, env=full_env, check=False)
         except OSError as exc:

@@ -96,6 +96,7 @@ def build_root(
             if install:
                 run([*apt, "install", "--no-install-recommends", *install])
             if download_only:
+                run([*apt, "clean"])  # only what download_only needs ends up in debs-<arch>/
                 run([*apt, "install", "--no-install-recommends", "--download-only", *download_only])
         debs = CACHE / f"debs-{arch}"
         debs.mkdir(exist_ok=True)

@@ -67,3 +67,36 @@ def test_markers_are_judged_for_the_target_machine_not_this_one():
     assert lgpio.marker is not None
     assert lgpio.marker.evaluate(marker_environment("aarch64"))
     assert not lgpio.marker.evaluate(marker_environment("x86_64"))
+
+
+def _wheel(folder, filename: str, requires: list[str]) -> None:
+    import zipfile
+
+    name, version = filename.split("-")[:2]
+    with zipfile.ZipFile(folder / filename, "w") as archive:
+        metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+        metadata += "".join(f"Requires-Dist: {r}\n" for r in requires)
+        archive.writestr(f"{name}-{version}.dist-info/METADATA", metadata)
+
+
+def test_bundle_finds_what_pip_left_out_for_the_other_machine(tmp_path):
+    """pip download --platform judges markers by this machine: the bundle finds the gap itself."""
+    from deploy.bundle import _gaps
+
+    gatepost = "gatepost-0.1.0-py3-none-any.whl"
+    _wheel(
+        tmp_path,
+        gatepost,
+        [
+            "pyserial>=3.5",
+            "lgpio>=0.2.2.0; platform_machine == 'aarch64' and python_version == '3.11'",
+            "pyzbar>=0.1.9; extra == 'pyzbar'",
+            "pytest; extra == 'test'",
+        ],
+    )
+    _wheel(tmp_path, "pyserial-3.5-py2.py3-none-any.whl", [])
+    _wheel(tmp_path, "pyzbar-0.1.9-py2.py3-none-any.whl", [])
+    assert _gaps("aarch64", tmp_path, tmp_path / gatepost) == ["lgpio>=0.2.2.0"]
+    assert _gaps("x86_64", tmp_path, tmp_path / gatepost) == []
+    _wheel(tmp_path, "lgpio-0.2.2.0-cp311-cp311-manylinux_2_34_aarch64.whl", [])
+    assert _gaps("aarch64", tmp_path, tmp_path / gatepost) == []
