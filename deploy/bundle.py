@@ -66,6 +66,9 @@ def build_gatepost_wheel(into: Path) -> Path:
     tree = source_tree()
     if tree is None:
         raise InstallError("not running from a gatepost checkout: give the wheel with --wheel FILE")
+    # setuptools builds through <tree>/build/lib and never deletes from it: a module removed
+    # from the tree would still ship.  It is an ignored build folder; start it afresh.
+    shutil.rmtree(tree / "build", ignore_errors=True)
     done = _pip(["wheel", "--no-deps", "--wheel-dir", str(into), str(tree)])
     wheel = gatepost_wheel(into)
     if done.returncode != 0 or wheel is None:
@@ -179,6 +182,7 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/gatepost-installer.XXXXXX")
 trap 'rm -rf "$work"' EXIT INT TERM
 pip_wheel=$(ls "$here"/wheels/pip-*.whl | head -n 1)
 # The machine's own pip settings (an index, find-links) do not apply: this is offline.
+for variable in $(env | sed -n 's/^\\(PIP_[A-Z_]*\\)=.*/\\1/p'); do unset "$variable"; done
 PIP_CONFIG_FILE=/dev/null "$python" "$pip_wheel/pip" install --quiet --disable-pip-version-check \\
     --root-user-action=ignore --no-index --find-links "$here/wheels" --target "$work/site" gatepost
 command=${1:-}

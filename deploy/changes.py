@@ -200,30 +200,6 @@ class File(Change):
 
 
 @dataclass
-class Permissions(Change):
-    """Owner and mode of a file another tool wrote (``gatepost broker init``)."""
-
-    path: PurePosixPath
-    mode: int
-    user: str
-    group: str
-
-    def describe(self) -> str:
-        return f"set {self.path} to {self.mode:04o} {self.user}:{self.group}"
-
-    def pending(self, target: Target) -> bool:
-        path = target.path(self.path)
-        return not path.exists() or _differs(target, path, self.mode, self.user, self.group)
-
-    def apply(self, target: Target) -> None:
-        path = target.path(self.path)
-        if not path.exists():
-            raise InstallError(f"{self.path} was not made")
-        os.chown(path, *_owner(target, self.user, self.group))
-        os.chmod(path, self.mode)
-
-
-@dataclass
 class Remove(Change):
     """A file, or with ``tree`` a whole folder, that the installation made."""
 
@@ -400,7 +376,11 @@ class EnableUnit(Change):
         return self._enabled(target) != self.enable
 
     def apply(self, target: Target) -> None:
-        target.run(["systemctl", *target.systemctl_root(), "enable" if self.enable else "disable", self.name])
+        # On a running system a disabled unit is stopped too: Debian's mosquitto would hold
+        # the broker's port, an uninstalled agent must not keep running from a deleted folder.
+        now = ["--now"] if target.live and not self.enable else []
+        verb = "enable" if self.enable else "disable"
+        target.run(["systemctl", *target.systemctl_root(), verb, *now, self.name])
 
 
 @dataclass

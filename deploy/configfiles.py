@@ -13,7 +13,6 @@ installer only says when it is missing there.
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -113,8 +112,3 @@ def installed_or_given(role: str, given: Path | None, target: Target) -> Path:
     if not installed.is_file():
         raise InstallError(f"a first install of the {role} needs its configuration: --config FILE")
     return installed
-
-
-def key_modes(changes: Sequence[Change]) -> dict[PurePosixPath, int]:
-    """Installed path -> mode, for reports and tests."""
-    return {c.path: c.mode for c in changes if isinstance(c, File)}

@@ -59,11 +59,12 @@ class Environment(Change):
         with self._staged(target) as (wheel, links):
             index = ["--no-index", "--find-links", links] if links else []
             pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *index]
-            env = {"PIP_CONFIG_FILE": "/dev/null"} if links else None  # offline: no machine index settings
             extras = f"[{','.join(self.extras)}]" if self.extras else ""
-            target.run(target.inside([*pip, f"{wheel}{extras}"]), env=env)
+            target.run(target.inside([*pip, f"{wheel}{extras}"]), offline_pip=bool(links))
             # The same version number built again (a fix during a site visit) is still new code.
-            target.run(target.inside([*pip, "--no-deps", "--force-reinstall", wheel]), env=env)
+            target.run(
+                target.inside([*pip, "--no-deps", "--force-reinstall", wheel]), offline_pip=bool(links)
+            )
         target.path(STAMP).write_text(self.stamp_text(), encoding="utf-8")
 
     def _set_system_site_packages(self, target: Target) -> None:

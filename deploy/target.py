@@ -58,13 +58,21 @@ class Target:
         input: bytes | None = None,
         env: dict[str, str] | None = None,
         check: bool = True,
+        offline_pip: bool = False,
     ) -> subprocess.CompletedProcess[bytes]:
-        """Run ``argv`` (already wrapped by :meth:`inside` where needed); a failure is an InstallError."""
+        """Run ``argv`` (already wrapped by :meth:`inside` where needed); a failure is an InstallError.
+
+        ``offline_pip`` runs pip with none of this machine's pip settings: installing from a
+        bundle must not look at an index or a find-links folder the office machine happens to have.
+        """
         # The bundle's installer runs from a PYTHONPATH of unpacked wheels: the target's own
         # Python must not see them, or its pip takes them for installed and skips them.
         inherited = {
             k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")
         }
+        if offline_pip:  # this machine's index settings (PIP_FIND_LINKS, pip.conf) do not apply
+            inherited = {k: v for k, v in inherited.items() if not k.startswith("PIP_")}
+            inherited["PIP_CONFIG_FILE"] = os.devnull
         full_env = {**inherited, "LC_ALL": "C.UTF-8", **(env or {})}
         try:
             done = subprocess.run(list(argv), input=input, capture_output=True, env=full_env, check=False)

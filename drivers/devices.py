@@ -26,8 +26,6 @@ __all__ = [
     "door_people",
     "register_camera_scheme",
     "register_door_people",
-    "registered_camera_schemes",
-    "unregister_camera_scheme",
 ]
 
 
@@ -63,16 +61,6 @@ def register_camera_scheme(scheme: str, opener: CameraOpener) -> None:
     """Let camera sources ``<scheme>://…`` open through ``opener``; the last registration wins."""
     with _lock:
         _camera_schemes[scheme.lower()] = opener
-
-
-def unregister_camera_scheme(scheme: str) -> None:
-    with _lock:
-        _camera_schemes.pop(scheme.lower(), None)
-
-
-def registered_camera_schemes() -> frozenset[str]:
-    with _lock:
-        return frozenset(_camera_schemes)
 
 
 def camera_scheme(scheme: str) -> CameraOpener:
