@@ -178,17 +178,26 @@ set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 python=${PYTHON:-python3}
 command -v "$python" >/dev/null 2>&1 || { echo "install: $python is needed" >&2; exit 1; }
-work=$(mktemp -d "${TMPDIR:-/tmp}/gatepost-installer.XXXXXX")
-trap 'rm -rf "$work"' EXIT INT TERM
-pip_wheel=$(ls "$here"/wheels/pip-*.whl | head -n 1)
-# The machine's own pip settings (an index, find-links) do not apply: this is offline.
-for variable in $(env | sed -n 's/^\\(PIP_[A-Z_]*\\)=.*/\\1/p'); do unset "$variable"; done
-PIP_CONFIG_FILE=/dev/null "$python" "$pip_wheel/pip" install --quiet --disable-pip-version-check \\
-    --root-user-action=ignore --no-index --find-links "$here/wheels" --target "$work/site" gatepost
+wheel=$(ls "$here"/wheels/gatepost-*.whl | head -n 1)
+stamp=/opt/gatepost/.installed-wheel
+if [ -x /opt/gatepost/bin/gatepost ] && [ -f "$stamp" ] &&
+    [ "$(cut -d ' ' -f 1 "$stamp")" = "$(sha256sum "$wheel" | cut -d ' ' -f 1)" ]; then
+    # This very wheel is installed already (a second role, a second run): use it as it is.
+    gatepost() { /opt/gatepost/bin/gatepost "$@"; }
+else
+    work=$(mktemp -d "${TMPDIR:-/tmp}/gatepost-installer.XXXXXX")
+    trap 'rm -rf "$work"' EXIT INT TERM
+    pip_wheel=$(ls "$here"/wheels/pip-*.whl | head -n 1)
+    # The machine's own pip settings (an index, find-links) do not apply: this is offline.
+    for variable in $(env | sed -n 's/^\\(PIP_[A-Z_]*\\)=.*/\\1/p'); do unset "$variable"; done
+    PIP_CONFIG_FILE=/dev/null "$python" "$pip_wheel/pip" install --quiet --disable-pip-version-check \\
+        --root-user-action=ignore --no-index --find-links "$here/wheels" --target "$work/site" gatepost
+    gatepost() { PYTHONPATH="$work/site" "$python" -m gatepost "$@"; }
+fi
 command=${1:-}
 case "$command" in
-    uninstall) PYTHONPATH="$work/site" "$python" -m gatepost "$@" ;;
-    gate|console|broker) PYTHONPATH="$work/site" "$python" -m gatepost install "$@" --bundle "$here" ;;
+    uninstall) gatepost "$@" ;;
+    gate|console|broker) gatepost install "$@" --bundle "$here" ;;
     *) sed -n '2,3p' "$0" | sed 's/^# \\{0,1\\}//'; exit 2 ;;
 esac
 """

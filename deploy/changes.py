@@ -9,7 +9,9 @@ makes a second run change nothing: every change already made reports itself not 
 from __future__ import annotations
 
 import os
+import shutil
 import stat
+import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -215,8 +217,6 @@ class Remove(Change):
         return path.exists() or path.is_symlink()
 
     def apply(self, target: Target) -> None:
-        import shutil
-
         path = target.path(self.path)
         if self.tree and path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
@@ -331,9 +331,6 @@ class Packages(Change):
         return bool(self._missing(target))
 
     def apply(self, target: Target) -> None:
-        import shutil
-        import tempfile
-
         missing = [entry.split("|")[0] for entry in self._missing(target)]
         env = {"DEBIAN_FRONTEND": "noninteractive"}
         apt = ["apt-get", "install", "-y", "-q", "--no-install-recommends"]

@@ -69,6 +69,8 @@ def test_bundle_installs_and_runs_on_arm64(tmp_path: Path):
         (root / f"tmp/{role}").mkdir(parents=True)
         (root / f"tmp/{role}/{role}.toml").write_text(text)
         (root / f"tmp/{role}/mqtt.secret").write_text("set by gatepost broker add-gate\n")
+    (root / "boot/firmware").mkdir(parents=True)
+    (root / "boot/firmware/config.txt").write_text("arm_64bit=1\n")
     shutil.copy2(bundle, root / "tmp/bundle.tar")
     shutil.copy2(Path(__file__).with_name("smoke.py"), root / "tmp/smoke.py")
     with mounted(root):
@@ -82,6 +84,7 @@ def test_bundle_installs_and_runs_on_arm64(tmp_path: Path):
         print(out)
         assert "checked: /etc/gatepost/gate.toml: ok" in out, out
         assert "checked: /etc/gatepost/console.toml: ok" in out
+        assert "gpio=17=op,dh" in (root / "boot/firmware/config.txt").read_text()
         probe = chroot(
             root, "/opt/gatepost/bin/python -c 'import lgpio, cv2, zxingcpp, nacl; print(lgpio.__file__)'"
         )
