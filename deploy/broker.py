@@ -68,7 +68,8 @@ class GroupReadable(Change):
 
 def plan_install(request: common.Request) -> Plan:
     plan = Plan("install broker")
-    plan.add(common.packages(request, [*common.BASE_PACKAGES, "mosquitto", "logrotate"]))
+    # procps: /bin/kill, the unit's ExecReload (Debian's minimal images lack it).
+    plan.add(common.packages(request, [*common.BASE_PACKAGES, "mosquitto", "logrotate", "procps"]))
     plan.add(Directory(CONFIG_DIR, 0o755))
     if not request.target.path(STATE_DIR).is_dir():  # else it is the console's or gate's (0700, theirs)
         plan.add(Directory(STATE_DIR, 0o711))

@@ -22,7 +22,7 @@ from deploy.plan import Plan
 from deploy.source import WheelSource
 from deploy.target import Target
 
-INSTALLED = ("python3", "python3-venv", "chrony", "cage", "chromium", "mosquitto", "logrotate")
+INSTALLED = ("python3", "python3-venv", "chrony", "cage", "chromium", "mosquitto", "logrotate", "procps")
 PIN_HASH = "scrypt$16384$8$1$VzBdS-5_D85xjC0dZ7BTLQ$bDqKmvdE4FQ034RnFlHXv7RCP330F9daMvfNF3xVfnk"
 
 GATE = f"""\

@@ -21,7 +21,7 @@ from tests.deploy.debian_root import build_root, chroot, enable_arm64_emulation,
 pytestmark = [pytest.mark.slow, pytest.mark.emulated, pytest.mark.timeout(3600)]
 
 ARM64_IMAGE = ("systemd", "udev", "python3", "python3-venv", "dbus")
-ARM64_APT = ("mosquitto", "logrotate", "chrony")
+ARM64_APT = ("mosquitto", "logrotate", "chrony", "procps")
 SCANS = 20
 
 GATE = """site = "longtan"
