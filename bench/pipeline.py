@@ -14,7 +14,11 @@ Measured in one run, each next to its comparison:
    and console (a man in the middle that PUBACKs it to the broker); the time from its
    first publish to its commit at the console, p99, with the gate's default resend
    settings, against the gate's timeout alone (``resend_after_s``, what a resend on
-   timeout without overtaking evidence would give), and how many were never stored.
+   timeout without overtaking evidence would give), and how many were never stored;
+6. a signed command, signed at the console and verified at the gate (envelope, key
+   certificate in the trust bundle, signature, target, expiry, and the fsync'd write to
+   the replay memory), p50/p99, against decoding the old unsigned command, and the
+   Ed25519 verify alone in PyNaCl (what gatepost uses) and in ``cryptography``.
 
 Usage: ``python bench/pipeline.py [--quick]``.  Prints a table, then one JSON line.
 """
@@ -284,7 +288,7 @@ def run_publisher(args: argparse.Namespace) -> None:
     endpoint = BrokerEndpoint(args.host, args.port, args.username, Path(args.secret).read_text().strip())
     topics = GateTopics(args.site, args.gate)
     payloads = _payloads(args.n, args.site, args.gate)
-    client = make_client(endpoint, f"pub-{uuid.uuid4().hex[:8]}", max_inflight=1000)
+    client = make_client(endpoint, max_inflight=1000)
     connected = threading.Event()
     client.on_connect = lambda *a: connected.set()
     connect_async(client, endpoint, clean_start=True)
@@ -337,7 +341,7 @@ def bench_raw_paho(workdir: Path, broker: Broker, n: int) -> float:
     received = 0
     last = 0
     done = threading.Event()
-    client = make_client(broker.endpoint(creds), f"raw-{run}")
+    client = make_client(broker.endpoint(creds))
     subscribed = threading.Event()
 
     def on_message(*_a: object) -> None:
@@ -481,6 +485,73 @@ def bench_holes(
     }
 
 
+# -- 6. signed commands -------------------------------------------------------------------
+
+
+def bench_commands(workdir: Path, n: int) -> dict[str, dict[str, float]]:
+    """Console signs, gate verifies: the whole path an ``unlock`` takes before it acts, minus MQTT."""
+    from datetime import timedelta
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from console.commands import OfficeCommandSigner
+    from console.passes.office import Office
+    from edge.commands import CommandVerifier, ReplayMemory
+    from protocol import Command, decode_command
+    from protocol.commands import SIGNATURE_CONTEXT, CommandBody
+    from protocol.passes import TrustStore
+    from protocol.passes.keys import load_public_key
+
+    office_dir = workdir / "office"
+    Office.create(office_dir, site="bench", site_id=1, passphrase="bench passphrase, not secret").close()
+    public = office_dir / "public"
+    trust = TrustStore(load_public_key(public / "root.pub"), "bench")
+    assert trust.apply((public / "bundle").read_bytes()).applied
+    signer = OfficeCommandSigner(office_dir)
+    memory = ReplayMemory(workdir / "commands.db")
+    verifier = CommandVerifier(trust, memory, site="bench", gate="g1")
+
+    def body() -> CommandBody:
+        now = datetime.now(UTC)
+        return CommandBody(
+            site="bench",
+            gate="g1",
+            id=uuid.uuid4().hex,
+            name="unlock",
+            args={"seconds": 5},
+            issued_at=now,
+            expires_at=now + timedelta(seconds=30),
+            operator="operator-name",
+        )
+
+    def timed(step: object) -> dict[str, float]:
+        samples = []
+        for _ in range(n):
+            began = time.perf_counter_ns()
+            step()  # type: ignore[operator]
+            samples.append((time.perf_counter_ns() - began) / 1e6)
+        return {"p50": pct(samples, 50), "p99": pct(samples, 99), "max": max(samples)}
+
+    signed = timed(lambda: verifier.verify(signer.sign(body())))
+    unsigned = timed(
+        lambda: decode_command(
+            encode(Command(id=uuid.uuid4().hex, name="unlock", args={"seconds": 5}, issued_at=datetime.now(UTC),
+                           expires_at=datetime.now(UTC) + timedelta(seconds=30), operator="operator-name"))
+        )
+    )  # fmt: skip
+    sample = json.loads(signer.sign(body()))
+    message = SIGNATURE_CONTEXT + sample["body"].encode()
+    signature = bytes.fromhex(sample["sig"])
+    nacl_key = trust.command_key(sample["kid"]).verify_key  # type: ignore[union-attr]
+    openssl_key = Ed25519PublicKey.from_public_bytes(bytes(nacl_key))
+    nacl = timed(lambda: nacl_key.verify(message, signature))
+    openssl = timed(lambda: openssl_key.verify(signature, message))
+    now = datetime.now(UTC)
+    replay = timed(lambda: memory.record(uuid.uuid4().hex, now + timedelta(seconds=30), now))
+    memory.close()
+    return {"signed": signed, "unsigned": unsigned, "nacl": nacl, "openssl": openssl, "replay": replay}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller counts; finishes in under a minute")
@@ -501,10 +572,12 @@ def main() -> None:
     n_ingest = 5000 if quick else 20000
     n_holes = 1000 if quick else 10000
     rounds = 3 if quick else 5
+    n_commands = 2000 if quick else 10000
 
     with tempfile.TemporaryDirectory(prefix="gatepost-bench-") as tmp:
         workdir = Path(tmp)
         outbox = bench_outbox(workdir, n_outbox)
+        commands = bench_commands(workdir, n_commands)
         broker = Broker(workdir / "broker")
         broker.start()
         try:
@@ -578,6 +651,31 @@ def main() -> None:
             f"{holes['lost']}",
             f"{holes['resent']} resends in all; must be 0 (target p99 <= {2 * holes['resend_after_s']:g} s)",
         ),
+        (
+            "signed command: sign + verify p50 / p99 ms",
+            f"{commands['signed']['p50']:.3f} / {commands['signed']['p99']:.3f}",
+            f"n={n_commands}: key cert, signature, target, expiry, fsync'd replay write; target p99 <= 1",
+        ),
+        (
+            "unsigned command decode p50 / p99 ms",
+            f"{commands['unsigned']['p50']:.3f} / {commands['unsigned']['p99']:.3f}",
+            "comparison: the format-1 command, no checks",
+        ),
+        (
+            "replay memory write p50 / p99 ms",
+            f"{commands['replay']['p50']:.3f} / {commands['replay']['p99']:.3f}",
+            "part of the above: SQLite insert, synchronous=FULL",
+        ),
+        (
+            "Ed25519 verify, PyNaCl p50 / p99 ms",
+            f"{commands['nacl']['p50']:.3f} / {commands['nacl']['p99']:.3f}",
+            "part of the above (what gatepost uses)",
+        ),
+        (
+            "Ed25519 verify, cryptography p50 / p99 ms",
+            f"{commands['openssl']['p50']:.3f} / {commands['openssl']['p99']:.3f}",
+            "comparison: OpenSSL through cryptography",
+        ),
     ]
     width = max(len(r[0]) for r in rows)
     print(f"{'measure':<{width}}  {'value':>16}  note")
@@ -601,6 +699,12 @@ def main() -> None:
         "hole_events_dropped": holes["dropped"],
         "hole_events_lost": holes["lost"],
         "hole_fill_timeout_only_p99_s": round(holes_timeout["p99"], 3),
+        "command_verify_p50_ms": round(commands["signed"]["p50"], 3),
+        "command_verify_p99_ms": round(commands["signed"]["p99"], 3),
+        "command_unsigned_decode_p99_ms": round(commands["unsigned"]["p99"], 3),
+        "command_replay_write_p99_ms": round(commands["replay"]["p99"], 3),
+        "ed25519_verify_pynacl_p99_ms": round(commands["nacl"]["p99"], 3),
+        "ed25519_verify_cryptography_p99_ms": round(commands["openssl"]["p99"], 3),
         "quick": quick,
     }
     print(json.dumps(result))

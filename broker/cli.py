@@ -3,6 +3,10 @@
 Passwords are never printed unless asked for: they go to ``credentials/<user>.secret``
 (0600), which the installer copies to the device, so they do not end up in shell
 history, terminal scrollback or CI logs.
+
+A change is written to the registry and the plugin's file, then applied to the broker
+if one answers where ``mosquitto.conf`` says it listens; the command says which happened,
+because a broker that was not reached takes the change up only at its next start.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from broker.provision import Credentials
+    from broker.provision import Credentials, Provisioning
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -25,10 +29,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "--state",
             type=Path,
             required=True,
-            help="folder for config, passwd, acl, users (e.g. /etc/gatepost/broker)",
+            help="folder for config, users and secrets (e.g. /etc/gatepost/broker)",
         )
 
-    init = commands.add_parser("init", help="write mosquitto.conf, passwd and acl into the state folder")
+    def target(parser: argparse.ArgumentParser) -> None:
+        state(parser)
+        parser.add_argument("--host", help="broker to apply the change to (default: from mosquitto.conf)")
+        parser.add_argument("--port", type=int, help="its port (default: from mosquitto.conf)")
+
+    init = commands.add_parser(
+        "init", help="write mosquitto.conf and the dynamic-security plugin's file (in the data folder)"
+    )
     state(init)
     init.add_argument(
         "--data", type=Path, help="folder for the persistence file and log (default: the state folder)"
@@ -39,10 +50,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     init.add_argument("--gates", type=int, default=16, help="gates on the site, for queue sizing")
     init.add_argument("--peak-rate", type=float, default=2.0, help="peak events per second per gate")
     init.add_argument("--outage", type=int, default=3600, help="console outage to ride out, seconds")
+    init.add_argument(
+        "--plugin", type=Path, help="mosquitto_dynamic_security.so (default: found in /usr/lib)"
+    )
     init.set_defaults(func=_init)
 
+    sync = commands.add_parser(
+        "sync", help="rewrite the plugin's file from users.json (run before mosquitto starts)"
+    )
+    state(sync)
+    sync.set_defaults(func=_sync)
+
     add_gate = commands.add_parser("add-gate", help="create a gate's user (or give it a new password)")
-    state(add_gate)
+    target(add_gate)
     add_gate.add_argument("--site", required=True)
     add_gate.add_argument("--gate", required=True)
     add_gate.add_argument("--show-password", action="store_true", help="also print the password")
@@ -51,13 +71,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_console = commands.add_parser(
         "add-console", help="create a console's user (or give it a new password)"
     )
-    state(add_console)
+    target(add_console)
     add_console.add_argument("--name", default="console")
     add_console.add_argument("--show-password", action="store_true", help="also print the password")
     add_console.set_defaults(func=_add_console)
 
-    remove = commands.add_parser("remove", help="delete a user, its ACL and its secret file")
-    state(remove)
+    remove = commands.add_parser("remove", help="delete a user, its role and its secret file")
+    target(remove)
     remove.add_argument("username")
     remove.set_defaults(func=_remove)
 
@@ -78,7 +98,7 @@ def _fail(exc: Exception) -> int:
 
 
 def _init(args: argparse.Namespace) -> int:
-    from broker.config import QueueSizing, render_config
+    from broker.config import QueueSizing, find_dynsec_plugin, render_config
     from broker.files import write_atomic
     from broker.provision import Provisioning
     from protocol.errors import GatepostError
@@ -94,15 +114,68 @@ def _init(args: argparse.Namespace) -> int:
             bind=args.bind,
             user=args.user,
             sizing=sizing,
+            plugin=args.plugin.absolute() if args.plugin else find_dynsec_plugin(),
         )
         state_dir.mkdir(parents=True, exist_ok=True)
         data_dir.mkdir(parents=True, exist_ok=True)
         write_atomic(state_dir / "mosquitto.conf", text, mode=0o640)
-        Provisioning(state_dir).sync()
+        provisioning = Provisioning(state_dir)
+        provisioning.sync()
     except (GatepostError, ValueError, OSError) as exc:
         return _fail(exc)
     print(f"wrote {state_dir / 'mosquitto.conf'} (queue: {sizing.explain()})")
+    print(f"wrote {provisioning.dynsec_path} (users and roles, from {provisioning.registry_path})")
     print(f"run it with: mosquitto -c {state_dir / 'mosquitto.conf'}")
+    return 0
+
+
+def _sync(args: argparse.Namespace) -> int:
+    from broker.provision import Provisioning
+    from protocol.errors import GatepostError
+
+    provisioning = Provisioning(args.state)
+    try:
+        provisioning.sync()
+    except (GatepostError, OSError) as exc:
+        return _fail(exc)
+    print(f"wrote {provisioning.dynsec_path} from {provisioning.registry_path}")
+    return 0
+
+
+def _apply(args: argparse.Namespace, provisioning: Provisioning, creds: Credentials | None) -> int:
+    """Apply the registry to the running broker if one answers; say which happened."""
+    from broker.config import configured_listener
+    from broker.control import ControlError, apply_registry
+    from protocol.errors import GatepostError
+
+    configured = configured_listener(provisioning.state_dir / "mosquitto.conf")
+    if configured is None and not (args.host and args.port):
+        print(
+            f"no mosquitto.conf in {provisioning.state_dir} to say where the broker listens: "
+            "a broker started from this folder takes this up when it starts (or give --host and --port)"
+        )
+        return 0
+    host, port = configured or (args.host, args.port)
+    host, port = args.host or host, args.port or port
+    try:
+        report = apply_registry(
+            provisioning, host, port, passwords={creds.username: creds.password} if creds else None
+        )
+    except ControlError as exc:
+        print(f"gatepost broker: the broker at {host}:{port} did not take this up: {exc}", file=sys.stderr)
+        print("restart mosquitto to take it up from the plugin's file", file=sys.stderr)
+        return 1
+    except (GatepostError, FileNotFoundError, PermissionError) as exc:
+        return _fail(exc)
+    except OSError as exc:  # nothing listens there: the registry and the plugin's file are written
+        print(f"no broker answers at {host}:{port} ({exc}): it takes this up when it next starts")
+        return 0
+    print(f"applied to the running broker at {host}:{port} ({len(report.changes)} changes)")
+    if report.pending:
+        print(
+            f"not applied, no password at hand for: {', '.join(report.pending)}; "
+            "the broker takes them up when it next starts"
+        )
     return 0
 
 
@@ -111,7 +184,6 @@ def _report(creds: Credentials, secret: Path, show: bool, rotated: bool) -> None
     print(f"secret: {secret}")
     if show:
         print(f"password: {creds.password}")
-    print("a running mosquitto takes this up when sent SIGHUP (kill -HUP <pid>)")
 
 
 def _add_gate(args: argparse.Namespace) -> int:
@@ -125,7 +197,7 @@ def _add_gate(args: argparse.Namespace) -> int:
     except (GatepostError, OSError) as exc:
         return _fail(exc)
     _report(creds, provisioning.secret_path(creds.username), args.show_password, rotated)
-    return 0
+    return _apply(args, provisioning, creds)
 
 
 def _add_console(args: argparse.Namespace) -> int:
@@ -139,19 +211,20 @@ def _add_console(args: argparse.Namespace) -> int:
     except (GatepostError, OSError) as exc:
         return _fail(exc)
     _report(creds, provisioning.secret_path(creds.username), args.show_password, rotated)
-    return 0
+    return _apply(args, provisioning, creds)
 
 
 def _remove(args: argparse.Namespace) -> int:
     from broker.provision import Provisioning
     from protocol.errors import GatepostError
 
+    provisioning = Provisioning(args.state)
     try:
-        Provisioning(args.state).remove(args.username)
+        provisioning.remove(args.username)
     except (GatepostError, OSError) as exc:
         return _fail(exc)
     print(f"removed {args.username}")
-    return 0
+    return _apply(args, provisioning, None)
 
 
 def _users(args: argparse.Namespace) -> int:

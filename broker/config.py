@@ -7,10 +7,12 @@ ACLs, queues and persistence holds for the real site.
 
 from __future__ import annotations
 
+import glob
 import math
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from protocol.messages import MAX_MESSAGE_BYTES
 
@@ -21,6 +23,20 @@ PRODUCTION_DATA_DIR = Path("/var/lib/gatepost/broker")
 PRODUCTION_PORT = 1883
 PRODUCTION_BIND = "0.0.0.0"
 PRODUCTION_USER = "mosquitto"
+
+DYNSEC_PLUGIN = "mosquitto_dynamic_security.so"
+PRODUCTION_DYNSEC_PLUGIN = Path("/usr/lib/x86_64-linux-gnu") / DYNSEC_PLUGIN
+"""Where Debian's mosquitto package puts the plugin on amd64; ``gatepost broker init`` and
+the launcher look for it (:func:`find_dynsec_plugin`), since mosquitto 2.0.11 loads a
+plugin by path only and the path has the architecture in it (``aarch64-linux-gnu`` on a
+64-bit Raspberry Pi OS)."""
+DYNSEC_FILE = "dynamic-security.json"
+_PLUGIN_GLOBS = (
+    f"/usr/lib/*-linux-gnu*/{DYNSEC_PLUGIN}",
+    f"/usr/lib/{DYNSEC_PLUGIN}",
+    f"/usr/local/lib/{DYNSEC_PLUGIN}",
+    f"/usr/local/lib/*/{DYNSEC_PLUGIN}",
+)
 
 AUTOSAVE_INTERVAL_S = 10
 """Short because the broker's memory (sessions, queued acks and commands, retained
@@ -72,6 +88,50 @@ class QueueSizing:
         )
 
 
+def find_dynsec_plugin() -> Path:
+    """This machine's dynamic-security plugin; without it no gatepost broker starts.
+
+    Raises FileNotFoundError naming the package to install.
+    """
+    for pattern in _PLUGIN_GLOBS:
+        for found in sorted(glob.glob(pattern)):
+            return Path(found)
+    raise FileNotFoundError(
+        f"{DYNSEC_PLUGIN} not found in /usr/lib or /usr/local/lib; install the mosquitto package (2.0 or later)"
+    )
+
+
+def configured_dynsec_file(config_path: Path) -> Path | None:
+    """The plugin file a written ``mosquitto.conf`` names, so provisioning writes where the broker reads."""
+    return _option(config_path, "plugin_opt_config_file", lambda value: Path(value))
+
+
+def configured_listener(config_path: Path) -> tuple[str, int] | None:
+    """Where a written ``mosquitto.conf`` listens, as an address to connect to (``0.0.0.0`` is loopback)."""
+
+    def parse(value: str) -> tuple[str, int]:
+        port, _, bind = value.partition(" ")
+        bind = bind.strip()
+        return ("127.0.0.1" if bind in ("", "0.0.0.0", "::") else bind, int(port))
+
+    return _option(config_path, "listener", parse)
+
+
+def _option(config_path: Path, name: str, parse: Any) -> Any:
+    try:
+        lines = Path(config_path).read_text(encoding="utf-8").splitlines()
+    except (FileNotFoundError, PermissionError, UnicodeDecodeError):
+        return None
+    for line in lines:
+        key, _, value = line.strip().partition(" ")
+        if key == name and value.strip():
+            try:
+                return parse(value.strip())
+            except ValueError:
+                return None
+    return None
+
+
 def render_config(
     *,
     config_dir: Path = PRODUCTION_CONFIG_DIR,
@@ -79,6 +139,7 @@ def render_config(
     port: int = PRODUCTION_PORT,
     bind: str = PRODUCTION_BIND,
     user: str = PRODUCTION_USER,
+    plugin: Path = PRODUCTION_DYNSEC_PLUGIN,
     sizing: QueueSizing | None = None,
     max_queued_messages: int | None = None,
     autosave_interval: int = AUTOSAVE_INTERVAL_S,
@@ -103,6 +164,8 @@ def render_config(
         port=port,
         bind=bind,
         user=user,
+        plugin=Path(plugin).as_posix(),
+        dynsec_file=(Path(data_dir) / DYNSEC_FILE).as_posix(),
         autosave_interval=autosave_interval,
         queue_sizing_comment=sizing.explain()
         if max_queued_messages is None

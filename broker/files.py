@@ -1,7 +1,7 @@
 """Atomic file replacement, so mosquitto (or a reader on another terminal) never sees half a file.
 
-mosquitto re-reads ``passwd`` and ``acl`` on SIGHUP; a torn file at that moment would
-lock every gate out.  Writing a temporary file in the same directory, syncing it and
+mosquitto reads the dynamic-security plugin's file when it starts; a torn file at that
+moment (a power cut during provisioning) would lock every gate out.  Writing a temporary file in the same directory, syncing it and
 renaming it over the old one makes each change all-or-nothing, also across a power cut.
 """
 

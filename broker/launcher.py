@@ -26,7 +26,8 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-from broker.config import AUTOSAVE_INTERVAL_S, render_config
+from broker.config import AUTOSAVE_INTERVAL_S, DYNSEC_FILE, find_dynsec_plugin, render_config
+from broker.control import ApplyReport, apply_registry
 from broker.errors import BrokerError
 from broker.files import write_atomic
 from broker.probe import ConnackCode, try_login
@@ -35,7 +36,6 @@ from protocol.mqtt import BrokerEndpoint
 
 READY_LINE = b" running"
 """mosquitto logs ``mosquitto version X running`` after its listeners and signal handlers are set up."""
-RELOAD_LINE = b"Reloading config."
 PORT_TAKEN = "Address already in use"
 _PR_SET_PDEATHSIG = 1
 
@@ -94,8 +94,8 @@ def _current_user() -> str:
 class Broker:
     """One mosquitto with its configuration, users and data in ``state_dir``.
 
-    Nothing is started by the constructor; :meth:`start` renders the configuration,
-    writes ``passwd`` and ``acl`` and waits until mosquitto answers MQTT.  ``port=None``
+    Nothing is started by the constructor; :meth:`start` renders the configuration and
+    the dynamic-security plugin's file and waits until mosquitto answers MQTT.  ``port=None``
     picks a free port once; :meth:`restart` keeps it, so clients reconnect to the same
     address.
     """
@@ -115,7 +115,7 @@ class Broker:
         self.port = port if port is not None else free_port(host)
         self.max_queued_messages = max_queued_messages
         self.autosave_interval = autosave_interval
-        self.provisioning = Provisioning(self.state_dir)
+        self.provisioning = Provisioning(self.state_dir, dynsec_path=self.state_dir / DYNSEC_FILE)
         self._proc: subprocess.Popen[bytes] | None = None
         self._finalizer: weakref.finalize | None = None
 
@@ -159,12 +159,17 @@ class Broker:
     def write_config(self) -> Path:
         """Render ``mosquitto.conf`` for this folder, port and user; also used by ``broker init``."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            plugin = find_dynsec_plugin()
+        except FileNotFoundError as exc:
+            raise BrokerError(str(exc)) from None
         text = render_config(
             config_dir=self.state_dir,
             data_dir=self.state_dir,
             port=self.port,
             bind=self.host,
             user=_current_user(),
+            plugin=plugin,
             max_queued_messages=self.max_queued_messages,
             autosave_interval=self.autosave_interval,
         )
@@ -228,42 +233,55 @@ class Broker:
     # -- users ------------------------------------------------------------------------
 
     def add_gate(self, site: str, gate: str) -> Credentials:
-        """Provision a gate; a running broker reloads and this returns once the login works."""
+        """Provision a gate; a running broker takes it up, and this returns once the login works."""
         creds = self.provisioning.add_gate(site, gate)
         if self.running:
             self.reload(creds)
         return creds
 
     def add_console(self, name: str = "console") -> Credentials:
+        """Provision a console (all its connections); a running broker takes it up at once."""
         creds = self.provisioning.add_console(name)
         if self.running:
             self.reload(creds)
         return creds
 
     def remove(self, username: str) -> None:
-        """Remove a user; a running broker reloads and disconnects it."""
+        """Remove an account; a running broker deletes its clients, which disconnects them."""
         self.provisioning.remove(username)
         if self.running:
             self.reload()
 
-    def reload(self, creds: Credentials | None = None, timeout: float = 5.0) -> None:
-        """SIGHUP: mosquitto re-reads its configuration, ``passwd`` and ``acl``.
+    def reload(self, creds: Credentials | None = None, timeout: float = 5.0) -> ApplyReport:
+        """Bring the running broker in line with the registry, through the plugin's control topic.
 
-        Returns once the reload has happened: mosquitto logs ``Reloading config.`` and
-        reloads within the same turn of its single-threaded loop, so any CONNACK after
-        that line was decided under the new files.  With ``creds``, also waits until
-        they log in, which proves it from the outside.
+        The plugin reads its file only at start, so changes reach a running broker as
+        commands (broker.control); only what differs is sent, so clients whose account
+        did not change stay connected.  With ``creds`` (a password just made), also waits
+        until they log in, which proves it from the outside.  BrokerError if an account
+        could not be applied (its password is no longer at hand: restart to take it up).
         """
-        proc = self._require_running()
-        offset = self._log_size()
-        proc.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + timeout
-        self._wait_for(lambda: RELOAD_LINE in self._log_since(offset), deadline, "reload")
-        self._wait_for(lambda: self._login(creds) is not None, deadline, "answer after reload")
+        self._require_running()
+        passwords = {creds.username: creds.password} if creds is not None else None
+        try:
+            report = apply_registry(
+                self.provisioning, self.host, self.port, passwords=passwords, timeout=timeout
+            )
+        except OSError as exc:
+            raise BrokerError(
+                f"could not reach the broker to apply the registry: {exc}\n{self._tail()}"
+            ) from None
+        if report.pending:
+            raise BrokerError(
+                f"not applied to the running broker, no password at hand for: {', '.join(report.pending)}; "
+                "restart it to take them up"
+            )
         if creds is not None:
+            deadline = time.monotonic() + timeout
             self._wait_for(
                 lambda: self._login(creds) is ConnackCode.ACCEPTED, deadline, f"accept {creds.username}"
             )
+        return report
 
     # -- internals --------------------------------------------------------------------
 

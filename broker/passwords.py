@@ -1,10 +1,11 @@
-"""Password hashes in the format mosquitto 2.0 reads from its ``password_file``.
+"""Password hashes as mosquitto 2.0 computes them: PBKDF2-HMAC-SHA512, 12-byte salt.
 
-``username:$7$<iterations>$<base64 salt>$<base64 PBKDF2-HMAC-SHA512>``, with a 12-byte
-salt and standard padded base64, as ``mosquitto_passwd`` writes it (``$7$`` is
-``pw_sha512_pbkdf2`` in mosquitto's ``password_mosq.h``).  Writing it ourselves means
-provisioning needs no mosquitto tools on the machine that provisions, and the test that
-logs in to a real broker proves the format.
+The registry keeps each hash as ``$7$<iterations>$<base64 salt>$<base64 hash>``, the
+line format ``mosquitto_passwd`` writes (``$7$`` is ``pw_sha512_pbkdf2`` in mosquitto's
+``password_mosq.h``); the dynamic-security plugin uses the same function, salt length and
+base64, so broker.dynsec hands it the three parts unchanged.  Hashing here means
+provisioning needs no mosquitto tools, and the tests that log in to a real broker prove
+the format.
 """
 
 from __future__ import annotations

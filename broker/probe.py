@@ -4,6 +4,10 @@ The launcher needs a yes/no answer without threads or callbacks, at start (is th
 loop running?) and after a reload (is the new password live yet?).  A CONNECT/CONNACK
 exchange in MQTT 3.1.1 is a few dozen bytes, so it is written out here rather than
 borrowing a paho client and its network thread for a single round trip.
+
+A login's client id is its user name, as for every gatepost connection: the broker binds
+each user name to that one client id (broker.dynsec), so a probe under any other id would
+be refused however right the password.
 """
 
 from __future__ import annotations
@@ -57,10 +61,16 @@ def try_login(
     username: str | None = None,
     password: str | None = None,
     *,
-    client_id: str = "gatepost-probe",
+    client_id: str | None = None,
     timeout: float = 2.0,
 ) -> ConnackCode:
-    """Return the broker's CONNACK code; raise OSError if nothing MQTT answers."""
+    """Return the broker's CONNACK code; raise OSError if nothing MQTT answers.
+
+    ``client_id`` defaults to the user name (``gatepost-probe`` when anonymous); tests
+    pass another to see the binding refuse it.
+    """
+    if client_id is None:
+        client_id = username if username is not None else "gatepost-probe"
     with socket.create_connection((host, port), timeout=timeout) as sock:
         sock.sendall(connect_packet(client_id, username, password))
         reply = b""

@@ -8,21 +8,39 @@ kind                        raised when
 ``door.forced``             a door opened while locked
 ``door.held_open``          a door stayed open past its limit
 ``door.tamper``             a reader or door housing was opened
+``door.fire_alarm``         a door's fire-alarm input tripped and released the door
 ``outbox.overflow``         a gate's outbox was full and refused events
 ``gate.offline``            a gate's status became ``offline`` (its last will: the link
                             died), from another state or from another outage
 ``access.denied_burst``     ``denials`` refused credentials at one gate within ``window_s``
                             of gate time (default 5 in 60 s: someone trying cards or codes)
+``guard.pin_lockout``       wrong guard PINs paused a source's guard actions at a gate
+``seq.gap``                 sequence numbers of a gate still missing after
+                            ``[integrity] gap_alarm_after_s`` (console/gaps.py); clears
+                            itself when they arrive
+``seq.jump``                a gate's event numbered absurdly far ahead was refused
+``event.quarantined``       an event dated in the future was quarantined
+``event.backdated``         an event dated before one its gate numbered earlier (or
+                            reusing a number) was kept out of the flow
+``ingest.flood``            a gate sent more events than its budget (flagged, stored)
+``status.refused``          a gate status was refused as stale or from the future
+``command.unverified``      a gate refused a command as unsigned, forged, replayed or
+                            meant for another gate (``protocol.commands.ALARMING_REASONS``)
 ==========================  ==========================================================
 
-Each alarm names its source (the event id, or the receipt time of the status that took
-the gate offline) and the table refuses a second alarm for the same source, so
-re-reading events after a restart, or two console processes reading the same store,
-never doubles an alarm.  Nor does the broker re-sending a gate's retained ``offline`` at
-every subscribe (each console restart or ingest reconnect): it names the outage the
-console already showed.  A gate that came back and went away again while the console
-was down sends a will naming a new one, and that raises.  Acknowledging takes an operator and a note,
-and is audited by the caller.
+**One open alarm per kind and gate.**  A second occurrence while one is open adds to
+its ``count`` (and names the latest event) instead of opening another, so 200 forged
+``door.forced`` events from one gate are one alarm counting 200, acknowledged once; the
+next occurrence after the acknowledgement opens a new one.  Each occurrence names its
+source (the event id, or the receipt time of the status that took the gate offline), and
+``alarm_sources`` refuses a source twice, so re-reading events after a restart, or two
+console processes reading the same store, never counts one twice.  Nor does the broker
+re-sending a gate's retained ``offline`` at every subscribe (each console restart or
+ingest reconnect): it names the outage the console already showed.  A gate that came back
+and went away again while the console was down sends a will naming a new one, and that
+counts.  Acknowledging takes an operator and a note, and is audited by the caller; an
+alarm whose condition ended by itself (a gap filled, an ``offline`` contradicted by the
+gate's own events) is closed by the console, ``acked_by`` :data:`CONSOLE_ACTOR`.
 """
 
 from __future__ import annotations
@@ -30,31 +48,45 @@ from __future__ import annotations
 import json
 from collections import defaultdict, deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
-from console.db import Database, Migration, format_time, now_text
+from console.db import Database, IntegrityError, Migration, format_time, now_text
 from protocol import GatepostError
+from protocol.commands import ALARMING_REASONS
 
 MAX_NOTE_CHARS = 500
+CONSOLE_ACTOR = "(console)"
+"""Who closed an alarm whose condition ended by itself; no user name can be this (console/users.py)."""
 
 
 class AlarmKind(StrEnum):
     DOOR_FORCED = "door.forced"
     DOOR_HELD_OPEN = "door.held_open"
     DOOR_TAMPER = "door.tamper"
+    DOOR_FIRE_ALARM = "door.fire_alarm"
     OUTBOX_OVERFLOW = "outbox.overflow"
     GATE_OFFLINE = "gate.offline"
     DENIED_BURST = "access.denied_burst"
+    GUARD_PIN_LOCKOUT = "guard.pin_lockout"
+    SEQ_GAP = "seq.gap"
+    SEQ_JUMP = "seq.jump"
+    EVENT_QUARANTINED = "event.quarantined"
+    EVENT_BACKDATED = "event.backdated"
+    INGEST_FLOOD = "ingest.flood"
+    STATUS_REFUSED = "status.refused"
+    COMMAND_UNVERIFIED = "command.unverified"
 
 
 _EVENT_ALARMS = {
     "door.forced": AlarmKind.DOOR_FORCED,
     "door.held_open": AlarmKind.DOOR_HELD_OPEN,
     "door.tamper": AlarmKind.DOOR_TAMPER,
+    "door.fire_alarm": AlarmKind.DOOR_FIRE_ALARM,
     "outbox.overflow": AlarmKind.OUTBOX_OVERFLOW,
+    "guard.pin_lockout": AlarmKind.GUARD_PIN_LOCKOUT,
 }
 
 
@@ -96,6 +128,8 @@ class Draft:
     event_time: str
     event_id: str | None
     detail: dict[str, Any]
+    count: int = 1
+    """Occurrences this draft stands for (a batch of flagged events is one draft)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,10 +146,22 @@ class Alarm:
     acked_at: str | None
     acked_by: str | None
     note: str | None
+    count: int = 1
+    last_at: str | None = None
+    """When the latest occurrence was counted (``raised_at`` is the first's)."""
+    last_event_time: str | None = None
+    last_event_id: str | None = None
+    opened: bool = False
+    """Set on an alarm just opened by the call that returned it (not stored): a live page counts it."""
 
     @property
     def open(self) -> bool:
         return self.acked_at is None
+
+    @property
+    def cleared(self) -> bool:
+        """Closed by the console because its condition ended, not by an operator."""
+        return self.acked_by == CONSOLE_ACTOR
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -130,6 +176,11 @@ class Alarm:
             "acked_at": self.acked_at,
             "acked_by": self.acked_by,
             "note": self.note,
+            "count": self.count,
+            "last_at": self.last_at,
+            "last_event_time": self.last_event_time,
+            "last_event_id": self.last_event_id,
+            "opened": self.opened,
         }
 
 
@@ -159,6 +210,17 @@ def evaluate(rules: AlarmRules, state: RuleState, event: EventLike) -> Draft | N
     if kind is not None:
         detail = {key: data[key] for key in ("open_for_s", "dropped", "reader") if key in data}
         return Draft(kind, event.site, event.gate, event.id, _time_text(event.time), event.id, detail)
+    if event.type == "command.rejected" and str(data.get("reason")) in ALARMING_REASONS:
+        detail = {key: data[key] for key in ("reason", "detail", "command_id") if key in data}
+        return Draft(
+            AlarmKind.COMMAND_UNVERIFIED,
+            event.site,
+            event.gate,
+            event.id,
+            _time_text(event.time),
+            event.id,
+            detail,
+        )
     denied = event.type == "door.access_denied" or (
         event.type == "access.scan" and data.get("granted") is False
     )
@@ -186,7 +248,15 @@ def evaluate(rules: AlarmRules, state: RuleState, event: EventLike) -> Draft | N
     )
 
 
-def _migrations() -> list[Migration]:
+def _migrations(dialect: str) -> list[Migration]:
+    now = (
+        "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+        if dialect == "sqlite"
+        else """to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
+    )
+    same_group = (
+        "a.kind = alarms.kind AND a.site = alarms.site AND a.gate = alarms.gate AND a.acked_at IS NULL"
+    )
     return [
         Migration(
             1,
@@ -213,12 +283,43 @@ def _migrations() -> list[Migration]:
                     value {bigint} NOT NULL
                 )""",
             ),
-        )
+        ),
+        Migration(
+            2,
+            "one open alarm per kind and gate, with a count",
+            (
+                "ALTER TABLE alarms ADD COLUMN count {bigint} NOT NULL DEFAULT 1",
+                "ALTER TABLE alarms ADD COLUMN last_at TEXT",
+                "ALTER TABLE alarms ADD COLUMN last_event_time TEXT",
+                "ALTER TABLE alarms ADD COLUMN last_event_id TEXT",
+                """CREATE TABLE alarm_sources (
+                    kind     TEXT NOT NULL,
+                    source   TEXT NOT NULL,
+                    alarm_id {bigint} NOT NULL,
+                    PRIMARY KEY (kind, source)
+                )""",
+                "INSERT INTO alarm_sources (kind, source, alarm_id) SELECT kind, source, row_id FROM alarms",
+                # Open alarms of one kind and gate become the oldest of them, counting them all.
+                f"""UPDATE alarms SET count = (SELECT COUNT(*) FROM alarms AS a WHERE {same_group})
+                    WHERE acked_at IS NULL
+                      AND row_id = (SELECT MIN(a.row_id) FROM alarms AS a WHERE {same_group})""",
+                """UPDATE alarm_sources SET alarm_id = (
+                        SELECT MIN(a.row_id) FROM alarms AS a JOIN alarms AS o ON o.row_id = alarm_sources.alarm_id
+                        WHERE a.kind = o.kind AND a.site = o.site AND a.gate = o.gate AND a.acked_at IS NULL)
+                    WHERE alarm_id IN (SELECT row_id FROM alarms WHERE acked_at IS NULL)""",
+                f"""UPDATE alarms SET acked_at = {now}, acked_by = '{CONSOLE_ACTOR}',
+                        note = 'merged into the open alarm of its kind and gate'
+                    WHERE acked_at IS NULL
+                      AND row_id > (SELECT MIN(a.row_id) FROM alarms AS a WHERE {same_group})""",
+                "CREATE UNIQUE INDEX alarms_one_open ON alarms (kind, site, gate) WHERE acked_at IS NULL",
+            ),
+        ),
     ]
 
 
 _COLUMNS = (
-    "row_id, kind, site, gate, source, raised_at, event_time, event_id, detail, acked_at, acked_by, note"
+    "row_id, kind, site, gate, source, raised_at, event_time, event_id, detail, acked_at, acked_by, note,"
+    " count, last_at, last_event_time, last_event_id"
 )
 
 
@@ -240,7 +341,7 @@ class AlarmBook:
         self.db = db
         self.rules = rules or AlarmRules()
         self.state = RuleState()
-        db.migrate("alarms", _migrations())
+        db.migrate("alarms", _migrations(db.dialect))
 
     # -- raising ---------------------------------------------------------------------
 
@@ -266,31 +367,152 @@ class AlarmBook:
         return self._raise([draft])
 
     def _raise(self, drafts: Sequence[Draft]) -> list[Alarm]:
-        raised: list[Alarm] = []
-        for draft in drafts:
-            now = now_text()
-            detail = json.dumps(draft.detail, ensure_ascii=False)
-            inserted = self.db.execute(
-                "INSERT INTO alarms (kind, site, gate, source, raised_at, event_time, event_id, detail)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (kind, source) DO NOTHING",
+        """Count each draft into the open alarm of its kind and gate, or open one; return the
+        alarms changed, newest state (an alarm counted twice in one call is returned once)."""
+        if not drafts:
+            return []
+        for attempt in range(3):
+            changed: dict[int, bool] = {}
+            try:
+                with self.db.transaction():  # one commit for a batch: a flood is thousands of drafts
+                    for draft in drafts:
+                        counted = self._count_once(draft)
+                        if counted is not None:
+                            row_id, opened = counted
+                            changed[row_id] = changed.get(row_id, False) or opened
+                return [
+                    replace(alarm, opened=opened)
+                    for row_id, opened in changed.items()
+                    if (alarm := self.get(row_id)) is not None
+                ]
+            except IntegrityError:
+                # another process opened the alarm of this kind and gate meanwhile: count into it
+                if attempt == 2:
+                    raise
+        return []
+
+    def _count_once(self, draft: Draft) -> tuple[int, bool] | None:
+        kind = draft.kind.value
+        if not self.db.execute(
+            "INSERT INTO alarm_sources (kind, source, alarm_id) VALUES (?, ?, 0) ON CONFLICT (kind, source) DO NOTHING",
+            (kind, draft.source),
+        ):
+            return None  # this occurrence was counted before
+        now = now_text()
+        rows = self.db.query(
+            "UPDATE alarms SET count = count + ?, last_at = ?, last_event_time = ?, last_event_id = ?"
+            " WHERE kind = ? AND site = ? AND gate = ? AND acked_at IS NULL RETURNING row_id",
+            (draft.count, now, draft.event_time, draft.event_id, kind, draft.site, draft.gate),
+        )
+        opened = not rows
+        if not rows:
+            rows = self.db.query(
+                "INSERT INTO alarms (kind, site, gate, source, raised_at, event_time, event_id, detail, count,"
+                " last_at, last_event_time, last_event_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (kind, source) DO NOTHING RETURNING row_id",
                 (
-                    draft.kind.value,
+                    kind,
                     draft.site,
                     draft.gate,
                     draft.source,
                     now,
                     draft.event_time,
                     draft.event_id,
-                    detail,
+                    json.dumps(draft.detail, ensure_ascii=False),
+                    draft.count,
+                    now,
+                    draft.event_time,
+                    draft.event_id,
                 ),
             )
-            if inserted:
-                rows = self.db.query(
-                    f"SELECT {_COLUMNS} FROM alarms WHERE kind = ? AND source = ?",
-                    (draft.kind.value, draft.source),
+            if not rows:  # an acknowledged alarm already carries this source as its first
+                return None
+        row_id = int(rows[0][0])
+        self.db.execute(
+            "UPDATE alarm_sources SET alarm_id = ? WHERE kind = ? AND source = ?",
+            (row_id, kind, draft.source),
+        )
+        return row_id, opened
+
+    def open_alarm(self, kind: AlarmKind, site: str, gate: str) -> Alarm | None:
+        """The open alarm of ``kind`` at one gate, if there is one."""
+        rows = self.db.query(
+            f"SELECT {_COLUMNS} FROM alarms WHERE kind = ? AND site = ? AND gate = ? AND acked_at IS NULL",
+            (kind.value, site, gate),
+        )
+        return _alarm(rows[0]) if rows else None
+
+    def raise_or_update(
+        self,
+        kind: AlarmKind,
+        site: str,
+        gate: str,
+        sources: Sequence[str],
+        event_time: str,
+        detail: dict[str, Any],
+    ) -> tuple[Alarm, bool] | None:
+        """A condition alarm (one per gate while it lasts, like ``seq.gap``), named by the
+        ``sources`` of what is wrong now (a gap's discovery, say).
+
+        With an alarm of ``kind`` open at the gate, record the sources and give it ``detail``.
+        Without one, open one only if some source is new: what an operator already
+        acknowledged does not come back, something new does.  Returns the alarm and whether
+        it changed, or None.
+        """
+        with self.db.transaction():
+            new = [
+                source
+                for source in sources
+                if self.db.execute(
+                    "INSERT INTO alarm_sources (kind, source, alarm_id) VALUES (?, ?, 0)"
+                    " ON CONFLICT (kind, source) DO NOTHING",
+                    (kind.value, source),
                 )
-                raised.extend(_alarm(row) for row in rows)
-        return raised
+            ]
+            current = self.open_alarm(kind, site, gate)
+            text = json.dumps(detail, ensure_ascii=False)
+            if current is None:
+                if not new:
+                    return None
+                now = now_text()
+                (row,) = self.db.query(
+                    "INSERT INTO alarms (kind, site, gate, source, raised_at, event_time, event_id, detail, count,"
+                    " last_at, last_event_time, last_event_id) VALUES (?, ?, ?, ?, ?, ?, NULL, ?, 1, ?, ?, NULL)"
+                    " RETURNING row_id",
+                    (kind.value, site, gate, new[0], now, event_time, text, now, event_time),
+                )
+                row_id, changed = int(row[0]), True
+            else:
+                row_id, changed = current.row_id, current.detail != detail
+                if changed:
+                    self.db.execute(
+                        "UPDATE alarms SET detail = ?, last_at = ?, last_event_time = ? WHERE row_id = ?",
+                        (text, now_text(), event_time, row_id),
+                    )
+            if new:
+                marks = ", ".join("?" * len(new))
+                self.db.execute(
+                    f"UPDATE alarm_sources SET alarm_id = ? WHERE kind = ? AND source IN ({marks})",
+                    (row_id, kind.value, *new),
+                )
+        alarm = self.get(row_id)
+        assert alarm is not None
+        return replace(alarm, opened=current is None), changed
+
+    def clear(self, kind: AlarmKind, site: str, gate: str, note: str) -> Alarm | None:
+        """Close the open alarm of ``kind`` at a gate because its condition ended; the console signs it."""
+        current = self.open_alarm(kind, site, gate)
+        if current is None:
+            return None
+        self.db.execute(
+            "UPDATE alarms SET acked_at = ?, acked_by = ?, note = ? WHERE row_id = ? AND acked_at IS NULL",
+            (now_text(), CONSOLE_ACTOR, note[:MAX_NOTE_CHARS], current.row_id),
+        )
+        return self.get(current.row_id)
+
+    def raise_drafts(self, drafts: Sequence[Draft]) -> list[Alarm]:
+        """Count drafts made outside the event rules (the watcher's integrity alarms)."""
+        return self._raise(drafts)
 
     # -- reading and acknowledging ---------------------------------------------------
 
@@ -350,7 +572,10 @@ class AlarmBook:
 
 
 def _alarm(row: tuple) -> Alarm:
-    row_id, kind, site, gate, source, raised, event_time, event_id, detail, acked_at, acked_by, note = row
+    (row_id, kind, site, gate, source, raised, event_time, event_id, detail, acked_at, acked_by, note) = row[
+        :12
+    ]
+    count, last_at, last_event_time, last_event_id = row[12:]
     return Alarm(
         int(row_id),
         kind,
@@ -364,4 +589,8 @@ def _alarm(row: tuple) -> Alarm:
         acked_at,
         acked_by,
         note,
+        int(count),
+        last_at,
+        last_event_time,
+        last_event_id,
     )

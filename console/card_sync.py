@@ -33,6 +33,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from console.credentials import CardRegistry
 from protocol.credentials import decode_chunk
+from protocol.identity import ConsoleConnection
 from protocol.mqtt import QOS, BrokerEndpoint, connect_async, make_client
 from protocol.topics import (
     ROOT,
@@ -84,7 +85,7 @@ class CardPublisher:
         self.snapshot_every_s = snapshot_every_s
         self.counters = PublisherCounters()
         self._state_path = registry.path.with_name(registry.path.name + f".published-{self.site}.json")
-        self._client = make_client(endpoint, f"console-{name}-cards-{self.site}")
+        self._client = make_client(endpoint.for_connection(ConsoleConnection.CARDS))
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
         self._requests: queue.SimpleQueue[tuple[str, int | None]] = queue.SimpleQueue()

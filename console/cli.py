@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from console.store import EventStore, StoredEvent, StoreStats
+    from console.store import EventStore, GateStats, StoredEvent, StoreStats
 
 _POLL_S = 0.25
 _REPORT_S = 60.0
@@ -78,11 +78,12 @@ def _publish_passes(args: argparse.Namespace) -> int:
     from console.config import ConfigError, load_config
     from console.documents import PublishError, publish_documents
     from protocol.errors import ProtocolError
+    from protocol.identity import ConsoleConnection
 
     try:
         config = load_config(args.config)
         sent = publish_documents(
-            config.mqtt.endpoint(), args.site, args.public, client_id=f"console-{config.name}-publish"
+            config.mqtt.endpoint().for_connection(ConsoleConnection.PUBLISH), args.site, args.public
         )
     except (ConfigError, PublishError, ProtocolError, OSError) as exc:
         print(f"gatepost console publish-passes: {exc}", file=sys.stderr)
@@ -109,12 +110,23 @@ def _run(args: argparse.Namespace) -> int:
     import logging
 
     from console.config import load_config
-    from console.ingest import Ingestor, IngestWorkers, WorkerSpec, share_group_name, sweep_worker_sessions
+    from console.ingest import (
+        MAX_WORKERS,
+        Ingestor,
+        IngestWorkers,
+        WorkerSpec,
+        share_group_name,
+        sweep_worker_sessions,
+    )
     from console.retention import RetentionPolicy, RetentionTimer
     from console.store import EventStore, StoreError
+    from console.supervision import console_parts, console_status
+    from gatepost.sdnotify import Notifier
     from gatepost.stopping import StopSignals
+    from gatepost.supervision import Supervisor
     from protocol.configfile import EXIT_BAD_CONFIG, load_or_report
 
+    notifier = Notifier.from_environment()  # before the ingest workers could inherit it
     config = load_or_report(load_config, args.config)
     if config is None:
         return EXIT_BAD_CONFIG
@@ -132,8 +144,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"cannot open the event store: {exc}", file=sys.stderr)
         return 1
     workers = args.workers if args.workers is not None else config.ingest.workers
-    if not 1 <= workers <= 64:
-        print(f"--workers must be 1..64, not {workers}", file=sys.stderr)
+    if not 1 <= workers <= MAX_WORKERS:
+        print(f"--workers must be 1..{MAX_WORKERS}, not {workers}", file=sys.stderr)
         return 2
 
     stop = StopSignals()
@@ -153,11 +165,12 @@ def _run(args: argparse.Namespace) -> int:
             batch_max=config.ingest.batch_max,
             batch_wait_s=config.ingest.batch_wait_s,
             log_level=config.log.level,
+            limits=config.integrity.limits(),
         )
         ingestor = IngestWorkers(spec, workers)  # sweeps stale worker sessions on start
     else:
         try:
-            sweep_worker_sessions(endpoint, config.name, keep=1)
+            sweep_worker_sessions(endpoint, keep=1)
         except Exception as exc:  # the broker may be down at start; paho will keep trying below
             logging.getLogger("gatepost.console").info("did not clear old worker sessions: %s", exc)
         ingestor = Ingestor(
@@ -168,6 +181,7 @@ def _run(args: argparse.Namespace) -> int:
             batch_max=config.ingest.batch_max,
             batch_wait_s=config.ingest.batch_wait_s,
             share_group=share_group_name(config.name, endpoint.password),
+            limits=config.integrity.limits(),
         )
     retention = RetentionTimer(
         store,
@@ -186,27 +200,56 @@ def _run(args: argparse.Namespace) -> int:
         web = None
     if web is not None:
         ingestor.on_commit = web.poke  # live pages update at once, not at the next poll
+    gaps = _gap_watch(config, store, web)
     from console.card_sync import start_card_publisher
 
     publisher = None
+    supervisor = Supervisor(notifier, console_parts(ingestor, web), lambda: console_status(ingestor))
     try:
         ingestor.start()
         retention.start()
+        if gaps is not None:
+            gaps.start()
         publisher = start_card_publisher(config, endpoint)
+        supervisor.ready()  # the store is open and ingest is subscribed or trying
         reported = ingestor.counters
         while not stop.wait(_REPORT_S):
             if ingestor.counters != reported:  # a heartbeat for the operator, quiet when idle
                 reported = ingestor.counters
                 log.info("%s", reported)
     finally:
+        supervisor.stopping()
         if publisher is not None:
             publisher.stop()
+        if gaps is not None:
+            gaps.stop()
         if web is not None:
             web.stop()
         retention.stop()
         ingestor.stop()
         store.close()
     return 0
+
+
+def _gap_watch(config: Any, store: EventStore, web: Any) -> Any:
+    """The gap watch (console/gaps.py) with its alarms, told to the web console's live pages if any."""
+    import logging
+
+    from console.alarms import AlarmBook
+    from console.gaps import GapWatch
+
+    try:
+        alarms = AlarmBook(store.db)
+    except Exception as exc:  # the gaps are still kept for ``console stats``
+        logging.getLogger("gatepost.console").error("gap alarms are off: %s", exc)
+        alarms = None
+    return GapWatch(
+        store,
+        alarms,
+        alarm_after_s=config.integrity.gap_alarm_after_s,
+        interval_s=config.integrity.gap_check_s,
+        on_alarm=web.publish_alarm if web is not None else None,
+    )
 
 
 def _prune(args: argparse.Namespace) -> int:
@@ -331,8 +374,63 @@ def _stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _clock(text: str | None) -> str:
+    """A stored UTC time as ``2026-11-29 10:31:07`` (what ``tail`` and the table show)."""
+    return (text or "-").replace("T", " ").rstrip("Z")[:19]
+
+
+def _gaps_cell(gate: GateStats) -> str:
+    if not gate.open_gap_count:
+        return "-"
+    parts = [f"{a}-{b}" if b > a else str(a) for a, b in gate.open_gaps[:3]]
+    more = gate.open_gap_count - len(parts)
+    return ",".join(parts) + (f",+{more}" if more > 0 else "")
+
+
+def _state_cell(gate: GateStats) -> str:
+    """``online`` only when the console can vouch for it now; otherwise what it last knew, and since when."""
+    if gate.state is None:
+        return "-"
+    state = gate.state + ("(contradicted offline)" if gate.status_contradicted else "")
+    if gate.state_confirmed:
+        return state
+    if gate.state == "stopped" and gate.state_received_at:
+        # the gate said so itself, with its backlog: true when said, whatever came after
+        return f"stopped at {_clock(gate.state_received_at)}"
+    since = _clock(gate.unconfirmed_since)
+    return f"{state}? unconfirmed since {since}" if gate.unconfirmed_since else f"{state}? unconfirmed"
+
+
+def _link_line(stats: StoreStats) -> str | None:
+    """What the console could not see, in words: printed under the table whenever it is not confirmed."""
+    link = stats.link
+    if stats.confirmed:
+        return None
+    if link is None:
+        return (
+            "UNCONFIRMED: no console has recorded its broker connection in this store; the states above"
+            " are as last received, and events the gates took since may still be held at them"
+        )
+    since = _clock(stats.unconfirmed_since)
+    if link.state.value == "stopped":
+        return (
+            f"As of {since}, when the console stopped: a gate still running then may hold events"
+            " taken since, counted in no figure here"
+        )
+    why = (
+        f"the console lost its broker connection at {since}"
+        if link.state.value == "lost"
+        else f"the console's last word was at {since} (it died or hung)"
+    )
+    return (
+        f"UNCONFIRMED since {since}: {why}; the states and held counts above are as last reported"
+        " before that, and events the gates took since then are in no figure here"
+        " (they are held in the gates' outboxes, or lost)"
+    )
+
+
 def format_stats(stats: StoreStats) -> str:
-    header = ("SITE", "GATE", "EVENTS", "SEQS", "MISSING", "CONFLICTS", "STATE", "LAST EVENT")
+    header = ("SITE", "GATE", "EVENTS", "SEQS", "MISSING", "CONFLICTS", "GAPS", "HELD", "STATE", "LAST EVENT")
     rows: list[tuple[Any, ...]] = [
         (
             g.site,
@@ -341,8 +439,10 @@ def format_stats(stats: StoreStats) -> str:
             f"{g.min_seq}-{g.max_seq}" if g.count else "-",
             g.missing,
             g.seq_conflicts,
-            g.state or "-",
-            (g.last_event_time or "-").replace("T", " ").rstrip("Z")[:19],
+            _gaps_cell(g),
+            "-" if g.held is None else f"{g.held}@{_clock(g.held_reported_at)[11:]}",
+            _state_cell(g),
+            _clock(g.last_event_time),
         )
         for g in stats.gates
     ]
@@ -353,13 +453,24 @@ def format_stats(stats: StoreStats) -> str:
         for row in table
     ]
     lines.append("")
+    held = sum(1 for g in stats.gates if g.held is not None)
     lines.append(
-        f"{stats.total_events} events from {len(stats.gates)} gates, {stats.total_missing} missing; "
-        f"{stats.total_rejections} rejected messages"
+        f"{stats.total_events} events from {len(stats.gates)} gates, {stats.total_missing} missing"
+        + (f" ({stats.total_open_gaps} open gaps)" if stats.total_open_gaps else "")
+        + (f", {stats.total_held} held at {held} gates as last reported" if held else "")
+        + (
+            ""
+            if stats.confirmed or stats.link is None or stats.link.state.value == "stopped"
+            else " (unconfirmed)"
+        )
+        + f"; {stats.total_rejections} rejected messages"
         + (
             ": " + ", ".join(f"{reason} {n}" for reason, n in stats.rejections.items())
             if stats.rejections
             else ""
         )
     )
+    link = _link_line(stats)
+    if link is not None and (stats.link is not None or any(g.state is not None for g in stats.gates)):
+        lines.append(link)
     return "\n".join(lines)

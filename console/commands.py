@@ -11,23 +11,37 @@ gates' ``remote_max_ttl_s`` of 120 s): a command queued in the broker while a ga
 offline must not open a door an hour later.  A command that gets no answer in time is
 reported as ``timeout`` — the gate may still have acted if it comes back before the
 expiry, which the operator is told.
+
+Every command is signed (:mod:`protocol.commands`) with the site's command key, which
+the site root certifies in the trust bundle gates verify; the operator's name is inside
+what is signed.  Without a signer (no office folder, or no valid command key) nothing is
+sent and the result says ``unsigned``: gates would refuse it, and an unsigned command on
+the wire is what a gate reports as an attack.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 import paho.mqtt.client as paho
+from nacl.signing import SigningKey
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from protocol import Command, CommandResponse, GateTopics, ProtocolError, decode_response, encode
+from protocol import CommandResponse, GatepostError, GateTopics, ProtocolError, decode_response
+from protocol.commands import CommandBody, sign_command
+from protocol.identity import ConsoleConnection
 from protocol.mqtt import KEEPALIVE_S, QOS, BrokerEndpoint, connect_properties, make_client
+from protocol.passes import TrustBundle, open_bundle
+from protocol.passes.keys import load_public_key, load_signing_key
+from protocol.passes.trust import command_signing_key
 from protocol.topics import TopicKind, all_sites_filter
 
 log = logging.getLogger("gatepost.console.commands")
@@ -36,10 +50,76 @@ DEFAULT_TTL_S = 30.0
 DEFAULT_TIMEOUT_S = 10.0
 
 
+class SigningUnavailable(GatepostError, RuntimeError):
+    """No command key can sign this command (none valid now, none for that site, files missing)."""
+
+
+class CommandSigner(Protocol):
+    def sign(self, body: CommandBody) -> bytes: ...
+
+
+class OfficeCommandSigner:
+    """Signs with the current command key of a site office folder (the web console's copy).
+
+    Reads only ``public/root.pub``, ``public/bundle`` and ``command-<kid>.key``: never the
+    root key.  The bundle is re-read (and re-verified against the root public key) when
+    its file changes, so ``gatepost pass renew-keys`` takes effect without a restart.
+    """
+
+    def __init__(self, office_dir: Path) -> None:
+        self.dir = Path(office_dir)
+        self._lock = threading.Lock()
+        self._seen: tuple[int, int, int] | None = None
+        self._bundle: TrustBundle | None = None
+        self._keys: dict[int, SigningKey] = {}
+
+    def _load(self) -> TrustBundle:
+        path = self.dir / "public" / "bundle"
+        try:
+            info = os.stat(path)
+            stamp = (info.st_ino, info.st_size, info.st_mtime_ns)
+            if stamp != self._seen or self._bundle is None:
+                root = load_public_key(self.dir / "public" / "root.pub")
+                self._bundle = open_bundle(path.read_bytes(), root)
+                self._seen = stamp
+                self._keys.clear()
+        except (OSError, GatepostError) as exc:
+            raise SigningUnavailable(f"cannot read the office's trust bundle: {exc}") from None
+        return self._bundle
+
+    def current(self, now: datetime | None = None) -> tuple[int, SigningKey]:
+        """The kid and key to sign with now."""
+        with self._lock:
+            bundle = self._load()
+            entry = command_signing_key(bundle, now or datetime.now(UTC))
+            if entry is None:
+                raise SigningUnavailable("no command key is valid now; run `gatepost pass renew-keys`")
+            key = self._keys.get(entry.kid)
+            if key is None:
+                try:
+                    key = load_signing_key(self.dir / f"command-{entry.kid}.key")
+                except (OSError, GatepostError) as exc:
+                    raise SigningUnavailable(f"command key {entry.kid}: {exc}") from None
+                self._keys[entry.kid] = key
+            return entry.kid, key
+
+    @property
+    def site(self) -> str:
+        with self._lock:
+            return self._load().site
+
+    def sign(self, body: CommandBody) -> bytes:
+        kid, key = self.current()
+        if body.site != self.site:
+            raise SigningUnavailable(f"this office signs for {self.site}, not {body.site}")
+        return sign_command(body, key, kid)
+
+
 @dataclass(frozen=True, slots=True)
 class CommandResult:
     """What came of a command: ``status`` is ``ok``, ``refused`` (the gate said no),
-    ``timeout`` (no answer in time) or ``unreachable`` (the console has no broker)."""
+    ``timeout`` (no answer in time), ``unreachable`` (the console has no broker) or
+    ``unsigned`` (no command key to sign it with: nothing was sent)."""
 
     command_id: str
     site: str
@@ -66,9 +146,12 @@ class _Pending:
 class CommandClient:
     """Publishes commands and matches responses by id.  Thread-safe; start once, share."""
 
-    def __init__(self, endpoint: BrokerEndpoint, *, name: str = "console") -> None:
-        self.endpoint = endpoint
-        self.client_id = f"console-{name}-commands"
+    def __init__(
+        self, endpoint: BrokerEndpoint, *, name: str = "console", signer: CommandSigner | None = None
+    ) -> None:
+        self.endpoint = endpoint.for_connection(ConsoleConnection.COMMANDS)
+        self.signer = signer
+        self.client_id = self.endpoint.client_id
         self._pending: dict[str, _Pending] = {}
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
@@ -76,7 +159,7 @@ class CommandClient:
         self.rejected_responses = 0
 
     def start(self) -> CommandClient:
-        client = make_client(self.endpoint, self.client_id)
+        client = make_client(self.endpoint)
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
         client.on_disconnect = self._on_disconnect
@@ -156,10 +239,16 @@ class CommandClient:
         ttl_s: float = DEFAULT_TTL_S,
         timeout_s: float = DEFAULT_TIMEOUT_S,
     ) -> CommandResult:
-        """Publish one command and wait up to ``timeout_s`` for the gate's answer."""
+        """Sign and publish one command, and wait up to ``timeout_s`` for the gate's answer.
+
+        ``operator`` (the logged-in user) is signed with the command, so the gate and its
+        events name who gave it, and no one can change the name on the way.
+        """
         topics = GateTopics(site, gate)
         now = datetime.now(UTC)
-        command = Command(
+        body = CommandBody(
+            site=site,
+            gate=gate,
             id=uuid.uuid4().hex,
             name=name,
             args=args or {},
@@ -172,20 +261,27 @@ class CommandClient:
 
         def result(status: str, **extra: Any) -> CommandResult:
             elapsed = (datetime.now(UTC) - started).total_seconds()
-            return CommandResult(command.id, site, gate, name, status, elapsed_s=round(elapsed, 3), **extra)
+            return CommandResult(body.id, site, gate, name, status, elapsed_s=round(elapsed, 3), **extra)
 
+        if self.signer is None:
+            return result("unsigned", error="this console holds no command key (set [web] office)")
+        try:
+            payload = self.signer.sign(body)
+        except GatepostError as exc:
+            log.error("command %s to %s/%s not sent: %s", name, site, gate, exc)
+            return result("unsigned", error=str(exc))
         if client is None or not self._subscribed.wait(min(timeout_s, 2.0)):
             return result("unreachable", error="the console is not connected to the broker")
         pending = _Pending()
         with self._lock:
-            self._pending[command.id] = pending
+            self._pending[body.id] = pending
         try:
-            client.publish(topics.command, encode(command), qos=QOS, retain=False)
+            client.publish(topics.command, payload, qos=QOS, retain=False)
             if not pending.done.wait(timeout_s):
                 return result("timeout", error=f"no answer within {timeout_s:g} s")
         finally:
             with self._lock:
-                self._pending.pop(command.id, None)
+                self._pending.pop(body.id, None)
         response = pending.response
         assert response is not None
         if response.ok:

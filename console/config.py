@@ -22,18 +22,25 @@ from ``password_file`` or from a systemd credential (``credential = "NAME"`` rea
 
     [ingest]
     workers = 1                 # >1: processes sharing a $share subscription (docs/storage.md)
+
+    [integrity]                 # what a gate may make the console believe (docs/console.md)
+    gap_alarm_after_s = 60
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from protocol import validate_name
 from protocol.configfile import ConfigError, load_toml_model
+from protocol.identity import MAX_INGEST_WORKERS
 from protocol.mqtt import MqttSettings
+
+if TYPE_CHECKING:
+    from console.integrity import IntegrityLimits
 
 __all__ = ["ConfigError", "ConsoleConfig", "load_config"]
 
@@ -86,8 +93,60 @@ class IngestConfig(_Section):
         0.0, ge=0, le=1, title="How long a batch waits to fill (0: take what is queued)"
     )
     workers: int = Field(
-        1, ge=1, le=64, title="Ingest processes sharing the gates' events ($share subscription)"
+        1,
+        ge=1,
+        le=MAX_INGEST_WORKERS,
+        title="Ingest processes sharing the gates' events ($share subscription)",
     )
+
+
+class IntegrityConfig(_Section):
+    """Bounds on what one gate's credentials can make the console believe (console/integrity.py,
+    console/gaps.py, docs/console.md "A lying gate")."""
+
+    gap_alarm_after_s: float = Field(
+        60.0,
+        ge=1,
+        le=86_400,
+        title="A hole in a gate's sequence numbers open this long raises seq.gap "
+        "(four resend periods of a gate's default resend_after_s = 15 s)",
+    )
+    gap_check_s: float = Field(5.0, gt=0, le=3600, title="How often the gap watch reads new sequence numbers")
+    clock_skew_s: float = Field(
+        300.0,
+        ge=1,
+        le=86_400,
+        title="Events dated further than this after their receipt are quarantined; "
+        "further than this before an event their gate numbered earlier, flagged back-dated",
+    )
+    seq_jump_max: int = Field(
+        200_000,
+        ge=1,
+        title="A seq further than this above a gate's highest stored one is refused "
+        "(no gate's outbox holds more: its [outbox] capacity)",
+    )
+    flood_per_min: int = Field(
+        600,
+        ge=1,
+        le=1_000_000,
+        title="Events of one gate dated in one minute beyond this are flagged as a flood",
+    )
+    status_window_s: float = Field(
+        60.0,
+        ge=1,
+        le=3600,
+        title="A gate status older than the believed one of the same run by this is refused",
+    )
+
+    def limits(self) -> IntegrityLimits:
+        from console.integrity import IntegrityLimits
+
+        return IntegrityLimits(
+            clock_skew_s=self.clock_skew_s,
+            seq_jump_max=self.seq_jump_max,
+            flood_per_min=self.flood_per_min,
+            status_window_s=self.status_window_s,
+        )
 
 
 class LogConfig(_Section):
@@ -128,6 +187,17 @@ class CardsConfig(_Section):
     snapshot_every_s: float = Field(60.0, ge=1, le=86_400, title="Most often the retained snapshot is redone")
 
 
+def _proxy(value: str) -> str:
+    """A proxy's address or network; never ``*``, which would let any client name its own address."""
+    import ipaddress
+
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address or network") from None
+    return value
+
+
 class WebConfig(_Section):
     """The web console (``console/web/``, docs/web-console.md), served by ``console run``."""
 
@@ -144,6 +214,11 @@ class WebConfig(_Section):
     alarm_denials: int = Field(5, ge=2, le=1000, title="Denied credentials at one gate that raise an alarm")
     alarm_window_s: float = Field(60.0, gt=0, le=3600, title="... within this many seconds")
     unlock_seconds: float = Field(5.0, gt=0, le=600, title="How long a remote unlock holds the door")
+    trusted_proxies: list[Annotated[str, AfterValidator(_proxy)]] = Field(
+        [],
+        max_length=32,
+        title="Reverse proxies whose X-Forwarded-For names the client (failed logins are counted per client address)",
+    )
 
 
 class ConsoleConfig(_Section):
@@ -152,6 +227,7 @@ class ConsoleConfig(_Section):
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
+    integrity: IntegrityConfig = Field(default_factory=IntegrityConfig)
     log: LogConfig = Field(default_factory=LogConfig)
     flow: FlowConfig = Field(default_factory=FlowConfig)
     cards: CardsConfig | None = None

@@ -27,7 +27,7 @@ class PublishError(GatepostError, RuntimeError):
 
 
 def publish_documents(
-    endpoint: BrokerEndpoint, site: str, public_dir: Path, *, client_id: str, timeout: float = 10.0
+    endpoint: BrokerEndpoint, site: str, public_dir: Path, *, timeout: float = 10.0
 ) -> dict[SiteDocument, int]:
     """Publish every document found in ``public_dir`` retained; return the bytes sent per document."""
     documents: dict[SiteDocument, bytes] = {}
@@ -42,7 +42,7 @@ def publish_documents(
             documents[document] = data
     if not documents:
         raise PublishError(f"{public_dir}: neither {' nor '.join(FILES.values())} found")
-    client = make_client(endpoint, client_id)
+    client = make_client(endpoint)  # the caller's connection: console.<name>.publish or .web
     connected = threading.Event()
     refused: list[str] = []
 

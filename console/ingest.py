@@ -47,8 +47,9 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from console.db import DatabaseError
-from console.store import EventStore, Rejection
+from console.db import DatabaseError, now_text
+from console.integrity import IngestGuard, IntegrityLimits, Verdict
+from console.store import LINK_HEARTBEAT_S, EventStore, LinkKind, LinkState, Rejection
 from protocol import (
     ConsoleStatus,
     Event,
@@ -62,6 +63,7 @@ from protocol import (
     parse_topic,
     seq_ranges,
 )
+from protocol.identity import MAX_INGEST_WORKERS, ingest_connection
 from protocol.messages import Ack
 from protocol.mqtt import KEEPALIVE_S, QOS, SESSION_EXPIRY_S, BrokerEndpoint, Will, make_client
 from protocol.topics import (
@@ -90,6 +92,8 @@ QUEUE_FACTOR = 2
 _QUEUE_POLL_S = 0.5
 
 _STOP = object()
+_WAKE = object()
+"""Put in the queue by the network thread when the broker connection changes, so the writer records it."""
 _RETRY_MIN_S = 0.2
 _RETRY_MAX_S = 5.0
 _REJECTION_LOG_BURST = 20
@@ -180,8 +184,8 @@ class Ingestor:
         receive_maximum: int = RECEIVE_MAXIMUM,
         share_group: str | None = None,
         shared: bool = False,
-        client_id: str | None = None,
         statuses: bool = True,
+        limits: IntegrityLimits | None = None,
     ) -> None:
         if batch_max < 1:
             raise ValueError("batch_max must be at least 1")
@@ -211,7 +215,7 @@ class Ingestor:
         self._stale_filters = [events] if shared else ([group_filter] if group_filter else [])
         self.share_group = share_group if shared else None
         self.announces = statuses
-        self.client_id = client_id or f"console-{name}"
+        self.client_id = endpoint.client_id  # console.<name>, or a worker's (worker_endpoint)
         self._queue: queue.SimpleQueue[_Item | object] = queue.SimpleQueue()
         self._queue_max = max(QUEUE_FACTOR * receive_maximum, batch_max)
         self._room = threading.Event()
@@ -223,6 +227,13 @@ class Ingestor:
         self._writer: threading.Thread | None = None
         self._client: paho.Client | None = None
         self._ack_topics: dict[tuple[str, str], str] = {}
+        self.guard = IngestGuard(store, limits)
+        # The broker connection as the store should record it (``console_link``): set by the
+        # network thread, written by the writer with the next batch or on its own.
+        self._link_lock = threading.Lock()
+        self._link_pending: LinkState | None = None
+        self._link: LinkState | None = None
+        self._link_written = 0.0
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -233,7 +244,7 @@ class Ingestor:
         will = None
         if self.announces:
             will = Will(self.status_topic, self._status_payload(GateState.OFFLINE, stamp=False), retain=True)
-        client = make_client(self.endpoint, self.client_id, will=will, manual_ack=True)
+        client = make_client(self.endpoint, will=will, manual_ack=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
@@ -279,10 +290,30 @@ class Ingestor:
                 log.warning("could not publish console status 'stopped' before disconnecting")
         client.disconnect()
         client.loop_stop()
+        self._record_stop()
         self._client = None
         self._subscribed.clear()
         self._queue = queue.SimpleQueue()
         log.info("console %s stopped: %s", self.name, self.counters)
+
+    def _record_stop(self) -> None:
+        """Say in the store that this console no longer watches the broker, so nobody reads its
+        last states as current.  Best effort: a console that cannot write says nothing, and its
+        heartbeat goes stale instead (docs/console.md, "Held and unconfirmed")."""
+        if not self.announces:
+            return
+        with self._link_lock:
+            link = self._link_pending or self._link
+            self._link_pending = None
+        if link is None:
+            return
+        if link.connected:
+            stamp = now_text()
+            link = LinkState(self.name, LinkKind.STOPPED, stamp, stamp)
+        try:
+            self.store.commit(link=link)
+        except Exception as exc:
+            log.warning("console %s could not record that it stopped: %s", self.name, exc)
 
     def __enter__(self) -> Ingestor:
         return self.start()
@@ -316,6 +347,8 @@ class Ingestor:
             return
         self._generation += 1
         self._counts.connects = self._generation
+        # Before subscribing: every status the broker now sends again is received after ``since``.
+        self._set_link(connected=True)
         if self._stale_filters:
             client.unsubscribe(self._stale_filters)
         options = SubscribeOptions(qos=QOS)
@@ -348,7 +381,33 @@ class Ingestor:
     ) -> None:
         self._subscribed.clear()
         if not self._stopping.is_set():
+            self._set_link(connected=False)
             log.warning("console %s lost the broker (%s); reconnecting", self.name, reason)
+
+    def _set_link(self, *, connected: bool) -> None:
+        """Note a change of the broker connection for the writer to record, and wake it."""
+        if not self.announces:
+            return
+        stamp = now_text()
+        with self._link_lock:
+            kind = LinkKind.CONNECTED if connected else LinkKind.LOST
+            self._link_pending = LinkState(self.name, kind, stamp, stamp)
+        self._queue.put(_WAKE)
+
+    def _link_due(self) -> LinkState | None:
+        """A connection change to record, or the heartbeat that keeps a connected link confirmed."""
+        if not self.announces:
+            return None
+        now = time.monotonic()
+        with self._link_lock:
+            link, self._link_pending = self._link_pending, None
+            if link is None and self._link is not None and self._link.connected:
+                if now - self._link_written < LINK_HEARTBEAT_S:
+                    return None
+                link = replace(self._link, confirmed_at=now_text())
+            if link is not None:
+                self._link, self._link_written = link, now
+            return link
 
     def _on_message(self, client: paho.Client, _userdata: object, message: paho.MQTTMessage) -> None:
         item = _Item(message.mid, message.qos, self._generation)
@@ -389,9 +448,14 @@ class Ingestor:
         waiting for company — measured, a 5 ms wait cost 5 ms of latency and bought
         no throughput.
         """
-        first = self._queue.get()
+        try:
+            first = self._queue.get(timeout=LINK_HEARTBEAT_S / 2 if self.announces else None)
+        except queue.Empty:
+            return [], False  # quiet: time for the link's heartbeat
         if first is _STOP:
             return [], True
+        if first is _WAKE:
+            return [], False
         assert isinstance(first, _Item)
         batch = [first]
         deadline = time.monotonic() + self.batch_wait_s
@@ -408,6 +472,8 @@ class Ingestor:
                     break
             if item is _STOP:
                 return batch, True
+            if item is _WAKE:
+                continue
             assert isinstance(item, _Item)
             batch.append(item)
         return batch, False
@@ -416,19 +482,28 @@ class Ingestor:
         stop = False
         while not stop:
             batch, stop = self._next_batch()
+            link = self._link_due()
             if batch:
                 if self._queue.qsize() <= self._queue_max // 2:
                     self._room.set()
                 try:
-                    self._handle(batch)
+                    self._handle(batch, link)
                 except Exception:  # a bug must not end ingestion; unacknowledged, the gates resend it
                     log.exception("console %s failed to handle a batch of %d messages", self.name, len(batch))
+            elif link is not None and not stop:
+                self._commit([], [], [], link=link)
 
-    def _handle(self, batch: list[_Item]) -> None:
-        events = [item.event for item in batch if item.event is not None]
+    def _handle(self, batch: list[_Item], link: LinkState | None = None) -> None:
+        received = [item.event for item in batch if item.event is not None]
         statuses = [item.status for item in batch if item.status is not None]
         rejections = [item.rejection for item in batch if item.rejection is not None]
-        result = self._commit(events, statuses, rejections)
+        judged = self._judge(received, statuses)
+        if judged is None:
+            return  # stopping: unacknowledged, so redelivered later
+        verdict, statuses, refused_statuses = judged
+        events = verdict.events
+        rejections += verdict.rejections + refused_statuses
+        result = self._commit(events, statuses, rejections, flags=verdict.flags, link=link)
         if result is None:
             return  # stopping with the batch uncommitted: unacknowledged, so redelivered later
         new, duplicate = result
@@ -455,14 +530,39 @@ class Ingestor:
             except Exception:
                 log.exception("on_commit callback failed")
 
+    def _judge(
+        self, events: list[Event], statuses: list[GateStatus]
+    ) -> tuple[Verdict, list[GateStatus], list[Rejection]] | None:
+        """The ingest guard's verdict on the batch (console/integrity.py), retried like a commit:
+        its few reads (a gate's highest stored seq) fail when the store does."""
+        delay = _RETRY_MIN_S
+        while True:
+            try:
+                now = datetime.now(UTC)
+                verdict = self.guard.check_events(events, now)
+                kept, refused = self.guard.check_statuses(statuses, now) if statuses else (statuses, [])
+                return verdict, kept, refused
+            except DatabaseError as exc:
+                self._counts.commit_failures += 1
+                log.error("console %s cannot check a batch: %s; retrying in %.1f s", self.name, exc, delay)
+            if self._stopping.wait(delay):
+                return None
+            delay = min(delay * 2, _RETRY_MAX_S)
+
     def _commit(
-        self, events: list[Event], statuses: list[GateStatus], rejections: list[Rejection]
+        self,
+        events: list[Event],
+        statuses: list[GateStatus],
+        rejections: list[Rejection],
+        *,
+        flags: list[int] | None = None,
+        link: LinkState | None = None,
     ) -> tuple[int, int] | None:
         """Commit, retrying with back-off while the store fails (disk full, locked, I/O error)."""
         delay = _RETRY_MIN_S
         while True:
             try:
-                result = self.store.commit(events, statuses, rejections)
+                result = self.store.commit(events, statuses, rejections, flags=flags, link=link)
                 return result.new, result.duplicate
             except Exception as exc:
                 self._counts.commit_failures += 1
@@ -520,7 +620,10 @@ def parse_message(topic: str, payload: bytes) -> Event | GateStatus | None:
 
 # -- scale-out: several ingest processes sharing one $share group -------------------------
 
-MAX_WORKERS = 64
+MAX_WORKERS = MAX_INGEST_WORKERS
+"""16, was 64: each worker's client id must exist beforehand as its own broker client bound
+to that id (protocol.identity), so every console account carries one per possible worker.
+16 is more processes than a console host has cores to give them (docs/BENCHMARKS.md)."""
 _RESTART_MIN_S = 1.0
 _HEARTBEAT_S = 60.0
 
@@ -537,12 +640,13 @@ def share_group_name(name: str, password: str | None) -> str:
     return f"console-{name}-{digest}"
 
 
-def worker_client_id(name: str, index: int) -> str:
-    """Worker 0 keeps the single console's id, so its session (and queue) carries over."""
-    return f"console-{name}" if index == 0 else f"console-{name}-w{index}"
+def worker_endpoint(endpoint: BrokerEndpoint, index: int) -> BrokerEndpoint:
+    """Worker ``index``'s connection of the console account: worker 0 is ``console.<name>``
+    itself, so the single console's session (and queue) carries over; others ``….w<index>``."""
+    return endpoint.for_connection(ingest_connection(index))
 
 
-def sweep_worker_sessions(endpoint: BrokerEndpoint, name: str, keep: int, timeout: float = 5.0) -> int:
+def sweep_worker_sessions(endpoint: BrokerEndpoint, keep: int, timeout: float = 5.0) -> int:
     """End the broker sessions of workers ``keep`` … :data:`MAX_WORKERS` - 1; return how many were ended.
 
     The broker keeps queueing a share of the events for a group member whose process is
@@ -552,7 +656,8 @@ def sweep_worker_sessions(endpoint: BrokerEndpoint, name: str, keep: int, timeou
     """
     ended = 0
     for index in range(max(keep, 1), MAX_WORKERS):
-        client = make_client(endpoint, worker_client_id(name, index))
+        worker = worker_endpoint(endpoint, index)
+        client = make_client(worker)
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 0
         try:
@@ -593,6 +698,7 @@ class WorkerSpec:
     batch_max: int = 500
     batch_wait_s: float = 0.0
     log_level: str = "INFO"
+    limits: IntegrityLimits = field(default_factory=IntegrityLimits)
 
 
 def _worker_main(spec: WorkerSpec, index: int, workers: int, ready: Any) -> None:
@@ -624,7 +730,7 @@ def _worker_main(spec: WorkerSpec, index: int, workers: int, ready: Any) -> None
         log.error("ingest worker %d cannot open the event store: %s", index, exc)
         raise SystemExit(1) from None
     ingestor = Ingestor(
-        spec.endpoint,
+        worker_endpoint(spec.endpoint, index),
         store,
         name=spec.name,
         site=spec.site,
@@ -632,8 +738,8 @@ def _worker_main(spec: WorkerSpec, index: int, workers: int, ready: Any) -> None
         batch_wait_s=spec.batch_wait_s,
         share_group=share_group_name(spec.name, spec.endpoint.password),
         shared=workers > 1,
-        client_id=worker_client_id(spec.name, index),
         statuses=index == 0,
+        limits=spec.limits,
     )
     try:
         ingestor.start()
@@ -682,7 +788,7 @@ class IngestWorkers:
         the commits happen in other processes.  Readers poll the store (``events_after``)."""
 
     def start(self) -> IngestWorkers:
-        sweep_worker_sessions(self.spec.endpoint, self.spec.name, self.count)
+        sweep_worker_sessions(self.spec.endpoint, self.count)
         for index in range(self.count):
             self._spawn(index)
         self._monitor = threading.Thread(target=self._watch, name="ingest-workers", daemon=True)

@@ -35,7 +35,8 @@ import json
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from enum import IntFlag, StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -54,11 +55,15 @@ __all__ = [
     "EVENT_COLUMNS",
     "LATEST_VERSION",
     "TYPE_AS_INDEXED",
+    "EventFlag",
     "EventStore",
     "FlowRow",
+    "GateGaps",
     "GateOverviewRow",
     "GateStats",
     "InsertResult",
+    "LinkKind",
+    "LinkState",
     "Rejection",
     "StoreError",
     "StoreStats",
@@ -251,6 +256,118 @@ fell from 27 µs to 21 µs.  The change is binary-compatible, so PostgreSQL rewr
 table, only rebuilds the indexes on these columns once, when the console starts.
 """
 
+
+class EventFlag(IntFlag):
+    """Why a stored event is not taken as plain fact (``events.flags``; 0: nothing suspect).
+
+    Every flagged event is still stored once and acknowledged, so a gate can delete it and
+    nothing a genuine gate took is ever dropped; the flag says how far to believe it
+    (console/integrity.py decides, docs/console.md explains):
+
+    - ``FUTURE``: dated beyond the allowed clock skew after the console received it.
+      Quarantined: not in the flow, not in ``gate_last``, hidden from the event list
+      unless asked for, and pruned by the time it was *received*, so a date in the year
+      8999 neither tops the list nor outlives retention.
+    - ``BACKDATED``: dated well before an event the gate numbered earlier — a gate numbers
+      events in the order it takes them, so a new number with an old date is impossible
+      for a gate with a trusted clock.  Not in the flow (it would inflate a past hour).
+    - ``FLOOD``: beyond the gate's rate budget.  Counted in the flow like any event (it may
+      be genuine), and also in ``flow_flagged``, so the flow can be recomputed without it.
+    """
+
+    FUTURE = 1
+    BACKDATED = 2
+    FLOOD = 4
+
+
+NOT_FACT = EventFlag.FUTURE | EventFlag.BACKDATED
+"""Flags that keep an event out of ``flow_hourly`` and ``gate_last``."""
+
+_INTEGRITY_TEXT = {
+    "flow_flagged": ("site", "gate", "hour"),
+    "seq_gaps": ("site", "gate", "seen_at"),
+    "gate_seq": ("site", "gate", "ranges", "oldest_gap_at", "changed_at"),
+    "console_link": ("name", "state", "since", "confirmed_at"),
+    "watch_cursor": ("name",),
+}
+
+
+def _integrity_v7(dialect: str) -> tuple[str, ...]:
+    """Flags on events, held-and-unconfirmed facts, and the tables the gap watch keeps.
+
+    Adding ``flags`` with a constant default rewrites no table on either backend
+    (SQLite stores the default in the schema; PostgreSQL 11+ keeps it in the catalog).
+    """
+    text = 'TEXT COLLATE "C"' if dialect == "postgresql" else "TEXT"
+    if dialect == "sqlite":
+        backlog = (
+            "UPDATE gate_status SET backlog = CASE WHEN json_type(payload, '$.backlog') = 'integer'"
+            " THEN payload ->> '$.backlog' END,"
+            " backlog_at = CASE WHEN json_type(payload, '$.backlog') = 'integer'"
+            " THEN COALESCE(time, received_at) END"
+        )
+    else:
+        backlog = (
+            "UPDATE gate_status SET backlog = CASE WHEN jsonb_typeof(payload::jsonb -> 'backlog') = 'number'"
+            " THEN (payload::jsonb ->> 'backlog')::bigint END,"
+            " backlog_at = CASE WHEN jsonb_typeof(payload::jsonb -> 'backlog') = 'number'"
+            " THEN COALESCE(time, received_at) END"
+        )
+    statements = (
+        "ALTER TABLE events ADD COLUMN flags INTEGER NOT NULL DEFAULT 0",
+        "CREATE INDEX events_flagged ON events (received_at) WHERE flags <> 0",
+        "ALTER TABLE gate_status ADD COLUMN backlog {bigint}",
+        f"ALTER TABLE gate_status ADD COLUMN backlog_at {text}",
+        backlog,
+        f"ALTER TABLE gate_last ADD COLUMN received_at {text}",
+        """CREATE TABLE flow_flagged (
+            site    TEXT NOT NULL,
+            gate    TEXT NOT NULL,
+            hour    TEXT NOT NULL,
+            entries INTEGER NOT NULL,
+            exits   INTEGER NOT NULL,
+            denied  INTEGER NOT NULL,
+            events  INTEGER NOT NULL,
+            PRIMARY KEY (site, gate, hour)
+        )""",
+        """CREATE TABLE seq_gaps (
+            site      TEXT NOT NULL,
+            gate      TEXT NOT NULL,
+            first_seq {bigint} NOT NULL,
+            last_seq  {bigint} NOT NULL,
+            seen_at   TEXT NOT NULL,
+            PRIMARY KEY (site, gate, first_seq)
+        )""",
+        """CREATE TABLE gate_seq (
+            site          TEXT NOT NULL,
+            gate          TEXT NOT NULL,
+            scanned_to    {bigint} NOT NULL,
+            gaps          {bigint} NOT NULL,
+            missing       {bigint} NOT NULL,
+            ranges        TEXT NOT NULL,
+            oldest_gap_at TEXT,
+            changed_at    TEXT NOT NULL,
+            PRIMARY KEY (site, gate)
+        )""",
+        """CREATE TABLE console_link (
+            name         TEXT PRIMARY KEY,
+            state        TEXT NOT NULL,
+            since        TEXT NOT NULL,
+            confirmed_at TEXT NOT NULL
+        )""",
+        """CREATE TABLE watch_cursor (
+            name  TEXT PRIMARY KEY,
+            value {bigint} NOT NULL
+        )""",
+    )
+    if dialect == "postgresql":
+        statements += tuple(
+            f"ALTER TABLE {table} " + ", ".join(f'ALTER COLUMN {c} TYPE TEXT COLLATE "C"' for c in columns)
+            for table, columns in _INTEGRITY_TEXT.items()
+        )
+    return statements
+
+
 TYPE_AS_INDEXED = {"sqlite": "type", "postgresql": 'type COLLATE "C"'}
 """``type`` in each dialect as the ``events_type_time`` index compares it (see :func:`migrations`):
 PostgreSQL cannot use an index for a comparison in another collation, the database's default."""
@@ -275,6 +392,7 @@ def migrations(dialect: str) -> tuple[Migration, ...]:
         Migration(4, "door causes searchable as reasons", (_CAUSE_BACKFILL[dialect],)),
         Migration(5, "gate_last keeps its event's type", _LAST_TYPE_V5),
         Migration(6, "text compared in byte order", _BYTE_ORDER_V6[dialect]),
+        Migration(7, "event flags, held backlog, sequence gaps, console link", _integrity_v7(dialect)),
     )
 
 
@@ -283,15 +401,15 @@ LATEST_VERSION = MIGRATIONS[-1].version
 
 _EVENT_FIELDS = (
     "id, site, gate, boot, seq, time, clock_trusted, type, data, "
-    "holder, credential, code, reason, granted, direction, received_at"
+    "holder, credential, code, reason, granted, direction, flags, received_at"
 )
-_RETURNING = "RETURNING row_id, site, gate, time, type, granted, direction"
+_RETURNING = "RETURNING row_id, site, gate, time, type, granted, direction, flags"
 _INSERT_EVENTS = {
     "sqlite": f"""
 INSERT INTO events ({_EVENT_FIELDS})
 SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6,
        value ->> 7, value ->> 8, value ->> 9, value ->> 10, value ->> 11, value ->> 12, value ->> 13,
-       value ->> 14, ?
+       value ->> 14, value ->> 15, ?
 FROM json_each(?) WHERE true
 ON CONFLICT (id) DO NOTHING
 {_RETURNING}
@@ -299,7 +417,7 @@ ON CONFLICT (id) DO NOTHING
     "postgresql": f"""
 INSERT INTO events ({_EVENT_FIELDS})
 SELECT r ->> 0, r ->> 1, r ->> 2, r ->> 3, (r ->> 4)::bigint, r ->> 5, (r ->> 6)::int,
-       r ->> 7, r ->> 8, r ->> 9, r ->> 10, r ->> 11, r ->> 12, (r ->> 13)::int, r ->> 14, ?
+       r ->> 7, r ->> 8, r ->> 9, r ->> 10, r ->> 11, r ->> 12, (r ->> 13)::int, r ->> 14, (r ->> 15)::int, ?
 FROM jsonb_array_elements(?::jsonb) WITH ORDINALITY AS t(r, n)
 ORDER BY n
 ON CONFLICT (id) DO NOTHING
@@ -317,12 +435,15 @@ trip instead of one per row.  ``RETURNING`` names exactly the rows that were new
 is what the rollups must count (a duplicate must not count twice in the flow).
 """
 _UPSERT_STATUS = """
-INSERT INTO gate_status (site, gate, state, boot, time, received_at, payload)
-VALUES (?, ?, ?, ?, ?, ?, ?)
+INSERT INTO gate_status (site, gate, state, boot, time, received_at, payload, backlog, backlog_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (site, gate) DO UPDATE SET
     state = excluded.state, boot = excluded.boot, time = excluded.time,
-    received_at = excluded.received_at, payload = excluded.payload
+    received_at = excluded.received_at, payload = excluded.payload,
+    backlog = COALESCE(excluded.backlog, gate_status.backlog),
+    backlog_at = CASE WHEN excluded.backlog IS NULL THEN gate_status.backlog_at ELSE excluded.backlog_at END
 """
+"""A will (``offline``) carries no backlog: the last one a gate reported stays, with when it said so."""
 _UPSERT_FLOW = """
 INSERT INTO flow_hourly (site, gate, hour, entries, exits, denied, events) VALUES (?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (site, gate, hour) DO UPDATE SET
@@ -332,24 +453,47 @@ ON CONFLICT (site, gate, hour) DO UPDATE SET
     events = flow_hourly.events + excluded.events
 """
 _UPSERT_LAST = """
-INSERT INTO gate_last (site, gate, row_id, time, type) VALUES (?, ?, ?, ?, ?)
-ON CONFLICT (site, gate) DO UPDATE SET row_id = excluded.row_id, time = excluded.time, type = excluded.type
+INSERT INTO gate_last (site, gate, row_id, time, type, received_at) VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (site, gate) DO UPDATE SET row_id = excluded.row_id, time = excluded.time, type = excluded.type,
+    received_at = excluded.received_at
 WHERE excluded.time > gate_last.time OR (excluded.time = gate_last.time AND excluded.row_id > gate_last.row_id)
+"""
+"""``received_at`` moves with the newest event: when the console last heard the gate itself (see
+:attr:`GateStats.status_contradicted`)."""
+_UPSERT_FLAGGED = _UPSERT_FLOW.replace("flow_hourly", "flow_flagged")
+_UPSERT_LINK = """
+INSERT INTO console_link (name, state, since, confirmed_at) VALUES (?, ?, ?, ?)
+ON CONFLICT (name) DO UPDATE SET state = excluded.state, since = excluded.since,
+    confirmed_at = excluded.confirmed_at
 """
 _INSERT_REJECTION = "INSERT INTO rejections (time, topic, reason, detail) VALUES (?, ?, ?, ?)"
 _GATE_STATS = """
-SELECT e.site, e.gate, COUNT(*), COUNT(DISTINCT e.seq), MIN(e.seq), MAX(e.seq), MAX(e.time),
-       s.state, s.received_at
-FROM events AS e LEFT JOIN gate_status AS s ON s.site = e.site AND s.gate = e.gate
-GROUP BY e.site, e.gate, s.state, s.received_at
-ORDER BY e.site, e.gate
-"""
-_STATUS_ONLY = """
-SELECT site, gate, state, received_at FROM gate_status AS s
-WHERE NOT EXISTS (SELECT 1 FROM events AS e WHERE e.site = s.site AND e.gate = s.gate)
+SELECT site, gate, COUNT(*), COUNT(DISTINCT seq), MIN(seq), MAX(seq),
+       MAX(CASE WHEN (flags & 1) = 0 THEN time END), SUM(CASE WHEN flags <> 0 THEN 1 ELSE 0 END)
+FROM events
+GROUP BY site, gate
 ORDER BY site, gate
 """
-EVENT_COLUMNS = "row_id, id, site, gate, boot, seq, time, clock_trusted, type, data, received_at"
+_GATE_FACTS = """
+WITH gates AS (SELECT site, gate FROM gate_status UNION SELECT site, gate FROM gate_seq
+               UNION SELECT site, gate FROM gate_last)
+SELECT g.site, g.gate, s.state, s.received_at, s.backlog, s.backlog_at,
+       q.gaps, q.missing, q.ranges, q.oldest_gap_at, l.received_at
+FROM gates AS g
+LEFT JOIN gate_status AS s ON s.site = g.site AND s.gate = g.gate
+LEFT JOIN gate_seq AS q ON q.site = g.site AND q.gate = g.gate
+LEFT JOIN gate_last AS l ON l.site = g.site AND l.gate = g.gate
+"""
+LINK_HEARTBEAT_S = 10.0
+"""How often a connected ingestor says so in ``console_link`` (console/ingest.py)."""
+LINK_STALE_S = 3 * LINK_HEARTBEAT_S
+"""A link whose last word is older than this is not confirmed: the console died without saying so."""
+CONTRADICT_GRACE_S = 30.0
+"""An ``offline`` status is contradicted when the gate's own events keep arriving this long after it.
+
+A will is published only after the gate has been silent for 1.5 keep-alives, so its events
+come before its will; the grace covers another ingest worker committing a batch late."""
+EVENT_COLUMNS = "row_id, id, site, gate, boot, seq, time, clock_trusted, type, data, received_at, flags"
 """The ``events`` columns a :class:`StoredEvent` is read from, in :func:`stored_event`'s order."""
 _OVERVIEW = """
 WITH gates AS (SELECT site, gate FROM gate_status UNION SELECT site, gate FROM gate_last),
@@ -399,17 +543,69 @@ class StoredEvent:
     type: str
     data: dict[str, Any]
     received_at: str
+    flags: int = 0
+    """:class:`EventFlag` bits: 0 for an event taken as plain fact."""
+
+
+class LinkKind(StrEnum):
+    CONNECTED = "connected"
+    LOST = "lost"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class LinkState:
+    """What an ingestor last said about its own broker connection (``console_link``).
+
+    ``since`` is when the connection came up (``connected``), went down (``lost``) or the
+    console stopped; ``confirmed_at`` is the last time a connected ingestor said it still
+    was (every :data:`LINK_HEARTBEAT_S`).
+    """
+
+    name: str
+    state: LinkKind
+    since: str
+    confirmed_at: str
+
+    @property
+    def connected(self) -> bool:
+        return self.state is LinkKind.CONNECTED
+
+
+@dataclass(frozen=True, slots=True)
+class GateGaps:
+    """The gap watch's record of one gate (console/gaps.py): what it has read, what is still open."""
+
+    site: str
+    gate: str
+    scanned_to: int
+    gaps: list[tuple[int, int, str]]
+    """Open ranges ``(first, last, seen_at)``: sequence numbers never stored, and since when."""
+
+
+MAX_LISTED_GAPS = 20
+"""Open gaps a gate's summary names (``gate_seq.ranges``); the count covers the rest."""
 
 
 @dataclass(frozen=True, slots=True)
 class GateStats:
-    """What the store holds of one gate.
+    """What the store holds of one gate, and what the console can say about what it does not hold.
 
     ``missing`` is ``max_seq - min_seq + 1 - distinct_seqs``: sequence numbers a gate took
     that never arrived.  A gate's first event has seq 1, so ``min_seq > 1`` also means
     loss unless the gate's history began before this store did (or retention pruned
     it).  ``seq_conflicts`` counts events that share a seq with another id, which only a
     broken gate produces.
+
+    ``open_gaps`` are the holes the gap watch sees (console/gaps.py), each since when;
+    ``held`` is the backlog the gate last reported (events in its outbox the console had
+    not acknowledged) and ``held_reported_at`` when — events taken after that are not in
+    any figure here.  ``state_confirmed`` is false when the console cannot vouch for
+    ``state`` now: its broker connection is down (or it stopped, or died), or the gate's
+    status was not sent again on the console's current connection; ``unconfirmed_since``
+    is when it last could.  ``status_contradicted`` marks an ``offline`` status after
+    which the gate's events kept arriving: ``state`` then reads ``online`` and
+    ``reported_state`` keeps what the status said.
     """
 
     site: str
@@ -423,6 +619,18 @@ class GateStats:
     last_event_time: str | None
     state: str | None = None
     state_received_at: str | None = None
+    flagged: int = 0
+    open_gaps: list[tuple[int, int]] = field(default_factory=list)
+    open_gap_count: int = 0
+    gap_missing: int = 0
+    oldest_gap_at: str | None = None
+    held: int | None = None
+    held_reported_at: str | None = None
+    state_confirmed: bool = False
+    unconfirmed_since: str | None = None
+    reported_state: str | None = None
+    status_contradicted: bool = False
+    last_heard_at: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -433,6 +641,13 @@ class StoreStats:
     rejections: dict[str, int]
     total_rejections: int
     schema_version: int
+    total_open_gaps: int = 0
+    total_held: int = 0
+    link: LinkState | None = None
+    confirmed: bool = False
+    """True while an ingestor is connected to the broker and said so within :data:`LINK_STALE_S`."""
+    unconfirmed_since: str | None = None
+    as_of: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -495,7 +710,7 @@ def _granted(event: Event) -> int | None:
     return None
 
 
-def _event_row(event: Event) -> tuple[object, ...]:
+def _event_row(event: Event, flags: int = 0) -> tuple[object, ...]:
     data = event.data
     return (
         event.id,
@@ -513,6 +728,7 @@ def _event_row(event: Event) -> tuple[object, ...]:
         _field(data, "reason") or _field(data, "cause"),
         _granted(event),
         _field(data, "direction"),
+        int(flags),
     )
 
 
@@ -525,6 +741,10 @@ def _status_row(status: GateStatus, received_at: str) -> tuple[object, ...]:
         format_time(status.time) if status.time is not None else None,
         received_at,
         status.model_dump_json(),
+        status.backlog,
+        (format_time(status.time) if status.time is not None else received_at)
+        if status.backlog is not None
+        else None,
     )
 
 
@@ -613,16 +833,24 @@ class EventStore:
         events: Sequence[Event] = (),
         statuses: Iterable[GateStatus] = (),
         rejections: Iterable[Rejection] = (),
+        *,
+        flags: Sequence[int] | None = None,
+        link: LinkState | None = None,
     ) -> InsertResult:
         """Write a whole batch in one transaction (one fsync) and return what was new.
 
         Events whose id is already stored, or repeated within ``events``, are counted as
         duplicates and otherwise ignored; only new ones count in ``flow_hourly`` and
-        ``gate_last``.  When this returns, the batch is durable; if it raises
-        (:class:`~console.db.DatabaseError`), none of it was written.
+        ``gate_last``.  ``flags`` gives each event its :class:`EventFlag` bits (the
+        ingest guard's verdict, console/integrity.py); ``link`` records the ingestor's
+        broker connection in the same transaction.  When this returns, the batch is
+        durable; if it raises (:class:`~console.db.DatabaseError`), none of it was written.
         """
         received_at = now_text()
-        event_rows = [_event_row(event) for event in events]
+        if flags is None:
+            event_rows = [_event_row(event) for event in events]
+        else:
+            event_rows = [_event_row(event, flag) for event, flag in zip(events, flags, strict=True)]
         status_rows = [_status_row(status, received_at) for status in statuses]
         rejection_rows = [_rejection_row(rejection) for rejection in rejections]
         db = self.db
@@ -631,15 +859,19 @@ class EventStore:
             if event_rows:
                 inserted = db.query(self._insert_events, (received_at, _to_json(event_rows)))
                 new = len(inserted)
-                flow, last = _rollups(inserted)
+                flow, last, flagged = _rollups(inserted, received_at)
                 if flow:
                     db.executemany(_UPSERT_FLOW, flow)
                 if last:
                     db.executemany(_UPSERT_LAST, last)
+                if flagged:
+                    db.executemany(_UPSERT_FLAGGED, flagged)
             if status_rows:
                 db.executemany(_UPSERT_STATUS, status_rows)
             if rejection_rows:
                 db.executemany(_INSERT_REJECTION, rejection_rows)
+            if link is not None:
+                db.execute(_UPSERT_LINK, (link.name, link.state.value, link.since, link.confirmed_at))
         return InsertResult(new=new, duplicate=len(event_rows) - new)
 
     def insert_events(self, events: Sequence[Event]) -> InsertResult:
@@ -654,27 +886,44 @@ class EventStore:
     # -- retention (policy and schedule: console/retention.py) ------------------------
 
     def count_before(self, table: str, before: datetime) -> int:
-        """Rows of ``events`` or ``rejections`` older than ``before``: what a prune would delete."""
-        return int(
-            self.db.query(f"SELECT COUNT(*) FROM {_prunable(table)} WHERE time < ?", (format_time(before),))[
-                0
-            ][0]
-        )
+        """Rows of ``events`` or ``rejections`` older than ``before``: what a prune would delete.
+
+        For ``events`` that includes quarantined ones (:attr:`EventFlag.FUTURE`) *received*
+        before ``before``: their own date says nothing about when they may go.
+        """
+        cutoff = format_time(before)
+        count = int(self.db.query(f"SELECT COUNT(*) FROM {_prunable(table)} WHERE time < ?", (cutoff,))[0][0])
+        if table == "events":
+            count += int(
+                self.db.query(f"SELECT COUNT(*) FROM events WHERE {_QUARANTINED_BEFORE}", (cutoff, cutoff))[
+                    0
+                ][0]
+            )
+        return count
 
     def delete_before(self, table: str, before: datetime, limit: int) -> int:
         """Delete at most ``limit`` of the oldest rows older than ``before``, in one short transaction.
 
         Bounded so the ingest writer never waits long for the write lock; the caller
         loops until this returns less than ``limit``.  ``flow_hourly`` is not touched:
-        the hourly counts outlive the raw events.
+        the hourly counts outlive the raw events.  Quarantined events go by the time
+        they were received, once the dated ones are done.
         """
         name = _prunable(table)
+        cutoff = format_time(before)
         with self.db.transaction():
-            return self.db.execute(
+            deleted = self.db.execute(
                 f"DELETE FROM {name} WHERE row_id IN "
                 f"(SELECT row_id FROM {name} WHERE time < ? ORDER BY time LIMIT ?)",
-                (format_time(before), limit),
+                (cutoff, limit),
             )
+            if name == "events" and deleted < limit:
+                deleted += self.db.execute(
+                    "DELETE FROM events WHERE row_id IN "
+                    f"(SELECT row_id FROM events WHERE {_QUARANTINED_BEFORE} LIMIT ?)",
+                    (cutoff, cutoff, limit - deleted),
+                )
+            return deleted
 
     def optimize(self) -> None:
         """Refresh the planner's statistics (after a prune or a bulk load), cheaply."""
@@ -682,31 +931,69 @@ class EventStore:
 
     # -- reading ---------------------------------------------------------------------
 
-    def stats(self) -> StoreStats:
+    def stats(
+        self, *, now: datetime | None = None, contradict_grace_s: float = CONTRADICT_GRACE_S
+    ) -> StoreStats:
+        """Per gate: what is stored, what is missing, what the gate still holds, and how sure the console is.
+
+        ``now`` (default: the clock) decides whether the ingestor's last word about its
+        broker connection is recent enough to vouch for the gates' states.
+        """
+        now = now or datetime.now(UTC)
         rows = self.db.query(_GATE_STATS)
-        status_only = self.db.query(_STATUS_ONLY)
+        facts = {(row[0], row[1]): row[2:] for row in self.db.query(_GATE_FACTS)}
         reasons = self.db.query("SELECT reason, COUNT(*) FROM rejections GROUP BY reason ORDER BY reason")
-        gates = [
-            GateStats(
-                site=site,
-                gate=gate,
-                count=count,
-                distinct_seqs=distinct,
-                min_seq=low,
-                max_seq=high,
-                missing=high - low + 1 - distinct,
-                seq_conflicts=count - distinct,
-                last_event_time=last,
-                state=state,
-                state_received_at=state_at,
+        link = self.link_state()
+        confirmed, since = link_confirmed(link, now)
+        counted = {
+            (site, gate): (int(count), int(distinct), int(low), int(high), last, int(flagged or 0))
+            for site, gate, count, distinct, low, high, last, flagged in rows
+        }
+        gates = []
+        for key in sorted(set(counted) | set(facts)):
+            count, distinct, low, high, last, flagged = counted.get(key, (0, 0, 0, 0, None, 0))
+            state, state_at, backlog, backlog_at, n_gaps, gap_missing, ranges, oldest, heard = facts.get(
+                key, (None,) * 9
             )
-            for site, gate, count, distinct, low, high, last, state, state_at in rows
-        ]
-        gates += [
-            GateStats(site, gate, 0, 0, 0, 0, 0, 0, None, state, state_at)
-            for site, gate, state, state_at in status_only
-        ]
-        gates.sort(key=lambda g: (g.site, g.gate))
+            reported = state
+            contradicted = (
+                state == "offline"
+                and heard is not None
+                and state_at is not None
+                and _seconds_between(state_at, heard) > contradict_grace_s
+            )
+            if contradicted:
+                state = "online"
+            gate_confirmed, unconfirmed = state_confirmed(
+                link, confirmed, since, heard if contradicted else state_at
+            )
+            gates.append(
+                GateStats(
+                    site=key[0],
+                    gate=key[1],
+                    count=count,
+                    distinct_seqs=distinct,
+                    min_seq=low,
+                    max_seq=high,
+                    missing=high - low + 1 - distinct if count else 0,
+                    seq_conflicts=count - distinct,
+                    last_event_time=last,
+                    state=state,
+                    state_received_at=state_at,
+                    flagged=flagged,
+                    open_gaps=[(int(a), int(b)) for a, b, *_ in json.loads(ranges)] if ranges else [],
+                    open_gap_count=int(n_gaps or 0),
+                    gap_missing=int(gap_missing or 0),
+                    oldest_gap_at=oldest,
+                    held=None if backlog is None else int(backlog),
+                    held_reported_at=backlog_at,
+                    state_confirmed=gate_confirmed,
+                    unconfirmed_since=unconfirmed,
+                    reported_state=reported,
+                    status_contradicted=contradicted,
+                    last_heard_at=heard,
+                )
+            )
         by_reason = {reason: int(count) for reason, count in reasons}
         return StoreStats(
             gates=gates,
@@ -715,7 +1002,145 @@ class EventStore:
             rejections=by_reason,
             total_rejections=sum(by_reason.values()),
             schema_version=self.version,
+            total_open_gaps=sum(g.open_gap_count for g in gates),
+            total_held=sum(g.held or 0 for g in gates),
+            link=link,
+            confirmed=confirmed,
+            unconfirmed_since=since,
+            as_of=format_time(now),
         )
+
+    def link_state(self) -> LinkState | None:
+        """The status-reading ingestor's last word about its broker connection (None: no ingestor ever ran)."""
+        rows = self.db.query(
+            "SELECT name, state, since, confirmed_at FROM console_link ORDER BY confirmed_at DESC LIMIT 1"
+        )
+        if not rows:
+            return None
+        name, state, since, confirmed_at = rows[0]
+        try:
+            kind = LinkKind(state)
+        except ValueError:
+            kind = LinkKind.LOST
+        return LinkState(name, kind, since, confirmed_at)
+
+    # -- the gap watch's tables (console/gaps.py) --------------------------------------
+
+    def seqs_after(self, row_id: int, limit: int) -> list[tuple[int, str, str, int]]:
+        """``(row_id, site, gate, seq)`` of the events stored after ``row_id``, in ``row_id`` order."""
+        return [
+            (int(r), s, g, int(q))
+            for r, s, g, q in self.db.query(
+                "SELECT row_id, site, gate, seq FROM events WHERE row_id > ? ORDER BY row_id LIMIT ?",
+                (row_id, limit),
+            )
+        ]
+
+    def seqs_between(self, site: str, gate: str, first: int, last: int, limit: int = 100_000) -> list[int]:
+        """The distinct sequence numbers of a gate stored in [``first``, ``last``], ascending (index range)."""
+        rows = self.db.query(
+            "SELECT DISTINCT seq FROM events WHERE site = ? AND gate = ? AND seq >= ? AND seq <= ?"
+            " ORDER BY seq LIMIT ?",
+            (site, gate, first, last, limit),
+        )
+        return [int(row[0]) for row in rows]
+
+    def highest_seq(self, site: str, gate: str) -> tuple[int, str] | None:
+        """A gate's highest stored sequence number and that event's time, by one index probe."""
+        rows = self.db.query(
+            "SELECT seq, time FROM events WHERE site = ? AND gate = ? ORDER BY seq DESC LIMIT 1", (site, gate)
+        )
+        return (int(rows[0][0]), rows[0][1]) if rows else None
+
+    def ids_of_seqs(self, site: str, gate: str, seqs: Sequence[int]) -> dict[int, set[str]]:
+        """The ids stored under each of a gate's sequence numbers ``seqs`` (one indexed query)."""
+        found: dict[int, set[str]] = defaultdict(set)
+        for start in range(0, len(seqs), 500):
+            chunk = list(seqs[start : start + 500])
+            marks = ", ".join("?" * len(chunk))
+            for seq, id_ in self.db.query(
+                f"SELECT seq, id FROM events WHERE site = ? AND gate = ? AND seq IN ({marks})",
+                (site, gate, *chunk),
+            ):
+                found[int(seq)].add(id_)
+        return found
+
+    def gap_records(self) -> dict[tuple[str, str], GateGaps]:
+        """Every gate the gap watch has read: how far, and the gaps it left open."""
+        open_gaps: dict[tuple[str, str], list[tuple[int, int, str]]] = defaultdict(list)
+        for site, gate, first, last, seen_at in self.db.query(
+            "SELECT site, gate, first_seq, last_seq, seen_at FROM seq_gaps ORDER BY site, gate, first_seq"
+        ):
+            open_gaps[site, gate].append((int(first), int(last), seen_at))
+        return {
+            (site, gate): GateGaps(site, gate, int(scanned), open_gaps.get((site, gate), []))
+            for site, gate, scanned in self.db.query("SELECT site, gate, scanned_to FROM gate_seq")
+        }
+
+    def save_gaps(
+        self, records: Iterable[GateGaps], *, cursor: int | None = None, cursor_name: str = "gaps"
+    ) -> None:
+        """Replace the named gates' open gaps and summaries (and move the read position) in one transaction."""
+        changed_at = now_text()
+        with self.db.transaction():
+            for record in records:
+                key = (record.site, record.gate)
+                self.db.execute("DELETE FROM seq_gaps WHERE site = ? AND gate = ?", key)
+                if record.gaps:
+                    self.db.executemany(
+                        "INSERT INTO seq_gaps (site, gate, first_seq, last_seq, seen_at) VALUES (?, ?, ?, ?, ?)",
+                        [(*key, first, last, seen) for first, last, seen in record.gaps],
+                    )
+                listed = [[first, last, seen] for first, last, seen in record.gaps[:MAX_LISTED_GAPS]]
+                self.db.execute(
+                    """INSERT INTO gate_seq (site, gate, scanned_to, gaps, missing, ranges, oldest_gap_at, changed_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                    ON CONFLICT (site, gate) DO UPDATE SET scanned_to = excluded.scanned_to, gaps = excluded.gaps,
+                        missing = excluded.missing, ranges = excluded.ranges,
+                        oldest_gap_at = excluded.oldest_gap_at, changed_at = excluded.changed_at""",
+                    (
+                        *key,
+                        record.scanned_to,
+                        len(record.gaps),
+                        sum(last - first + 1 for first, last, _ in record.gaps),
+                        _to_json(listed),
+                        min((seen for _, _, seen in record.gaps), default=None),
+                        changed_at,
+                    ),
+                )
+            if cursor is not None:
+                self.db.execute(
+                    "INSERT INTO watch_cursor (name, value) VALUES (?, ?)"
+                    " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                    (cursor_name, cursor),
+                )
+
+    def watch_cursor(self, name: str = "gaps") -> int:
+        rows = self.db.query("SELECT value FROM watch_cursor WHERE name = ?", (name,))
+        return int(rows[0][0]) if rows else 0
+
+    def gap_summaries(
+        self, changed_since: str = ""
+    ) -> list[tuple[str, str, int, int, list[tuple[int, int]], str | None, str]]:
+        """``(site, gate, gaps, missing, listed ranges, oldest gap seen at, changed_at)`` of gates whose
+        summary changed at or after ``changed_since``: what the gates page polls (a few rows)."""
+        rows = self.db.query(
+            "SELECT site, gate, gaps, missing, ranges, oldest_gap_at, changed_at FROM gate_seq"
+            " WHERE changed_at >= ? ORDER BY changed_at",
+            (changed_since,),
+        )
+        return [
+            (
+                site,
+                gate,
+                int(n),
+                int(missing),
+                [(int(a), int(b)) for a, b, *_ in json.loads(ranges)],
+                oldest,
+                at,
+            )
+            for site, gate, n, missing, ranges, oldest, at in rows
+        ]
 
     def events_after(self, row_id: int, limit: int = 100) -> list[StoredEvent]:
         """Events stored after ``row_id``, oldest first: what ``tail --follow`` polls."""
@@ -760,8 +1185,13 @@ class EventStore:
         end: datetime | None = None,
         before_row_id: int | None = None,
         limit: int = 100,
+        flagged: bool | None = None,
     ) -> list[StoredEvent]:
         """Events matching every given filter, newest first (by event time, then ``row_id``).
+
+        ``flagged``: None (the default) hides quarantined events (:attr:`EventFlag.FUTURE`,
+        dated in the future: they would sit on top of every page); True lists only flagged
+        events, quarantined ones included; False only unflagged ones.
 
         Pages by keyset: pass the last ``row_id`` of a page as ``before_row_id`` to get
         the next, so page 1000 costs what page 1 costs.  ``gate`` may be ``"site/gate"``;
@@ -799,6 +1229,12 @@ class EventStore:
         if text:
             where.append("instr(data, ?) > 0" if self.dialect == "sqlite" else "strpos(data, ?) > 0")
             params.append(text)
+        if flagged is None:
+            where.append("(flags & 1) = 0")
+        elif flagged:
+            where.append("flags <> 0")
+        else:
+            where.append("flags = 0")
         if start is not None:
             where.append("time >= ?")
             params.append(format_time(start))
@@ -828,6 +1264,7 @@ class EventStore:
         end: datetime,
         *,
         per_gate: bool = True,
+        exclude_flagged: bool = False,
     ) -> list[FlowRow]:
         """Entries, exits and denials per hour whose start lies in [``start``'s hour, ``end``).
 
@@ -835,7 +1272,44 @@ class EventStore:
         over gates (and over sites when ``site`` is None): the chart of a whole compound,
         read from the per-site rows (``gate = '*'``), so a month for a district of ten
         sites is 7,200 rows whatever the number of gates.
+
+        Quarantined and back-dated events are never in these figures.  Events flagged
+        ``FLOOD`` are (a gate really can be that busy); ``exclude_flagged=True`` works the
+        same figures out without them, from ``flow_flagged`` — for one gate with ``gate``.
         """
+        rows = self._flow_from("flow_hourly", site, gate, start, end, per_gate=per_gate)
+        if not exclude_flagged:
+            return rows
+        flagged = {
+            (r.site, r.gate, r.hour): r
+            for r in self._flow_from("flow_flagged", site, gate, start, end, per_gate=per_gate)
+        }
+        result = []
+        for row in rows:
+            minus = flagged.get((row.site, row.gate, row.hour))
+            if minus is not None:
+                row = FlowRow(
+                    row.site,
+                    row.gate,
+                    row.hour,
+                    row.entries - minus.entries,
+                    row.exits - minus.exits,
+                    row.denied - minus.denied,
+                )
+            if row.entries or row.exits or row.denied:
+                result.append(row)
+        return result
+
+    def _flow_from(
+        self,
+        table: str,
+        site: str | None,
+        gate: str | None,
+        start: datetime,
+        end: datetime,
+        *,
+        per_gate: bool,
+    ) -> list[FlowRow]:
         # hours with events but no access decision exist too (``events`` counts them)
         where = ["hour >= ?", "hour < ?", "entries + exits + denied > 0"]
         params: list[Any] = [hour_of(format_time(start)), format_time(end)]
@@ -851,22 +1325,21 @@ class EventStore:
         condition = " AND ".join(where)
         if per_gate or gate is not None:
             sql = (
-                f"SELECT site, gate, hour, entries, exits, denied FROM flow_hourly WHERE {condition} "
+                f"SELECT site, gate, hour, entries, exits, denied FROM {table} WHERE {condition} "
                 "ORDER BY hour, site, gate"
             )
             if not per_gate:
                 sql = (
-                    "SELECT '*', '*', hour, SUM(entries), SUM(exits), SUM(denied) FROM flow_hourly "
+                    f"SELECT '*', '*', hour, SUM(entries), SUM(exits), SUM(denied) FROM {table} "
                     f"WHERE {condition} GROUP BY hour ORDER BY hour"
                 )
         elif site is not None:
             sql = (
-                "SELECT site, '*', hour, entries, exits, denied FROM flow_hourly "
-                f"WHERE {condition} ORDER BY hour"
+                f"SELECT site, '*', hour, entries, exits, denied FROM {table} WHERE {condition} ORDER BY hour"
             )
         else:
             sql = (
-                "SELECT '*', '*', hour, SUM(entries), SUM(exits), SUM(denied) FROM flow_hourly "
+                f"SELECT '*', '*', hour, SUM(entries), SUM(exits), SUM(denied) FROM {table} "
                 f"WHERE {condition} GROUP BY hour ORDER BY hour"
             )
         return [
@@ -924,6 +1397,53 @@ class EventStore:
         self.close()
 
 
+def link_confirmed(link: LinkState | None, now: datetime) -> tuple[bool, str | None]:
+    """Whether the ingestor vouches for the gates' states now, and if not, since when it could not.
+
+    No link row (no ingestor ever ran on this store): not confirmed, since unknown.  A link
+    that says connected but has not said so for :data:`LINK_STALE_S`: the console died or
+    hung at its last word.  A link that says disconnected: lost (or stopped) at ``since``.
+    """
+    if link is None:
+        return False, None
+    if not link.connected:
+        return False, link.since
+    if now - _parse_time(link.confirmed_at) > timedelta(seconds=LINK_STALE_S):
+        return False, link.confirmed_at
+    return True, None
+
+
+def state_confirmed(
+    link: LinkState | None, confirmed: bool, since: str | None, received_at: str | None
+) -> tuple[bool, str | None]:
+    """Whether one gate's state is vouched for, and if not, since when.
+
+    A state is confirmed only if received on the console's current connection: the broker
+    sends every retained status again at each subscribe, so one that did not come again
+    is one the broker no longer holds.
+    """
+    if received_at is None:
+        return False, None
+    if link is None:
+        return False, received_at  # nothing ever vouched for it beyond its arrival
+    if confirmed:
+        return (True, None) if received_at >= link.since else (False, link.since)
+    return False, since
+
+
+def _parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _seconds_between(earlier: str, later: str) -> float:
+    return (_parse_time(later) - _parse_time(earlier)).total_seconds()
+
+
+_QUARANTINED_BEFORE = "flags <> 0 AND (flags & 1) <> 0 AND received_at < ? AND time >= ?"
+"""Quarantined events received before the cutoff (and not already counted as dated before it);
+``flags <> 0`` lets the partial index ``events_flagged`` serve it."""
+
+
 def _prunable(table: str) -> str:
     if table not in ("events", "rejections"):
         raise ValueError(f"retention applies to events and rejections, not {table!r}")
@@ -931,16 +1451,24 @@ def _prunable(table: str) -> str:
 
 
 def _rollups(
-    inserted: list[tuple[Any, ...]],
-) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    """What the new rows add to ``flow_hourly`` (per gate and per site) and ``gate_last``, in key order.
+    inserted: list[tuple[Any, ...]], received_at: str
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """What the new rows add to ``flow_hourly`` (per gate and per site), ``gate_last`` and
+    ``flow_flagged``, in key order.
 
-    Key order matters on PostgreSQL: two workers upserting the same rows in the same
-    order wait for each other instead of deadlocking.
+    An event flagged :data:`NOT_FACT` (quarantined or back-dated) counts in none of them;
+    a ``FLOOD`` one counts in the flow and again in ``flow_flagged``, so the flow can be
+    worked out without it (:meth:`EventStore.flow` ``exclude_flagged``).  Key order
+    matters on PostgreSQL: two workers upserting the same rows in the same order wait
+    for each other instead of deadlocking.
     """
     flow: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    flagged: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     last: dict[tuple[str, str], tuple[str, int, str]] = {}
-    for row_id, site, gate, time, type_, granted, direction in inserted:
+    not_fact = int(NOT_FACT)  # a plain int: IntFlag arithmetic is slow per row
+    for row_id, site, gate, time, type_, granted, direction, flags in inserted:
+        if flags and flags & not_fact:
+            continue
         key = (site, gate)
         newest = last.get(key)
         if newest is None or (time, row_id) > newest[:2]:
@@ -949,20 +1477,26 @@ def _rollups(
         column = 3
         if granted is not None and type_ in ACCESS_TYPES:
             column = 2 if not granted else 1 if direction == "out" else 0
-        for counts in (flow[site, gate, hour], flow[site, SITE_ROW, hour]):
-            counts[3] += 1
-            if column != 3:
-                counts[column] += 1
+        rollups = [flow]
+        if flags:
+            rollups.append(flagged)
+        for table in rollups:
+            for counts in (table[site, gate, hour], table[site, SITE_ROW, hour]):
+                counts[3] += 1
+                if column != 3:
+                    counts[column] += 1
     flow_rows = [(*key, *counts) for key, counts in sorted(flow.items())]
+    flagged_rows = [(*key, *counts) for key, counts in sorted(flagged.items())]
     last_rows = [
-        (site, gate, row_id, time, type_) for (site, gate), (time, row_id, type_) in sorted(last.items())
+        (site, gate, row_id, time, type_, received_at)
+        for (site, gate), (time, row_id, type_) in sorted(last.items())
     ]
-    return flow_rows, last_rows
+    return flow_rows, last_rows, flagged_rows
 
 
 def stored_event(row: tuple[Any, ...]) -> StoredEvent:
     """An ``events`` row read as :data:`EVENT_COLUMNS`."""
-    row_id, id_, site, gate, boot, seq, time, trusted, type_, data, received_at = row
+    row_id, id_, site, gate, boot, seq, time, trusted, type_, data, received_at, flags = row
     return StoredEvent(
-        row_id, id_, site, gate, boot, seq, time, bool(trusted), type_, json.loads(data), received_at
+        row_id, id_, site, gate, boot, seq, time, bool(trusted), type_, json.loads(data), received_at, flags
     )

@@ -7,55 +7,40 @@ few tens of megabytes of retained messages, and no full-resolution photo leaves 
 The file is named by the *original's* digest (``protocol.passes.format.photo_digest``),
 which is what the pass or card entry carries and so what the gate looks it up by.
 
-An upload is decoded only if its header claims at most :data:`MAX_PIXELS`: a PNG of
-a few tens of kilobytes can claim 20000×20000 pixels and take gigabytes to decode.
-The check is ours, made before any pixel is read, rather than Pillow's process-wide
-``MAX_IMAGE_PIXELS``; whatever Pillow refuses on its own (its decompression-bomb error,
-or its warning where warnings are errors) is "not a readable image" like any other.
+Decoding is :func:`console.photos.fitted`'s: pixels and memory checked from the
+header before anything is decoded, JPEGs decoded reduced, a few photos at a time
+(console/photos.py).  Whatever it refuses is "not a readable image" here, with its reason.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import tempfile
 from pathlib import Path
 from typing import Final
 
-from PIL import Image, ImageOps, UnidentifiedImageError
-
+from console.photos import PhotoError, fitted
 from protocol.passes.format import photo_digest
 
 THUMBNAIL_SIZE: Final = (120, 160)
 JPEG_QUALITY: Final = 70
-MAX_PIXELS: Final = 40_000_000
-"""Three times a phone's usual 12-Mpx photo; the bound a printed pass's photo has too."""
-_UNREADABLE = (
-    UnidentifiedImageError,
-    OSError,
-    ValueError,
-    SyntaxError,  # Pillow's plugins say "broken PNG file" this way
-    Image.DecompressionBombError,
-    Image.DecompressionBombWarning,
-)
 
 
 class ThumbnailError(ValueError):
-    """The upload is not an image Pillow can read."""
+    """The upload is not an image the console will decode (unreadable, too large, or the decoders busy)."""
+
+    def __init__(self, detail: str, reason: str = "unreadable") -> None:
+        super().__init__(detail)
+        self.reason = reason
 
 
 def make_thumbnail(image: bytes) -> bytes:
     """A JPEG of the photo cropped to 3:4 and scaled to 120×160, orientation applied."""
     try:
-        with Image.open(io.BytesIO(image)) as original:
-            width, height = original.size
-            if width * height > MAX_PIXELS:
-                raise ThumbnailError(f"not a readable image: {width}x{height} is over {MAX_PIXELS} pixels")
-            picture = ImageOps.exif_transpose(original).convert("RGB")
-    except ThumbnailError:
-        raise
-    except _UNREADABLE as exc:
-        raise ThumbnailError(f"not a readable image: {exc}") from None
-    picture = ImageOps.fit(picture, THUMBNAIL_SIZE)
+        picture = fitted(image, THUMBNAIL_SIZE)
+    except PhotoError as exc:
+        raise ThumbnailError(f"not a readable image: {exc.detail}", exc.reason.value) from None
     out = io.BytesIO()
     picture.save(out, "JPEG", quality=JPEG_QUALITY, optimize=True)
     return out.getvalue()
@@ -66,7 +51,14 @@ def save_thumbnail(folder: Path, image: bytes) -> str:
     digest = photo_digest(image).hex()
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{digest}.jpg"
-    temporary = target.with_suffix(".part")
-    temporary.write_bytes(make_thumbnail(image))
-    os.replace(temporary, target)
+    thumbnail = make_thumbnail(image)
+    # a name of its own: two uploads of the same photo at once must not share a temporary file
+    fd, temporary = tempfile.mkstemp(dir=folder, prefix=f".{digest}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(thumbnail)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
     return digest

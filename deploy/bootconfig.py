@@ -8,50 +8,42 @@ leaves the relay to its board's own pull.  Off is the level the agent itself wri
 (``initial_value=False`` in drivers/door_io.py): de-energised, for fail-secure and
 fail-safe locks alike.
 
-:func:`config_txt_lines` is the installer's own small rendering; the door work renders the
-same lines from a gate configuration, and the two are to be joined into one function.
+:func:`config_txt_lines` takes the lines from ``edge.boot_config`` (the door's own rendering,
+also printed by ``gatepost edge boot-config``) and puts ``[all]`` in front.
 """
 
 from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from deploy.errors import InstallError
 from deploy.layout import CONFIG_TXT, PI_MODEL
 from deploy.target import Target
 
-_BOARD_TO_BCM = {
-    3: 2, 5: 3, 7: 4, 8: 14, 10: 15, 11: 17, 12: 18, 13: 27, 15: 22, 16: 23, 18: 24, 19: 10,
-    21: 9, 22: 25, 23: 11, 24: 8, 26: 7, 27: 0, 28: 1, 29: 5, 31: 6, 32: 12, 33: 13, 35: 19,
-    36: 16, 37: 26, 38: 20, 40: 21,
-}  # fmt: skip
-"""The 40-pin header: physical pin -> BCM GPIO number (every Pi since the B+)."""
+if TYPE_CHECKING:
+    from edge.config import EdgeConfig
 
 
-def bcm_number(pin: int | str) -> int:
-    """The BCM number of a gpiozero pin name: ``17``, ``"GPIO17"``, ``"BCM17"``, ``"BOARD11"``, ``"J8:11"``."""
-    if isinstance(pin, int):
-        number = pin
-    else:
-        text = pin.strip().upper()
-        for prefix in ("GPIO", "BCM"):
-            if text.startswith(prefix) and text[len(prefix) :].isdigit():
-                number = int(text[len(prefix) :])
-                break
-        else:
-            physical = text.removeprefix("BOARD").removeprefix("J8:")
-            if not physical.isdigit() or int(physical) not in _BOARD_TO_BCM:
-                raise InstallError(f"relay pin {pin!r}: not a GPIO of the Pi's 40-pin header")
-            number = _BOARD_TO_BCM[int(physical)]
-    if not 0 <= number <= 27:
-        raise InstallError(f"relay pin {pin!r}: the header's GPIOs are 0 to 27")
-    return number
+def config_txt_lines(config: EdgeConfig) -> list[str]:
+    """The block's lines; ``[all]`` first, because config.txt applies a line only under the model
+    filter (``[pi4]``, ``[cm4]``) in force where it stands, and ours are for every board."""
+    from edge.boot_config import BootConfigError, boot_config_lines
+
+    try:
+        return ["[all]", *boot_config_lines(config)]
+    except BootConfigError as exc:
+        raise InstallError(str(exc)) from None
 
 
-def config_txt_lines(relay_pin: int | str, relay_active_high: bool) -> list[str]:
-    """``dtparam=strict_gpiod`` and the relay's boot level: an output at its de-energised level."""
-    level = "dl" if relay_active_high else "dh"
-    return ["dtparam=strict_gpiod", f"gpio={bcm_number(relay_pin)}=op,{level}"]
+SYSTEM_WATCHDOG = PurePosixPath("/etc/systemd/system.conf.d/gatepost.conf")
+WATCHDOG_CONF = """\
+# Written by gatepost install on a Raspberry Pi gate (docs/install.md): systemd pets the
+# board's hardware watchdog, so a hung kernel resets the board; bcm2835-wdt allows about 15 s.
+[Manager]
+RuntimeWatchdogSec=15s
+RebootWatchdogSec=2min
+"""
 
 
 def is_raspberry_pi(target: Target) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 
 from deploy import common, logrotate
 from deploy.changes import Change, Directory, EnableUnit, File, Remove
@@ -42,28 +42,26 @@ class BrokerInit(Change):
 
 @dataclass
 class GroupReadable(Change):
-    """Every file directly in ``folder`` readable by ``group`` (mosquitto reads its config, users, ACL)."""
+    """``mosquitto.conf``, which mosquitto reads as its own user; ``admin.secret`` beside it stays root's."""
 
-    folder: PurePosixPath
+    path: PurePosixPath
     group: str
 
-    def _files(self, target: Target) -> list[Path]:
-        folder = target.path(self.folder)
-        return sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
-
     def describe(self) -> str:
-        return f"give the files in {self.folder} to group {self.group} (0640 root:{self.group})"
+        return f"give {self.path} to group {self.group} (0640 root:{self.group})"
 
     def pending(self, target: Target) -> bool:
-        gid = target.accounts().gid(self.group)
-        files = self._files(target)
-        return not files or any(p.stat().st_gid != gid or p.stat().st_mode & 0o777 != 0o640 for p in files)
+        path = target.path(self.path)
+        if not path.is_file():
+            return True
+        info = path.stat()
+        return info.st_gid != target.accounts().gid(self.group) or info.st_mode & 0o777 != 0o640
 
     def apply(self, target: Target) -> None:
         gid = target.accounts().gid(self.group)
-        for path in self._files(target):
-            os.chown(path, 0, gid if gid is not None else -1)
-            os.chmod(path, 0o640)
+        path = target.path(self.path)
+        os.chown(path, 0, gid if gid is not None else -1)
+        os.chmod(path, 0o640)
 
 
 def plan_install(request: common.Request) -> Plan:
@@ -71,12 +69,12 @@ def plan_install(request: common.Request) -> Plan:
     # procps: /bin/kill, the unit's ExecReload (Debian's minimal images lack it).
     plan.add(common.packages(request, [*common.BASE_PACKAGES, "mosquitto", "logrotate", "procps"]))
     plan.add(Directory(CONFIG_DIR, 0o755))
-    if not request.target.path(STATE_DIR).is_dir():  # else it is the console's or gate's (0700, theirs)
+    if not request.target.path(STATE_DIR).is_dir():  # else the console's or gate's, 0711 already
         plan.add(Directory(STATE_DIR, 0o711))
     plan.add(Directory(BROKER_CONFIG, 0o750, "root", MOSQUITTO))
     plan.add(Directory(BROKER_DATA, 0o750, MOSQUITTO, MOSQUITTO))
     plan.add(common.environment(request))
-    plan.add(BrokerInit(), GroupReadable(BROKER_CONFIG, MOSQUITTO))
+    plan.add(BrokerInit(), GroupReadable(BROKER_CONFIG / "mosquitto.conf", MOSQUITTO))
     plan.add(*common.units("broker", plan))
     plan.add(EnableUnit("mosquitto.service", enable=False))
     plan.add(File(LOGROTATE, logrotate.render(MOSQUITTO).encode(), 0o644, what="logrotate rules"))

@@ -48,8 +48,11 @@ def service_user(groups: Sequence[str]) -> list[Change]:
     return changes
 
 
-def folders(state_mode: int = 0o700) -> list[Change]:
-    return [Directory(CONFIG_DIR, 0o755), Directory(STATE_DIR, state_mode, USER, USER)]
+def folders() -> list[Change]:
+    """``/var/lib/gatepost`` is 0711, as the units' ``StateDirectoryMode=`` has it: mosquitto, another
+    user, reaches its own folder inside it on a machine that also runs the console.  ``/etc/gatepost``
+    is 0755 for the same reason; its keys are 0600 each."""
+    return [Directory(CONFIG_DIR, 0o755), Directory(STATE_DIR, 0o711, USER, USER)]
 
 
 def units(role: str, plan: Plan) -> list[Change]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from deploy import common, kiosk
-from deploy.bootconfig import config_txt, config_txt_lines, is_raspberry_pi
+from deploy.bootconfig import SYSTEM_WATCHDOG, WATCHDOG_CONF, config_txt, config_txt_lines, is_raspberry_pi
 from deploy.changes import Block, Change, EnableUnit, File, Group, Remove, User
 from deploy.configfiles import config_path, installed_or_given, plan_config
 from deploy.environment import target_arch, target_python
@@ -89,8 +89,6 @@ def plan_install(request: common.Request) -> Plan:
 def _udev(config: EdgeConfig) -> list[Change]:
     readers = [ReaderLink(r.name, r.usb_serial, r.usb_path) for r in [*config.scanners, *config.rdm6300]]
     rules = render_rules(readers)
-    if rules is None:
-        return [Remove(UDEV_RULES, triggers=frozenset({"udev"}))]
     return [File(UDEV_RULES, rules.encode(), 0o644, what="udev rules", triggers=frozenset({"udev"}))]
 
 
@@ -99,13 +97,12 @@ def _boot_config(request: common.Request, config: EdgeConfig) -> list[Change]:
     if not pi:
         return []
     path = config_txt(request.target)
-    door = config.door
-    if door is None:
+    if config.door is None:
         return [Block(path, BLOCK_BEGIN, BLOCK_END)]  # no relay: nothing of ours belongs there
-    # config.txt applies a line only under the [model] filter in force where it stands: [all]
-    # makes ours apply to every board, whatever section the file ended in.
-    lines = ["[all]", *config_txt_lines(door.pins.relay, door.pins.relay_active_high)]
-    return [Block(path, BLOCK_BEGIN, BLOCK_END, lines)]
+    return [
+        Block(path, BLOCK_BEGIN, BLOCK_END, config_txt_lines(config)),
+        File(SYSTEM_WATCHDOG, WATCHDOG_CONF.encode(), 0o644, what="hardware watchdog settings"),
+    ]
 
 
 def _kiosk(request: common.Request, config: EdgeConfig) -> list[Change]:
@@ -132,6 +129,7 @@ def _no_kiosk() -> list[Change]:
 def plan_uninstall(request: common.Request, purge: bool) -> Plan:
     plan = Plan("uninstall gate" + (" and purge its data and keys" if purge else ""))
     plan.add(*common.remove_units("gate"), *_no_kiosk(), Remove(UDEV_RULES, triggers=frozenset({"udev"})))
+    plan.add(Remove(SYSTEM_WATCHDOG))
     for path in CONFIG_TXT:
         if request.target.path(path).is_file():
             plan.add(Block(path, BLOCK_BEGIN, BLOCK_END))

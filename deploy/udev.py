@@ -21,9 +21,13 @@ class ReaderLink:
     usb_path: str | None = None
 
 
-def render_rules(readers: Sequence[ReaderLink], *, group: str = "dialout") -> str | None:
-    """The rules file for ``readers`` that are pinned; ``None`` when none is (no file is needed)."""
-    lines = []
+GPIOCHIP = 'SUBSYSTEM=="gpio", KERNEL=="gpiochip*", GROUP="gpio", MODE="0660"'
+"""Debian gives /dev/gpiochip* to root alone (Raspberry Pi OS's own rules give it to gpio)."""
+
+
+def render_rules(readers: Sequence[ReaderLink], *, group: str = "dialout") -> str:
+    """The gate's rules: the GPIO chips to group gpio, and a link for each pinned reader."""
+    lines = ["# The GPIO chips (relay, door inputs) to the gpio group the agent is in.", GPIOCHIP]
     for reader in readers:
         if reader.usb_serial is not None:
             match = f'ATTRS{{serial}}=="{reader.usb_serial}"'
@@ -37,8 +41,6 @@ def render_rules(readers: Sequence[ReaderLink], *, group: str = "dialout") -> st
         lines.append(
             f'SUBSYSTEM=="tty", {match}, SYMLINK+="gatepost/{reader.name}", GROUP="{group}", MODE="0660"'
         )
-    if not lines:
-        return None
     header = [
         "# Written by gatepost install from the gate's configuration ([[scanners]] and [[rdm6300]]",
         "# usb_serial / usb_path); it is rewritten on every install, so change the configuration.",

@@ -294,6 +294,12 @@ class Camera:
                 raise CameraSourceError(SourceRejectReason.BAD_SIM_URL, str(exc)) from None
         self._media_start_ns = 0
 
+    @property
+    def alive(self) -> bool:
+        """False only when a thread has ended while the camera is open and its source has not ended."""
+        threads = [t for t in (self._capture_thread, self._deliver_thread) if t is not None]
+        return self._stop.is_set() or self.ended.is_set() or all(t.is_alive() for t in threads)
+
     # -- lifecycle -------------------------------------------------------------------
 
     def start(self) -> None:

@@ -186,6 +186,10 @@ class CameraScanner:
     def state(self) -> ScannerState:
         return self.camera.state
 
+    @property
+    def alive(self) -> bool:
+        return self.camera.alive
+
     # -- lifecycle -------------------------------------------------------------------
 
     def start(self) -> None:

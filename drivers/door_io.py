@@ -12,6 +12,11 @@ cut leaves the door locked.  ``fail_safe`` (a maglock a fire code wants released
 controller dies) inverts this: energised means locked and de-energised means free.  The
 :class:`RelayWatchdog` runs on its own thread and cuts an energised unlock relay after its
 maximum on-time whatever the rest of the program is doing.
+
+A fire-alarm input, when wired, overrides all of that from this layer: while the fire
+panel's output is active the relay is held at its released level — whatever the door
+logic asks, and past the watchdog's limit — so a door on an escape route opens for
+everyone even if the door logic is wedged.  When it clears, the relay locks again.
 """
 
 from __future__ import annotations
@@ -59,6 +64,7 @@ class DoorInput(StrEnum):
     CONTACT = "contact"
     EXIT = "exit"
     TAMPER = "tamper"
+    FIRE = "fire"
 
 
 class DoorPins(BaseModel):
@@ -77,6 +83,14 @@ class DoorPins(BaseModel):
     exit_type: Contact = Field(Contact.NORMALLY_OPEN, title="no: switch closes when pressed")
     tamper: Pin | None = Field(None, title="Tamper switch of the reader or enclosure")
     tamper_type: Contact = Field(Contact.NORMALLY_CLOSED, title="nc: switch closed while the cover is on")
+    fire_alarm: Pin | None = Field(
+        None, title="The fire panel's alarm output: while active the door is released and stays released"
+    )
+    fire_alarm_active_high: bool = Field(
+        True,
+        title="The fire input reads high during an alarm (the default: the panel's normally-closed "
+        "contact to ground opens, or its wire is cut, and the pull-up takes the pin high)",
+    )
     pull_up: bool = Field(True, title="Inputs use the Pi's pull-up and switch to ground")
     bounce_s: float | None = Field(0.02, ge=0, le=1, title="Debounce time for the switches")
     green: Pin | None = None
@@ -94,6 +108,7 @@ class DoorPins(BaseModel):
                 self.contact,
                 self.exit_button,
                 self.tamper,
+                self.fire_alarm,
                 self.green,
                 self.red,
                 self.buzzer,
@@ -187,6 +202,23 @@ class RelayWatchdog:
             self._latched = False
             self._cond.notify()
 
+    def exempt(self, action: Callable[[], None]) -> None:
+        """Run ``action`` (which energises the relay for the fire alarm) without counting, and unlatch.
+
+        The limit exists to catch a door logic that failed; a fire alarm is the one reason
+        to hold a fail-secure lock released for as long as it lasts.
+        """
+        self.release(action)
+
+    def responsive(self, timeout: float) -> bool:
+        """Whether the watchdog's thread runs and is not stuck holding its lock (for liveness)."""
+        if not self._thread.is_alive():
+            return False
+        if not self._cond.acquire(timeout=timeout):
+            return False
+        self._cond.release()
+        return True
+
     def _run(self) -> None:
         with self._cond:
             while not self._stopping:
@@ -241,6 +273,7 @@ class DoorHardware:
         self.on_input = on_input
         self.on_watchdog = on_watchdog
         self._lock = threading.RLock()
+        self._closed = False
         self._devices: list[Device] = []
         self._inputs: dict[DoorInput, tuple[DigitalInputDevice, Contact]] = {}
         try:
@@ -262,12 +295,28 @@ class DoorHardware:
             ):
                 if pin is not None:
                     self._inputs[which] = (self._add_input(which, pin, pins, pin_factory), kind)
+            self._fire: DigitalInputDevice | None = None
+            if pins.fire_alarm is not None:
+                self._fire = self._add(
+                    DigitalInputDevice(
+                        pins.fire_alarm,
+                        pull_up=pins.pull_up,
+                        bounce_time=pins.bounce_s or None,
+                        pin_factory=pin_factory,
+                    )
+                )
             self._green = self._optional(LED, pins.green, pins.lights_active_high, pin_factory)
             self._red = self._optional(LED, pins.red, pins.lights_active_high, pin_factory)
             self._buzzer = self._optional(Buzzer, pins.buzzer, pins.buzzer_active_high, pin_factory)
             self.watchdog: RelayWatchdog | None = None
             if pins.fail_mode is FailMode.SECURE:
                 self.watchdog = RelayWatchdog(self._cut_relay, relay_max_on_s, on_cut=self._watchdog_fired)
+            if self._fire is not None:  # after the watchdog, which the fire override goes through
+                self._fire.when_activated = self._fire_changed
+                self._fire.when_deactivated = self._fire_changed
+                with self._lock:
+                    if self.fire_active:
+                        self._release_for_fire()
         except Exception:
             self._close_devices()
             raise
@@ -315,6 +364,42 @@ class DoorHardware:
         return switch_closed if kind is Contact.NORMALLY_OPEN else not switch_closed
 
     @property
+    def fire_active(self) -> bool:
+        """Whether the fire alarm input is in alarm now (False when none is wired)."""
+        if self._fire is None:
+            return False
+        # With the pull-up an active DigitalInputDevice is a low pin; with a pull-down, a high one.
+        level_high = bool(self._fire.is_active) != self.pins.pull_up
+        return level_high == self.pins.fire_alarm_active_high
+
+    def _fire_changed(self) -> None:
+        """Hold the lock released while the alarm lasts, here, before the door logic hears of it."""
+        with self._lock:
+            if self._closed:
+                return
+            active = self.fire_active
+            if active:
+                self._release_for_fire()
+                log.warning("fire alarm: door released until the alarm clears")
+            else:
+                self._lock_after_fire()
+                log.warning("fire alarm cleared: door locked")
+        if self.on_input is not None:
+            self.on_input(DoorInput.FIRE, active, time.monotonic_ns())
+
+    def _release_for_fire(self) -> None:
+        if self.watchdog is not None:  # fail-secure: energised is released
+            self.watchdog.exempt(self._relay.on)
+        else:
+            self._relay.value = self._energise_for(True)
+
+    def _lock_after_fire(self) -> None:
+        if self.watchdog is not None:
+            self.watchdog.release(self._relay.off)
+        else:
+            self._relay.value = self._energise_for(False)
+
+    @property
     def door_closed(self) -> bool | None:
         active = self.input_active(DoorInput.CONTACT)
         return None if active is None else not active
@@ -335,8 +420,14 @@ class DoorHardware:
             return energised if self.pins.fail_mode is FailMode.SECURE else not energised
 
     def set_unlocked(self, unlocked: bool) -> bool:
-        """Release or engage the lock; returns whether the lock now is as asked."""
+        """Release or engage the lock; returns whether the lock now is as asked.
+
+        While the fire alarm is active the lock stays released whatever is asked.
+        """
         with self._lock:
+            if self.fire_active:
+                self._release_for_fire()
+                return unlocked
             energise = self._energise_for(unlocked)
             if self.watchdog is None:
                 self._relay.value = energise
@@ -347,6 +438,8 @@ class DoorHardware:
             return True
 
     def _cut_relay(self) -> None:
+        if self.fire_active:
+            return  # the fire alarm holds it released; exempt() already stopped the count
         self._relay.off()
 
     def _watchdog_fired(self, on_for_s: float) -> None:
@@ -384,6 +477,7 @@ class DoorHardware:
         if watchdog is not None:
             watchdog.close()
         with self._lock:
+            self._closed = True
             self._close_devices()
 
     def __enter__(self) -> DoorHardware:

@@ -234,6 +234,11 @@ class Rdm6300Reader:
     def connected(self) -> bool:
         return self._connected.is_set()
 
+    @property
+    def alive(self) -> bool:
+        """False only when the reading thread has ended while the reader is open (a bug)."""
+        return self._thread.is_alive() or self._stopping.is_set()
+
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
 

@@ -118,6 +118,12 @@ class SerialScanner:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
+    @property
+    def alive(self) -> bool:
+        """False only when the reading thread has ended while the scanner is open (a bug, logged)."""
+        thread = self._thread
+        return thread is None or thread.is_alive() or self._stop.is_set()
+
     # -- lifecycle -------------------------------------------------------------------
 
     def start(self) -> None:

@@ -426,6 +426,11 @@ class WiegandReader:
                 except Exception:
                     log.exception("reader %s: on_reading failed", self.name)
 
+    @property
+    def alive(self) -> bool:
+        """False only when the delivering thread has ended while the reader is open (a bug)."""
+        return self._thread.is_alive() or self._stopping.is_set()
+
     def close(self) -> None:
         self._stopping.set()
         self._wake.set()

@@ -17,13 +17,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 from drivers.cards import CardGone, CardRead, CardRejected, KeyPress, Reading
 from drivers.scanner import Scan, ScannerState, ScanRejected, SerialScanner
 from edge.card_sync import CardSync, ThumbnailStore
 from edge.clock import Clock, ClockReading
+from edge.commands import CommandVerifier, ReplayMemory
 from edge.config import Direction, EdgeConfig
 from edge.decision import AllowList, Decision, GateDecider
 from edge.door import DoorCommandError, DoorController, DoorEvent, DoorEventType, remote_unlock_seconds
@@ -31,6 +32,7 @@ from edge.feedback import GuardFeedback, pattern_for
 from edge.link import CommandRefused, Link
 from edge.outbox import Outbox
 from edge.pass_memory import PassMemory
+from gatepost.supervision import InFlight
 from protocol import Command, Event, GateTopics
 from protocol import events as ev
 from protocol.passes import GateState
@@ -53,6 +55,8 @@ _DOOR_ALARMS = {
     DoorEventType.HELD_OPEN,
     DoorEventType.TAMPER,
     DoorEventType.RELAY_WATCHDOG,
+    DoorEventType.FIRE_ALARM,
+    DoorEventType.FIRE_ALARM_CLEARED,
 }
 """Door events the guard must see at once on the guard screen, not only in the console."""
 
@@ -122,7 +126,12 @@ class GateAgent:
         not_before = (
             datetime.fromisoformat(self.outbox.last_event_time) if self.outbox.last_event_time else None
         )
-        self.clock = Clock(config.clock.trust, not_before=not_before)
+        self.clock = Clock(
+            config.clock.trust,
+            not_before=not_before,
+            anchor_path=config.outbox.path.with_suffix(".clock.json"),
+            on_change=self._clock_changed,
+        )
         self.decider = GateDecider(
             AllowList(config.access.codes()), _pass_state(config), *_card_store(config)
         )
@@ -148,6 +157,9 @@ class GateAgent:
         self.on_taken = on_taken
         self._version = version
         self._stopped = threading.Event()
+        self.deciding = InFlight("decision")
+        self.recording = InFlight("event-commit")
+        """Calls in progress, for the systemd watchdog (edge/supervision.py): none may hang."""
         self.reader_states: dict[str, str] = {}
         self.card_sync: CardSync | None = None
         subscriptions: list[tuple[str, Callable[[str, bytes], None]]] = []
@@ -180,6 +192,15 @@ class GateAgent:
             on_connected=self.card_sync.on_connected if self.card_sync is not None else None,
         )
         self.link.register("status", self._status_command)
+        # Commands act only once signed by a command key the site root certified (edge/commands.py).
+        self.command_memory = ReplayMemory(config.outbox.path.with_suffix(".commands.db"))
+        self.link.command_verifier = CommandVerifier(
+            self.decider.passes.trust if self.decider.passes is not None else None,
+            self.command_memory,
+            site=config.site,
+            gate=config.gate,
+            clock=self.clock.now,
+        )
         self.pin_factory = pin_factory
         if pin_factory is None and (config.door is not None or config.wiegand or config.feedback is not None):
             from drivers.door_io import make_pin_factory
@@ -197,6 +218,7 @@ class GateAgent:
             self.guard = _guard_screen(self)
         except BaseException:
             self._close_devices()
+            self.command_memory.close()
             self.outbox.close()
             raise
 
@@ -331,6 +353,7 @@ class GateAgent:
             self.card_sync.close()
         if self.pass_memory is not None:
             self.pass_memory.close()
+        self.command_memory.close()
         self.outbox.close()
 
     def _close_devices(self) -> None:
@@ -355,11 +378,30 @@ class GateAgent:
         self, event_type: str, data: dict[str, Any], reading: ClockReading | None = None
     ) -> Event | None:
         """Take an event: return once it is durable in the outbox (stamped ``reading``, or now)."""
-        reading = reading or self.clock.now()
-        return self.outbox.append(event_type, data, time=reading.wall, clock_trusted=reading.trusted)
+        with self.recording:
+            reading = reading or self.clock.now()
+            return self.outbox.append(event_type, data, time=reading.wall, clock_trusted=reading.trusted)
+
+    def _clock_changed(self, reading: ClockReading, detail: str) -> None:
+        """Trust lost or regained after start: say so in the event stream, without waiting.
+
+        Called from whichever thread read the clock (a reader's, deciding), so the event
+        is queued, not awaited; ``clock.untrusted`` at start is recorded by :meth:`start`.
+        """
+        event_type = ev.CLOCK_TRUSTED if reading.trusted else ev.CLOCK_UNTRUSTED
+        try:
+            self.outbox.submit(
+                event_type, {"detail": detail}, time=reading.wall, clock_trusted=reading.trusted
+            )
+        except Exception as exc:  # closing: the next start reports the state again
+            log.debug("clock change not recorded: %s", exc)
 
     def present(self, shown: Presented) -> Decision | None:
         """Decide on a credential, answer at the door, then take the event.  ``None``: a repeat."""
+        with self.deciding:
+            return self._present(shown)
+
+    def _present(self, shown: Presented) -> Decision | None:
         if not self.repeats.fresh(shown.credential, shown.at_ns):
             return None
         direction = shown.direction or self.directions.get(shown.reader)
@@ -536,13 +578,14 @@ class GateAgent:
 
     def _unlock_command(self, command: Command) -> dict[str, Any]:
         assert self.door is not None
-        reading = self.clock.now()
+        reading = self.clock.estimate()
         try:
             seconds = remote_unlock_seconds(
                 command,
                 retained=False,  # the link already refused retained commands
-                now=datetime.now(UTC),
+                now=reading.wall,
                 clock_trusted=reading.trusted,
+                error_s=reading.error_s,
                 settings=self.door.settings,
             )
         except DoorCommandError as exc:
@@ -551,9 +594,13 @@ class GateAgent:
         self.door.remote_unlock(seconds, command_id=command.id)
         return {"unlocked_for_s": seconds}
 
-    def _lock_command(self, _command: Command) -> dict[str, Any]:
+    def _lock_command(self, command: Command) -> dict[str, Any]:
         assert self.door is not None
-        self.door.remote_lock()
+        try:
+            self.door.remote_lock()
+        except DoorCommandError as exc:  # the fire alarm holds the door released
+            self._command_rejected(exc.reason.value, exc.detail, command.id)
+            raise CommandRefused(exc.reason.value) from None
         return {"locked": True}
 
 
@@ -599,6 +646,7 @@ def _pass_state(config: EdgeConfig) -> GateState | None:
         revocation_max_age=timedelta(hours=passes.revocation_max_age_h),
         stale_revocation=passes.stale_revocation,
         untrusted_clock=passes.untrusted_clock,
+        untrusted_dynamic_window=timedelta(seconds=passes.untrusted_dynamic_window_s),
     )
     secret = load_site_secret(passes.site_secret_file) if passes.site_secret_file else None
     return GateState(trust=trust, revocation=revocation, policy=policy, site_secret=secret)
@@ -613,6 +661,10 @@ class _Started:
 
     def start(self) -> None:
         self._device = self._build()
+
+    @property
+    def alive(self) -> bool:
+        return self._device is None or getattr(self._device, "alive", True)
 
     def close(self) -> None:
         if self._device is not None:

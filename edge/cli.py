@@ -37,6 +37,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     devices.add_argument("--sys", type=Path, default=Path("/sys"), help=argparse.SUPPRESS)
     devices.set_defaults(func=_list_devices)
 
+    off = commands.add_parser(
+        "relay-off",
+        help="drive the lock relay to its de-energised level and exit (the unit's ExecStopPost=)",
+    )
+    from edge.relay_off import add_arguments
+
+    add_arguments(off)
+    off.set_defaults(func=_relay_off)
+
+    boot = commands.add_parser(
+        "boot-config", help="print the config.txt lines for this gate's relay line (for the installer)"
+    )
+    boot.add_argument("file", type=Path)
+    boot.set_defaults(func=_boot_config)
+
     pin = commands.add_parser(
         "hash-pin", help="ask for the gate's guard PIN twice and print its pin_hash line for [guard_screen]"
     )
@@ -66,13 +81,37 @@ def _hash_pin(_args: argparse.Namespace) -> int:
     return main()
 
 
-def _check(args: argparse.Namespace) -> int:
+def _relay_off(args: argparse.Namespace) -> int:
+    from edge.relay_off import main
+
+    return main(args.config)
+
+
+def _boot_config(args: argparse.Namespace) -> int:
+    from edge.boot_config import BootConfigError, render_boot_config
     from edge.config import load_config
     from protocol.configfile import EXIT_BAD_CONFIG, load_or_report
 
     config = load_or_report(load_config, args.file)
     if config is None:
         return EXIT_BAD_CONFIG
+    try:
+        print(render_boot_config(config), end="")
+    except BootConfigError as exc:
+        print(f"{args.file}: {exc}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from edge.config import config_warnings, load_config
+    from protocol.configfile import EXIT_BAD_CONFIG, load_or_report
+
+    config = load_or_report(load_config, args.file)
+    if config is None:
+        return EXIT_BAD_CONFIG
+    for warning in config_warnings(args.file, config):
+        print(warning, file=sys.stderr)
     print(f"{args.file}: ok (site {config.site}, gate {config.gate}, {len(config.scanners)} scanner(s))")
     return 0
 
@@ -85,10 +124,14 @@ def run_gate(config_path: Path) -> int:
     """Run the agent of ``config_path`` until SIGINT or SIGTERM; the exit status of ``edge run``."""
     from edge.agent import GateAgent
     from edge.config import load_config
+    from edge.supervision import gate_parts, gate_status
     from gatepost import __version__
+    from gatepost.sdnotify import Notifier
     from gatepost.stopping import StopSignals
+    from gatepost.supervision import Supervisor
     from protocol.configfile import EXIT_BAD_CONFIG, load_or_report
 
+    notifier = Notifier.from_environment()
     config = load_or_report(load_config, config_path)
     if config is None:
         return EXIT_BAD_CONFIG
@@ -96,6 +139,10 @@ def run_gate(config_path: Path) -> int:
         level=config.log.level,
         format=f"%(asctime)s {config.gate} %(levelname)s %(name)s: %(message)s",
     )
+    from edge.config import config_warnings
+
+    for warning in config_warnings(config_path, config):
+        logging.getLogger("gatepost.edge").warning("%s", warning)
     pin_factory = None
     if config.simulation is not None:
         from gpiozero.pins.mock import MockFactory
@@ -108,17 +155,21 @@ def run_gate(config_path: Path) -> int:
         print(f"cannot start gate {config.site}/{config.gate}: {exc}", file=sys.stderr)
         return 1
     people = None if make_people is None else make_people(pin_factory)
+    supervisor = Supervisor(notifier, gate_parts(agent), lambda: gate_status(agent))
 
     stop = StopSignals()
     agent.start()
     if people is not None:
         people.start()
+    supervisor.ready()  # readers, door and outbox are up; the broker may come later
     while not agent.wait(0):  # the agent may also stop by itself (a fatal outbox error)
         if stop.wait(0.5):
+            supervisor.stopping(f"stopping ({stop.name})")
             if people is not None:
                 people.stop()
             agent.stop(reason=stop.name)
             break
+    supervisor.stopping("stopped")
     return 0
 
 

@@ -11,14 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from drivers.door_io import DoorPins
 from edge.clock import ClockTrust
 from edge.door import DoorSettings
 from edge.feedback import FeedbackPins
 from protocol import ProtocolError, validate_name
-from protocol.configfile import load_toml_model
+from protocol.configfile import ConfigIssue, key_lines, line_of, load_toml_model
 from protocol.mqtt import MqttSettings
 from protocol.passes.decision import StalePolicy, UntrustedClockPolicy
 
@@ -210,6 +210,13 @@ class PassesConfig(_Section):
         StalePolicy.GRANT_AND_FLAG, title="deny, or grant and flag for review"
     )
     untrusted_clock: UntrustedClockPolicy = Field(UntrustedClockPolicy.GRANT_AND_FLAG)
+    untrusted_dynamic_window_s: float = Field(
+        3600.0,
+        ge=0,
+        le=86400,
+        title="With no trusted time since boot: phone codes up to this long after the gate's lower bound"
+        " are accepted (flagged) under grant_and_flag; later ones are refused (docs/clock.md)",
+    )
 
 
 class CardsConfig(_Section):
@@ -244,8 +251,15 @@ class GuardScreenConfig(_Section):
     idle_s: float = Field(8.0, gt=0, le=600, title="Back to the idle screen this long after a decision")
     photo_dir: Path | None = Field(None, title="Folder of <photo_digest_hex>.jpg thumbnails")
     pin_hash: str | None = Field(None, title="scrypt hash of the guard PIN (gatepost edge hash-pin)")
-    pin_attempts: int = Field(5, ge=1, le=100, title="Wrong PINs in a row before guard actions pause")
-    pin_lockout_s: float = Field(60.0, ge=0, le=3600, title="How long guard actions pause after that")
+    pin_attempts: int = Field(
+        5, ge=1, le=20, title="Wrong PINs in a row from one source before its guard actions pause"
+    )
+    pin_lockout_s: float = Field(
+        60.0, ge=1, le=3600, title="The first pause; each further wrong PIN doubles it"
+    )
+    pin_lockout_max_s: float = Field(
+        86400.0, ge=60, le=604800, title="The longest pause (docs/guard-screen.md: the brute-force figure)"
+    )
     visitor_db: Path = Field(
         Path("/var/lib/gatepost/visitors.db"), title="The gate's visitor passes (SQLite)"
     )
@@ -254,14 +268,19 @@ class GuardScreenConfig(_Section):
         None, gt=0, le=600, title="Unlock time of a manual let-through (default: the door's unlock_s)"
     )
 
-    @model_validator(mode="after")
-    def _pin_when_enabled(self) -> GuardScreenConfig:
+    @field_validator("pin_hash")
+    @classmethod
+    def _pin_hash_usable(cls, value: str | None) -> str | None:
         from edge.guard.pin import parse_hash
 
+        if value:
+            parse_hash(value)  # PinFormatError is a ValueError: reported with file, line and key
+        return value
+
+    @model_validator(mode="after")
+    def _pin_when_enabled(self) -> GuardScreenConfig:
         if self.enabled and not self.pin_hash:
             raise ValueError("an enabled guard screen needs pin_hash (make one: gatepost edge hash-pin)")
-        if self.pin_hash:
-            parse_hash(self.pin_hash)  # PinFormatError is a ValueError: reported with file, line and key
         if int(self.listen.rpartition(":")[2]) > 65535:
             raise ValueError(f"listen port out of range: {self.listen}")
         return self
@@ -305,6 +324,35 @@ class EdgeConfig(_Section):
             if self.door is None or not self.wiegand or not self.simulation.cards:
                 raise ValueError("[simulation] needs a [door], a [[wiegand]] reader and some cards")
         return self
+
+
+def config_warnings(path: Path | str, config: EdgeConfig) -> list[ConfigIssue]:
+    """What in a valid configuration still needs the installer's attention, by file, line and key.
+
+    A guard PIN hashed before PINs had to have six digits does not record its length: the
+    gate runs, but a PIN shorter than six digits no longer opens guard actions.
+    """
+    from edge.guard.pin import MIN_PIN_DIGITS, parse_hash
+
+    path = Path(path)
+    issues: list[ConfigIssue] = []
+    guard = config.guard_screen
+    if guard.pin_hash is not None and parse_hash(guard.pin_hash).digits is None:
+        try:
+            lines = key_lines(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError):
+            lines = {}
+        issues.append(
+            ConfigIssue(
+                path,
+                line_of(lines, ("guard_screen", "pin_hash")) if lines else None,
+                "guard_screen.pin_hash",
+                f"warning: made before guard PINs had at least {MIN_PIN_DIGITS} digits, so its length"
+                f" is unknown; a shorter PIN no longer works for guard actions — make a new hash with"
+                f" gatepost edge hash-pin",
+            )
+        )
+    return issues
 
 
 def load_config(path: Path | str) -> EdgeConfig:

@@ -225,16 +225,21 @@ def check(
     *,
     zone: int | None = None,
     untrusted_clock: UntrustedClockPolicy = UntrustedClockPolicy.GRANT_AND_FLAG,
+    time_bounded: bool = False,
 ) -> Decision:
     """Grant or deny a known card at ``now``, with the same reasons and clock rule as a pass.
 
-    As in :func:`protocol.passes.decide`, an untrusted clock is a lower bound on the true
-    time: ``expired`` is proved by it and always denies, while ``not_yet_valid`` and
-    ``outside_time_window`` are only possible and follow ``untrusted_clock``.  ``zone``
-    (this gate's zone index) is checked against the card's bitmask when given.
+    As in :func:`protocol.passes.decide`, an untrusted clock that is an estimate
+    (``time_bounded``: the gate's last trusted reading plus monotonic time) is used as
+    the time; one that is only a lower bound proves ``expired``, which always denies,
+    while ``not_yet_valid`` and ``outside_time_window`` are only possible and follow
+    ``untrusted_clock``.  ``zone`` (this gate's zone index) is checked against the card's
+    bitmask when given.
     """
     flags = frozenset() if clock_trusted else frozenset({Flag.CLOCK_UNTRUSTED})
-    lenient = not clock_trusted and untrusted_clock is UntrustedClockPolicy.GRANT_AND_FLAG
+    lenient = (
+        not clock_trusted and not time_bounded and untrusted_clock is UntrustedClockPolicy.GRANT_AND_FLAG
+    )
 
     def deny(reason: Reason, detail: str = "") -> Decision:
         return Decision(False, reason, None, flags, detail)

@@ -20,7 +20,7 @@ from edge.credentials import check as check_card
 from protocol.passes import Flag, GatePolicy, GateState, Pass, Reason
 from protocol.passes import decide as decide_pass
 from protocol.passes.codec import MARKER
-from protocol.passes.decision import ClockLike, Direction, UntrustedClockPolicy
+from protocol.passes.decision import ClockLike, Direction, UntrustedClockPolicy, clock_error
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +127,7 @@ class GateDecider:
                     policy.timezone,
                     zone=policy.zone,
                     untrusted_clock=policy.untrusted_clock,
+                    time_bounded=clock_error(now) is not None,
                 )
                 return Decision(
                     result.granted,

@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from drivers.cards import CardRead, CardRejected, Reading
 from drivers.door_io import DoorHardware, DoorInput
+from protocol import events as ev
 from protocol.errors import Rejection
 from protocol.messages import Command
 
@@ -110,12 +111,15 @@ class DoorEventType(StrEnum):
     ACCESS_GRANTED = "door.access_granted"
     ACCESS_DENIED = "door.access_denied"
     """``{"credential", "reason", "reader"}``."""
+    FIRE_ALARM = ev.DOOR_FIRE_ALARM
+    FIRE_ALARM_CLEARED = ev.DOOR_FIRE_ALARM_CLEARED
 
 
 class UnlockCause(StrEnum):
     GRANT = "grant"
     EXIT = "exit"
     REMOTE = "remote"
+    FIRE = "fire"
 
 
 class LockCause(StrEnum):
@@ -125,6 +129,7 @@ class LockCause(StrEnum):
     WATCHDOG = "watchdog"
     START = "start"
     SHUTDOWN = "shutdown"
+    FIRE_CLEARED = "fire_cleared"
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +157,7 @@ class RemoteRefusal(StrEnum):
     EXPIRED = "expired"
     EXPIRY_TOO_FAR = "expiry_too_far"
     BAD_DURATION = "bad_duration"
+    FIRE_ALARM = "fire_alarm"
 
 
 class DoorCommandError(Rejection[RemoteRefusal], ValueError):
@@ -165,22 +171,27 @@ def remote_unlock_seconds(
     now: datetime,
     clock_trusted: bool,
     settings: DoorSettings,
+    error_s: float | None = None,
 ) -> float:
     """How long a remote unlock may hold the door, or :class:`DoorCommandError` saying why not.
 
     A retained command would replay on every reconnect (esp-rfid#343) and an expired one
     was queued during an outage for an operator who has long gone; an expiry further off
-    than ``remote_max_ttl_s`` would make a captured command useful for too long.  With an
-    untrusted wall clock no expiry can be checked, so none is accepted.  ``args.seconds``
-    (optional) must lie in ``(0, max_unlock_s]``.
+    than ``remote_max_ttl_s`` would make a captured command useful for too long.  An
+    untrusted clock that is an estimate (``error_s``: ``edge.clock.Clock.estimate``)
+    checks the expiry at both ends of its error: not expired even at the latest the time
+    may be, not too far off even at the earliest.  A lower bound only (``error_s`` None)
+    cannot check an expiry, so no command is accepted.  ``args.seconds`` (optional) must
+    lie in ``(0, max_unlock_s]``.
     """
     if retained:
         raise DoorCommandError(RemoteRefusal.RETAINED, "retained commands are never acted on")
-    if not clock_trusted:
+    if not clock_trusted and error_s is None:
         raise DoorCommandError(RemoteRefusal.CLOCK_UNTRUSTED, "the gate's clock cannot check the expiry")
-    if now >= command.expires_at:
+    spread = timedelta(seconds=0.0 if clock_trusted or error_s is None else error_s)
+    if now + spread >= command.expires_at:
         raise DoorCommandError(RemoteRefusal.EXPIRED, f"expired at {command.expires_at.isoformat()}")
-    if (command.expires_at - now).total_seconds() > settings.remote_max_ttl_s:
+    if (command.expires_at - (now - spread)).total_seconds() > settings.remote_max_ttl_s:
         raise DoorCommandError(
             RemoteRefusal.EXPIRY_TOO_FAR, f"expiry more than {settings.remote_max_ttl_s:g} s ahead"
         )
@@ -217,12 +228,19 @@ class DoorMachine:
         self._alarm_sent = False
         self._tampered = False
         self._feedback_until: int | None = None
+        self._fire = False
+        self._fire_since = 0
 
     # -- state -------------------------------------------------------------------------
 
     @property
     def unlocked(self) -> bool:
-        return self._unlock_until is not None
+        return self._unlock_until is not None or self._fire
+
+    @property
+    def fire_alarm(self) -> bool:
+        """The fire alarm is on: the door is released and stays released until it clears."""
+        return self._fire
 
     @property
     def door_open(self) -> bool | None:
@@ -249,7 +267,7 @@ class DoorMachine:
         timers: list[tuple[int, Callable[[int], list[DoorEvent]]]] = []
         if self._unlock_until is not None:
             timers.append((self._unlock_until, self._unlock_expired))
-        if self._open:
+        if self._open and not self._fire:  # during a fire an open door is the point
             if self.settings.prealarm_s is not None and not self._prealarm_sent:
                 timers.append((self._opened_at + round(self.settings.prealarm_s * NS), self._prealarm))
             if self.settings.held_open_s is not None and not self._alarm_sent:
@@ -299,6 +317,8 @@ class DoorMachine:
 
     def _unlock(self, cause: UnlockCause, seconds: float, now: int, **data: Any) -> list[DoorEvent]:
         """Release the lock for ``seconds``, never past ``max_unlock_s`` of continuous release."""
+        if self._fire:
+            return []  # released already, with no time limit: nothing to add
         extended = self.unlocked
         if not extended:
             self._unlocked_since = now
@@ -321,8 +341,10 @@ class DoorMachine:
 
     # -- inputs --------------------------------------------------------------------------
 
-    def start(self, now_ns: int, *, door_closed: bool | None, tampered: bool = False) -> list[DoorEvent]:
-        """The agent came up: the lock is engaged, the inputs read as given."""
+    def start(
+        self, now_ns: int, *, door_closed: bool | None, tampered: bool = False, fire: bool = False
+    ) -> list[DoorEvent]:
+        """The agent came up: the lock is engaged, the inputs read as given (a fire alarm releases it)."""
         now, events = self._advance(now_ns)
         events.append(
             DoorEvent(DoorEventType.LOCKED, now, {"cause": LockCause.START.value, "unlocked_for_s": 0.0})
@@ -335,6 +357,8 @@ class DoorMachine:
         if tampered:
             self._tampered = True
             events.append(DoorEvent(DoorEventType.TAMPER, now))
+        if fire:
+            events.extend(self.fire_alarm_changed(active=True, now_ns=now))
         return events
 
     def stop(self, now_ns: int) -> list[DoorEvent]:
@@ -353,7 +377,8 @@ class DoorMachine:
             self._prealarm_sent = self._alarm_sent = False
             if self.unlocked:
                 self._forced = False
-                cause = self._unlock_cause.value if self._unlock_cause else ""
+                cause = UnlockCause.FIRE.value if self._fire else ""
+                cause = self._unlock_cause.value if self._unlock_cause else cause
                 events.append(DoorEvent(DoorEventType.OPENED, now, {"cause": cause}))
                 if self.settings.relock_on_open:
                     events.extend(self._lock(LockCause.OPENED, now))
@@ -406,8 +431,41 @@ class DoorMachine:
         return events + self._unlock(UnlockCause.REMOTE, seconds, now, command_id=command_id)
 
     def remote_lock(self, *, now_ns: int) -> list[DoorEvent]:
+        if self._fire:
+            raise DoorCommandError(RemoteRefusal.FIRE_ALARM, "the fire alarm holds the door released")
         now, events = self._advance(now_ns)
         return events + self._lock(LockCause.REMOTE, now)
+
+    def fire_alarm_changed(self, *, active: bool, now_ns: int) -> list[DoorEvent]:
+        """The fire alarm input tripped or cleared.
+
+        Tripped: the door is released with no time limit, and cards, the exit button,
+        remote commands, an opening and the relay watchdog cannot lock it.  Cleared: it
+        locks, and an open door gets the held-open grace again from now.
+        """
+        now, events = self._advance(now_ns)
+        if active == self._fire:
+            return events
+        if active:
+            extended = self.unlocked
+            if not extended:
+                self._unlocked_since = now
+            self._fire, self._fire_since = True, now
+            self._unlock_until = self._unlock_cause = None  # no timer may relock it
+            events.append(DoorEvent(DoorEventType.FIRE_ALARM, now, {"door_open": self._open}))
+            payload = {"cause": UnlockCause.FIRE.value, "seconds": None, "extended": extended}
+            events.append(DoorEvent(DoorEventType.UNLOCKED, now, payload))
+            return events
+        self._fire = False
+        events.append(
+            DoorEvent(DoorEventType.FIRE_ALARM_CLEARED, now, {"alarm_for_s": _s(now - self._fire_since)})
+        )
+        payload = {"cause": LockCause.FIRE_CLEARED.value, "unlocked_for_s": _s(now - self._unlocked_since)}
+        events.append(DoorEvent(DoorEventType.LOCKED, now, payload))
+        if self._open:
+            self._opened_at = now
+            self._prealarm_sent = self._alarm_sent = False
+        return events
 
     def relay_cut(self, *, now_ns: int, on_for_s: float | None = None) -> list[DoorEvent]:
         """The relay watchdog cut (or refused) the relay: believe it, lock, and say so."""
@@ -476,7 +534,10 @@ class DoorController:
             self._delivery.start()
             self._step(
                 lambda now: self.machine.start(
-                    now, door_closed=self.hardware.door_closed, tampered=self.hardware.tampered
+                    now,
+                    door_closed=self.hardware.door_closed,
+                    tampered=self.hardware.tampered,
+                    fire=self.hardware.fire_active,
                 )
             )
             self._timer.start()
@@ -499,6 +560,15 @@ class DoorController:
     def __enter__(self) -> DoorController:
         self.start()
         return self
+
+    def responsive(self, timeout: float) -> bool:
+        """Whether the timer and delivery threads run and the door's lock can be taken (for liveness)."""
+        if not (self._timer.is_alive() and self._delivery.is_alive()):
+            return False
+        if not self._lock.acquire(timeout=timeout):
+            return False
+        self._lock.release()
+        return True
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
@@ -532,6 +602,8 @@ class DoorController:
             self._step(lambda now: self.machine.tamper(active=active, now_ns=now))
         elif which is DoorInput.EXIT and active:
             self._step(self.machine.exit_pressed)
+        elif which is DoorInput.FIRE:
+            self._step(lambda now: self.machine.fire_alarm_changed(active=active, now_ns=now))
 
     def _watchdog_cut(self, on_for_s: float) -> None:
         self._step(lambda now: self.machine.relay_cut(now_ns=now, on_for_s=on_for_s))

@@ -26,6 +26,7 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from edge.commands import CommandVerifier
 from edge.outbox import Outbox, OutboxClosed, Pending
 from edge.resend import ResendTracker
 from protocol import (
@@ -36,9 +37,9 @@ from protocol import (
     GateTopics,
     ProtocolError,
     decode_ack,
-    decode_command,
     encode,
 )
+from protocol.commands import CommandError, CommandRejectReason
 from protocol.mqtt import QOS, BrokerEndpoint, connect_async, make_client
 from protocol.topics import SiteDocument, site_document_topic
 
@@ -89,9 +90,7 @@ class Link:
         self._documents = {site_document_topic(topics.site, doc): doc for doc in SiteDocument}
         self._handlers: dict[str, CommandHandler] = {"ping": lambda _cmd: {"pong": True}}
         self._endpoint = endpoint
-        self._client = make_client(
-            endpoint, f"gate-{topics.site}-{topics.gate}", max_inflight=min(window, 1000)
-        )
+        self._client = make_client(endpoint, max_inflight=min(window, 1000))  # client id: gate.<site>.<gate>
         self._client.on_pre_connect = self._arm_will
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
@@ -281,20 +280,21 @@ class Link:
         return self._inflight.resends
 
     def _handle_command(self, message: paho.MQTTMessage) -> None:
+        """Act on a command only once :mod:`edge.commands` has verified it (signature, key, target,
+        expiry, replay).  The verifier is the ``command_verifier`` attribute the agent sets; without
+        one every command is refused, so a gate never falls back to believing unsigned ones."""
         if message.retain:
-            self._refuse(None, "retained", "retained commands are ignored")
+            self._refuse(None, CommandRejectReason.RETAINED.value, "retained commands are ignored")
             return
+        verifier: CommandVerifier | None = getattr(self, "command_verifier", None)
         try:
-            command = decode_command(message.payload)
-        except ProtocolError as exc:
-            self._refuse(None, exc.reason.value, exc.detail)
-            return
-        now = datetime.now(UTC)
-        if command.expires_at <= now:
-            self._respond(command, ok=False, error="expired")
-            self._refuse(
-                command.id, "expired", f"command {command.name} expired at {command.expires_at.isoformat()}"
-            )
+            if verifier is None:
+                raise CommandError(CommandRejectReason.NO_TRUST, "this gate has no command verifier")
+            command = verifier.verify(bytes(message.payload), redelivered=bool(message.dup))
+        except CommandError as exc:
+            if exc.command is not None:
+                self._respond(exc.command, ok=False, error=exc.reason.value)
+            self._refuse(exc.command.id if exc.command else None, exc.reason.value, exc.detail)
             return
         handler = self._handlers.get(command.name)
         if handler is None:

@@ -31,7 +31,7 @@ from typing import Any
 from edge.decision import Decision
 from protocol.errors import GatepostError
 from protocol.passes import Flag, Reason
-from protocol.passes.decision import ClockLike, UntrustedClockPolicy
+from protocol.passes.decision import ClockLike, UntrustedClockPolicy, clock_error
 
 log = logging.getLogger("gatepost.edge.visitors")
 
@@ -292,12 +292,13 @@ class VisitorBook:
         A pass is good for one entry and one exit.  At a reader configured ``in`` or
         ``out`` that is exactly what is checked; at a reader without a direction the
         first grant counts as the entry and the second as the exit.  A grant is durable
-        before the answer.  The clock rule is the signed passes' (docs/passes.md), the
-        issue time standing for ``valid_from``: an untrusted clock is a lower bound on the
-        true time, so an expiry it proves denies; a clock behind the issue time (a gate
-        rebooted at a time saved before the pass was issued) cannot tell the pass's age,
-        and that follows ``untrusted_clock``, the gate's ``[passes]`` policy: ``deny``
-        refuses it as ``not_yet_valid``.  Every decision it makes carries ``clock_untrusted``.
+        before the answer.  The clock rule is the signed passes' (docs/clock.md), the
+        issue time standing for ``valid_from``: an untrusted estimate is used as the time;
+        an untrusted lower bound proves an expiry, which denies, while a clock behind the
+        issue time (a gate rebooted at a time saved before the pass was issued) cannot
+        tell the pass's age, and that follows ``untrusted_clock``, the gate's ``[passes]``
+        policy: ``deny`` refuses it as ``not_yet_valid``.  Every decision it makes with an
+        untrusted clock carries ``clock_untrusted``.
         """
         # On any credential, since a gate may see no visitor for weeks; a minute either way
         # (not only forward) so that a clock set back from a wrong future still purges.
@@ -310,7 +311,7 @@ class VisitorBook:
         if not is_visitor_code(code):
             return None
         flags = frozenset() if now.trusted else frozenset({Flag.CLOCK_UNTRUSTED})
-        lenient = not now.trusted and untrusted_clock is UntrustedClockPolicy.GRANT_AND_FLAG
+        lenient = clock_error(now) is None and untrusted_clock is UntrustedClockPolicy.GRANT_AND_FLAG
         digest = code_hash(code)
         with self._lock:
             row = self._db.execute(

@@ -40,6 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words[:2] == ["edge", "relay-off"]:
+        # The first thing systemd runs after the agent died with the door released: straight
+        # there, without importing every command's parser (pydantic and the protocol models).
+        from edge.relay_off import command
+
+        return command(words[2:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -23,7 +23,10 @@ SCANNER_DISCONNECTED: Final = "scanner.disconnected"
 OUTBOX_OVERFLOW: Final = "outbox.overflow"
 """Events were refused because the outbox was full: ``{"dropped", "first_time", "last_time", "by_type"}``."""
 CLOCK_UNTRUSTED: Final = "clock.untrusted"
-"""The wall clock was seen to go backwards or is not synchronised: ``{"detail"}``."""
+"""The gate's clock is not trusted (at start, or trust was lost): ``{"detail"}`` says why —
+not synchronised, behind the newest stored event, or seen stepping backwards."""
+CLOCK_TRUSTED: Final = "clock.trusted"
+"""The gate's clock is trusted again (synchronised, and past every time it trusted before): ``{"detail"}``."""
 PASSES_DOCUMENT: Final = "passes.document"
 """A signed trust bundle or revocation list arrived: ``{"document", "applied", "reason", "version", "detail"}``."""
 COMMAND_REJECTED: Final = "command.rejected"
@@ -34,10 +37,20 @@ VISITOR_REGISTERED: Final = "visitor.registered"
 """A guard issued a visitor pass good at this gate only:
 ``{"name", "unit", "phone" (masked but the last 4), "reason", "guard", "code_hash", "expires"}``."""
 GUARD_PIN_REJECTED: Final = "guard.pin_rejected"
-"""A guard action on the guard screen with a wrong PIN: ``{"action", "failures", "locked_for_s"}``."""
+"""A guard action on the guard screen with a wrong PIN:
+``{"action", "failures", "locked_for_s", "source", "address"}`` (``source``: ``local`` for the
+gate's own screen, ``remote`` for any other address)."""
+GUARD_PIN_LOCKOUT: Final = "guard.pin_lockout"
+"""Guard actions paused for one source after repeated wrong PINs (the console raises an alarm):
+``{"action", "failures", "locked_for_s", "source", "address"}``."""
 CARDS_APPLIED: Final = "cards.applied"
 """The gate applied a door-card list update: ``{"version", "previous", "hash", "count", "kind", "source"}``."""
 CARDS_REJECTED: Final = "cards.rejected"
 """A card-list update was refused (once per reason and held version): ``{"reason", "detail", "source", "held"}``."""
 CARDS_REQUESTED: Final = "cards.requested"
 """The gate asked the console for an update: ``{"version", "hash", "count", "reason", "sent"}``."""
+DOOR_FIRE_ALARM: Final = "door.fire_alarm"
+"""The door's fire-alarm input tripped: the lock is released and stays released, whatever cards, the
+exit button, commands or the relay watchdog do, until it clears: ``{"door_open"}``."""
+DOOR_FIRE_ALARM_CLEARED: Final = "door.fire_alarm_cleared"
+"""The fire-alarm input cleared; a ``door.locked`` (cause ``fire_cleared``) follows: ``{"alarm_for_s"}``."""

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import paho.mqtt.client as paho
@@ -18,6 +19,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from protocol.identity import connection_id
 
 QOS = 1
 KEEPALIVE_S = 15
@@ -38,6 +41,30 @@ class BrokerEndpoint:
     def __repr__(self) -> str:
         user = self.username or "-"
         return f"BrokerEndpoint({self.host}:{self.port}, user={user}, tls={'yes' if self.tls_ca else 'no'})"
+
+    @property
+    def client_id(self) -> str | None:
+        """The client id a connection through this endpoint uses: its user name, always.
+
+        The broker refuses a login whose client id is not the one provisioned for its
+        user name, which is what keeps a stolen password from taking over another
+        client's session (docs/broker.md); :func:`make_client` offers no other id.
+        """
+        return self.username
+
+    def for_connection(self, connection: str | None) -> BrokerEndpoint:
+        """The endpoint of one connection of this endpoint's account (same host and password).
+
+        ``connection`` is a :class:`~protocol.identity.ConsoleConnection` value, an ingest
+        worker's (:func:`~protocol.identity.ingest_connection`), or ``None`` for the
+        account's own; a gate has only its own.  The user name becomes that connection's
+        id, so each of a console's processes logs in as itself and none can end another's
+        session by connecting under its id.  An anonymous endpoint stays anonymous: it has no
+        account to derive from, and the broker refuses it anyway.
+        """
+        if self.username is None:
+            return self
+        return replace(self, username=connection_id(self.username, connection))
 
 
 class MqttSettings(BaseModel):
@@ -89,7 +116,6 @@ class Will:
 
 def make_client(
     endpoint: BrokerEndpoint,
-    client_id: str,
     *,
     will: Will | None = None,
     manual_ack: bool = False,
@@ -98,12 +124,17 @@ def make_client(
 ) -> paho.Client:
     """A paho client configured for gatepost; the caller sets callbacks and connects.
 
+    The client id is ``endpoint.username`` and nothing else: the broker binds each user
+    name to that one id.  A process that needs a second connection asks its endpoint
+    for one (:meth:`BrokerEndpoint.for_connection`).  An anonymous endpoint (only tests
+    use one, to see it refused) gets a random id.
+
     ``manual_ack`` defers the PUBACK of each received message until the caller has
     committed it, so the broker redelivers anything the process did not finish.
     """
     client = paho.Client(
         callback_api_version=CallbackAPIVersion.VERSION2,
-        client_id=client_id,
+        client_id=endpoint.client_id or f"anonymous-{secrets.token_hex(6)}",
         protocol=paho.MQTTv5,
         manual_ack=manual_ack,
     )

@@ -36,6 +36,7 @@ class DoorModel:
         self._contact = factory.pin(pins.contact) if pins.contact is not None else None
         self._exit = factory.pin(pins.exit_button) if pins.exit_button is not None else None
         self._tamper = factory.pin(pins.tamper) if pins.tamper is not None else None
+        self._fire = factory.pin(pins.fire_alarm) if pins.fire_alarm is not None else None
         self._lock = threading.RLock()
         self.history: list[Happening] = []
         self.door_open = door_open
@@ -43,6 +44,8 @@ class DoorModel:
         self._drive_switch(self._contact, pins.contact_type, normal=not door_open)
         self._drive_switch(self._exit, pins.exit_type, normal=True)
         self._drive_switch(self._tamper, pins.tamper_type, normal=True)
+        self.fire = False
+        self._drive_fire(False)
 
     def _note(self, what: str) -> None:
         self.history.append(Happening(time.monotonic(), what))
@@ -101,6 +104,21 @@ class DoorModel:
         self._drive_switch(self._exit, self.pins.exit_type, normal=False)
         time.sleep(hold_s)
         self._drive_switch(self._exit, self.pins.exit_type, normal=True)
+
+    def _drive_fire(self, active: bool) -> None:
+        if self._fire is None:
+            return
+        if active == self.pins.fire_alarm_active_high:
+            self._fire.drive_high()
+        else:
+            self._fire.drive_low()
+
+    def set_fire_alarm(self, active: bool) -> None:
+        """The fire panel's output: in alarm, or back to normal."""
+        with self._lock:
+            self.fire = active
+            self._note("fire alarm" if active else "fire alarm cleared")
+            self._drive_fire(active)
 
     def set_tamper(self, tampered: bool) -> None:
         self.tampered = tampered

@@ -321,6 +321,7 @@ class SimulatedSite:
         import threading
 
         from protocol import GateState, ProtocolError, decode_console_status
+        from protocol.identity import ConsoleConnection
         from protocol.mqtt import connect_async, make_client
         from protocol.topics import console_status_topic
 
@@ -337,7 +338,7 @@ class SimulatedSite:
                 online.set()
 
         endpoint = self.broker.endpoint(self.credentials[self.console_username])
-        client = make_client(endpoint, f"demo-watch-{time.monotonic_ns()}")
+        client = make_client(endpoint.for_connection(ConsoleConnection.WATCH))  # console.<name>.watch
         client.on_connect = lambda c, *_: c.subscribe(console_status_topic("all"), qos=1)
         client.on_message = on_message
         connect_async(client, endpoint, clean_start=True)

@@ -56,10 +56,11 @@ class MqttTestClient:
     mosquitto says "not authorized"; received messages go to a queue.
     """
 
-    def __init__(self, endpoint: BrokerEndpoint, client_id: str) -> None:
+    def __init__(self, endpoint: BrokerEndpoint) -> None:
         self.endpoint = endpoint
-        self.client_id = client_id
-        self.client = make_client(endpoint, client_id)
+        self.client = make_client(endpoint)
+        self.client_id = endpoint.client_id or "anonymous"
+        self.disconnects = 0
         self.messages: queue.Queue[paho.MQTTMessage] = queue.Queue()
         self.connack: ReasonCode | None = None
         self.session_present: bool | None = None
@@ -71,6 +72,7 @@ class MqttTestClient:
         self.client.on_message = lambda client, userdata, message: self.messages.put(message)
         self.client.on_publish = self._on_publish
         self.client.on_subscribe = self._on_subscribe
+        self.client.on_disconnect = self._on_disconnect
 
     def _on_connect(
         self, client: paho.Client, userdata: object, flags: object, reason: ReasonCode, props: object
@@ -80,6 +82,9 @@ class MqttTestClient:
         if reason.is_failure:
             client.disconnect()  # otherwise paho's loop retries the refused login for ever
         self._connected.set()
+
+    def _on_disconnect(self, *_args: object) -> None:
+        self.disconnects += 1
 
     def _on_publish(
         self, client: paho.Client, userdata: object, mid: int, reason: ReasonCode, props: object
@@ -166,23 +171,29 @@ ClientFactory = Callable[..., MqttTestClient]
 
 @pytest.fixture
 def mqtt_client_factory(broker: Broker) -> Iterator[ClientFactory]:
-    """``factory(creds, client_id=None, *, connect=True, clean_start=True, session_expiry_s=0)``.
+    """``factory(creds, connection=None, *, connect=True, clean_start=True, session_expiry_s=0)``.
 
     Returns an :class:`MqttTestClient` connected to the ``broker`` fixture (asserting
-    that the login succeeded when ``connect`` is true).  Pass ``creds=None`` for an
-    anonymous client and ``connect=False`` to inspect a refusal.  All are closed at teardown.
+    that the login succeeded when ``connect`` is true).  Its client id is its user name,
+    as the broker demands: ``creds.username``, or with ``connection`` that connection of a
+    console account (``"watch"``, ``"w3"``: protocol.identity), for a second client of the
+    same console.  Pass ``creds=None`` for an anonymous client and ``connect=False`` to
+    inspect a refusal.  All are closed at teardown.
     """
     made: list[MqttTestClient] = []
 
     def factory(
         creds: Credentials | None,
-        client_id: str | None = None,
+        connection: str | None = None,
         *,
         connect: bool = True,
         clean_start: bool = True,
         session_expiry_s: int = 0,
     ) -> MqttTestClient:
-        client = MqttTestClient(broker.endpoint(creds), client_id or f"test-{uuid.uuid4().hex[:12]}")
+        endpoint = broker.endpoint(creds)
+        if connection is not None:
+            endpoint = endpoint.for_connection(connection)
+        client = MqttTestClient(endpoint)
         made.append(client)
         if connect:
             reason = client.connect(clean_start=clean_start, session_expiry_s=session_expiry_s)

@@ -3,12 +3,18 @@
 A property manager exports a spreadsheet of residents; a typo in row 37 must not stop
 the other 99 passes, and the report must say exactly where the typo is (file, line,
 column) so it can be fixed and that row alone re-run.
+
+The ``photo`` column is a path relative to the CSV when the office's own operator runs
+``gatepost pass issue-batch`` on files they hold.  An import through the web console
+passes ``photos`` instead — the files uploaded with the CSV, by name — and a row may
+name only one of those: a path (``/etc/shadow``, ``../other/face.jpg``) is refused, so
+an upload can neither probe the server's files nor print someone else's photo.
 """
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,8 +62,8 @@ class BatchResult:
     rejected: list[BatchRowError] = field(default_factory=list)
 
 
-def row_request(row: dict[str, str], base: Path) -> PassRequest:
-    """One CSV row as a request; relative photo paths are relative to the CSV file."""
+def row_request(row: dict[str, str], base: Path, photos: Mapping[str, Path] | None = None) -> PassRequest:
+    """One CSV row as a request; photo paths are relative to the CSV file, or names in ``photos`` when given."""
 
     def get(name: str) -> str:
         return (row.get(name) or "").strip()
@@ -70,7 +76,13 @@ def row_request(row: dict[str, str], base: Path) -> PassRequest:
     if days is not None and until is not None:
         raise RequestError(RequestReason.BAD_DAYS, "days", "give days or until, not both")
     photo = None
-    if get("photo"):
+    if get("photo") and photos is not None:
+        photo = photos.get(get("photo"))
+        if photo is None:
+            raise RequestError(
+                RequestReason.BAD_PHOTO, "photo", f"{get('photo')[:100]!r} is not among the uploaded photos"
+            )
+    elif get("photo"):
         photo = Path(get("photo"))
         photo = photo if photo.is_absolute() else base / photo
     return PassRequest(
@@ -85,7 +97,7 @@ def row_request(row: dict[str, str], base: Path) -> PassRequest:
     )
 
 
-def read_rows(path: Path) -> Iterator[BatchRow | BatchRowError]:
+def read_rows(path: Path, photos: Mapping[str, Path] | None = None) -> Iterator[BatchRow | BatchRowError]:
     """Each data row as a request or as the error that says what is wrong with it."""
     path = Path(path)
     with open(path, newline="", encoding="utf-8-sig") as f:
@@ -112,7 +124,7 @@ def read_rows(path: Path) -> Iterator[BatchRow | BatchRowError]:
                 continue
             row = dict(zip(header, cells, strict=False))
             try:
-                yield BatchRow(start, row_request(row, path.parent))
+                yield BatchRow(start, row_request(row, path.parent, photos))
             except RequestError as exc:
                 yield BatchRowError(path, start, exc.field, exc.reason, exc.detail)
 
@@ -132,11 +144,15 @@ def run_batch(
     issue_one: Callable[[PassRequest], int],
     *,
     progress: Callable[[int, int], None] | None = None,
+    photos: Mapping[str, Path] | None = None,
 ) -> BatchResult:
-    """Issue every good row with ``issue_one`` (returns the serial); collect every bad row."""
+    """Issue every good row with ``issue_one`` (returns the serial); collect every bad row.
+
+    ``photos``: the only photos rows may name (by file name), for uploads; see the module.
+    """
     total = count_rows(path)
     result = BatchResult()
-    for done, item in enumerate(read_rows(path), start=1):
+    for done, item in enumerate(read_rows(path, photos), start=1):
         if isinstance(item, BatchRowError):
             result.rejected.append(item)
         else:

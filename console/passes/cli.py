@@ -2,15 +2,25 @@
 
 Every command takes ``--office DIR``, the office's private folder; private keys never
 leave it, and what gates need is written to ``DIR/public/``.  Exit codes: 0 done,
-1 something was refused (a bad row, a failed check), 2 the command could not run
-(bad arguments, missing or insecure office), 3 ``show`` without an office to verify.
+1 something was refused (a bad row, a failed check, a wrong passphrase), 2 the command
+could not run (bad arguments, missing or insecure office), 3 ``show`` without an office
+to verify.
+
+The root key is sealed under a passphrase and asked for only by the commands that
+certify keys (``init``, ``rotate-key``, ``retire-key``, ``renew-keys``, ``encrypt-root``),
+as are the passphrases of ``backup`` and ``restore``.  A passphrase comes from
+``--passphrase-file FILE`` (0600, first line), else ``$GATEPOST_PASSPHRASE``, else a
+prompt on the terminal; never from the command line, where ``ps`` and the shell history
+would show it to anyone.
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
+import stat
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -23,6 +33,9 @@ if TYPE_CHECKING:
     from console.passes.office import IssuedPass, Office
 
 EXIT_OK, EXIT_REFUSED, EXIT_ERROR, EXIT_UNVERIFIED = 0, 1, 2, 3
+PASSPHRASE_ENV = "GATEPOST_PASSPHRASE"
+"""For automation: visible to the same user's processes (``/proc/PID/environ``) and inherited
+by children, so prefer ``--passphrase-file``; never put it on the command line."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -32,21 +45,70 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     def office(p: argparse.ArgumentParser, required: bool = True) -> None:
         p.add_argument("--office", type=Path, required=required, help="the site office's private folder")
 
-    init = commands.add_parser("init", help="create a site office: root key, signing key, trust bundle")
+    def root(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--root", type=Path, help="the sealed root key file (default DIR/root.sealed)")
+        passphrase(p)
+
+    def passphrase(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--passphrase-file",
+            type=Path,
+            help=f"read the passphrase from this file's first line (else ${PASSPHRASE_ENV}, else a prompt)",
+        )
+
+    init = commands.add_parser(
+        "init", help="create a site office: sealed root key, signing and command keys, trust bundle"
+    )
     office(init)
     init.add_argument("--site", required=True, help="site name, as in topics (a-z, 0-9, -, _)")
     init.add_argument("--site-id", type=int, required=True, help="the number printed passes carry")
     init.add_argument("--timezone", default="Asia/Shanghai", help="site time zone for daily windows")
+    root(init)
     init.set_defaults(func=_init)
 
     rotate = commands.add_parser("rotate-key", help="add a new signing key; older keys end with their passes")
     office(rotate)
+    root(rotate)
     rotate.set_defaults(func=_rotate)
 
-    retire = commands.add_parser("retire-key", help="stop accepting a signing key now (leaked or lost)")
+    retire = commands.add_parser(
+        "retire-key", help="stop accepting a signing or command key now (leaked or lost)"
+    )
     office(retire)
     retire.add_argument("kid", type=int)
+    root(retire)
     retire.set_defaults(func=_retire)
+
+    renew = commands.add_parser(
+        "renew-keys", help="new signing and command keys for the web console; old private keys destroyed"
+    )
+    office(renew)
+    renew.add_argument("--days", type=int, default=730, help="signing key lifetime (default 730)")
+    renew.add_argument("--command-days", type=int, default=90, help="command key lifetime (default 90)")
+    root(renew)
+    renew.set_defaults(func=_renew)
+
+    keys = commands.add_parser("keys", help="list the office's keys, their windows, and where the root is")
+    office(keys)
+    keys.set_defaults(func=_keys)
+
+    seal = commands.add_parser("encrypt-root", help="seal an older office's root key under a passphrase")
+    office(seal)
+    root(seal)
+    seal.set_defaults(func=_encrypt_root)
+
+    backup = commands.add_parser("backup", help="the whole office in one file, sealed under a passphrase")
+    office(backup)
+    backup.add_argument("--out", type=Path, required=True, help="the backup file to write (must not exist)")
+    backup.add_argument("--root", type=Path, help="also include a sealed root kept outside DIR")
+    passphrase(backup)
+    backup.set_defaults(func=_backup)
+
+    restore = commands.add_parser("restore", help="recreate an office from a backup (DIR must not exist)")
+    office(restore)
+    restore.add_argument("backup", type=Path, help="the file `pass backup` wrote")
+    passphrase(restore)
+    restore.set_defaults(func=_restore)
 
     issue = commands.add_parser("issue", help="issue one pass and print it as PNG and PDF")
     office(issue)
@@ -109,15 +171,89 @@ def _now() -> datetime:
 
 
 def _fail(command: str, exc: BaseException) -> int:
+    from console.passes.sealed import SealError
+
     print(f"gatepost pass {command}: {exc}", file=sys.stderr)
-    return EXIT_ERROR
+    return EXIT_REFUSED if isinstance(exc, SealError) else EXIT_ERROR
+
+
+class PassphraseUnavailable(GatepostError, RuntimeError):
+    """No passphrase source: no file, no environment variable, and no terminal to ask on."""
+
+
+def read_passphrase(args: argparse.Namespace, *, what: str, new: bool = False) -> str:
+    """The passphrase for ``what``: from ``--passphrase-file``, ``$GATEPOST_PASSPHRASE`` or the terminal.
+
+    A new one (sealing something) is asked twice on a terminal, and must be long enough.
+    """
+    from console.passes.sealed import check_new_passphrase
+
+    path: Path | None = getattr(args, "passphrase_file", None)
+    if path is not None:
+        try:
+            info = os.stat(path)
+            if info.st_mode & 0o077:
+                raise PassphraseUnavailable(
+                    f"{path} has mode {stat.filemode(info.st_mode)}; a passphrase file must be 0600"
+                )
+            with open(path, encoding="utf-8") as f:
+                value = f.readline().rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PassphraseUnavailable(f"cannot read the passphrase file: {exc}") from None
+    elif os.environ.get(PASSPHRASE_ENV):
+        value = os.environ[PASSPHRASE_ENV]
+    else:
+        try:
+            if not sys.stdin.isatty():  # a pipe or a service: asking would hang or read garbage
+                raise EOFError
+            value = getpass.getpass(f"passphrase for {what}: ")
+            if new and getpass.getpass("the same passphrase again: ") != value:
+                raise PassphraseUnavailable("the two passphrases differ")
+        except (EOFError, OSError):
+            raise PassphraseUnavailable(
+                f"no passphrase for {what}: give --passphrase-file FILE or set ${PASSPHRASE_ENV}"
+            ) from None
+    if new:
+        check_new_passphrase(value)
+    elif not value:
+        raise PassphraseUnavailable(f"an empty passphrase for {what}")
+    return value
+
+
+def _open(directory: Path) -> Office:
+    """Open the office, and say so on stderr while its root key lies in the folder in clear."""
+    from console.passes.office import Office
+
+    office = Office.open(directory)
+    if office.root_in_clear:
+        print(
+            f"warning: the site root key in {office.dir / 'root.key'} is not encrypted; "
+            f"seal it with `gatepost pass encrypt-root --office {office.dir}`",
+            file=sys.stderr,
+        )
+    return office
+
+
+def _unlock(office: Office, args: argparse.Namespace) -> None:
+    """Make the root key usable for this command: from its sealed file, or (older offices) in clear."""
+    if office.root_in_clear and args.root is None:
+        return
+    office.unlock_root(read_passphrase(args, what="the site root key"), args.root)
 
 
 def _init(args: argparse.Namespace) -> int:
     from console.passes.office import Office
 
     try:
-        office = Office.create(args.office, site=args.site, site_id=args.site_id, timezone=args.timezone)
+        passphrase = read_passphrase(args, what="the new site root key", new=True)
+        office = Office.create(
+            args.office,
+            site=args.site,
+            site_id=args.site_id,
+            timezone=args.timezone,
+            passphrase=passphrase,
+            root_file=args.root,
+        )
     except (GatepostError, OSError) as exc:
         return _fail("init", exc)
     with office:
@@ -125,7 +261,11 @@ def _init(args: argparse.Namespace) -> int:
         print(
             f"site office for {office.bundle.site} (site id {office.bundle.site_id}) in {office.dir.resolve()}"
         )
-        print(f"signing key kid {office.bundle.keys[-1].kid}, trust bundle v{office.bundle.version}")
+        print(
+            f"signing key kid {office.bundle.keys[-1].kid}, command key kid {office.bundle.command_keys[-1].kid},"
+            f" trust bundle v{office.bundle.version}"
+        )
+        print(f"root key sealed in {(args.root or office.dir / 'root.sealed').resolve()}")
         print("copy these public files to every gate:")
         for name in ("root.pub", "bundle", "revocations"):
             print(f"  {public / name}")
@@ -136,10 +276,9 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _rotate(args: argparse.Namespace) -> int:
-    from console.passes.office import Office
-
     try:
-        with Office.open(args.office) as office:
+        with _open(args.office) as office:
+            _unlock(office, args)
             kid = office.rotate_key()
             print(
                 f"new signing key kid {kid}; trust bundle v{office.bundle.version} in {office.public / 'bundle'}"
@@ -153,19 +292,113 @@ def _rotate(args: argparse.Namespace) -> int:
 
 
 def _retire(args: argparse.Namespace) -> int:
-    from console.passes.office import Office
-
     try:
-        with Office.open(args.office) as office:
+        with _open(args.office) as office:
+            _unlock(office, args)
+            command = office.bundle.command_key(args.kid) is not None
             added = office.retire_key(args.kid)
             print(
                 f"kid {args.kid} retired; trust bundle v{office.bundle.version} in {office.public / 'bundle'}"
             )
+            kind = "command" if command else "signing"
             if added is not None:
-                print(f"it was the only valid key: new signing key kid {added}")
-            print("passes it signed no longer open any gate that has the new bundle; re-issue them")
+                print(f"it was the only valid {kind} key: new {kind} key kid {added}")
+            if command:
+                print("commands it signed are refused by every gate that has the new bundle")
+            else:
+                print("passes it signed no longer open any gate that has the new bundle; re-issue them")
+            print("publish it to the gates: gatepost console publish-passes --public " + str(office.public))
     except (GatepostError, OSError) as exc:
         return _fail("retire-key", exc)
+    return EXIT_OK
+
+
+def _renew(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    if not (1 <= args.days <= 36500 and 1 <= args.command_days <= 3650):
+        print("gatepost pass renew-keys: --days 1-36500, --command-days 1-3650", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        with _open(args.office) as office:
+            _unlock(office, args)
+            kid, command_kid = office.renew_keys(
+                lifetime=timedelta(days=args.days), command_lifetime=timedelta(days=args.command_days)
+            )
+            signing = office.bundle.key(kid)
+            command = office.bundle.command_key(command_kid)
+            assert signing is not None and command is not None
+            print(f"signing key kid {kid} until {signing.not_after:%Y-%m-%d} UTC")
+            print(f"command key kid {command_kid} until {command.not_after:%Y-%m-%d} UTC")
+            print(f"trust bundle v{office.bundle.version}; older private keys destroyed")
+            print("publish it to the gates: gatepost console publish-passes --public " + str(office.public))
+    except (GatepostError, OSError) as exc:
+        return _fail("renew-keys", exc)
+    return EXIT_OK
+
+
+def _keys(args: argparse.Namespace) -> int:
+    try:
+        with _open(args.office) as office:
+            now = _now()
+            bundle = office.bundle
+            if office.root_in_clear:
+                where = "IN CLEAR (root.key): run `gatepost pass encrypt-root`"
+            elif (office.dir / "root.sealed").exists():
+                where = "sealed (root.sealed)"
+            else:
+                where = "not in this folder (kept elsewhere: give --root FILE when it is needed)"
+            print(f"site {bundle.site}, trust bundle v{bundle.version}; root key {where}")
+            for entry in (*bundle.keys, *bundle.command_keys):
+                kind = "command" if bundle.command_key(entry.kid) else "signing"
+                state = "valid" if entry.valid_at(now) else ("ended" if now >= entry.not_after else "not yet")
+                held = "key file here" if (office.dir / f"{kind}-{entry.kid}.key").exists() else "no key file"
+                print(
+                    f"  kid {entry.kid:<4} {kind:<8} {entry.not_before:%Y-%m-%d} .. {entry.not_after:%Y-%m-%d}"
+                    f"  {state:<8} {held}"
+                )
+    except (GatepostError, OSError) as exc:
+        return _fail("keys", exc)
+    return EXIT_OK
+
+
+def _encrypt_root(args: argparse.Namespace) -> int:
+    try:
+        with _open(args.office) as office:
+            if not office.root_in_clear:
+                print("gatepost pass encrypt-root: the root key is already sealed", file=sys.stderr)
+                return EXIT_REFUSED
+            path = office.encrypt_root(
+                read_passphrase(args, what="the site root key", new=True), root_file=args.root
+            )
+            print(f"root key sealed in {path}; the clear root.key was overwritten and deleted")
+    except (GatepostError, OSError) as exc:
+        return _fail("encrypt-root", exc)
+    return EXIT_OK
+
+
+def _backup(args: argparse.Namespace) -> int:
+    from console.passes.backup import backup_office
+
+    try:
+        _open(args.office).close()
+        passphrase = read_passphrase(args, what="the backup", new=True)
+        summary = backup_office(args.office, args.out, passphrase, root_file=args.root)
+    except (GatepostError, OSError) as exc:
+        return _fail("backup", exc)
+    print(f"backup of {summary.site}: {summary.files} files, {summary.bytes} bytes, sealed in {args.out}")
+    return EXIT_OK
+
+
+def _restore(args: argparse.Namespace) -> int:
+    from console.passes.backup import restore_office
+
+    try:
+        passphrase = read_passphrase(args, what="the backup")
+        summary = restore_office(args.backup, args.office, passphrase)
+    except (GatepostError, OSError) as exc:
+        return _fail("restore", exc)
+    print(f"restored {summary.site}: {summary.files} files into {args.office}")
     return EXIT_OK
 
 
@@ -186,7 +419,6 @@ def _print_issued(office: Office, issued: IssuedPass, out: Path) -> tuple[Path, 
 
 def _issue(args: argparse.Namespace) -> int:
     from console.passes.office import (
-        Office,
         PassRequest,
         RequestError,
         parse_days,
@@ -214,7 +446,7 @@ def _issue(args: argparse.Namespace) -> int:
         return EXIT_REFUSED
     try:
         find_cjk_font()  # before a serial is spent on a pass that cannot be printed
-        with Office.open(args.office) as office:
+        with _open(args.office) as office:
             issued = office.issue(request)
             png, pdf = _print_issued(office, issued, args.out or office.dir / "printed")
     except RequestError as exc:
@@ -235,12 +467,12 @@ def _issue(args: argparse.Namespace) -> int:
 
 def _issue_batch(args: argparse.Namespace) -> int:
     from console.passes.batch import progress_bar, run_batch
-    from console.passes.office import Office, PassRequest
+    from console.passes.office import PassRequest
     from console.passes.printing import find_cjk_font
 
     try:
         find_cjk_font()
-        with Office.open(args.office) as office:
+        with _open(args.office) as office:
             out = args.out or office.dir / "printed"
 
             def issue_one(request: PassRequest) -> int:
@@ -267,14 +499,14 @@ def _issue_batch(args: argparse.Namespace) -> int:
 
 
 def _reissue(args: argparse.Namespace) -> int:
-    from console.passes.office import Office, RequestError, parse_days, parse_until
+    from console.passes.office import RequestError, parse_days, parse_until
     from console.passes.printing import find_cjk_font
 
     try:
         days = parse_days(args.days, "--days") if args.days else None
         until = parse_until(args.until, "--until") if args.until else None
         find_cjk_font()
-        with Office.open(args.office) as office:
+        with _open(args.office) as office:
             issued, revocations = office.reissue(args.serial, days=days, until=until, photo=args.photo)
             png, pdf = _print_issued(office, issued, args.out or office.dir / "printed")
     except RequestError as exc:
@@ -297,10 +529,9 @@ def _reissue(args: argparse.Namespace) -> int:
 
 
 def _revoke(args: argparse.Namespace) -> int:
-    from console.passes.office import Office
 
     try:
-        with Office.open(args.office) as office:
+        with _open(args.office) as office:
             revocations = office.revoke(args.serial, before_generation=args.before_generation)
             which = (
                 f"generations below {args.before_generation} of serial {args.serial}"

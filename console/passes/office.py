@@ -3,14 +3,24 @@
 Layout of the office folder (created 0700; private files 0600, written once, never
 overwritten)::
 
-    root.key            the site root key: signs trust bundles, nothing else
+    root.sealed         the site root key, sealed under a passphrase (scrypt + ChaCha20-Poly1305);
+                        it may as well live elsewhere (``--root FILE``, a USB stick)
+    root.key            (offices from before: the root key in clear, until ``pass encrypt-root``)
     signing-<kid>.key   signing keys: sign passes and revocation lists
+    command-<kid>.key   the command key: signs commands to gates (console/commands.py)
     site.secret         the dynamic-code secret (gates need a copy, phones never do)
     register.sqlite     serial counter, every pass issued, every revocation
     photos/             the photos whose digests the passes carry (the guard compares faces)
     public/root.pub     what a gate is provisioned with once
-    public/bundle       the sealed trust bundle (root-signed)
+    public/bundle       the sealed trust bundle (root-signed): signing keys and command keys
     public/revocations  the sealed revocation list (signed by a signing key)
+
+The root key signs trust bundles and nothing else, so it is needed only to start an
+office, to renew, rotate or retire keys, and never to issue, revoke or send a command:
+the web console works from this folder with the root's passphrase unknown to it, or the
+sealed root file absent (``tests/security/test_office_keys.py``).  A web process that is
+taken over yields the current signing and command keys, whose windows the root closes
+with the next bundle — not the root, and so not the power to certify keys of its own.
 
 ``public/bundle`` is the source of truth for the keys: the office re-reads it and
 verifies it against its own root key, so a hand-edited bundle is refused rather than
@@ -21,12 +31,13 @@ operators issuing at once get distinct serials and one bundle history.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import shutil
 import sqlite3
 import stat
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
@@ -35,6 +46,16 @@ from zoneinfo import ZoneInfo
 
 from nacl.signing import SigningKey
 
+from console.passes.sealed import (
+    DEFAULT_SCRYPT,
+    ScryptParams,
+    check_new_passphrase,
+    open_secret,
+    private_file,
+    read_sealed_header,
+    seal_secret,
+)
+from protocol.commands import MAX_COMMAND_LIFETIME
 from protocol.errors import GatepostError, Rejection
 from protocol.passes import (
     DailyWindow,
@@ -61,19 +82,26 @@ from protocol.passes import (
 )
 from protocol.passes.dynamic import pass_key
 from protocol.passes.keys import (
+    destroy_key_file,
     generate_signing_key,
     generate_site_secret,
     load_public_key,
     load_signing_key,
     load_site_secret,
+    public_hex,
     save_public_key,
     save_signing_key,
     save_site_secret,
 )
 from protocol.passes.signed import atomic_write
-from protocol.passes.trust import rotate_with_file
+from protocol.passes.trust import command_signing_key, rotate_command_key, rotate_with_file
+
+log = logging.getLogger("gatepost.console.office")
 
 ROOT_KEY = "root.key"
+"""The root key in clear: offices made before ``root.sealed``; ``pass encrypt-root`` seals it."""
+ROOT_SEALED = "root.sealed"
+ROOT_WHAT = "gatepost-site-root-key"
 SITE_SECRET = "site.secret"
 REGISTER = "register.sqlite"
 PUBLIC = "public"
@@ -81,10 +109,16 @@ ROOT_PUB = "root.pub"
 BUNDLE = "bundle"
 REVOCATIONS = "revocations"
 PHOTOS = "photos"
-_LOCK = ".lock"
+LOCK_NAME = ".lock"
 
 DEFAULT_KEY_LIFETIME = timedelta(days=730)
 """How long a new signing key is accepted; rotate before then (``gatepost pass rotate-key``)."""
+DEFAULT_COMMAND_KEY_LIFETIME = timedelta(days=90)
+"""How long a command key is accepted: the web console holds it, so it lives a season and is
+renewed (``gatepost pass renew-keys``), which needs the root's passphrase each time."""
+COMMAND_KEY_BACKDATE = timedelta(minutes=5)
+"""A new command key starts this long before it is made, so a gate whose clock runs a little
+behind the office's accepts the first commands it signs."""
 MAX_PHOTO_BYTES = 10 * 1024 * 1024
 
 DEFAULT_DAYS = {Role.RESIDENT: 365, Role.STAFF: 365, Role.SERVICE_WORKER: 90, Role.VISITOR: 1}
@@ -102,6 +136,13 @@ class OfficeReason(StrEnum):
     UNKNOWN_KEY = "unknown_key"
     UNKNOWN_SERIAL = "unknown_serial"
     OUTLIVES_KEY = "outlives_key"
+    ROOT_LOCKED = "root_locked"
+    """The operation needs the root key, and it was not unlocked with its passphrase."""
+    ROOT_MISSING = "root_missing"
+    WRONG_ROOT = "wrong_root"
+    """The sealed root opened, but it is not the key this office's gates pin."""
+    ROOT_ALREADY_SEALED = "root_already_sealed"
+    NO_COMMAND_KEY = "no_command_key"
 
 
 class OfficeError(Rejection[OfficeReason], RuntimeError):
@@ -309,10 +350,11 @@ class Office:
 
     def __init__(self, directory: Path) -> None:
         self.dir = Path(directory)
-        if not (self.dir / ROOT_KEY).exists() or not (self.dir / REGISTER).exists():
+        if not (self.dir / REGISTER).exists() or not (self.dir / PUBLIC / ROOT_PUB).exists():
             raise OfficeError(
                 OfficeReason.NOT_INITIALISED, f"{self.dir} is not a site office (run `pass init`)"
             )
+        self._root_key: SigningKey | None = None
         info = self.dir.stat()
         if info.st_mode & 0o077 or info.st_uid != os.geteuid():
             raise OfficeError(
@@ -338,15 +380,25 @@ class Office:
         *,
         site: str,
         site_id: int,
+        passphrase: str,
         timezone: str = "Asia/Shanghai",
         now: datetime | None = None,
         key_lifetime: timedelta = DEFAULT_KEY_LIFETIME,
+        command_key_lifetime: timedelta = DEFAULT_COMMAND_KEY_LIFETIME,
+        root_file: Path | None = None,
+        kdf: ScryptParams = DEFAULT_SCRYPT,
     ) -> Office:
-        """A new office: root key, first signing key, site secret, bundle v1, empty revocation list v1."""
+        """A new office: sealed root key, first signing key, command key, site secret, bundle, empty revocation list.
+
+        The root key is sealed under ``passphrase`` at ``root_file`` (``DIR/root.sealed``
+        by default) and never written in clear; the office returned holds it unlocked.
+        """
         now = now or _utcnow()
         directory = Path(directory)
-        if (directory / ROOT_KEY).exists() or (directory / REGISTER).exists():
+        root_file = Path(root_file) if root_file is not None else directory / ROOT_SEALED
+        if (directory / REGISTER).exists() or (directory / ROOT_KEY).exists() or root_file.exists():
             raise OfficeError(OfficeReason.ALREADY_INITIALISED, f"{directory} already holds a site office")
+        check_new_passphrase(passphrase)
         try:
             bundle = new_bundle(site=site, site_id=site_id, timezone=timezone, now=now)
         except (ValueError, GatepostError) as exc:
@@ -355,12 +407,13 @@ class Office:
         _make_private_dir(directory / PHOTOS)
         (directory / PUBLIC).mkdir(mode=0o755, exist_ok=True)
         root = generate_signing_key()
-        save_signing_key(directory / ROOT_KEY, root)
+        _write_sealed_root(root_file, root, passphrase, site=site, kdf=kdf)
         save_public_key(directory / PUBLIC / ROOT_PUB, root)
         save_site_secret(directory / SITE_SECRET, generate_site_secret())
         bundle, _kid, _path = rotate_with_file(
             bundle, directory, now=now, lifetime=key_lifetime, grace=timedelta(0)
         )
+        bundle, _ckid = _new_command_key(bundle, directory, now=now, lifetime=command_key_lifetime)
         atomic_write(directory / PUBLIC / BUNDLE, seal_bundle(bundle, root))
         db = sqlite3.connect(directory / REGISTER, isolation_level=None)
         try:
@@ -373,6 +426,7 @@ class Office:
             db.close()
         os.chmod(directory / REGISTER, 0o600)
         office = cls(directory)
+        office._root_key = root
         with office.locked():
             office._publish_revocations(now)
         return office
@@ -393,7 +447,7 @@ class Office:
     @contextmanager
     def locked(self) -> Iterator[None]:
         """Hold the office's exclusive lock, and re-read the bundle another process may have changed."""
-        fd = os.open(self.dir / _LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(self.dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             self.bundle = open_bundle((self.public / BUNDLE).read_bytes(), self.root_public)
@@ -407,8 +461,67 @@ class Office:
     def timezone(self) -> ZoneInfo:
         return ZoneInfo(self.bundle.timezone)
 
+    # -- the root key ---------------------------------------------------------------------------
+
+    @property
+    def root_in_clear(self) -> bool:
+        """An office from before sealing: ``root.key`` in clear, to migrate with :meth:`encrypt_root`."""
+        return (self.dir / ROOT_KEY).exists()
+
+    def unlock_root(self, passphrase: str, root_file: Path | None = None) -> None:
+        """Open the sealed root key for this process's operations (it stays in memory only)."""
+        path = Path(root_file) if root_file is not None else self.dir / ROOT_SEALED
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise OfficeError(
+                OfficeReason.ROOT_MISSING, f"no sealed root key at {path} (give --root FILE where it is kept)"
+            ) from None
+        root = SigningKey(open_secret(data, passphrase, what=ROOT_WHAT))
+        if bytes(root.verify_key) != bytes(self.root_public):
+            raise OfficeError(OfficeReason.WRONG_ROOT, f"{path} is not the root key of {self.bundle.site}")
+        self._root_key = root
+
+    def lock_root(self) -> None:
+        self._root_key = None
+
     def _root(self) -> SigningKey:
-        return load_signing_key(self.dir / ROOT_KEY)
+        if self._root_key is not None:
+            return self._root_key
+        if self.root_in_clear:
+            log.warning("%s: the root key is not encrypted; run `gatepost pass encrypt-root`", self.dir)
+            return load_signing_key(self.dir / ROOT_KEY)
+        raise OfficeError(
+            OfficeReason.ROOT_LOCKED,
+            "this needs the site root key: give its passphrase (--passphrase-file, $GATEPOST_PASSPHRASE or the prompt)",
+        )
+
+    def encrypt_root(
+        self, passphrase: str, *, root_file: Path | None = None, kdf: ScryptParams = DEFAULT_SCRYPT
+    ) -> Path:
+        """Seal an office's clear ``root.key`` under ``passphrase``, check the seal opens, then destroy the clear file."""
+        path = Path(root_file) if root_file is not None else self.dir / ROOT_SEALED
+        with self.locked():
+            if not self.root_in_clear:
+                raise OfficeError(
+                    OfficeReason.ROOT_ALREADY_SEALED, f"{self.dir} has no root key in clear to encrypt"
+                )
+            check_new_passphrase(passphrase)
+            root = load_signing_key(self.dir / ROOT_KEY)
+            if bytes(root.verify_key) != bytes(self.root_public):
+                raise OfficeError(
+                    OfficeReason.WRONG_ROOT, f"{self.dir / ROOT_KEY} does not match public/root.pub"
+                )
+            if path.exists():
+                raise OfficeError(
+                    OfficeReason.ALREADY_INITIALISED, f"{path} exists; refusing to overwrite it"
+                )
+            _write_sealed_root(path, root, passphrase, site=self.bundle.site, kdf=kdf)
+            if open_secret(path.read_bytes(), passphrase, what=ROOT_WHAT) != bytes(root):
+                raise OfficeError(OfficeReason.CORRUPT, f"{path} does not read back")
+            destroy_key_file(self.dir / ROOT_KEY)
+            self._root_key = root
+        return path
 
     def _signing(self, now: datetime) -> tuple[int, SigningKey]:
         entry = issuing_key(self.bundle, now)
@@ -435,6 +548,7 @@ class Office:
         """
         now = now or _utcnow()
         with self.locked():
+            self._root()  # before any key file is made
             grace = self._latest_valid_until(now) - now + timedelta(minutes=1)
             bundle, kid, _path = rotate_with_file(
                 self.bundle, self.dir, now=now, lifetime=lifetime, grace=grace
@@ -443,25 +557,81 @@ class Office:
         return kid
 
     def retire_key(self, kid: int, *, now: datetime | None = None) -> int | None:
-        """Stop accepting ``kid`` now.  If no valid key would remain, a new one is added; its kid is returned."""
+        """Stop accepting ``kid`` (a signing or a command key) now.
+
+        If no valid key of its kind would remain, a new one is added; its kid is returned.
+        A retired command key's private file is destroyed: nothing it signs counts any more.
+        """
         now = now or _utcnow()
         with self.locked():
-            if self.bundle.key(kid) is None:
+            self._root()  # before any key file is made
+            command = self.bundle.command_key(kid) is not None
+            if self.bundle.key(kid) is None and not command:
                 raise OfficeError(
                     OfficeReason.UNKNOWN_KEY, f"kid {kid} is not in bundle v{self.bundle.version}"
                 )
             bundle = retire(self.bundle, kid, now=now)
             added = None
-            remaining = issuing_key(bundle, now)
-            if remaining is None or remaining.kid == kid:
-                bundle, added, _path = rotate_with_file(
-                    bundle, self.dir, now=now, lifetime=DEFAULT_KEY_LIFETIME, grace=timedelta(0)
-                )
+            if command:
+                remaining_command = command_signing_key(bundle, now)
+                if remaining_command is None or remaining_command.kid == kid:
+                    bundle, added = _new_command_key(
+                        bundle, self.dir, now=now, lifetime=DEFAULT_COMMAND_KEY_LIFETIME
+                    )
+            else:
+                remaining = issuing_key(bundle, now)
+                if remaining is None or remaining.kid == kid:
+                    bundle, added, _path = rotate_with_file(
+                        bundle, self.dir, now=now, lifetime=DEFAULT_KEY_LIFETIME, grace=timedelta(0)
+                    )
             self._publish_bundle(bundle)
-            # A list signed by the retired key stays valid for gates, but re-sign it with a
-            # key we still trust, so the newest list never depends on a leaked key.
-            self._publish_revocations(now)
+            if command:
+                _destroy_if_present(self.dir / f"command-{kid}.key")
+            else:
+                # A list signed by the retired key stays valid for gates, but re-sign it with a
+                # key we still trust, so the newest list never depends on a leaked key.
+                self._publish_revocations(now)
         return added
+
+    def renew_keys(
+        self,
+        *,
+        now: datetime | None = None,
+        lifetime: timedelta = DEFAULT_KEY_LIFETIME,
+        command_lifetime: timedelta = DEFAULT_COMMAND_KEY_LIFETIME,
+    ) -> tuple[int, int]:
+        """New signing and command keys for the web console; the superseded private keys are destroyed.
+
+        Older signing keys stay accepted as long as the passes they signed (as with
+        :meth:`rotate_key`), older command keys for :data:`MAX_COMMAND_LIFETIME`, so
+        nothing already issued or in flight stops working; but only the new private keys
+        remain on disk, so a copy of this folder taken later signs nothing older.
+        Returns ``(signing kid, command kid)``.
+        """
+        now = now or _utcnow()
+        with self.locked():
+            self._root()  # before any key file is made
+            grace = self._latest_valid_until(now) - now + timedelta(minutes=1)
+            bundle, kid, _path = rotate_with_file(
+                self.bundle, self.dir, now=now, lifetime=lifetime, grace=grace
+            )
+            bundle, command_kid = _new_command_key(bundle, self.dir, now=now, lifetime=command_lifetime)
+            self._publish_bundle(bundle)
+            self._publish_revocations(now)  # signed by the new key, so no list depends on an old one
+            for path in [*self.dir.glob("signing-*.key"), *self.dir.glob("command-*.key")]:
+                if path.name not in (f"signing-{kid}.key", f"command-{command_kid}.key"):
+                    _destroy_if_present(path)
+        return kid, command_kid
+
+    def command_key(self, now: datetime | None = None) -> tuple[int, SigningKey]:
+        """The command key to sign with now, or :class:`OfficeError` (``no_command_key``)."""
+        entry = command_signing_key(self.bundle, now or _utcnow())
+        path = self.dir / f"command-{entry.kid}.key" if entry is not None else None
+        if entry is None or path is None or not path.exists():
+            raise OfficeError(
+                OfficeReason.NO_COMMAND_KEY, "no command key is valid now; run `gatepost pass renew-keys`"
+            )
+        return entry.kid, load_signing_key(path)
 
     # -- issuing ------------------------------------------------------------------------------
 
@@ -709,6 +879,50 @@ class Office:
 
     def gate_state(self, policy: GatePolicy | None = None) -> GateState:
         return gate_state_from(self.public, self.bundle.site, policy=policy, site_secret=self.site_secret())
+
+
+def _write_sealed_root(
+    path: Path, root: SigningKey, passphrase: str, *, site: str, kdf: ScryptParams
+) -> None:
+    sealed = seal_secret(
+        bytes(root),
+        passphrase,
+        what=ROOT_WHAT,
+        public={"site": site, "public_key": public_hex(root)},
+        params=kdf,
+    )
+    with private_file(path) as f:
+        f.write(sealed)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def sealed_root_public_key(path: Path) -> str:
+    """The public key a sealed root file names (readable without its passphrase)."""
+    return str(read_sealed_header(Path(path).read_bytes(), ROOT_WHAT).get("public_key", ""))
+
+
+def _new_command_key(
+    bundle: TrustBundle, directory: Path, *, now: datetime, lifetime: timedelta
+) -> tuple[TrustBundle, int]:
+    """Certify a fresh command key in the next bundle and store it as ``command-<kid>.key``."""
+    key = generate_signing_key()
+    bundle, kid = rotate_command_key(
+        bundle,
+        key,
+        now=now,
+        lifetime=lifetime,
+        grace=MAX_COMMAND_LIFETIME,
+        backdate=COMMAND_KEY_BACKDATE,
+        holder="console",
+    )
+    save_signing_key(Path(directory) / f"command-{kid}.key", key)
+    return bundle, kid
+
+
+def _destroy_if_present(path: Path) -> None:
+    with suppress(FileNotFoundError):
+        destroy_key_file(path)
 
 
 def gate_state_from(

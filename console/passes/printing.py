@@ -20,9 +20,10 @@ from enum import StrEnum
 from pathlib import Path
 
 import segno
-from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageFont
 
 from console.passes.office import RequestError, RequestReason
+from console.photos import PhotoError, PhotoProblem, fitted, inspect
 from protocol.errors import Rejection
 from protocol.passes import Pass, Role
 
@@ -32,7 +33,6 @@ CARD_PX = (round(CARD_MM[0] / 25.4 * DPI), round(CARD_MM[1] / 25.4 * DPI))  # 10
 QR_ERROR = "Q"
 QR_BORDER = 4
 """The quiet zone ISO/IEC 18004 requires; scanners fail without it more often than with smudges."""
-MAX_PHOTO_PIXELS = 40_000_000
 
 KNOWN_CJK_FONTS = (
     "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
@@ -206,24 +206,28 @@ def qr_image(qr: segno.QRCode, scale: int) -> Image.Image:
 
 
 def check_photo(data: bytes, name: str = "photo") -> None:
-    """Refuse anything Pillow cannot read as an image, before a serial is spent on it."""
+    """Refuse, before a serial is spent on it, a photo the card could not be printed with.
+
+    The header alone is read (console/photos.py: format, pixels, memory); a PNG's chunks
+    are also checked whole (``verify``), which decompresses nothing.
+    """
     try:
+        inspect(data)
         with Image.open(io.BytesIO(data)) as img:
-            if img.width * img.height > MAX_PHOTO_PIXELS:
-                raise RequestError(
-                    RequestReason.BAD_PHOTO, "photo", f"{name}: {img.width}x{img.height} is too large"
-                )
             img.verify()
-    except RequestError:
-        raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+    except PhotoError as exc:
+        if exc.reason in (PhotoProblem.FORMAT, PhotoProblem.UNREADABLE):
+            raise RequestError(RequestReason.BAD_PHOTO, "photo", f"{name} is not a readable image") from None
+        raise RequestError(RequestReason.BAD_PHOTO, "photo", f"{name}: {exc.detail}") from None
+    except (OSError, SyntaxError, ValueError, EOFError):
         raise RequestError(RequestReason.BAD_PHOTO, "photo", f"{name} is not a readable image") from None
 
 
 def _photo(data: bytes, size: tuple[int, int]) -> Image.Image:
-    with Image.open(io.BytesIO(data)) as img:
-        img = ImageOps.exif_transpose(img).convert("RGB")
-        return ImageOps.fit(img, size, Image.Resampling.LANCZOS)
+    try:
+        return fitted(data, size)
+    except PhotoError as exc:
+        raise RequestError(RequestReason.BAD_PHOTO, "photo", exc.detail) from None
 
 
 # -- the card ---------------------------------------------------------------------------------

@@ -86,6 +86,7 @@ def create_app(ctx: WebContext, *, watch: bool = True) -> Starlette:
         try:
             yield
         finally:
+            await asyncio.to_thread(_write_last_refusals, app, ctx)
             plan_cache.close()
             ctx.hub.close()
             if watch:
@@ -104,6 +105,19 @@ def create_app(ctx: WebContext, *, watch: bool = True) -> Starlette:
     app.state.watcher = watcher
     app.state.plan_cache = plan_cache
     return app
+
+
+def _write_last_refusals(app: Starlette, ctx: WebContext) -> None:
+    """The tally of refused logins not yet in the audit log (console/web/routes/session.py)."""
+    from console.web.routes.session import write_report
+
+    tally = getattr(app.state, "refused_logins", None)
+    report = tally.take(force=True) if tally is not None else None
+    if report is not None:
+        try:
+            write_report(ctx, report)
+        except Exception:  # stopping must not fail over a log entry
+            log.warning("could not write the last refused-login tally", exc_info=True)
 
 
 def _work_out_todays_staffing(ctx: WebContext, cache: PlanCache) -> None:
@@ -133,7 +147,7 @@ def build_context(
 
     from console.alarms import AlarmBook, AlarmRules
     from console.audit import AuditLog
-    from console.commands import CommandClient
+    from console.commands import CommandClient, OfficeCommandSigner
     from console.db import Database
     from console.users import UserStore
 
@@ -155,7 +169,13 @@ def build_context(
             session_lifetime=timedelta(hours=web.session_hours),
             idle_timeout=timedelta(minutes=web.idle_minutes),
         ),
-        commands=CommandClient(endpoint, name=config.name) if endpoint is not None else None,
+        commands=CommandClient(
+            endpoint,
+            name=config.name,
+            signer=OfficeCommandSigner(web.office) if web.office is not None else None,
+        )
+        if endpoint is not None
+        else None,
         hub=Hub(),
         office_dir=web.office,
         cards=cards,

@@ -1,4 +1,10 @@
-"""Who may call a page: ``@login_required`` and ``@admin_required`` for ``async def endpoint(request)``.
+"""Who may call a page, and what a user may see and do on it.
+
+``@login_required`` and ``@admin_required`` wrap ``async def endpoint(request)``.
+Beyond the role, an operator may be limited to some sites and holds the permissions an
+admin granted (console/users.py): pages filter what they read with :func:`site_limit`
+and :func:`sees`, and a page that would act without the right answers :func:`refuse` —
+403, a page saying why, and an audit entry naming the operator and what was wanted.
 
 The security middleware (:mod:`console.web.middleware`) has already turned the session
 cookie into ``request.state.user`` (a :class:`console.users.User`: ``.name``,
@@ -17,7 +23,7 @@ from urllib.parse import quote
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
-from console.users import Role, User
+from console.users import Permission, Role, User
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -64,3 +70,35 @@ def admin_required(endpoint: Endpoint) -> Endpoint:
 
 def client_address(request: Request) -> str:
     return request.client.host if request.client else ""
+
+
+def site_limit(request: Request) -> frozenset[str] | None:
+    """The sites the logged-in user is limited to; None when they see every site."""
+    user = current_user(request)
+    return None if user is None else user.site_limit
+
+
+def sees(request: Request, site: str) -> bool:
+    user = current_user(request)
+    return user is not None and user.sees(site)
+
+
+def may(request: Request, permission: Permission, site: str, gate: str | None = None) -> bool:
+    user = current_user(request)
+    return user is not None and user.may(permission, site, gate)
+
+
+async def refuse(
+    request: Request,
+    action: str,
+    target: str,
+    detail: dict[str, object] | None = None,
+    *,
+    message_key: str = "error.forbidden",
+) -> Response:
+    """403 with a page saying why, and an audit entry ``<action>.denied`` naming the user and the target."""
+    from console.web.forms import audit
+    from console.web.render import render
+
+    await audit(request, f"{action}.denied", target, detail or {})
+    return render(request, "error.html", status_code=403, message_key=message_key)

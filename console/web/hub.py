@@ -30,13 +30,23 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from console.alarms import outage_of
+from console.alarms import AlarmKind, Draft, outage_of
 from console.db import format_time
 from console.follow import EventFollower
-from console.store import EVENT_COLUMNS, TYPE_AS_INDEXED, stored_event
+from console.store import (
+    CONTRADICT_GRACE_S,
+    EVENT_COLUMNS,
+    NOT_FACT,
+    TYPE_AS_INDEXED,
+    EventFlag,
+    LinkState,
+    link_confirmed,
+    state_confirmed,
+    stored_event,
+)
 
 if TYPE_CHECKING:
     from console.alarms import AlarmBook
@@ -69,6 +79,8 @@ DOOR_STATES = {
 class Subscription:
     kinds: frozenset[str]
     filters: dict[str, str]
+    sites: frozenset[str] | None = None
+    """The sites this page's user sees (every message of another site is kept from it); None: all."""
     queue: asyncio.Queue[Any] = field(default_factory=lambda: asyncio.Queue(QUEUE_SIZE))
     dropped: bool = False
 
@@ -90,6 +102,7 @@ def event_summary(event: StoredEvent) -> dict[str, Any]:
         "holder": data.get("holder"),
         "credential": data.get("credential"),
         "reader": data.get("reader"),
+        "flags": event.flags,
     }
 
 
@@ -112,8 +125,14 @@ class Hub:
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
 
-    def subscribe(self, kinds: Iterable[str], filters: dict[str, str] | None = None) -> Subscription:
-        sub = Subscription(frozenset(kinds), dict(filters or {}))
+    def subscribe(
+        self,
+        kinds: Iterable[str],
+        filters: dict[str, str] | None = None,
+        *,
+        sites: frozenset[str] | None = None,
+    ) -> Subscription:
+        sub = Subscription(frozenset(kinds), dict(filters or {}), sites)
         self._subs.add(sub)
         return sub
 
@@ -135,6 +154,8 @@ class Hub:
     def _fanout(self, kind: str, payload: dict[str, Any]) -> None:
         for sub in list(self._subs):
             if kind not in sub.kinds or (kind == "event" and not matches(payload, sub.filters)):
+                continue
+            if sub.sites is not None and payload.get("site") not in sub.sites:
                 continue
             try:
                 sub.queue.put_nowait((kind, payload))
@@ -202,6 +223,18 @@ class GateRow:
     last_event_time: str | None = None
     last_event_type: str | None = None
     last_event_id: str | None = None
+    backlog_at: str | None = None
+    """When the gate reported ``backlog`` (events held in its outbox, not yet acknowledged)."""
+    gaps: int = 0
+    gap_missing: int = 0
+    gap_ranges: str = ""
+    oldest_gap_at: str | None = None
+    confirmed: bool | None = None
+    """False when the console cannot vouch for ``state`` now (see :func:`console.store.state_confirmed`)."""
+    unconfirmed_since: str | None = None
+    status_contradicted: bool = False
+    """The gate's ``offline`` status was contradicted by its own events arriving after it."""
+    last_heard_at: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -215,6 +248,9 @@ class GateBoard:
         self._applied: dict[tuple[str, str], int] = {}  # the newest row_id each gate's row shows
         self._outages: dict[tuple[str, str], str | None] = {}
         self._lock = threading.Lock()
+        self._link: LinkState | None = None
+        self._link_seen: LinkState | None = None
+        self._link_view: tuple[bool, str | None] = (False, None)
 
     def rows(self) -> list[GateRow]:
         with self._lock:
@@ -244,20 +280,78 @@ class GateBoard:
         outage = outage_of(state, body)
         with self._lock:
             row = self._row(site, gate)
-            if row.state != state or outage != self._outages.get((site, gate)):
+            if row.state != state or outage != self._outages.get((site, gate)) or row.status_contradicted:
                 row.state_since = received_at  # a new state, or offline again after an unseen return
             self._outages[site, gate] = outage
             row.state = state
+            row.status_contradicted = False
             row.status_received_at = received_at
             row.version = str(body.get("version") or "")
-            if state == "online":
+            if body.get("backlog") is not None:  # online and stopped say it; a will does not
                 row.backlog = body.get("backlog")
+                row.backlog_at = body.get("time") or received_at
+            self._confirm(row)
+            if state == "online":
                 row.clock_trusted = body.get("clock_trusted")
                 row.revocation_version = body.get("revocation_version")
                 row.revocation_stale = body.get("revocation_stale")
                 row.revocation_issued_at = body.get("revocation_issued_at")
                 row.cards_version = body.get("cards_version")
                 row.cards_count = body.get("cards_count")
+            return GateRow(**row.to_dict())
+
+    def apply_gaps(
+        self, site: str, gate: str, gaps: int, missing: int, ranges: list[tuple[int, int]], oldest: str | None
+    ) -> GateRow:
+        """A gate's open gaps as the gap watch keeps them (``gate_seq``)."""
+        from console.gaps import describe
+
+        with self._lock:
+            row = self._row(site, gate)
+            row.gaps, row.gap_missing, row.gap_ranges, row.oldest_gap_at = (
+                gaps,
+                missing,
+                describe(ranges),
+                oldest,
+            )
+            if gaps > len(ranges):
+                row.gap_ranges += f" (+{gaps - len(ranges)} more)"
+            return GateRow(**row.to_dict())
+
+    def apply_link(self, link: LinkState | None, now: datetime) -> list[GateRow]:
+        """The ingestor's word about its broker connection; returns the rows whose confirmation changed."""
+        confirmed, since = link_confirmed(link, now)
+        with self._lock:
+            before = self._link_view
+            self._link, self._link_view = link, (confirmed, since)
+            if before == self._link_view and link == self._link_seen:
+                return []
+            self._link_seen = link
+            changed = []
+            for row in self._rows.values():
+                old = (row.confirmed, row.unconfirmed_since)
+                self._confirm(row)
+                if (row.confirmed, row.unconfirmed_since) != old:
+                    changed.append(GateRow(**row.to_dict()))
+            return changed
+
+    def _confirm(self, row: GateRow) -> None:
+        if row.status_received_at is None:
+            return
+        confirmed, since = self._link_view
+        received = row.last_heard_at if row.status_contradicted else row.status_received_at
+        row.confirmed, row.unconfirmed_since = state_confirmed(self._link, confirmed, since, received)
+
+    def contradict(self, site: str, gate: str, heard_at: str) -> GateRow | None:
+        """The gate's events kept arriving after its ``offline``: show it online, and why."""
+        with self._lock:
+            row = self._rows.get((site, gate))
+            if row is None or row.state != "offline":
+                return None
+            row.state, row.status_contradicted, row.state_since = "online", True, heard_at
+            row.last_heard_at = heard_at
+            self._outages[site, gate] = None
+            self._confirm(row)
             return GateRow(**row.to_dict())
 
     def apply_last(self, site: str, gate: str, time: str, type_: str | None) -> None:
@@ -273,7 +367,7 @@ class GateBoard:
         with self._lock:
             for event in events:
                 key = (event.site, event.gate)
-                if event.row_id <= self._applied.get(key, 0):
+                if event.row_id <= self._applied.get(key, 0) or event.flags & NOT_FACT:
                     continue
                 self._applied[key] = event.row_id
                 row = self._row(event.site, event.gate)
@@ -304,11 +398,14 @@ def load_board(store: EventStore, db: Database, board: GateBoard) -> None:
         f" WHERE {TYPE_AS_INDEXED[db.dialect]} IN ({door_types}) GROUP BY site, gate)"
     )
     board.apply_events(sorted((stored_event(row) for row in doors), key=lambda e: e.row_id))
+    board.apply_link(store.link_state(), datetime.now(UTC))
     for gate in store.gate_overview():
         if gate.state is not None and gate.state_received_at is not None:
             board.apply_status(gate.site, gate.gate, gate.state, gate.state_received_at, gate.status)
         if gate.last_event_time is not None:
             board.apply_last(gate.site, gate.gate, gate.last_event_time, gate.last_event_type)
+    for site, gate, gaps, missing, ranges, oldest, _changed in store.gap_summaries():
+        board.apply_gaps(site, gate, gaps, missing, ranges, oldest)
 
 
 # -- the watcher --------------------------------------------------------------------------
@@ -329,8 +426,13 @@ class Watcher:
         self._statuses: dict[tuple[str, str], str] = {}
         self.follower = EventFollower(store)
         self._saved: int | None = None
+        self._rejections: int | None = None
+        self._gaps_seen = ""
+        self._evidence: dict[tuple[str, str], tuple[str, float]] = {}
         self.events_seen = 0
         self.passes = 0
+        self.contradict_grace_s = CONTRADICT_GRACE_S
+        self.contradict_confirm_s = CONTRADICT_CONFIRM_S
 
     @property
     def cursor(self) -> int:
@@ -356,6 +458,11 @@ class Watcher:
         for row in self.board.rows():  # the states a status pass compares with (no alarm: see step_statuses)
             if row.status_received_at:
                 self._statuses[row.site, row.gate] = row.status_received_at
+        self._rejections = self.alarms.cursor(REJECTIONS_CURSOR)
+        if self._rejections is None:  # alarms start now, as for events
+            newest = self.db.query("SELECT MAX(row_id) FROM rejections")[0][0]
+            self._rejections = int(newest or 0)
+            self.alarms.set_cursor(self._rejections, REJECTIONS_CURSOR)
         self._thread = threading.Thread(target=self._run, name="console-web-watcher", daemon=True)
         self._thread.start()
         return self
@@ -379,6 +486,7 @@ class Watcher:
                 if now - last_status >= STATUS_POLL_S:
                     last_status = now
                     self.step_statuses()
+                    self.step_rejections()
             except Exception:  # a database hiccup must not end live updates
                 log.exception("live update pass failed; retrying")
                 self._stop.wait(2.0)
@@ -395,11 +503,13 @@ class Watcher:
         """
         events, more = self.follower.read(BATCH)
         if events:
-            for alarm in self.alarms.observe_events(events):
+            facts = [event for event in events if not event.flags & EventFlag.FUTURE]
+            raised = self.alarms.observe_events(facts) + self.alarms.raise_drafts(integrity_drafts(events))
+            for alarm in raised:
                 self.hub.publish("alarm", alarm.to_dict())
             for row in self.board.apply_events(events):
                 self.hub.publish("gate", row.to_dict())
-            for event in events:
+            for event in facts:  # a date in the year 8999 does not go on top of every live page
                 self.hub.publish("event", event_summary(event))
             self.events_seen += len(events)
         if self.position != self._saved:
@@ -438,3 +548,127 @@ class Watcher:
             for alarm in self.alarms.observe_outage(site, gate, received_at, outage, previous=previous):
                 self.hub.publish("alarm", alarm.to_dict())
             self.hub.publish("gate", row.to_dict())
+        for row in self.board.apply_link(self.store.link_state(), datetime.now(UTC)):
+            self.hub.publish("gate", row.to_dict())
+        for site, gate, gaps, missing, ranges, oldest, changed in self.store.gap_summaries(self._gaps_seen):
+            self._gaps_seen = max(self._gaps_seen, changed)
+            self.hub.publish(
+                "gate", self.board.apply_gaps(site, gate, gaps, missing, ranges, oldest).to_dict()
+            )
+        self.step_contradictions()
+
+    def step_contradictions(self, now: float | None = None) -> None:
+        """Show a gate online whose own events keep arriving after its ``offline`` status.
+
+        A gate announces ``online`` before it sends anything after a reconnect, so events
+        received :data:`~console.store.CONTRADICT_GRACE_S` after an ``offline`` that is still the
+        stored status mean the status is false — stale, or forged with the gate's credentials
+        (docs/console.md).  Seen twice :data:`CONTRADICT_CONFIRM_S` apart, so an ``online``
+        committed a moment after the events by another ingest worker is not mistaken for it.
+        The ``gate.offline`` alarm it raised is closed by the console, saying why.
+        """
+        now = time.monotonic() if now is None else now
+        rows = self.db.query(
+            "SELECT s.site, s.gate, s.received_at, l.received_at FROM gate_status AS s"
+            " JOIN gate_last AS l ON l.site = s.site AND l.gate = s.gate"
+            " WHERE s.state = 'offline' AND l.received_at > s.received_at"
+        )
+        seen: set[tuple[str, str]] = set()
+        for site, gate, status_at, heard_at in rows:
+            late = datetime.fromisoformat(heard_at) - datetime.fromisoformat(status_at)
+            if late.total_seconds() <= self.contradict_grace_s:
+                continue
+            key = (site, gate)
+            seen.add(key)
+            first = self._evidence.get(key)
+            if first is None or first[0] != status_at:
+                self._evidence[key] = (status_at, now)
+                continue
+            if now - first[1] < self.contradict_confirm_s:
+                continue
+            row = self.board.contradict(site, gate, heard_at)
+            if row is None:
+                continue
+            log.warning(
+                "%s/%s: its events kept arriving after its offline status of %s; showing it online",
+                site,
+                gate,
+                status_at,
+            )
+            self.hub.publish("gate", row.to_dict())
+            cleared = self.alarms.clear(
+                AlarmKind.GATE_OFFLINE,
+                site,
+                gate,
+                f"cleared: the gate's events kept arriving after this offline status (last at {heard_at});"
+                " the status was stale or forged",
+            )
+            if cleared is not None:
+                self.hub.publish("alarm", cleared.to_dict())
+        for key in set(self._evidence) - seen:
+            del self._evidence[key]
+
+    def step_rejections(self) -> None:
+        """Alarms for what the ingest guard refused (console/integrity.py): absurd sequence jumps
+        and implausible statuses, one open alarm per kind and gate, counting them."""
+        if self._rejections is None:
+            return
+        rows = self.db.query(
+            "SELECT row_id, topic, reason, detail, time FROM rejections WHERE row_id > ? ORDER BY row_id LIMIT ?",
+            (self._rejections, BATCH),
+        )
+        if not rows:
+            return
+        drafts = []
+        for row_id, topic, reason, detail, at in rows:
+            kind = REFUSAL_ALARMS.get(reason)
+            parts = topic.split("/")
+            if kind is None or len(parts) != 5:
+                continue
+            drafts.append(
+                Draft(
+                    kind,
+                    parts[2],
+                    parts[3],
+                    f"rejection:{row_id}",
+                    at,
+                    None,
+                    {"reason": reason, "detail": detail},
+                )
+            )
+        for alarm in self.alarms.raise_drafts(drafts):
+            self.hub.publish("alarm", alarm.to_dict())
+        self._rejections = int(rows[-1][0])
+        self.alarms.set_cursor(self._rejections, REJECTIONS_CURSOR)
+
+
+REJECTIONS_CURSOR = "rejections"
+CONTRADICT_CONFIRM_S = 3.0
+REFUSAL_ALARMS = {
+    "seq_jump": AlarmKind.SEQ_JUMP,
+    "stale_status": AlarmKind.STATUS_REFUSED,
+    "future_status": AlarmKind.STATUS_REFUSED,
+}
+"""Refusals (``rejections.reason``, console/integrity.py) that raise an alarm; malformed messages do not."""
+_FLAG_ALARMS = (
+    (EventFlag.FUTURE, AlarmKind.EVENT_QUARANTINED),
+    (EventFlag.BACKDATED, AlarmKind.EVENT_BACKDATED),
+    (EventFlag.FLOOD, AlarmKind.INGEST_FLOOD),
+)
+
+
+def integrity_drafts(events: Iterable[StoredEvent]) -> list[Draft]:
+    """One alarm occurrence per flagged event and flag (grouped per gate by the alarm book).
+
+    Dated by receipt: a quarantined event's own date is the lie."""
+    drafts = []
+    for event in events:
+        if not event.flags:
+            continue
+        for flag, kind in _FLAG_ALARMS:
+            if event.flags & flag:
+                detail = {"type": event.type, "time": event.time, "seq": event.seq}
+                drafts.append(
+                    Draft(kind, event.site, event.gate, event.id, event.received_at, event.id, detail)
+                )
+    return drafts

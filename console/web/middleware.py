@@ -74,6 +74,10 @@ def cookie_header(name: str, value: str, *, max_age: int | None = None, secure: 
     return "; ".join(parts).encode("latin-1")
 
 
+def _cookie_name(set_cookie: bytes) -> bytes:
+    return set_cookie.split(b"=", 1)[0].strip()
+
+
 def _cookies(headers: Headers) -> dict[str, str]:
     jar = SimpleCookie()
     try:
@@ -138,12 +142,20 @@ class SecurityMiddleware:
         await self.app(scope, receive, self._wrap_send(send, new_cookies))
 
     def _wrap_send(self, send: Send, new_cookies: list[bytes]) -> Send:
+        """Add the security headers, and this middleware's cookies unless the response sets the same one.
+
+        The route's cookie wins: a login answering a browser that still sent a stale
+        session cookie sets the new session, and the middleware's "forget the stale one"
+        must not come after it and delete it (the first login then failed silently).
+        """
+
         async def wrapped(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 present = {name.lower() for name, _ in headers}
                 headers += [(name, value) for name, value in _SECURITY_HEADERS if name not in present]
-                headers += [(b"set-cookie", cookie) for cookie in new_cookies]
+                chosen = {_cookie_name(value) for name, value in headers if name.lower() == b"set-cookie"}
+                headers += [(b"set-cookie", c) for c in new_cookies if _cookie_name(c) not in chosen]
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -205,8 +217,12 @@ class SecurityMiddleware:
 
 def _session_of(ctx: Any, token: str, page: bool) -> tuple[Session | None, int | None]:
     """The cookie's session and, for a logged-in page, the open-alarm count its badge shows."""
+    from console.web.scope import open_alarm_count
+
     session = ctx.users.session(token)
-    return session, ctx.alarms.open_count() if session is not None and page else None
+    if session is None or not page:
+        return session, None
+    return session, open_alarm_count(ctx, session.user.site_limit)
 
 
 class _MalformedForm(ValueError):

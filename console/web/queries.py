@@ -79,6 +79,8 @@ class EventFilter:
     holder: str = ""
     start: datetime | None = None
     end: datetime | None = None
+    flagged: bool = False
+    """Only events the ingest guard flagged, quarantined ones included (docs/console.md)."""
     errors: tuple[str, ...] = field(default=(), compare=False)
 
     @classmethod
@@ -104,6 +106,8 @@ class EventFilter:
                     values[key] = parse_time(text[:40], end=key == "end", zone=zone)
                 except ValueError:
                     errors.append(f"events.bad_{key}")
+        if params.get("flagged") == "1":
+            values["flagged"] = True
         return cls(**values, errors=tuple(errors))
 
     def query_string(self) -> str:
@@ -117,6 +121,7 @@ class EventFilter:
             "holder": self.holder,
             "start": format_time(self.start)[:19] if self.start else "",
             "end": format_time(self.end)[:19] if self.end else "",
+            "flagged": "1" if self.flagged else "",
         }
         return urlencode({k: v for k, v in pairs.items() if v})
 
@@ -136,6 +141,8 @@ class EventFilter:
             value = getattr(self, key)
             if value:
                 args[key] = value
+        if self.flagged:
+            args["flagged"] = True
         return args
 
 

@@ -16,7 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from console.users import Permission
+
 if TYPE_CHECKING:
+    from console.alarms import Alarm
     from console.config import ConsoleConfig
     from console.store import EventStore
     from console.web.context import WebContext
@@ -46,7 +49,9 @@ class WebServer:
                 access_log=False,
                 lifespan="on",
                 timeout_graceful_shutdown=3,
-                proxy_headers=False,
+                # the client's address counts failed logins: believe X-Forwarded-For from our proxies alone
+                proxy_headers=bool(ctx.config.web.trusted_proxies),
+                forwarded_allow_ips=list(ctx.config.web.trusted_proxies) or [],
             )
         )
         self.thread = threading.Thread(target=self.server.run, name="console-web", daemon=True)
@@ -59,6 +64,10 @@ class WebServer:
 
     def poke(self, *_args: object) -> None:
         self.app.state.watcher.poke()
+
+    def publish_alarm(self, alarm: Alarm, opened: bool) -> None:
+        """An alarm raised, updated or cleared outside the watcher (the gap watch), to open pages."""
+        self.ctx.hub.publish("alarm", {**alarm.to_dict(), "opened": opened})
 
     def stop(self) -> None:
         self.server.should_exit = True
@@ -103,15 +112,29 @@ def start_web(config: ConsoleConfig, store: EventStore, endpoint: BrokerEndpoint
 
 
 def add_user_parser(commands: argparse._SubParsersAction) -> None:
-    user = commands.add_parser("user", help="web console users: add, set a password, list")
+    user = commands.add_parser(
+        "user", help="web console users: add, set a password, limit to sites, grant and revoke, list"
+    )
     actions = user.add_subparsers(dest="user_command", required=True)
     add = actions.add_parser("add", help="create a user (the first one should be an admin)")
     add.add_argument("name")
     add.add_argument("--role", choices=("operator", "admin"), default="operator")
+    add.add_argument(
+        "--sites", default="*", help="the sites an operator sees: '*' or names separated by commas"
+    )
     passwd = actions.add_parser("passwd", help="set a user's password (ends their sessions)")
     passwd.add_argument("name")
-    listing = actions.add_parser("list", help="list users and roles")
-    for sub in (add, passwd, listing):
+    sites = actions.add_parser("sites", help="limit an operator to sites ('*': every site)")
+    sites.add_argument("name")
+    sites.add_argument("sites", help="'*' or site names separated by commas")
+    grant = actions.add_parser("grant", help="grant a permission: unlock SITE[/GATE]|*, passes SITE|*")
+    revoke = actions.add_parser("revoke", help="take a granted permission back")
+    for sub in (grant, revoke):
+        sub.add_argument("name")
+        sub.add_argument("permission", choices=[p.value for p in Permission])
+        sub.add_argument("scope", help="'*', a site, or (unlock) site/gate")
+    listing = actions.add_parser("list", help="list users, roles, sites and permissions")
+    for sub in (add, passwd, sites, grant, revoke, listing):
         sub.add_argument("--config", "-c", type=Path, required=True, help="the console's TOML configuration")
     for sub in (add, passwd):
         sub.add_argument(
@@ -133,7 +156,7 @@ def user_command(args: argparse.Namespace) -> int:
     from console.audit import AuditLog
     from console.config import load_config
     from console.db import Database, DatabaseError
-    from console.users import UserError, UserStore
+    from console.users import UserError, UserStore, sites_text
     from console.web.app import store_url
     from protocol.configfile import EXIT_BAD_CONFIG, load_or_report
 
@@ -150,14 +173,31 @@ def user_command(args: argparse.Namespace) -> int:
         audit = AuditLog(db)
         if args.user_command == "list":
             for user in users.list():
+                grants = ",".join(f"{g.permission.value}:{g.scope}" for g in sorted(user.grants)) or "-"
                 print(
                     f"{user.name}\t{user.role.value}\t{'disabled' if user.disabled else 'active'}\t{user.created_at}"
+                    f"\tsites={sites_text(user.sites)}\tgrants={grants}"
                 )
+            return 0
+        if args.user_command == "sites":
+            limit = users.set_sites(args.name, args.sites)
+            audit.record("cli", "user.sites", args.name, {"sites": sites_text(limit)})
+            print(f"{args.name} sees {sites_text(limit)}")
+            return 0
+        if args.user_command in ("grant", "revoke"):
+            if args.user_command == "grant":
+                done = users.grant(args.name, args.permission, args.scope, by="cli")
+                detail: dict[str, object] = {"permission": done.permission.value, "scope": done.scope}
+            else:
+                detail = {"permission": args.permission, "scope": args.scope}
+                detail["held"] = users.revoke(args.name, args.permission, args.scope)
+            audit.record("cli", f"user.{args.user_command}", args.name, detail)
+            print(f"{args.user_command}: {args.name} {args.permission} {args.scope}")
             return 0
         password = _password(args)
         if args.user_command == "add":
-            users.add(args.name, password, args.role)
-            audit.record("cli", "user.add", args.name, {"role": args.role})
+            users.add(args.name, password, args.role, sites=args.sites)
+            audit.record("cli", "user.add", args.name, {"role": args.role, "sites": args.sites})
             print(f"added {args.role} {args.name}")
         else:
             users.set_password(args.name, password)

@@ -10,8 +10,10 @@ actions are audited events that go through the outbox like every other event:
 - a **visitor registration** issues a code good at this gate only (:mod:`edge.visitors`)
   and records ``visitor.registered`` with the phone masked and no code.
 
-Both need the guard PIN; a wrong PIN is a ``guard.pin_rejected`` event.  Bad input is a
-:class:`GuardActionError` with a key the page translates, never an exception escaping.
+Both need the guard PIN, counted per source address (:mod:`edge.guard.pin`); a wrong PIN
+is a ``guard.pin_rejected`` event, and one that starts a pause also ``guard.pin_lockout``,
+which the console raises an alarm for.  Bad input is a :class:`GuardActionError` with a
+key the page translates, never an exception escaping.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import segno
 
 from edge.decision import Decision
 from edge.guard.live import Broadcaster
-from edge.guard.pin import PinGate, PinOutcome
+from edge.guard.pin import MIN_PIN_DIGITS, PinGate, PinOutcome
 from edge.guard.server import ThreadedServer, parse_listen
 from edge.guard.texts import MANUAL_REASONS, load_locales
 from edge.guard.views import alarm_view, decision_view, manual_view
@@ -37,6 +39,9 @@ if TYPE_CHECKING:
     from edge.config import EdgeConfig, GuardScreenConfig
 
 log = logging.getLogger("gatepost.edge.guard")
+
+FIRE_ALARM_HOLD_S = 24 * 3600.0
+"""How long the fire alarm stays on the guard screen at most: until it clears, in practice."""
 
 
 class GateHost(Protocol):
@@ -107,7 +112,18 @@ class GuardScreen:
         self.site, self.gate = edge.site, edge.gate
         photos = getattr(edge, "photos", None)
         self.photo_dir = photo_dir or config.photo_dir or (photos.dir if photos is not None else None)
-        self.pins = PinGate(config.pin_hash, attempts=config.pin_attempts, lockout_s=config.pin_lockout_s)
+        self.pins = PinGate(
+            config.pin_hash,
+            attempts=config.pin_attempts,
+            lockout_s=config.pin_lockout_s,
+            max_lockout_s=config.pin_lockout_max_s,
+        )
+        if self.pins.stored.digits is None:
+            log.warning(
+                "guard screen: pin_hash does not record the PIN's length (made before PINs had %d digits):"
+                " a shorter PIN no longer works; make a new one with gatepost edge hash-pin",
+                MIN_PIN_DIGITS,
+            )
         self.live = Broadcaster()
         self.texts = load_locales()
         self.visitors = VisitorBook(config.visitor_db, hours=config.visitor_pass_hours)
@@ -165,9 +181,14 @@ class GuardScreen:
             log.exception("guard screen could not show a decision")
 
     def door_alarm(self, name: str) -> None:
-        """Put a door alarm (``forced``, ``held_open``, ``tamper``…) on every open page.  Never raises."""
+        """Put a door alarm (``forced``, ``held_open``, ``tamper``…) on every open page.  Never raises.
+
+        A fire alarm stays on the screen (and on any page opened meanwhile) until the
+        ``fire_alarm_cleared`` message replaces it, or a decision does.
+        """
+        idle_s = FIRE_ALARM_HOLD_S if name == "fire_alarm" else self.config.idle_s
         try:
-            self.live.publish(alarm_view(name, idle_s=self.config.idle_s))
+            self.live.publish(alarm_view(name, idle_s=idle_s))
         except Exception:
             log.exception("guard screen could not show a door alarm")
 
@@ -184,20 +205,34 @@ class GuardScreen:
 
     # -- guard actions ---------------------------------------------------------------
 
-    def _check_pin(self, pin: object, action: str) -> None:
-        check = self.pins.check(pin)
+    def _check_pin(self, pin: object, action: str, address: str) -> None:
+        check = self.pins.check(pin, address)
         if check.outcome is PinOutcome.OK:
             return
-        if check.failures:  # a wrong PIN, or the one that started the pause: recorded once each
-            log.warning("guard screen: wrong PIN for %s (%d in a row)", action, check.failures)
-            self.host.record(
-                ev.GUARD_PIN_REJECTED,
-                {"action": action, "failures": check.failures, "locked_for_s": check.locked_for_s},
+        if check.outcome is PinOutcome.TOO_SHORT:
+            raise GuardActionError(check.outcome.value, 400, field="pin", detail=f"{MIN_PIN_DIGITS} digits")
+        wrong = check.outcome is PinOutcome.WRONG or check.lockout_started
+        if wrong:  # a wrong PIN, or the one that started a pause: recorded once each, waits are not
+            data = {
+                "action": action,
+                "failures": check.failures,
+                "locked_for_s": check.locked_for_s,
+                "source": check.source.value,
+                "address": check.address,
+            }
+            log.warning(
+                "guard screen: wrong PIN for %s from %s (%d in a row)", action, check.address, check.failures
             )
+            self.host.record(ev.GUARD_PIN_REJECTED, data)
+            if check.lockout_started:
+                log.warning(
+                    "guard screen: guard actions from %s paused %.0f s", check.address, check.locked_for_s
+                )
+                self.host.record(ev.GUARD_PIN_LOCKOUT, data)
         status = 429 if check.outcome is PinOutcome.LOCKED else 403
         raise GuardActionError(check.outcome.value, status, field="pin", seconds=check.locked_for_s or None)
 
-    def let_through(self, body: dict[str, Any]) -> dict[str, Any]:
+    def let_through(self, body: dict[str, Any], address: str) -> dict[str, Any]:
         """A guard lets someone through: check, record ``access.manual``, then release the lock."""
         try:
             guard = clean_text("guard", body.get("guard"), 64)
@@ -210,7 +245,7 @@ class GuardScreen:
             note = clean_text("note", note_raw, 200) if (reason == "other" or note_raw) else ""
         except VisitorError as exc:
             raise _field_error(exc) from None
-        self._check_pin(body.get("pin"), "manual")
+        self._check_pin(body.get("pin"), "manual", address)
         door = self.host.door
         reading = self.host.clock.now()
         event = self.host.record(
@@ -231,7 +266,7 @@ class GuardScreen:
         self.live.publish(manual_view(guard, reason, note, unlocked_for_s=seconds, idle_s=self.config.idle_s))
         return {"ok": True, "event_id": event.id if event is not None else None, "unlocked_for_s": seconds}
 
-    def register_visitor(self, body: dict[str, Any]) -> dict[str, Any]:
+    def register_visitor(self, body: dict[str, Any], address: str) -> dict[str, Any]:
         """Issue a visitor pass for this gate and record ``visitor.registered``."""
         try:
             request = VisitorRequest.check(
@@ -243,7 +278,7 @@ class GuardScreen:
             )
         except VisitorError as exc:
             raise _field_error(exc) from None
-        self._check_pin(body.get("pin"), "visitor")
+        self._check_pin(body.get("pin"), "visitor", address)
         reading = self.host.clock.now()
         visitor = self.visitors.register(request, reading.wall)
         self.host.record(ev.VISITOR_REGISTERED, visitor.event_data(), reading)

@@ -10,15 +10,19 @@ list is.  Only a grant changes ``state`` (it remembers the dynamic step and the 
 for replay and passback).
 
 An untrusted clock (``ClockReading.trusted`` false: a Raspberry Pi without RTC after a
-power cut, or a clock seen going backwards) is taken as a *lower bound* on the true
-time, since a Pi boots at the last saved time, never in the future.  So a failure that
-the lower bound proves (expired, key retired, revocation list provably stale) is a
-denial as usual, and a check that passes on the lower bound passes.  A check that
-fails only possibly (not yet valid, key not yet valid, outside the daily window, a
-dynamic code that matches no step near the gate's time) is decided by
-``GatePolicy.untrusted_clock``: ``deny``, or ``grant_and_flag`` (the default, so that
-residents are not locked out by a power cut; the decision carries ``clock_untrusted``
-and the console can review it).
+power cut, or a clock seen going backwards) comes in two kinds (docs/clock.md has the
+whole table).  An *estimate* (``error_s`` a number: the gate had a trusted reading in
+this boot and counts monotonic time since) is used like a trusted time — every check is
+made — except that a dynamic code may match any step within ``error_s`` of it.  A *lower
+bound* (``error_s`` ``None``: no trusted reading since boot; a Pi boots at the last saved
+time, never in the future) proves some failures (expired, key retired, revocation list
+provably stale), which deny as usual; a check that fails only possibly (not yet valid,
+key not yet valid, outside the daily window) is decided by ``GatePolicy.untrusted_clock``:
+``deny``, or ``grant_and_flag`` (the default, so that residents are not locked out by a
+power cut; the decision carries ``clock_untrusted`` and the console can review it).  A
+dynamic code is never waived: under ``grant_and_flag`` it must be of a step from the
+lower bound to ``untrusted_dynamic_window`` after it (``dynamic_unverified``), so a
+screenshot older than the gate's newest stored event opens nothing.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from typing import Literal, Protocol
 from zoneinfo import ZoneInfo
 
 from protocol.passes.codec import decode_text
-from protocol.passes.dynamic import STEP_S, ReplayGuard, matching_step, pass_key, time_step
+from protocol.passes.dynamic import STEP_S, ReplayGuard, matching_step_in, pass_key, time_step
 from protocol.passes.errors import PassError, PassRejectReason
 from protocol.passes.format import Pass
 from protocol.passes.revocation import RevocationState
@@ -72,7 +76,8 @@ class Flag(StrEnum):
     STALE_REVOCATION_LIST = "stale_revocation_list"
     """Granted although the revocation list is older than the configured limit (or missing)."""
     DYNAMIC_UNVERIFIED = "dynamic_unverified"
-    """The dynamic code could not be checked against a trusted clock and was waived."""
+    """The dynamic code is of a step after the gate's lower bound on the time, not near it:
+    the gate knows it is no older than that bound, not that it is fresh (docs/clock.md)."""
 
 
 class StalePolicy(StrEnum):
@@ -85,8 +90,17 @@ class UntrustedClockPolicy(StrEnum):
     GRANT_AND_FLAG = "grant_and_flag"
 
 
+MAX_CLOCK_ERROR_S = 300.0
+"""An estimate less sure than this is taken as a lower bound only (and the replay memory
+keeps this much more, for the estimate's wider dynamic-code window)."""
+
+
 class ClockLike(Protocol):
-    """Anything with ``wall`` and ``trusted``, such as ``edge.clock.ClockReading``."""
+    """Anything with ``wall`` and ``trusted``, such as ``edge.clock.ClockReading``.
+
+    It may also have ``error_s`` (see :class:`ClockReading`); without it an untrusted
+    time is a lower bound.
+    """
 
     @property
     def wall(self) -> datetime: ...
@@ -97,10 +111,26 @@ class ClockLike(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class ClockReading:
-    """Wall time and whether to believe it (same shape as ``edge.clock.ClockReading``)."""
+    """Wall time and whether to believe it (same shape as ``edge.clock.ClockReading``).
+
+    ``error_s``, for an untrusted reading: how far the true time may be from ``wall``
+    (an estimate from the gate's last trusted reading), or ``None`` when ``wall`` is only
+    a lower bound.  Ignored when ``trusted``.
+    """
 
     wall: datetime
     trusted: bool
+    error_s: float | None = None
+
+
+def clock_error(now: ClockLike) -> float | None:
+    """0 for a trusted time, the bound of a usable estimate, ``None`` for a lower bound only."""
+    if now.trusted:
+        return 0.0
+    error = getattr(now, "error_s", None)
+    if error is None or not 0 <= error <= MAX_CLOCK_ERROR_S:
+        return None
+    return float(error)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +158,9 @@ class GatePolicy:
     revocation_max_age: timedelta = timedelta(hours=24)
     stale_revocation: StalePolicy = StalePolicy.GRANT_AND_FLAG
     untrusted_clock: UntrustedClockPolicy = UntrustedClockPolicy.GRANT_AND_FLAG
+    untrusted_dynamic_window: timedelta = timedelta(hours=1)
+    """With only a lower bound on the time and ``grant_and_flag``: a dynamic code of a step
+    up to this long after the bound is accepted (flagged); later ones are refused."""
     step_s: int = STEP_S
     skew_steps: int = 1
 
@@ -187,7 +220,8 @@ class GateState:
         self.revocation = revocation
         self.policy = policy or GatePolicy()
         self.site_secret = site_secret
-        self.replays = ReplayGuard(self.policy.skew_steps)
+        margin = -(-int(MAX_CLOCK_ERROR_S) // self.policy.step_s) + 1
+        self.replays = ReplayGuard(self.policy.skew_steps, margin)
         self._passback = _Passback(self.policy.passback)
         self._zone_cache: tuple[str, tzinfo] | None = None
 
@@ -204,6 +238,23 @@ class GateState:
         return self._zone_cache[1]
 
 
+def dynamic_steps(wall: datetime, error: float | None, lenient: bool, policy: GatePolicy) -> tuple[int, int]:
+    """The first and last time step a dynamic code may be of, for a clock reading ``wall``.
+
+    A trusted time: its step ± skew.  An estimate: every step within ``error`` of it, ±
+    skew.  A lower bound: its step ± skew, or under ``grant_and_flag`` up to
+    ``untrusted_dynamic_window`` later — never earlier, so an old screenshot stays old.
+    """
+    skew, step_s = policy.skew_steps, policy.step_s
+    if error is not None:
+        spread = timedelta(seconds=error)
+        return time_step(wall - spread, step_s) - skew, time_step(wall + spread, step_s) + skew
+    step = time_step(wall, step_s)
+    if not lenient:
+        return step - skew, step + skew
+    return step - skew, time_step(wall + policy.untrusted_dynamic_window, step_s) + skew
+
+
 def decide(raw_code: str, now: ClockLike, state: GateState, direction: Direction | None = None) -> Decision:
     """Grant or deny ``raw_code`` at ``now``; see the module docstring for the order and the clock.
 
@@ -211,7 +262,8 @@ def decide(raw_code: str, now: ClockLike, state: GateState, direction: Direction
     """
     untrusted = not now.trusted
     flags: set[Flag] = {Flag.CLOCK_UNTRUSTED} if untrusted else set()
-    lenient = untrusted and state.policy.untrusted_clock is UntrustedClockPolicy.GRANT_AND_FLAG
+    error = clock_error(now)
+    lenient = error is None and state.policy.untrusted_clock is UntrustedClockPolicy.GRANT_AND_FLAG
     wall = now.wall
 
     def deny(reason: Reason, p: Pass | None = None, detail: str = "") -> Decision:
@@ -258,14 +310,15 @@ def decide(raw_code: str, now: ClockLike, state: GateState, direction: Direction
         if state.site_secret is None:
             return deny(Reason.BAD_DYNAMIC_CODE, p, "gate has no site secret")
         step = time_step(wall, state.policy.step_s)
+        first, last = dynamic_steps(wall, error, lenient, state.policy)
         key = pass_key(state.site_secret, p.serial, p.generation)
-        used_step = matching_step(key, scanned.dynamic_code, step, state.policy.skew_steps)
+        used_step = matching_step_in(key, scanned.dynamic_code, first, last)
         if used_step is None:
-            if not lenient:
-                return deny(Reason.BAD_DYNAMIC_CODE, p, "code matches no current step")
-            flags.add(Flag.DYNAMIC_UNVERIFIED)
-        elif state.replays.seen(p.serial, used_step):
+            return deny(Reason.BAD_DYNAMIC_CODE, p, "code matches no step the gate's clock allows")
+        if state.replays.seen(p.serial, used_step):
             return deny(Reason.REPLAYED, p, f"step {used_step}")
+        if error is None and untrusted and abs(used_step - step) > state.policy.skew_steps:
+            flags.add(Flag.DYNAMIC_UNVERIFIED)
 
     if state.policy.passback > timedelta(0) and state._passback.recent(p.serial, wall):
         return deny(Reason.PASSBACK, p, f"again within {state.policy.passback.total_seconds():.0f} s")

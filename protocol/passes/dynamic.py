@@ -59,18 +59,32 @@ def dynamic_text(static_text: str, key: bytes, when: datetime, step_s: int = STE
 
 def matching_step(key: bytes, code: str, step: int, skew: int = SKEW_STEPS) -> int | None:
     """The step in ``step ± skew`` whose code is ``code``, comparing in constant time."""
+    return matching_step_in(key, code, step - skew, step + skew)
+
+
+def matching_step_in(key: bytes, code: str, first: int, last: int) -> int | None:
+    """The latest step in ``[first, last]`` whose code is ``code``, comparing in constant time.
+
+    A gate whose clock is only estimated searches a wider range (docs/clock.md); every
+    candidate is computed, so the time taken says nothing about which one matched.
+    """
     found = None
-    for candidate in range(step - skew, step + skew + 1):
+    for candidate in range(first, last + 1):
         if hmac.compare_digest(code_at(key, candidate), code):
             found = candidate
     return found
 
 
 class ReplayGuard:
-    """(serial, step) pairs already used at this gate, kept only while they could recur."""
+    """(serial, step) pairs already used at this gate, kept only while they could recur.
 
-    def __init__(self, skew: int = SKEW_STEPS) -> None:
+    ``margin`` more steps are kept than the trusted window needs, for a gate whose clock
+    is an estimate and accepts steps that far behind its own (docs/clock.md).
+    """
+
+    def __init__(self, skew: int = SKEW_STEPS, margin: int = 0) -> None:
         self.skew = skew
+        self.margin = margin
         self._seen: set[tuple[int, int]] = set()
         self._order: deque[tuple[int, int]] = deque()
 
@@ -83,6 +97,6 @@ class ReplayGuard:
     def record(self, serial: int, step: int, current_step: int) -> None:
         self._seen.add((serial, step))
         self._order.append((serial, step))
-        oldest_acceptable = current_step - 2 * self.skew - 1
+        oldest_acceptable = current_step - 2 * self.skew - 2 - self.margin
         while self._order and (self._order[0][1] < oldest_acceptable or len(self._order) > 1_000_000):
             self._seen.discard(self._order.popleft())

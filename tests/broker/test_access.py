@@ -53,7 +53,7 @@ def test_password_of_another_user_is_refused(broker, site, mqtt_client_factory):
 
 
 def test_own_hash_logs_in(broker, site, mqtt_client_factory):
-    """passwd is written by broker.passwords, not mosquitto_passwd: a successful login proves the format."""
+    """The plugin's file carries hashes made by broker.passwords: a successful login proves the format."""
     for creds in site.values():
         client = mqtt_client_factory(creds, connect=False)
         assert client.connect() == ReasonCode(2, identifier=0)  # CONNACK: success
@@ -102,7 +102,7 @@ def test_gate_cannot_read_another_gates_commands_or_acks(broker, site, unique_na
 
     assert not console.publish(g2_topics.command, b"cmd").is_failure
     assert not console.publish(g2_topics.ack, b"ack").is_failure
-    assert not mqtt_client_factory(site["g2"]).publish(g2_topics.event, b"evt").is_failure
+    assert not g2.publish(g2_topics.event, b"evt").is_failure
 
     delivered = g2.get()
     assert delivered is not None and delivered.payload == b"cmd", "the rightful gate got its command"
@@ -143,7 +143,7 @@ def test_retained_status_reaches_late_subscribers(broker, site, unique_name, mqt
         console_status_topic(unique_name), b'{"state":"online"}', retain=True
     ).is_failure
 
-    late_console = mqtt_client_factory(site["console"])
+    late_console = mqtt_client_factory(site["console"], "watch")  # a second connection of the console
     late_console.subscribe(all_sites_filter(TopicKind.STATUS))
     message = late_console.get()
     assert message is not None and message.retain and message.topic == gate_status

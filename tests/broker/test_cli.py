@@ -16,6 +16,7 @@ from broker.cli import add_parser
 from broker.launcher import free_port
 from broker.probe import ConnackCode, try_login
 from broker.provision import Provisioning
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,15 +28,45 @@ def run(*argv: str) -> int:
     return args.func(args)
 
 
-def test_init_writes_config_passwd_and_acl(tmp_path, capsys):
+def test_init_writes_config_and_the_plugin_file(tmp_path, capsys):
     state, data = tmp_path / "etc", tmp_path / "var"
     assert run("init", "--state", str(state), "--data", str(data), "--port", "18831", "--gates", "4") == 0
     conf = (state / "mosquitto.conf").read_text()
     assert "listener 18831 0.0.0.0\n" in conf
     assert f"persistence_location {data.absolute()}\n" in conf
     assert "max_queued_messages 57600\n" in conf  # 4 gates x 2/s x 3600 s x 2
-    assert (state / "passwd").exists() and (state / "acl").exists() and data.is_dir()
+    assert f"plugin_opt_config_file {data.absolute()}/dynamic-security.json\n" in conf
+    # The plugin rewrites its file after each change, so it lives where the broker may write.
+    assert (data / "dynamic-security.json").exists() and (state / "admin.secret").exists()
+    assert not (state / "dynamic-security.json").exists()
     assert "57600 messages" in capsys.readouterr().out
+
+    assert run("add-gate", "--state", str(state), "--site", "s", "--gate", "g") == 0
+    assert '"gate.s.g"' in (data / "dynamic-security.json").read_text(), "written where the broker reads"
+    out = capsys.readouterr().out
+    assert "no broker answers at 127.0.0.1:18831" in out and "when it next starts" in out
+    assert run("sync", "--state", str(state)) == 0
+    assert str(data / "dynamic-security.json") in capsys.readouterr().out
+
+
+def test_changes_reach_a_running_broker_and_say_so(tmp_path, capsys, mqtt_client_factory, broker):
+    """``add-gate``/``remove`` against the state folder of a running broker apply at once."""
+    from broker.provision import Credentials
+
+    state = str(broker.state_dir)
+    assert run("add-gate", "--state", state, "--site", "s", "--gate", "north") == 0
+    out = capsys.readouterr().out
+    assert f"applied to the running broker at 127.0.0.1:{broker.port}" in out
+    creds = Credentials(
+        "gate.s.north", Provisioning(broker.state_dir).secret_path("gate.s.north").read_text()
+    )
+    assert try_login(broker.host, broker.port, creds.username, creds.password) is ConnackCode.ACCEPTED
+
+    gate = mqtt_client_factory(creds)
+    assert run("remove", "--state", state, "gate.s.north") == 0
+    assert "applied to the running broker" in capsys.readouterr().out
+    assert wait_until(lambda: gate.disconnects >= 1), "a removed gate is disconnected"
+    assert try_login(broker.host, broker.port, creds.username, creds.password) is ConnackCode.NOT_AUTHORIZED
 
 
 def test_add_gate_prints_where_the_secret_is_not_the_secret(tmp_path, capsys):

@@ -6,7 +6,14 @@ import re
 
 import pytest
 
-from broker.config import QueueSizing, committed_example, render_config
+from broker.config import (
+    QueueSizing,
+    committed_example,
+    configured_dynsec_file,
+    configured_listener,
+    find_dynsec_plugin,
+    render_config,
+)
 from protocol.messages import MAX_MESSAGE_BYTES
 from protocol.mqtt import SESSION_EXPIRY_S
 
@@ -30,8 +37,10 @@ def test_production_settings():
     conf = settings(render_config())
     assert conf["allow_anonymous"] == ["false"]
     assert conf["per_listener_settings"] == ["false"]
-    assert conf["password_file"] == ["/etc/gatepost/broker/passwd"]
-    assert conf["acl_file"] == ["/etc/gatepost/broker/acl"]
+    assert "password_file" not in conf and "acl_file" not in conf, "the plugin decides, alone"
+    assert conf["plugin"] == ["/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"]
+    assert conf["plugin_opt_config_file"] == ["/var/lib/gatepost/broker/dynamic-security.json"]
+    assert conf["allow_zero_length_clientid"] == ["false"]
     assert conf["persistence"] == ["true"]
     assert conf["persistence_location"] == ["/var/lib/gatepost/broker"]
     assert conf["log_dest"] == ["file /var/lib/gatepost/broker/mosquitto.log"]
@@ -75,10 +84,12 @@ def test_render_for_another_place():
         bind="127.0.0.1",
         user="gp",
         max_queued_messages=7,
+        plugin="/opt/m/mosquitto_dynamic_security.so",
     )
     conf = settings(text)
     assert conf["listener"] == ["18830 127.0.0.1"]
-    assert conf["password_file"] == ["/srv/b/passwd"]
+    assert conf["plugin"] == ["/opt/m/mosquitto_dynamic_security.so"]
+    assert conf["plugin_opt_config_file"] == ["/data/b/dynamic-security.json"]
     assert conf["persistence_location"] == ["/data/b"]
     assert conf["max_queued_messages"] == ["7"]
     assert conf["max_queued_bytes"] == [str(7 * 1024)]
@@ -95,3 +106,18 @@ def test_nonsense_is_refused(kwargs):
 def test_queue_sizing_refuses_nonsense():
     with pytest.raises(ValueError):
         QueueSizing(gates=0)
+
+
+def test_the_plugin_is_installed_here():
+    """Debian's mosquitto package ships it; every test broker loads it."""
+    assert find_dynsec_plugin().name == "mosquitto_dynamic_security.so"
+
+
+def test_provisioning_reads_where_a_written_config_points(tmp_path):
+    path = tmp_path / "mosquitto.conf"
+    assert configured_dynsec_file(path) is None and configured_listener(path) is None
+    path.write_text(render_config(data_dir=tmp_path / "data", port=18830, bind="0.0.0.0"))
+    assert configured_dynsec_file(path) == tmp_path / "data" / "dynamic-security.json"
+    assert configured_listener(path) == ("127.0.0.1", 18830), "all addresses: reach it on loopback"
+    path.write_text(render_config(port=18831, bind="10.0.0.5"))
+    assert configured_listener(path) == ("10.0.0.5", 18831)

@@ -130,7 +130,7 @@ def test_removed_user_can_no_longer_log_in(broker, unique_name):
 def test_queued_message_survives_stop_and_restart(broker, unique_name, mqtt_client_factory):
     console_creds = broker.add_console()
     gate_creds = broker.add_gate(unique_name, "g1")
-    console = mqtt_client_factory(console_creds, "console-persist", clean_start=False, session_expiry_s=3600)
+    console = mqtt_client_factory(console_creds, clean_start=False, session_expiry_s=3600)
     assert not console.subscribe(all_sites_filter(TopicKind.EVENT)).is_failure
     console.close()
 
@@ -142,7 +142,7 @@ def test_queued_message_survives_stop_and_restart(broker, unique_name, mqtt_clie
     broker.stop()
     broker.restart()
 
-    back = mqtt_client_factory(console_creds, "console-persist", clean_start=False, session_expiry_s=3600)
+    back = mqtt_client_factory(console_creds, clean_start=False, session_expiry_s=3600)
     assert back.session_present, "the session itself was persisted"
     message = back.get()
     assert message is not None and (message.topic, message.payload) == (event, b"while the console is away")
@@ -153,7 +153,7 @@ def test_queue_survives_kill_after_autosave(broker, unique_name, mqtt_client_fac
     broker.autosave_interval = 1
     broker.restart()
     console_creds, gate_creds = broker.add_console(), broker.add_gate(unique_name, "g1")
-    console = mqtt_client_factory(console_creds, "console-kill", clean_start=False, session_expiry_s=3600)
+    console = mqtt_client_factory(console_creds, clean_start=False, session_expiry_s=3600)
     console.subscribe(all_sites_filter(TopicKind.EVENT))
     console.close()
     gate = mqtt_client_factory(gate_creds)
@@ -169,7 +169,7 @@ def test_queue_survives_kill_after_autosave(broker, unique_name, mqtt_client_fac
     broker.kill()
     broker.restart()
 
-    back = mqtt_client_factory(console_creds, "console-kill", clean_start=False, session_expiry_s=3600)
+    back = mqtt_client_factory(console_creds, clean_start=False, session_expiry_s=3600)
     message = back.get()
     assert message is not None and message.payload == b"saved"
 
@@ -178,7 +178,7 @@ def test_burst_beyond_mosquitto_default_queue_is_kept(broker, unique_name, mqtt_
     """mosquitto's default max_queued_messages (1000) silently drops the rest; ours holds an outage."""
     console_creds = broker.add_console()
     gate_creds = broker.add_gate(unique_name, "g1")
-    console = mqtt_client_factory(console_creds, "console-burst", clean_start=False, session_expiry_s=3600)
+    console = mqtt_client_factory(console_creds, clean_start=False, session_expiry_s=3600)
     console.subscribe(all_sites_filter(TopicKind.EVENT))
     console.close()
 
@@ -189,7 +189,7 @@ def test_burst_beyond_mosquitto_default_queue_is_kept(broker, unique_name, mqtt_
     for info in infos:
         info.wait_for_publish(timeout=10)
 
-    back = mqtt_client_factory(console_creds, "console-burst", clean_start=False, session_expiry_s=3600)
+    back = mqtt_client_factory(console_creds, clean_start=False, session_expiry_s=3600)
     received = back.collect(count, timeout=15)
     assert len(received) == count
     assert sorted(int(m.payload) for m in received) == list(range(count))
@@ -200,7 +200,7 @@ def test_small_queue_override_drops_the_excess(broker, unique_name, mqtt_client_
     broker.max_queued_messages = 10
     broker.restart()
     console_creds, gate_creds = broker.add_console(), broker.add_gate(unique_name, "g1")
-    console = mqtt_client_factory(console_creds, "console-small", clean_start=False, session_expiry_s=3600)
+    console = mqtt_client_factory(console_creds, clean_start=False, session_expiry_s=3600)
     console.subscribe(all_sites_filter(TopicKind.EVENT))
     console.close()
     gate = mqtt_client_factory(gate_creds)
@@ -209,7 +209,7 @@ def test_small_queue_override_drops_the_excess(broker, unique_name, mqtt_client_
     acks = [gate.publish(topic, str(i).encode()) for i in range(count)]
     assert not any(reason.is_failure for reason in acks), "the publisher is told nothing"
 
-    back = mqtt_client_factory(console_creds, "console-small", clean_start=False, session_expiry_s=3600)
+    back = mqtt_client_factory(console_creds, clean_start=False, session_expiry_s=3600)
     received = back.collect(count, quiet=0.3)
     assert 10 <= len(received) < count
 

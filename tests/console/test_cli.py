@@ -90,6 +90,8 @@ def test_stats_prints_missing_sequence_numbers_as_a_table_and_as_json(tmp_path, 
         "SEQS",
         "MISSING",
         "CONFLICTS",
+        "GAPS",
+        "HELD",
         "STATE",
         "LAST",
         "EVENT",
@@ -146,7 +148,7 @@ def test_check_config_reports_ok_or_each_bad_line(tmp_path, capsys):
 
 
 def console_state(factory, creds) -> str | None:
-    client = factory(creds)
+    client = factory(creds, "watch")  # console.<name> itself is the running console's
     client.subscribe(console_status_topic("all"))
     message = client.get(WAIT_S)
     client.close()

@@ -182,7 +182,7 @@ def test_parse_message_checks_topics(make_events):
 
 
 def test_malformed_messages_are_rejected_and_ingestion_goes_on(
-    ingestor, store, gate, site, make_events, mqtt_client_factory, caplog: pytest.LogCaptureFixture
+    broker, ingestor, store, gate, site, make_events, mqtt_client_factory, caplog: pytest.LogCaptureFixture
 ):
     topics = gate.topics
     sendable = [payload for payload, _ in JUNK if len(payload) <= MAX_MESSAGE_BYTES]
@@ -190,8 +190,10 @@ def test_malformed_messages_are_rejected_and_ingestion_goes_on(
     publish_all(gate, topics.event, [*sendable, encode(other_gate)])
     publish_all(gate, topics.status, sendable)
     # over the size limit: the broker refuses it (and drops that connection), so it never
-    # reaches the console
-    mqtt_client_factory(gate.creds).client.publish(topics.event, b"{" * (MAX_MESSAGE_BYTES + 1), qos=1)
+    # reaches the console.  Sent by another gate: a second connection as north would be
+    # north itself (one user name, one client id) and end the session subscribed to acks.
+    big = mqtt_client_factory(broker.add_gate(site, "big"))
+    big.client.publish(GateTopics(site, "big").event, b"{" * (MAX_MESSAGE_BYTES + 1), qos=1)
     expected = 2 * len(sendable) + 1
     assert wait_until(lambda: ingestor.counters.rejected == expected)
 
@@ -247,11 +249,11 @@ def test_events_published_while_the_console_is_down_arrive_on_restart(
 
 
 def test_console_status_is_retained_online_then_stopped(broker, console_creds, store, mqtt_client_factory):
-    watcher = mqtt_client_factory(console_creds)
+    watcher = mqtt_client_factory(console_creds, "w1")
     topic = console_status_topic("all")
 
     def latest_state() -> str:
-        client = mqtt_client_factory(console_creds)
+        client = mqtt_client_factory(console_creds, "watch")  # console.main itself is the ingestor's
         client.subscribe(topic)
         message = client.get(WAIT_S)
         client.close()

@@ -6,11 +6,12 @@ from pathlib import Path
 
 from console.passes.office import Office, PassRequest
 from protocol.passes import Role
+from tests.offices import create_office
 
 
 def _office(tmp_path: Path) -> Office:
     directory = tmp_path / "office"
-    Office.create(directory, site="longtan", site_id=7).close()
+    create_office(directory, site="longtan", site_id=7).close()
     office = Office.open(directory)
     for holder, unit in (("Li Wei", "3-2-401"), ("王小明", "3-2-501"), ("Zhang_Li", "12-1-101")):
         office.issue(PassRequest(holder=holder, unit=unit, role=Role.RESIDENT, days=30))

@@ -26,7 +26,8 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 
 @pytest.fixture
-def office(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+def office(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("GATEPOST_PASSPHRASE", "correct horse battery staple")  # the root's, for init
     directory = tmp_path / "office"
     code, out, _ = run(capsys, "init", "--office", directory, "--site", "greenwood", "--site-id", "7")
     assert code == EXIT_OK
@@ -79,8 +80,8 @@ def test_issue_prints_cards_and_show_verifies_then_reports_revocation(
 
 
 def test_private_key_files_are_0600(office: Path) -> None:
-    keys = [*office.glob("*.key"), office / "site.secret"]
-    assert len(keys) == 3
+    keys = [*office.glob("*.key"), office / "site.secret", office / "root.sealed"]
+    assert {k.name for k in keys} == {"signing-1.key", "command-2.key", "site.secret", "root.sealed"}
     assert {stat.S_IMODE(k.stat().st_mode) for k in keys} == {0o600}
 
 

@@ -21,6 +21,7 @@ from console.passes.office import (
     parse_window,
 )
 from protocol.passes import ClockReading, Reason, Role, decide
+from tests.offices import create_office
 
 NOW = datetime.now(UTC).replace(second=0, microsecond=0)
 
@@ -31,7 +32,7 @@ def at(when: datetime) -> ClockReading:
 
 @pytest.fixture
 def office(tmp_path: Path) -> Office:
-    o = Office.create(tmp_path / "office", site="greenwood", site_id=7, now=NOW)
+    o = create_office(tmp_path / "office", site="greenwood", site_id=7, now=NOW)
     yield o
     o.close()
 
@@ -44,20 +45,21 @@ def resident(**kw: object) -> PassRequest:
 
 def test_private_files_are_0600_and_the_folder_0700(office: Office) -> None:
     assert stat.S_IMODE(office.dir.stat().st_mode) == 0o700
-    private = [office.dir / "root.key", office.dir / "site.secret", *office.dir.glob("signing-*.key")]
-    assert len(private) == 3
-    for path in private:
+    keys = [office.dir / "site.secret", *office.dir.glob("signing-*.key"), *office.dir.glob("command-*.key")]
+    assert len(keys) == 3
+    assert not (office.dir / "root.key").exists()  # the root is only ever written sealed
+    for path in [*keys, office.dir / "root.sealed"]:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     for name in ("root.pub", "bundle", "revocations"):
         assert (office.public / name).is_file()
     public_text = b"".join((office.public / n).read_bytes() for n in ("root.pub", "bundle", "revocations"))
-    for path in private:
+    for path in keys:
         assert path.read_text().split()[1].encode() not in public_text
 
 
 def test_init_refuses_an_existing_office(office: Office) -> None:
     with pytest.raises(OfficeError) as err:
-        Office.create(office.dir, site="greenwood", site_id=7, now=NOW)
+        create_office(office.dir, site="greenwood", site_id=7, now=NOW)
     assert err.value.reason is OfficeReason.ALREADY_INITIALISED
 
 
@@ -142,7 +144,7 @@ def test_a_bad_photo_or_long_name_spends_no_serial(office: Office, tmp_path: Pat
 
 
 def test_a_pass_may_not_outlive_its_signing_key(tmp_path: Path) -> None:
-    office = Office.create(
+    office = create_office(
         tmp_path / "o", site="greenwood", site_id=7, now=NOW, key_lifetime=timedelta(days=10)
     )
     with pytest.raises(OfficeError) as err:

@@ -14,6 +14,7 @@ from console.passes import printing
 from console.passes.office import Office, PassRequest, gate_state_from, parse_window
 from console.passes.printing import CARD_PX, PrintError, PrintReason, make_qr, print_pass
 from protocol.passes import ClockReading, Role, decide
+from tests.offices import create_office
 
 NOW = datetime.now(UTC).replace(second=0, microsecond=0)
 
@@ -25,7 +26,7 @@ def read_qr(path: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def office(tmp_path_factory: pytest.TempPathFactory) -> Office:
-    o = Office.create(tmp_path_factory.mktemp("office") / "o", site="greenwood", site_id=7, now=NOW)
+    o = create_office(tmp_path_factory.mktemp("office") / "o", site="greenwood", site_id=7, now=NOW)
     yield o
     o.close()
 

@@ -10,7 +10,14 @@ from datetime import UTC, datetime
 
 import pytest
 
-from console.ingest import Ingestor, IngestWorkers, WorkerSpec, share_group_name, sweep_worker_sessions
+from console.ingest import (
+    MAX_WORKERS,
+    Ingestor,
+    IngestWorkers,
+    WorkerSpec,
+    share_group_name,
+    sweep_worker_sessions,
+)
 from console.store import EventStore
 from edge.link import Link
 from edge.outbox import Outbox
@@ -135,7 +142,7 @@ def test_a_worker_that_dies_holding_events_loses_none_and_no_gate_reconnects(
         os.kill(doomed.pid, signal.SIGKILL)
         doomed.join(10)
         time.sleep(0.5)  # the broker goes on giving the dead member its share meanwhile
-        assert sweep_worker_sessions(endpoint, "main", keep=1) >= 1  # ...and its session, with them, is gone
+        assert sweep_worker_sessions(endpoint, keep=1) >= 1  # ...and its session, with them, is gone
         expected = len(gates) * per_gate
         assert wait_until(lambda: totals(store) == (expected, expected, 0), WAIT_S), totals(store)
         assert wait_until(lambda: all(gate.outbox.backlog == 0 for gate in gates), WAIT_S)
@@ -165,7 +172,7 @@ def test_shared_and_plain_modes_swap_without_double_delivery(
                 endpoint, store, name="main", site=site, share_group=group, shared=shared
             ) as ingestor:
                 assert ingestor.wait_connected(10)
-        assert sweep_worker_sessions(endpoint, "main", keep=1) == 63
+        assert sweep_worker_sessions(endpoint, keep=1) == MAX_WORKERS - 1
         gate = mqtt_client_factory(broker.add_gate(site, "north"))
         for event in make_events(site, "north", range(1, 51)):
             gate.client.publish(GateTopics(site, "north").event, encode(event), qos=1).wait_for_publish(10)
@@ -179,12 +186,16 @@ def test_shared_and_plain_modes_swap_without_double_delivery(
 def test_a_client_outside_the_acl_cannot_take_a_share(
     broker, tmp_path, unique_name, mqtt_client_factory, make_events
 ):
-    """mosquitto grants any client a $share subscription and drops what it may not read; the group name is secret."""
+    """Only the console's role may subscribe to $share/… (tests/broker/test_takeover.py tries every guess)."""
     site = unique_name
     console = broker.add_console("main")
     endpoint = broker.endpoint(console)
     thief = mqtt_client_factory(broker.add_gate(site, "thief"))
-    assert thief.subscribe("$share/console-main/gatepost/v1/+/+/event").value == 1  # the obvious guess
+    assert thief.subscribe("$share/console-main/gatepost/v1/+/+/event").value == 0x87  # the obvious guess
+    assert (
+        thief.subscribe(f"$share/{share_group_name('main', endpoint.password)}/gatepost/v1/+/+/event").value
+        == 0x87
+    )
     with EventStore(tmp_path / "events.db") as store:
         group = share_group_name("main", endpoint.password)
         assert group != "console-main"
@@ -199,7 +210,7 @@ def test_a_client_outside_the_acl_cannot_take_a_share(
     assert thief.get(0.2) is None
 
 
-@pytest.mark.parametrize("count", [0, 65])
+@pytest.mark.parametrize("count", [0, MAX_WORKERS + 1])
 def test_worker_count_is_bounded(count, broker):
     with pytest.raises(ValueError):
         IngestWorkers(WorkerSpec(broker.endpoint(), "x.db"), count)
@@ -233,7 +244,7 @@ def test_console_run_with_two_workers_stores_and_stops_cleanly(
     try:
         assert wait_until(lambda: db.exists(), 30)
         gate = mqtt_client_factory(broker.add_gate(site, "north"))
-        watcher = mqtt_client_factory(creds)
+        watcher = mqtt_client_factory(creds, "watch")  # console.console itself is worker 0's
         watcher.subscribe(f"gatepost/v1/{site}/$console/status")
         assert wait_until(lambda: (m := watcher.get(0.5)) is not None and b'"online"' in m.payload, 30)
         for event in make_events(site, "north", range(1, 301)):

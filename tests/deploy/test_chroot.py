@@ -76,7 +76,7 @@ def test_gate_installs_offline_from_the_bundle_in_a_fresh_debian_12(tmp_path: Pa
         assert _stat(root, "/etc/gatepost/gatepost-mqtt.cred") == "600 root:root"
         sealed = "systemd-creds decrypt --name=gatepost-mqtt /etc/gatepost/gatepost-mqtt.cred -"
         assert chroot(root, sealed).strip() == "mqtt-password"
-        assert _stat(root, "/var/lib/gatepost") == "700 gatepost:gatepost"
+        assert _stat(root, "/var/lib/gatepost") == "711 gatepost:gatepost"
         assert _stat(root, "/opt/gatepost/bin/gatepost") == "755 root:root"
         groups = chroot(root, "id -nG gatepost").split()
         assert {"gatepost", "gpio", "dialout", "video", "input"} <= set(groups)

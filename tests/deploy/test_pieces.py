@@ -1,11 +1,7 @@
-"""The installer's small pure parts: udev rules, the relay's boot level, wheel tags and markers."""
+"""The installer's small pure parts: udev rules, the kiosk's page, wheel tags and markers."""
 
 from __future__ import annotations
 
-import pytest
-
-from deploy.bootconfig import bcm_number, config_txt_lines
-from deploy.errors import InstallError
 from deploy.kiosk import guard_url
 from deploy.udev import ReaderLink, render_rules
 from deploy.wheels import WheelName, marker_environment
@@ -19,32 +15,15 @@ def test_udev_rules_pin_each_reader_by_serial_or_port():
             ReaderLink("plain"),
         ]
     )
-    assert rules is not None
     lines = [line for line in rules.splitlines() if not line.startswith("#")]
     assert lines == [
+        'SUBSYSTEM=="gpio", KERNEL=="gpiochip*", GROUP="gpio", MODE="0660"',
         'SUBSYSTEM=="tty", ATTRS{serial}=="ABC-1", SYMLINK+="gatepost/entry", GROUP="dialout", MODE="0660"',
         'SUBSYSTEM=="tty", KERNELS=="1-1.2:1.0", SYMLINK+="gatepost/exit", GROUP="dialout", MODE="0660"',
     ]
-    assert render_rules([ReaderLink("plain")]) is None
-
-
-@pytest.mark.parametrize(
-    ("pin", "bcm"), [(17, 17), ("GPIO17", 17), ("BCM4", 4), ("BOARD11", 17), ("J8:11", 17), ("board40", 21)]
-)
-def test_relay_pin_names_become_bcm_numbers(pin, bcm):
-    assert bcm_number(pin) == bcm
-
-
-@pytest.mark.parametrize("pin", ["BOARD1", "GPIO40", "J8:2", "LED", -1])
-def test_pins_that_are_not_header_gpios_are_refused(pin):
-    with pytest.raises(InstallError):
-        bcm_number(pin)
-
-
-def test_boot_level_is_the_relays_off_level():
-    # Active-low board: off is a high pin.  Active-high: off is low.  Never the energised level.
-    assert config_txt_lines("GPIO17", relay_active_high=False) == ["dtparam=strict_gpiod", "gpio=17=op,dh"]
-    assert config_txt_lines("GPIO17", relay_active_high=True) == ["dtparam=strict_gpiod", "gpio=17=op,dl"]
+    assert [line for line in render_rules([]).splitlines() if not line.startswith("#")] == [
+        'SUBSYSTEM=="gpio", KERNEL=="gpiochip*", GROUP="gpio", MODE="0660"'
+    ]
 
 
 def test_kiosk_shows_the_guard_screen_over_loopback():

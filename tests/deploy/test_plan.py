@@ -75,7 +75,7 @@ def test_dry_run_prints_every_change_and_makes_none(root: Path, gate_folder: Pat
     for expected in (
         "would create system group gpio",
         "create system user gatepost (home /var/lib/gatepost, no login shell, groups gpio,dialout,video,input)",
-        "make directory /var/lib/gatepost (0700 gatepost:gatepost)",
+        "make directory /var/lib/gatepost (0711 gatepost:gatepost)",
         "write configuration /etc/gatepost/gate.toml (0640 root:gatepost",
         "write key /etc/gatepost/mqtt.secret (0600 gatepost:gatepost",
         "write key /etc/gatepost/passes/site.secret (0600 gatepost:gatepost",
@@ -100,12 +100,14 @@ def test_install_makes_files_owners_and_modes_then_a_second_run_changes_nothing(
     assert mode_owner(root, "/etc/gatepost/gate.toml") == ("0640", "root", "gatepost")
     for key in ("mqtt.secret", "passes/root.pub", "passes/site.secret"):
         assert mode_owner(root, f"/etc/gatepost/{key}") == ("0600", "gatepost", "gatepost")
-    assert mode_owner(root, "/var/lib/gatepost") == ("0700", "gatepost", "gatepost")
+    assert mode_owner(root, "/var/lib/gatepost") == ("0711", "gatepost", "gatepost")
     assert (root / "etc/gatepost/passes/site.secret").read_bytes() == b"site secret"
     unit = (root / "etc/systemd/system/gatepost-edge.service").read_text()
     assert "/opt/gatepost/bin/gatepost edge run" in unit and ".venv" not in unit
     assert (root / "etc/systemd/system/multi-user.target.wants/gatepost-edge.service").is_symlink()
+    assert "RuntimeWatchdogSec=15s" in (root / "etc/systemd/system.conf.d/gatepost.conf").read_text()
     rules = (root / "etc/udev/rules.d/90-gatepost.rules").read_text()
+    assert 'KERNEL=="gpiochip*", GROUP="gpio"' in rules
     assert 'ATTRS{serial}=="NLS0001", SYMLINK+="gatepost/entry"' in rules
     assert 'KERNELS=="1-1.3", SYMLINK+="gatepost/exit"' in rules
     kiosk = (root / "etc/systemd/system/gatepost-kiosk.service").read_text()
@@ -171,6 +173,7 @@ def test_uninstall_keeps_data_and_keys_and_purge_removes_them(root: Path, gate_f
     assert "  done: disable gatepost-edge.service" in lines
     assert not (root / "etc/systemd/system/gatepost-edge.service").exists()
     assert not (root / "etc/udev/rules.d/90-gatepost.rules").exists()
+    assert not (root / "etc/systemd/system.conf.d/gatepost.conf").exists()
     assert not (root / "opt/gatepost").exists()
     assert "# BEGIN gatepost" not in (root / "boot/firmware/config.txt").read_text()
     assert (

@@ -170,7 +170,7 @@ def test_garbage_on_card_topics_is_refused_without_harm(tmp_path: Path, broker, 
     try:
         assert wait_until(lambda: _same_list(agent, registry), WAIT_S)
         # The console's own credentials could still send rubbish (a bug, a stolen password).
-        client = make_client(console, "rubbish")
+        client = make_client(console.for_connection("watch"))
         client.connect(broker.host, broker.port)
         client.loop_start()
         topics = GateTopics(site, "b7")
@@ -183,7 +183,7 @@ def test_garbage_on_card_topics_is_refused_without_harm(tmp_path: Path, broker, 
         assert _same_list(agent, registry)  # still the good list
         assert not (tmp_path / "b7-photos" / ("ab" * 16 + ".jpg")).exists()
         # A gate's request with a bad body is refused by the console, which keeps running.
-        gate_client = make_client(broker.endpoint(broker.add_gate(site, "b8")), "b8-raw")
+        gate_client = make_client(broker.endpoint(broker.add_gate(site, "b8")))
         gate_client.connect(broker.host, broker.port)
         gate_client.loop_start()
         gate_client.publish(GateTopics(site, "b8").cards_request, b'{"version": "x"}', 1).wait_for_publish(5)
@@ -199,7 +199,7 @@ def test_gate_acl_allows_card_topics_and_nothing_more(broker, unique_name: str):
     """A gate may read its site's card topics and ask on its own request topic, not another gate's."""
     site = unique_name
     creds = broker.add_gate(site, "g1")
-    client = make_client(broker.endpoint(creds), "g1-acl")
+    client = make_client(broker.endpoint(creds))
     results: list[paho.ReasonCode] = []
     client.on_publish = lambda _c, _u, _mid, reason, _p: results.append(reason)
     client.connect(broker.host, broker.port)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from protocol import GateTopics
-from protocol.mqtt import make_client
+from protocol.mqtt import BrokerEndpoint, make_client
 from simulator.site import SimulatedSite
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -177,8 +177,8 @@ def test_malformed_payloads_on_every_topic_are_rejected_and_nothing_is_lost(site
     topics = GateTopics(site.site, "g1")
     junk = [b"", b"\xff\xfe\xfd", b"not json", b"[1,2,3]", b'{"v": 99}', b'{"v": 1}', b"{" * 60000]
 
-    def publish_all(creds: object, topic_list: list[str], retain: bool = False) -> None:
-        client = make_client(site.broker.endpoint(creds), f"junk-{time.monotonic_ns()}")
+    def publish_all(endpoint: BrokerEndpoint, topic_list: list[str], retain: bool = False) -> None:
+        client = make_client(endpoint)
         client.connect(site.broker.host, site.broker.port)
         client.loop_start()
         try:
@@ -189,14 +189,26 @@ def test_malformed_payloads_on_every_topic_are_rejected_and_nothing_is_lost(site
             client.disconnect()
             client.loop_stop()
 
-    gate_creds = site.credentials[f"gate.{site.site}.g1"]
-    console_creds = site.credentials["console.console"]
+    # A gate's credentials connect only as that gate (one user name, one client id): the junk
+    # client takes g1's place for a moment, as a stolen gate would.  The console's may use a
+    # connection of its own.
+    gate = site.broker.endpoint(site.credentials[f"gate.{site.site}.g1"])
+    console = site.broker.endpoint(site.credentials["console.console"]).for_connection("watch")
     typist = Typist(site, "g1", 0, 1000).start()
+
+    def g1_status() -> tuple | None:
+        rows = site.console_rows("SELECT state, payload FROM gate_status WHERE gate = ?", ["g1"])
+        return rows[0] if rows else None
+
+    before = g1_status()
     # What the console reads: events and status, published with the gate's own credentials.
-    publish_all(gate_creds, [topics.event, topics.status])
+    publish_all(gate, [topics.event, topics.status])
+    # g1 was away while the junk client held its id; a fresh "online" says it is back and
+    # subscribed again (it subscribes before announcing, on the same connection).
+    assert site.wait_for(lambda: (now := g1_status()) is not None and now[0] == "online" and now != before)
     # What the gate reads: acks and commands, published with the console's credentials; one retained.
-    publish_all(console_creds, [topics.ack, topics.command])
-    publish_all(console_creds, [topics.command], retain=True)
+    publish_all(console, [topics.ack, topics.command])
+    publish_all(console, [topics.command], retain=True)
     typed = typist.join()
     assert_exactly_once(site, "g1", typed, all_typed_taken=True)
     assert site.console is not None and site.console.running

@@ -21,12 +21,12 @@ from pathlib import Path
 import pytest
 
 from broker.launcher import Broker
+from console.commands import OfficeCommandSigner
 from console.ingest import Ingestor
 from console.store import EventStore
 from edge.agent import GateAgent
 from edge.config import EdgeConfig
 from protocol import (
-    Command,
     CommandResponse,
     GateState,
     GateStatus,
@@ -34,10 +34,11 @@ from protocol import (
     decode_event,
     decode_response,
     decode_status,
-    encode,
 )
+from protocol.commands import CommandBody
 from protocol.mqtt import make_client
 from simulator.scanner import VirtualScanner
+from tests.offices import create_office, gate_passes_section
 from tests.waiting import wait_until
 
 ALLOWED = "104729000001"
@@ -49,12 +50,22 @@ def scanner(tmp_path: Path) -> Iterator[VirtualScanner]:
         yield device
 
 
-def make_agent(tmp_path: Path, broker: Broker, scanner: VirtualScanner, gate: str, **taken) -> GateAgent:
+def make_agent(
+    tmp_path: Path,
+    broker: Broker,
+    scanner: VirtualScanner,
+    gate: str,
+    *,
+    office: Path | None = None,
+    **taken,
+) -> GateAgent:
     creds = broker.add_gate("site1", gate)
     secret = tmp_path / f"{gate}.secret"
     secret.write_text(creds.password)
+    passes = {"passes": gate_passes_section(office, tmp_path / f"{gate}-passes")} if office else {}
     config = EdgeConfig.model_validate(
         {
+            **passes,
             "site": "site1",
             "gate": gate,
             "mqtt": {
@@ -145,13 +156,14 @@ def test_backlog_drains_only_when_the_console_acknowledges(
 
 
 class Operator:
-    """The console's side of commands: publish a Command, wait for its CommandResponse."""
+    """The console's side of commands: publish a signed command, wait for its CommandResponse."""
 
-    def __init__(self, broker: Broker, gate: str) -> None:
+    def __init__(self, broker: Broker, gate: str, office: Path) -> None:
         self.topics = GateTopics("site1", gate)
+        self.signer = OfficeCommandSigner(office)
         creds = broker.add_console("operator")
         self.responses: queue.Queue[CommandResponse] = queue.Queue()
-        self.client = make_client(broker.endpoint(creds), f"op-{uuid.uuid4().hex[:8]}")
+        self.client = make_client(broker.endpoint(creds))
         ready = threading.Event()
         self.client.on_subscribe = lambda *a: ready.set()
         self.client.on_message = lambda c, u, m: self.responses.put(decode_response(m.payload))
@@ -162,10 +174,18 @@ class Operator:
 
     def send(self, name: str, *, expires_in_s: float = 30.0, retain: bool = False) -> str:
         now = datetime.now(UTC)
-        command = Command(
-            id=uuid.uuid4().hex, name=name, issued_at=now, expires_at=now + timedelta(seconds=expires_in_s)
+        expires = now + timedelta(seconds=expires_in_s)
+        command = CommandBody(
+            site="site1",
+            gate=self.topics.gate,
+            id=uuid.uuid4().hex,
+            name=name,
+            issued_at=min(now, expires - timedelta(seconds=30)),
+            expires_at=expires,
+            operator="ana",
         )
-        self.client.publish(self.topics.command, encode(command), qos=1, retain=retain).wait_for_publish(5)
+        payload = self.signer.sign(command)
+        self.client.publish(self.topics.command, payload, qos=1, retain=retain).wait_for_publish(5)
         return command.id
 
     def response(self, timeout: float = 5.0) -> CommandResponse:
@@ -179,9 +199,11 @@ class Operator:
 def test_commands_are_answered_and_stale_ones_refused(
     tmp_path: Path, broker: Broker, scanner: VirtualScanner, unique_name: str
 ):
-    agent = make_agent(tmp_path, broker, scanner, unique_name)
+    office = tmp_path / "office"
+    create_office(office, site="site1").close()
+    agent = make_agent(tmp_path, broker, scanner, unique_name, office=office)
     start(agent)
-    operator = Operator(broker, unique_name)
+    operator = Operator(broker, unique_name, office)
     try:
         assert agent.link.wait_connected(10)
         time.sleep(0.3)
@@ -246,7 +268,7 @@ def test_each_connection_leaves_a_will_of_its_own(
     agent = make_agent(tmp_path, broker, scanner, unique_name)
     creds = broker.add_console("watcher")
     wills: queue.Queue[GateStatus] = queue.Queue()
-    observer = make_client(broker.endpoint(creds), f"w-{uuid.uuid4().hex[:8]}")
+    observer = make_client(broker.endpoint(creds))
     ready = threading.Event()
     observer.on_subscribe = lambda *a: ready.set()
 

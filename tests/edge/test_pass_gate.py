@@ -216,7 +216,7 @@ def test_revocation_reaches_a_gate_over_mqtt_and_never_rolls_back(tmp_path: Path
         public.mkdir()
         office.folder = public
         office.revoke([1001], version=2)
-        publish_documents(broker.endpoint(console_creds), SITE, public, client_id="office-1")
+        publish_documents(broker.endpoint(console_creds).for_connection("publish"), SITE, public)
 
         def documents() -> list:
             events = [decode_event(row.body) for row in agent.outbox.pending(limit=1000)]
@@ -235,7 +235,7 @@ def test_revocation_reaches_a_gate_over_mqtt_and_never_rolls_back(tmp_path: Path
 
         # A replayed older list (version 1, nothing revoked) must not un-revoke the pass.
         office.revoke([], version=1)
-        publish_documents(broker.endpoint(console_creds), SITE, public, client_id="office-2")
+        publish_documents(broker.endpoint(console_creds).for_connection("web"), SITE, public)
         while not any(d["document"] == "revocation" and not d["applied"] for d in documents()):
             assert time.monotonic() < deadline, documents()
             time.sleep(0.05)

@@ -1,4 +1,4 @@
-"""Admin pages: the audit log and the console's users."""
+"""Admin pages: the audit log and the console's users, their sites and what they are granted."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from console.users import Role, UserError, UserProblem
+from console.users import Permission, Role, UserError, UserProblem, sites_text
 from console.web.auth import admin_required, current_user
 from console.web.forms import audit
 from console.web.queries import parse_row_id
@@ -48,7 +48,16 @@ async def _users_page(
 ) -> Response:
     ctx = request.app.state.ctx
     users = await to_thread.run_sync(ctx.users.list)
-    return render(request, "users.html", status_code=status_code, users=users, roles=list(Role), error=error)
+    return render(
+        request,
+        "users.html",
+        status_code=status_code,
+        users=users,
+        roles=list(Role),
+        permissions=list(Permission),
+        sites_text=sites_text,
+        error=error,
+    )
 
 
 @admin_required
@@ -58,7 +67,8 @@ async def users_page(request: Request) -> Response:
 
 @admin_required
 async def users_change(request: Request) -> Response:
-    """One form per action: ``add``, ``password``, ``role``, ``disable``, ``enable``."""
+    """One form per action: ``add``, ``password``, ``role``, ``disable``, ``enable``, ``sites``,
+    ``grant``, ``revoke``."""
     ctx = request.app.state.ctx
     admin = current_user(request)
     async with request.form() as form:
@@ -66,10 +76,24 @@ async def users_change(request: Request) -> Response:
         name = str(form.get("name") or "").strip()
         password = str(form.get("password") or "")
         role = str(form.get("role") or "operator")
+        sites = str(form.get("sites") or "*")[:1000]
+        permission = str(form.get("permission") or "")[:32]
+        scope = str(form.get("scope") or "").strip()[:70]
+    detail: dict[str, object]
     try:
         if action == "add":
-            await to_thread.run_sync(lambda: ctx.users.add(name, password, role))
-            detail = {"role": role}
+            await to_thread.run_sync(lambda: ctx.users.add(name, password, role, sites=sites))
+            detail = {"role": role, "sites": sites}
+        elif action == "sites":
+            limit = await to_thread.run_sync(ctx.users.set_sites, name, sites)
+            detail = {"sites": sites_text(limit)}
+        elif action == "grant":
+            by = admin.name if admin is not None else "-"
+            grant = await to_thread.run_sync(lambda: ctx.users.grant(name, permission, scope, by=by))
+            detail = {"permission": grant.permission.value, "scope": grant.scope}
+        elif action == "revoke":
+            held = await to_thread.run_sync(ctx.users.revoke, name, permission, scope)
+            detail = {"permission": permission, "scope": scope, "held": held}
         elif action == "password":
             await to_thread.run_sync(ctx.users.set_password, name, password)
             detail = {}

@@ -1,4 +1,8 @@
-"""Alarms: the list (open first), and acknowledgement with a note."""
+"""Alarms: the list (open first), and acknowledgement with a note.
+
+A user limited to some sites sees and acknowledges their alarms alone: acknowledging
+another site's alarm is refused (403) and audited (``alarm.ack.denied``).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,8 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from console.alarms import AlarmError
-from console.web.auth import current_user, login_required
+from console.web import scope
+from console.web.auth import current_user, login_required, refuse, site_limit
 from console.web.forms import audit
 from console.web.queries import MAX_ROW_ID
 from console.web.render import render
@@ -17,7 +22,8 @@ from console.web.render import render
 async def _page(request: Request, status_code: int = 200, error: str | None = None) -> Response:
     ctx = request.app.state.ctx
     show = request.query_params.get("show", "open")
-    alarms = await to_thread.run_sync(lambda: ctx.alarms.list(open_only=show != "all", limit=200))
+    sites = site_limit(request)
+    alarms = await to_thread.run_sync(lambda: scope.alarms(ctx, sites, open_only=show != "all", limit=200))
     return render(request, "alarms.html", status_code=status_code, alarms=alarms, show=show, error=error)
 
 
@@ -37,6 +43,11 @@ async def acknowledge(request: Request) -> Response:
     try:
         if row_id > MAX_ROW_ID:  # the database would refuse the number itself, not find no alarm
             raise AlarmError(f"no alarm {row_id}")
+        found = await to_thread.run_sync(ctx.alarms.get, row_id)
+        if found is not None and not user.sees(found.site):
+            return await refuse(
+                request, "alarm.ack", f"#{row_id}", {"site": found.site}, message_key="error.not_your_site"
+            )
         alarm = await to_thread.run_sync(lambda: ctx.alarms.acknowledge(row_id, user.name, note))
     except (AlarmError, ValueError) as exc:
         return await _page(request, status_code=400, error=str(exc))

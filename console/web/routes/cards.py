@@ -10,8 +10,10 @@ Dates on the form are site-local days (``[flow] timezone``): "valid until 2026-1
 means through the end of that day where the gate stands, as for passes.  A photo is
 turned into the thumbnail the guard screens show and the card carries its digest.
 
-Roles: operators add, edit and remove single cards (like issuing a pass); a bulk import
-is an admin's.  Every change is audited.
+Roles: operators add, edit and remove single cards; a bulk import is an admin's.  The
+registry belongs to one site (``[cards] site``): a user limited to other sites sees
+none of it, and a change they attempt is refused (403) and audited (``card.denied``).
+Every change is audited.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from starlette.routing import BaseRoute, Route
 
 from console.credentials import CardRegistry
 from console.passes.office import RequestError, parse_window, parse_zones
-from console.web.auth import Endpoint, admin_required, login_required
+from console.web.auth import Endpoint, admin_required, login_required, refuse, sees
 from console.web.forms import MAX_FIELD_CHARS, PageError, audit, field_text, refused, thumbnail_folder
 from console.web.imports import ImportJob, RowProblem, job_events, job_page, read_csv, start_import
 from console.web.render import render
@@ -191,11 +193,19 @@ async def _photo_digest(request: Request, form: FormData) -> str | None:
     folder = thumbnail_folder(request)
     if folder is None:
         raise CardFormError("photo", "cards.error.no_thumbnails")
+    from console.photos import PhotoError, upload_slot
     from console.thumbnails import ThumbnailError, save_thumbnail
 
     try:
-        return await run_in_threadpool(save_thumbnail, folder, data)
-    except ThumbnailError:
+        with upload_slot():
+            return await run_in_threadpool(save_thumbnail, folder, data)
+    except PhotoError:  # no place for another photo now: refused before it was decoded
+        busy = CardFormError("photo", "cards.error.photo_busy")
+        busy.status = 503
+        raise busy from None
+    except ThumbnailError as exc:
+        if exc.reason in ("too_many_pixels", "too_much_memory"):
+            raise CardFormError("photo", "cards.error.photo_too_big", detail=str(exc)) from None
         raise CardFormError("photo", "cards.error.bad_photo") from None
 
 
@@ -244,6 +254,14 @@ def _with_registry(endpoint: RegistryPage) -> Endpoint:
     @functools.wraps(endpoint)
     async def wrapper(request: Request) -> Response:
         registry: CardRegistry | None = request.app.state.ctx.cards
+        site = request.app.state.ctx.config.cards.site if registry is not None else ""
+        if registry is not None and not sees(request, site):
+            if request.method == "POST":
+                target = f"card:{request.path_params.get('credential', '')[:100]}"
+                return await refuse(
+                    request, "card", target, {"site": site}, message_key="error.not_your_site"
+                )
+            return render(request, "error.html", status_code=403, message_key="error.not_your_site")
         if registry is None:
             return render(
                 request,

@@ -1,9 +1,12 @@
-"""The event list (with live tail), one event's detail, and exports of events and flow."""
+"""The event list (with live tail), one event's detail, and exports of events and flow.
+
+A user limited to some sites reads theirs alone (console/web/scope.py): a filter naming
+another site is refused (403), an event of another site is "not found", and the exports
+hold their sites' rows only.  Every CSV goes through console/web/spreadsheet.py.
+"""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -15,11 +18,12 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from console.web import queries
-from console.web.auth import login_required
+from console.web import queries, scope
+from console.web.auth import login_required, site_limit
 from console.web.forms import audit
 from console.web.hub import event_summary
 from console.web.render import render
+from console.web.spreadsheet import rows_text
 
 if TYPE_CHECKING:
     from console.store import StoredEvent
@@ -62,11 +66,14 @@ async def event_list(request: Request) -> Response:
     ctx = request.app.state.ctx
     zone = site_zone(request)
     flt = queries.EventFilter.parse(request.query_params, zone)
+    sites = site_limit(request)
+    if flt.site and not scope.visible(sites, flt.site):
+        return _other_site(request)
     before_row_id = queries.parse_row_id(request.query_params.get("before"))
     events, gates, types = await to_thread.run_sync(
         lambda: (
-            queries.search(ctx.store, flt, before_row_id=before_row_id, limit=PAGE),
-            ctx.store.gates(),
+            scope.search(ctx.store, flt, sites, before_row_id=before_row_id, limit=PAGE),
+            scope.gates(ctx.store, sites),
             queries.event_types(ctx.db),
         )
     )
@@ -78,7 +85,7 @@ async def event_list(request: Request) -> Response:
         gates=gates,
         types=types,
         next_before=events[-1].row_id if len(events) == PAGE else None,
-        live=before_row_id is None and flt.end is None,
+        live=before_row_id is None and flt.end is None and not flt.flagged,
         query=flt.query_string(),
         start_day=_local_day(flt.start, zone),
         end_day=_local_day(flt.end - timedelta(microseconds=1), zone) if flt.end else "",
@@ -89,33 +96,10 @@ async def event_list(request: Request) -> Response:
 async def event_detail(request: Request) -> Response:
     ctx = request.app.state.ctx
     event = await to_thread.run_sync(queries.get_event, ctx.db, request.path_params["event_id"])
-    if event is None:
+    if event is None or not scope.visible(site_limit(request), event.site):  # another site's: not here
         return render(request, "error.html", status_code=404, message_key="error.not_found")
     pretty = json.dumps(event.data, ensure_ascii=False, indent=2, sort_keys=True)
     return render(request, "event.html", event=event, data_json=pretty)
-
-
-def _cell(value: object) -> str:
-    """Text for a CSV cell that a spreadsheet will not run: a leading = + - @ becomes literal."""
-    if value is None:
-        return ""
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-    if text and text[0] in "=+-@\t\r":
-        text = "'" + text
-    return text
-
-
-def _csv_lines(rows: Iterator[list[object]], header: tuple[str, ...]) -> Iterator[str]:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(header)
-    for count, row in enumerate(rows, 1):
-        writer.writerow([_cell(value) for value in row])
-        if count % 500 == 0:
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
-    yield buffer.getvalue()
 
 
 def _json_lines(items: Iterator[dict[str, object]]) -> Iterator[str]:
@@ -166,6 +150,11 @@ def _event_dict(event: StoredEvent) -> dict[str, object]:
     }
 
 
+def _other_site(request: Request) -> Response:
+    """A filter naming a site this user does not see."""
+    return render(request, "error.html", status_code=403, message_key="error.not_your_site")
+
+
 def _bad_request(request: Request, errors: tuple[str, ...] | list[str]) -> Response:
     return render(request, "error.html", status_code=400, message_key="error.bad_filter", errors=list(errors))
 
@@ -188,10 +177,13 @@ async def export_events(request: Request) -> Response:
     flt = queries.EventFilter.parse(request.query_params, site_zone(request))
     if flt.errors:
         return _bad_request(request, flt.errors)
+    sites = site_limit(request)
+    if flt.site and not scope.visible(sites, flt.site):
+        return _other_site(request)
     await audit(request, "export", f"events.{fmt}", {"filter": flt.query_string()})
-    events = queries.iter_events(ctx.store, flt)
+    events = scope.iter_events(ctx.store, flt, sites)
     if fmt == "csv":
-        body = _csv_lines((_event_row(e) for e in events), CSV_COLUMNS)
+        body = rows_text(CSV_COLUMNS, (_event_row(e) for e in events))
     else:
         body = _json_lines(_event_dict(e) for e in events)
     return _download(body, "events", fmt)
@@ -212,12 +204,19 @@ async def export_flow(request: Request) -> Response:
         errors.append("error.bad_range")
     if errors:
         return _bad_request(request, errors)
-    await audit(request, "export", f"flow.{fmt}", {"filter": flt.query_string()})
-    rows = await to_thread.run_sync(lambda: ctx.store.flow(flt.site or None, flt.gate or None, start, end))
-    if fmt == "csv":
-        body = _csv_lines(
-            ([r.site, r.gate, r.hour, r.entries, r.exits, r.denied] for r in rows), FLOW_COLUMNS
+    sites = site_limit(request)
+    if flt.site and not scope.visible(sites, flt.site):
+        return _other_site(request)
+    # flood-flagged events are in the flow (docs/console.md); ``exclude_flagged=1`` recomputes it without them
+    exclude = request.query_params.get("exclude_flagged") == "1"
+    await audit(request, "export", f"flow.{fmt}", {"filter": flt.query_string(), "exclude_flagged": exclude})
+    rows = await to_thread.run_sync(
+        lambda: scope.flow(
+            ctx.store, flt.site or None, flt.gate or None, start, end, sites, exclude_flagged=exclude
         )
+    )
+    if fmt == "csv":
+        body = rows_text(FLOW_COLUMNS, ([r.site, r.gate, r.hour, r.entries, r.exits, r.denied] for r in rows))
     else:
         body = _json_lines({k: getattr(r, k) for k in FLOW_COLUMNS} for r in rows)
     return _download(body, "flow", fmt)

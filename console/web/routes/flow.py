@@ -5,13 +5,17 @@ hours) per request; at a few gates that is milliseconds, and with the store's ho
 rollup the month is a small index range even at a thousand gates.  The work runs in a
 thread so the server keeps answering other pages meanwhile.  ``/flow/export.csv`` and
 ``/flow/export.json`` give the same figures to spreadsheets and scripts.
+
+A user limited to some sites picks among their own checkpoints: "all posts" sums every
+site's gates (``console/flow.py`` has no per-site sum), so such a user is shown their
+first checkpoint instead, and a post of another site — or a bare gate name, which means
+that gate at every site — is refused (403).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
+from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
 
@@ -27,12 +31,16 @@ from console.flow import (
     FlowReport,
     FlowSettings,
     build_report,
+    post_key,
     roster,
+    split_post,
 )
-from console.web.auth import login_required
+from console.web import scope
+from console.web.auth import login_required, site_limit
 from console.web.charts import ChartText, day_chart, month_chart
 from console.web.forms import audit
 from console.web.render import render
+from console.web.spreadsheet import rows_text
 from protocol import validate_name
 
 log = logging.getLogger("gatepost.console.web.flow")
@@ -43,10 +51,11 @@ MAX_POST_CHARS = 130
 class FlowQueryError(ValueError):
     """A query parameter of the flow page that cannot be used; ``key`` is its message's translation key."""
 
-    def __init__(self, key: str, value: str) -> None:
+    def __init__(self, key: str, value: str, status: int = 400) -> None:
         super().__init__(f"{key}: {value!r}")
         self.key = key
         self.value = value
+        self.status = status
 
 
 def settings_of(request: Request) -> FlowSettings:
@@ -89,7 +98,10 @@ async def _report(request: Request) -> FlowReport:
     ctx = request.app.state.ctx
     settings = settings_of(request)
     day, post, kind = parse_query(request, settings)
-    return await run_in_threadpool(
+    sites = site_limit(request)
+    if sites is not None:
+        post = await _own_post(request, post, sites)
+    report = await run_in_threadpool(
         build_report,
         ctx.store,
         ctx.db,
@@ -99,6 +111,22 @@ async def _report(request: Request) -> FlowReport:
         kind=kind,
         cache=request.app.state.plan_cache,
     )
+    if sites is not None:
+        report = replace(report, posts=tuple(p for p in report.posts if p.partition("/")[0] in sites))
+    return report
+
+
+async def _own_post(request: Request, post: str | None, sites: frozenset[str]) -> str:
+    """The post a user limited to ``sites`` may see: the one asked for if theirs, else their first."""
+    if post is None:
+        posts = await run_in_threadpool(scope.gates, request.app.state.ctx.store, sites)
+        if not posts:
+            raise FlowQueryError("flow.error.no_posts", "", status=404)
+        return post_key(*posts[0])
+    site, _gate = split_post(post)
+    if site is None or site not in sites:
+        raise FlowQueryError("flow.error.other_site", post[:40], status=403)
+    return post
 
 
 @login_required
@@ -109,7 +137,12 @@ async def flow_page(request: Request) -> Response:
     except FlowQueryError as exc:
         log.info("flow page refused %s", exc)
         return render(
-            request, "flow/page.html", status_code=400, error_key=exc.key, error_value=exc.value, report=None
+            request,
+            "flow/page.html",
+            status_code=exc.status,
+            error_key=exc.key,
+            error_value=exc.value,
+            report=None,
         )
     t = render_translator(request)
     series = (t("flow.chart.entries"), t("flow.chart.exits"), t("flow.chart.denied"))
@@ -173,7 +206,7 @@ async def _export_report(request: Request) -> FlowReport | Response:
     try:
         return await _report(request)
     except FlowQueryError as exc:
-        return JSONResponse({"error": exc.key.rsplit(".", 1)[-1], "value": exc.value}, status_code=400)
+        return JSONResponse({"error": exc.key.rsplit(".", 1)[-1], "value": exc.value}, status_code=exc.status)
 
 
 @login_required
@@ -193,23 +226,19 @@ async def export_csv(request: Request) -> Response:
     report = await _export_report(request)
     if isinstance(report, Response):
         return report
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(
-        ["section", "post", "day", "start", "entries", "exits", "denied", "peak", "rate", "guards", "change"]
-    )
+    rows: list[list[object]] = []
     for post, slots in report.hours.items():
         for s in slots:
-            writer.writerow(
+            rows.append(
                 ["hour", post, report.day, s.label, s.entries, s.exits, s.denied, int(s.peak), "", "", ""]
             )
     for d in report.month:
-        writer.writerow(
+        rows.append(
             ["day", report.post or "", d.day, "", d.entries, d.exits, d.denied, int(d.peak), "", "", ""]
         )
     for plan in report.plans:
         for slot in plan.slots:
-            writer.writerow(
+            rows.append(
                 [
                     "staffing",
                     plan.post,
@@ -224,9 +253,22 @@ async def export_csv(request: Request) -> Response:
                     slot.delta,
                 ]
             )
+    header = (
+        "section",
+        "post",
+        "day",
+        "start",
+        "entries",
+        "exits",
+        "denied",
+        "peak",
+        "rate",
+        "guards",
+        "change",
+    )
     await audit(request, "flow.export", "flow", {"format": "csv", "day": report.day, "post": report.post})
     return Response(
-        out.getvalue(),
+        "".join(rows_text(header, rows)),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="flow-{report.day}.csv"'},
     )

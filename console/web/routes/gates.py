@@ -1,4 +1,11 @@
-"""The gates overview, the live stream every page listens to, and remote unlock."""
+"""The gates overview, the live stream every page listens to, and remote unlock.
+
+An operator limited to some sites sees their gates alone, here and in the stream; the
+unlock button shows on the gates they may open, and the unlock itself checks the
+``unlock`` permission for that gate: without it the answer is 403 and an audit entry
+(``unlock.denied``) naming the operator.  The command carries the session's operator
+name, so the gate's event and the audit log name the same person.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +18,9 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from console.web.auth import current_user, login_required
+from console.users import Permission
+from console.web import scope
+from console.web.auth import current_user, login_required, may, refuse, sees, site_limit
 from console.web.forms import audit
 from console.web.hub import is_close, sse_format
 from console.web.render import render
@@ -24,11 +33,20 @@ STREAM_KINDS = frozenset({"event", "gate", "alarm"})
 @login_required
 async def overview(request: Request) -> Response:
     ctx = request.app.state.ctx
-    rows = request.app.state.board.rows()
-    open_alarms = await to_thread.run_sync(ctx.alarms.open_count)
+    limit = site_limit(request)
+    rows = [row for row in request.app.state.board.rows() if limit is None or row.site in limit]
+    open_alarms = await to_thread.run_sync(scope.open_alarm_count, ctx, limit)
     # the registry's current version, so a gate holding an older card list shows "v12 of 14"
     cards_current = await to_thread.run_sync(lambda: ctx.cards.version) if ctx.cards is not None else None
-    return render(request, "overview.html", gates=rows, open_alarms=open_alarms, cards_current=cards_current)
+    unlockable = {(row.site, row.gate) for row in rows if may(request, Permission.UNLOCK, row.site, row.gate)}
+    return render(
+        request,
+        "overview.html",
+        gates=rows,
+        open_alarms=open_alarms,
+        cards_current=cards_current,
+        unlockable=unlockable,
+    )
 
 
 @login_required
@@ -37,16 +55,19 @@ async def stream(request: Request) -> Response:
 
     ``?kinds=event,gate`` picks what to receive; ``gate``, ``type``, ``reason``, ``holder``
     filter events like the list.  A comment every 15 s keeps proxies from closing an idle
-    stream and lets the server notice a closed tab.
+    stream and lets the server notice a closed tab.  A user limited to some sites receives
+    only theirs; each gate message says whether this user may unlock that gate.
     """
     hub = request.app.state.ctx.hub
+    user = current_user(request)
+    assert user is not None
     kinds = {k for k in request.query_params.get("kinds", "event,gate,alarm").split(",") if k in STREAM_KINDS}
     filters = {
         key: request.query_params.get(key, "")[:100]
         for key in ("site", "gate", "type", "reason", "holder")
         if request.query_params.get(key)
     }
-    sub = hub.subscribe(kinds or STREAM_KINDS, filters)
+    sub = hub.subscribe(kinds or STREAM_KINDS, filters, sites=user.site_limit)
 
     async def body() -> AsyncIterator[bytes]:
         try:
@@ -60,6 +81,11 @@ async def stream(request: Request) -> Response:
                 if is_close(message):
                     return
                 kind, payload = message
+                if kind == "gate":
+                    payload = {
+                        **payload,
+                        "unlock": user.may(Permission.UNLOCK, payload["site"], payload["gate"]),
+                    }
                 yield sse_format(kind, payload)
         finally:
             hub.unsubscribe(sub)
@@ -81,8 +107,10 @@ def _gate(request: Request) -> tuple[str, str] | None:
 @login_required
 async def unlock_confirm(request: Request) -> Response:
     names = _gate(request)
-    if names is None:
+    if names is None or not sees(request, names[0]):
         return render(request, "error.html", status_code=404, message_key="error.not_found")
+    if not may(request, Permission.UNLOCK, *names):
+        return render(request, "error.html", status_code=403, message_key="error.no_unlock")
     seconds = request.app.state.ctx.config.web.unlock_seconds
     return render(request, "unlock.html", site=names[0], gate=names[1], seconds=seconds, result=None)
 
@@ -97,6 +125,11 @@ async def unlock(request: Request) -> Response:
     async with request.form() as form:
         confirmed = form.get("confirm") == "yes"
     site, gate = names
+    if not may(request, Permission.UNLOCK, site, gate):
+        reason = "no_permission" if sees(request, site) else "not_your_site"
+        return await refuse(
+            request, "unlock", f"{site}/{gate}", {"reason": reason}, message_key="error.no_unlock"
+        )
     seconds = ctx.config.web.unlock_seconds
     if not confirmed:
         return render(

@@ -6,19 +6,27 @@ share one serial counter, one register and one revocation list.  The office's SQ
 connection belongs to the thread that opened it, so each request opens the office,
 does its work and closes it inside one worker thread.
 
-Roles: an operator issues, prints and revokes; a bulk import is an admin's (a wrong
-spreadsheet can issue a thousand passes).  Every action is audited.  A revocation is
-published to the gates at once (the signed list, retained on the broker); if the broker
-cannot be reached, the revocation is still recorded and the page says so and offers to
-publish again.
+Who may: the office belongs to one site, and a user limited to other sites sees none of
+it.  Issuing, printing, revoking, publishing and handing out a dynamic pass's phone key
+need the ``passes`` permission for that site (console/users.py): a printed card and a
+phone key *are* the credential, so only those who issue passes get them, and every
+download is audited.  Without the permission the answer is 403 and an audit entry
+(``pass.…denied``); reading the list and a pass's details needs only the site.  A bulk
+import is an admin's (a wrong spreadsheet can issue a thousand passes); its ``photo``
+column names files uploaded with the CSV, never a path on the server.  Every action is
+audited.  A revocation is published to the gates at once (the signed list, retained on
+the broker); if the broker cannot be reached, the revocation is still recorded and the
+page says so and offers to publish again.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import tempfile
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +38,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from console import photos
 from console.passes.office import (
     MAX_PHOTO_BYTES,
     Office,
@@ -44,7 +53,9 @@ from console.passes.office import (
     parse_window,
     parse_zones,
 )
-from console.web.auth import admin_required, login_required
+from console.photos import PhotoError
+from console.users import Permission
+from console.web.auth import Endpoint, admin_required, current_user, login_required, refuse
 from console.web.forms import MAX_FIELD_CHARS, PageError, audit, field_text, refused, thumbnail_folder
 from console.web.imports import ImportJob, RowProblem, job_events, job_page, job_state, read_csv, start_import
 from console.web.render import render
@@ -59,6 +70,9 @@ MAX_GENERATIONS = 1000
 MAX_CSV_BYTES = 20 * 1024 * 1024
 MAX_REASON_CHARS = 500
 PHOTO_TYPES = {".jpg", ".jpeg", ".png", ".webp"}
+MAX_IMPORT_PHOTOS = 500
+"""Photos one import may carry (the security middleware parses at most 1000 files); the
+request body's 64 MiB bounds their bytes."""
 PUBLISH_TIMEOUT_S = 3.0
 """How long the operator waits for the broker after a revocation before the page says "not sent yet"."""
 
@@ -88,6 +102,57 @@ async def with_office(request: Request, work: Callable[[Office], T]) -> T:
             return work(office)
 
     return await run_in_threadpool(run)
+
+
+async def office_site(request: Request) -> str:
+    """The site the office issues for; read once per office folder (it does not change)."""
+    directory = _office_dir(request)
+    known: dict[Path, str] | None = getattr(request.app.state, "office_sites", None)
+    if known is None:
+        known = request.app.state.office_sites = {}
+    if directory not in known:
+        known[directory] = await with_office(request, lambda office: office.bundle.site)
+    return known[directory]
+
+
+def guarded(
+    *, permission: Permission | None = None, action: str | None = None
+) -> Callable[[Endpoint], Endpoint]:
+    """Let the request through only if the user sees the office's site (and holds ``permission`` there).
+
+    Refused with 403; when ``action`` is given (a change, or a file that is a credential)
+    the refusal is audited as ``<action>.denied``.  Without an office the page itself
+    says so.
+    """
+
+    def wrap(endpoint: Endpoint) -> Endpoint:
+        @functools.wraps(endpoint)
+        async def wrapper(request: Request) -> Response:
+            try:
+                site = await office_site(request)
+            except PageError:
+                return await endpoint(request)
+            user = current_user(request)
+            assert user is not None
+            if user.sees(site) and (permission is None or user.may(permission, site)):
+                return await endpoint(request)
+            key = "error.not_your_site" if not user.sees(site) else "error.no_passes"
+            if action is None:
+                return render(request, "error.html", status_code=403, message_key=key)
+            serial = request.path_params.get("serial")
+            target = f"pass:{serial}" if serial is not None else f"site:{site}"
+            return await refuse(
+                request, action, target, {"site": site, "wanted": str(permission)}, message_key=key
+            )
+
+        return wrapper
+
+    return wrap
+
+
+def may_issue(request: Request, site: str) -> bool:
+    user = current_user(request)
+    return user is not None and user.may(Permission.PASSES, site)
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,23 +337,49 @@ def _error_page(request: Request, template: str, exc: Exception, **ctx: Any) -> 
 
 
 @login_required
+@guarded()
 async def list_page(request: Request) -> Response:
     query = request.query_params.get("q", "")[:MAX_FIELD_CHARS]
     try:
-        rows = await with_office(request, lambda office: search_passes(office, query))
+        rows, site = await with_office(
+            request, lambda office: (search_passes(office, query), office.bundle.site)
+        )
     except PageError as exc:
         return _error_page(request, "passes/list.html", exc, rows=[], q=query)
-    return render(request, "passes/list.html", rows=rows, q=query)
+    return render(request, "passes/list.html", rows=rows, q=query, can_issue=may_issue(request, site))
 
 
 @login_required
+@guarded(permission=Permission.PASSES)
 async def new_page(request: Request) -> Response:
     return render(request, "passes/new.html", roles=ROLES, form={})
 
 
 @login_required
+@guarded(permission=Permission.PASSES, action="pass.issue")
 async def issue(request: Request) -> Response:
+    """Issue, print and thumbnail one pass; with a photo, only while one of the upload places is free."""
     form = await request.form(max_files=1, max_fields=20)
+    upload = form.get("photo")
+    try:
+        with photos.upload_slot() if isinstance(upload, UploadFile) and upload.filename else nullcontext():
+            return await _issue(request, form)
+    except PhotoError as exc:  # no place: refused before anything was spent on it
+        await form.close()
+        log.info("pass issue refused: %s", exc)
+        values = {k: v for k, v in form.items() if isinstance(v, str)}
+        page = _error_page(
+            request,
+            "passes/new.html",
+            PageError("passes.error.photo_busy", status=503),
+            roles=ROLES,
+            form=values,
+        )
+        page.headers["retry-after"] = "5"
+        return page
+
+
+async def _issue(request: Request, form: FormData) -> Response:
     values = {k: v for k, v in form.items() if isinstance(v, str)}
     pass_req: PassRequest | None = None
     try:
@@ -360,8 +451,18 @@ async def _pass_page(request: Request, template: str, **extra: Any) -> Response:
 
 
 @login_required
+@guarded()
 async def show_page(request: Request) -> Response:
-    return await _pass_page(request, "passes/show.html", issued=request.query_params.get("issued") == "1")
+    try:
+        site = await office_site(request)
+    except PageError:
+        site = ""  # no office: the page says so
+    return await _pass_page(
+        request,
+        "passes/show.html",
+        issued=request.query_params.get("issued") == "1",
+        can_issue=may_issue(request, site),
+    )
 
 
 def _printed(request: Request, name: str, missing: str) -> Path | Response:
@@ -376,6 +477,7 @@ def _printed(request: Request, name: str, missing: str) -> Path | Response:
 
 
 @login_required
+@guarded(permission=Permission.PASSES, action="pass.print")
 async def card_file(request: Request) -> Response:
     """The printed card (PNG to look at, PDF to print); a download or a PDF is audited as a print."""
     serial = request.path_params["serial"]
@@ -402,6 +504,7 @@ async def card_file(request: Request) -> Response:
 
 
 @login_required
+@guarded(permission=Permission.PASSES, action="pass.phone_key")
 async def phone_file(request: Request) -> Response:
     serial = request.path_params["serial"]
     path = _printed(request, f"{serial}.phone.json", "not_a_dynamic_pass")
@@ -412,6 +515,7 @@ async def phone_file(request: Request) -> Response:
 
 
 @login_required
+@guarded(permission=Permission.PASSES)
 async def revoke_page(request: Request) -> Response:
     return await _pass_page(request, "passes/revoke.html")
 
@@ -419,14 +523,14 @@ async def revoke_page(request: Request) -> Response:
 def publish(request: Request, public: Path, site: str) -> str | None:
     """Send the signed documents to the site's gates; ``None`` when done, else why not."""
     from console.documents import PublishError, publish_documents
+    from protocol.identity import ConsoleConnection
 
     config = request.app.state.ctx.config
     try:
         publish_documents(
-            config.mqtt.endpoint(),
+            config.mqtt.endpoint().for_connection(ConsoleConnection.WEB),
             site,
             public,
-            client_id=f"console-{config.name}-web-publish",
             timeout=PUBLISH_TIMEOUT_S,
         )
     except (PublishError, GatepostError, OSError) as exc:
@@ -436,6 +540,7 @@ def publish(request: Request, public: Path, site: str) -> str | None:
 
 
 @login_required
+@guarded(permission=Permission.PASSES, action="pass.revoke")
 async def revoke(request: Request) -> Response:
     serial = request.path_params["serial"]
     form = await request.form(max_files=0, max_fields=10)
@@ -471,6 +576,7 @@ async def revoke(request: Request) -> Response:
 
 
 @login_required
+@guarded(permission=Permission.PASSES, action="pass.publish")
 async def publish_again(request: Request) -> Response:
     """Publish the current trust bundle and revocation list (after a failed attempt, or to be sure)."""
     try:
@@ -498,11 +604,34 @@ async def import_page(request: Request) -> Response:
     return render(request, "passes/import.html")
 
 
+async def import_photos(form: FormData) -> dict[str, bytes]:
+    """The photos uploaded with a CSV, by file name: the only photos its rows may name."""
+    found: dict[str, bytes] = {}
+    uploads = [u for u in form.getlist("photos") if isinstance(u, UploadFile) and u.filename]
+    if len(uploads) > MAX_IMPORT_PHOTOS:
+        raise PageError("passes.error.too_many_photos", limit=MAX_IMPORT_PHOTOS)
+    for upload in uploads:
+        name = Path(upload.filename or "").name[:100]
+        suffix = Path(name).suffix.lower()
+        if suffix not in PHOTO_TYPES:
+            raise PageError(
+                "passes.error.import_photo", name=name, detail=f"{suffix or 'no extension'}: use JPEG or PNG"
+            )
+        if name in found:
+            raise PageError("passes.error.import_photo", name=name, detail="chosen twice")
+        data = await upload.read(MAX_PHOTO_BYTES + 1)
+        if len(data) > MAX_PHOTO_BYTES:
+            raise PageError("passes.error.import_photo", name=name, detail=f"over {MAX_PHOTO_BYTES} bytes")
+        found[name] = data
+    return found
+
+
 @admin_required
 async def import_start(request: Request) -> Response:
-    form = await request.form(max_files=1, max_fields=5)
+    form = await request.form(max_files=MAX_IMPORT_PHOTOS + 1, max_fields=10)
     try:
         upload = await read_csv(form, MAX_CSV_BYTES, "passes")
+        uploaded = await import_photos(form)
         directory = _office_dir(request)
     except PageError as exc:
         return refused(request, "passes/import.html", exc)
@@ -517,6 +646,12 @@ async def import_start(request: Request) -> Response:
         with tempfile.TemporaryDirectory(prefix="gatepost-import-") as tmp:
             path = Path(tmp) / "passes.csv"
             path.write_bytes(data)
+            photos = Path(tmp) / "photos"
+            photos.mkdir()
+            named: dict[str, Path] = {}
+            for index, (name, photo) in enumerate(uploaded.items()):
+                named[name] = photos / f"{index}{Path(name).suffix.lower()}"  # our name, not the sender's
+                named[name].write_bytes(photo)
             job.update(total=count_rows(path))
             find_cjk_font()
             with Office.open(directory) as office:
@@ -532,7 +667,10 @@ async def import_start(request: Request) -> Response:
                     return issued.pass_.serial
 
                 result = run_batch(
-                    path, issue_one, progress=lambda done, total: job.update(done=done, total=total)
+                    path,
+                    issue_one,
+                    progress=lambda done, total: job.update(done=done, total=total),
+                    photos=named,
                 )
             job.update(
                 problems=[RowProblem(e.line, e.column, str(e.reason), e.detail) for e in result.rejected],

@@ -57,16 +57,26 @@
       if (empty) empty.remove();
       row = document.createElement("tr");
       row.id = id;
-      var names = ["name", "state", "state_since", "door", "last_event", "backlog", "clock_trusted", "revocation", "cards", "unlock"];
+      var names = ["name", "state", "state_since", "door", "last_event", "backlog", "gaps", "clock_trusted", "revocation", "cards", "unlock"];
       names.forEach(function (n) { var td = el("td"); td.dataset.field = n; row.appendChild(td); });
       fill(row.querySelector('[data-field="name"]'), link("/events?site=" + encodeURIComponent(g.site) + "&gate=" + encodeURIComponent(g.gate), g.site + "/" + g.gate));
-      var unlock = link("/gates/" + encodeURIComponent(g.site) + "/" + encodeURIComponent(g.gate) + "/unlock", t("gates.unlock"));
-      unlock.className = "button small";
-      fill(row.querySelector('[data-field="unlock"]'), unlock);
+      if (g.unlock) {  // the server says whether this user may unlock this gate
+        var unlock = link("/gates/" + encodeURIComponent(g.site) + "/" + encodeURIComponent(g.gate) + "/unlock", t("gates.unlock"));
+        unlock.className = "button small";
+        fill(row.querySelector('[data-field="unlock"]'), unlock);
+      }
       table.tBodies[0].appendChild(row);
     }
     function cell(name) { return row.querySelector('[data-field="' + name + '"]'); }
     fill(cell("state"), el("span", t("state." + g.state), "state state-" + g.state));
+    if (g.status_contradicted) {
+      var odd = el("span", " " + t("gates.contradicted"), "warn");
+      odd.title = t("gates.contradicted_title");
+      cell("state").appendChild(odd);
+    }
+    if (g.confirmed === false) {
+      cell("state").appendChild(el("span", " " + fmt(t("gates.unconfirmed"), { since: shortTime(g.unconfirmed_since) }), "warn unconfirmed"));
+    }
     cell("state_since").textContent = shortTime(g.state_since);
     if (g.door) fill(cell("door"), el("span", t("door." + g.door), "door door-" + g.door));
     if (g.last_event_type) {
@@ -74,7 +84,15 @@
         : "/events?site=" + encodeURIComponent(g.site) + "&gate=" + encodeURIComponent(g.gate);
       fill(cell("last_event"), link(href, g.last_event_type), document.createTextNode(" " + shortTime(g.last_event_time)));
     }
-    cell("backlog").textContent = g.backlog === null || g.backlog === undefined ? "–" : g.backlog;
+    if (g.backlog === null || g.backlog === undefined) cell("backlog").textContent = "–";
+    else fill(cell("backlog"), document.createTextNode(g.backlog + " "), el("span", "· " + shortTime(g.backlog_at), "muted"));
+    if (g.gaps) {
+      var holes = el("span", g.gap_ranges, "bad");
+      holes.title = t("gates.gaps_title");
+      fill(cell("gaps"), holes, el("span", " · " + fmt(t("gates.gap_missing"), { count: g.gap_missing }), "muted"));
+    } else {
+      cell("gaps").textContent = "0";
+    }
     if (g.clock_trusted === true) cell("clock_trusted").textContent = t("gates.clock_ok");
     else if (g.clock_trusted === false) fill(cell("clock_trusted"), el("span", t("gates.clock_untrusted"), "warn"));
     if (g.revocation_version !== null && g.revocation_version !== undefined) {
@@ -109,6 +127,8 @@
     var first = el("td");
     first.appendChild(link("/events/" + e.id, shortTime(e.time)));
     if (!e.clock_trusted) { var q = el("span", " ?", "warn"); q.title = t("events.untrusted"); first.appendChild(q); }
+    if (e.flags & 2) first.appendChild(el("span", " " + t("events.flag_backdated"), "bad flag"));
+    if (e.flags & 4) first.appendChild(el("span", " " + t("events.flag_flood"), "bad flag"));
     row.appendChild(first);
     row.appendChild(el("td", e.site + "/" + e.gate));
     row.appendChild(el("td", e.seq));
@@ -125,7 +145,8 @@
   function alarm(a) {
     if (badge) {
       var n = parseInt(badge.textContent || "0", 10) || 0;
-      n = a.acked_at ? Math.max(0, n - 1) : n + 1;
+      // one open alarm per kind and gate: a further occurrence updates it (opened false) and adds none
+      n = a.acked_at ? Math.max(0, n - 1) : a.opened === false ? n : n + 1;
       badge.textContent = n ? String(n) : "";
     }
     var note = document.getElementById("alarm-new");

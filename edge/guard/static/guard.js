@@ -184,7 +184,7 @@ async function post(form, url) {
       field.setAttribute("aria-invalid", "true");
       field.focus();
     }
-    if (body.error === "pin_wrong" || body.error === "pin_locked") form.elements.namedItem("pin").value = "";
+    if (String(body.error).startsWith("pin_")) form.elements.namedItem("pin").value = "";
     return null;
   }
   message.textContent = "";

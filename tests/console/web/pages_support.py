@@ -40,6 +40,8 @@ class Console:
             name = f"{role}1"
             if self.ctx.users.get(name) is None:
                 self.ctx.users.add(name, PASSWORD, role)
+                if role == "operator":  # these pages' tests act as an operator who issues passes
+                    self.ctx.users.grant(name, "passes", "*")
             result = self.ctx.users.login(name, PASSWORD, lang=lang)
             client.cookies.set(SESSION_COOKIE, result.token)
         return client
@@ -113,6 +115,8 @@ def browser_login(page: object, base: str, console: Console, role: str = "operat
     name = f"{role}1"
     if console.ctx.users.get(name) is None:
         console.ctx.users.add(name, PASSWORD, role)
+        if role == "operator":
+            console.ctx.users.grant(name, "passes", "*")
     page.goto(f"{base}/login")  # type: ignore[attr-defined]
     page.fill("#name", name)  # type: ignore[attr-defined]
     page.fill("#password", PASSWORD)  # type: ignore[attr-defined]

@@ -32,7 +32,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from console import documents
-from console.passes.office import Office, PassRequest
+from console.passes.office import PassRequest
 from console.web import middleware
 from console.web.app import create_app, routes
 from console.web.i18n import translator
@@ -42,6 +42,7 @@ from protocol.credentials import CardEntry
 from protocol.passes import Role
 from tests.console.web.pages_support import PASSWORD, Console, csrf_of, web_console
 from tests.console.web.web_support import make_event
+from tests.offices import create_office
 
 PUBLIC = frozenset(
     {("GET", "/login"), ("POST", "/login"), ("POST", "/logout"), ("POST", "/lang"), ("GET", "/healthz")}
@@ -191,7 +192,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     patch = pytest.MonkeyPatch()
     patch.setattr(documents, "publish_documents", _unreachable_broker)
     office_dir = tmp / "office"
-    with Office.create(office_dir, site="longtan", site_id=7) as office:
+    with create_office(office_dir, site="longtan", site_id=7) as office:
         serial = office.issue(PassRequest("王小明", "3-2-501", Role.RESIDENT, days=30)).pass_.serial
     with web_console(tmp, office=office_dir, cards=True) as console:
         ctx = console.ctx
@@ -223,6 +224,10 @@ def browser(site: Site, role: str | None, lang: str = "en") -> Iterator[TestClie
         name = f"{role}1"
         if ctx.users.get(name) is None:
             ctx.users.add(name, PASSWORD, role)
+            # an operator holding what operators can be granted, so every route is entered
+            if role == "operator":
+                for permission in ("unlock", "passes"):
+                    ctx.users.grant(name, permission, "*")
         cookies[SESSION_COOKIE] = ctx.users.login(name, PASSWORD, lang=lang).token
     with TestClient(
         site.console.app,

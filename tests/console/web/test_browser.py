@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from console.db import now_text
+from console.store import LinkKind, LinkState
 from tests.console.web.web_support import PASSWORD, Web, make_event, make_status, serve
 
 SHOTS = Path(__file__).resolve().parents[3] / "docs" / "screenshots"
@@ -23,6 +25,7 @@ SHOTS = Path(__file__).resolve().parents[3] / "docs" / "screenshots"
 @pytest.fixture
 def served(web: Web) -> Iterator[tuple[Web, str]]:
     web.add_user("ana")
+    web.ctx.users.grant("ana", "unlock", "longtan")  # the overview shows unlock where it is granted
     now = datetime.now(UTC)
     web.store.commit(
         [
@@ -57,6 +60,8 @@ def served(web: Web) -> Iterator[tuple[Web, str]]:
             make_status("longtan", "building-3", "online", backlog=2, clock_trusted=True, version="0.1.0"),
             make_status("longtan", "east", "offline"),
         ],
+        # an ingestor connected to the broker (console/ingest.py records it): states are confirmed
+        link=LinkState("console", LinkKind.CONNECTED, "2000-01-01T00:00:00.000000Z", now_text()),
     )
     server = serve(web)
     try:

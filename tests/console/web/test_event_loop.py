@@ -19,16 +19,16 @@ import pytest
 from PIL import Image
 
 import console.thumbnails
-from console.passes.office import Office
 from tests.console.web.pages_support import Console, audit_actions, csrf_of, web_console
 from tests.console.web.web_support import make_event
+from tests.offices import create_office
 
 CARD = "wiegand26:13:13067"
 
 
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[Console]:
-    Office.create(tmp_path / "office", site="longtan", site_id=7).close()
+    create_office(tmp_path / "office", site="longtan", site_id=7).close()
     with web_console(tmp_path, office=tmp_path / "office", cards=True) as c:
         yield c
 

@@ -106,8 +106,10 @@ def test_flow_export_counts_entries_exits_and_denials_per_hour(web: Web):
         assert table[("north", "2026-11-29T08")] == (0, 1, 1)
         assert table[("south", "2026-11-29T08")] == (1, 0, 0)
         text = client.get("/export/flow.csv?gate=south&start=2026-11-29&end=2026-11-29").text
-        assert text.splitlines()[0] == "site,gate,hour,entries,exits,denied"
-        assert all(line.startswith("s1,south,") for line in text.splitlines()[1:])
+        lines = list(csv.reader(io.StringIO(text)))
+        assert lines[0] == ["site", "gate", "hour", "entries", "exits", "denied"]
+        assert all(line[:2] == ["s1", "south"] for line in lines[1:])
+        assert text.splitlines()[1].startswith('"s1","south",')  # every field quoted (OWASP)
         assert client.get("/export/flow.csv?start=2020-01-01&end=2026-01-01").status_code == 400
 
 

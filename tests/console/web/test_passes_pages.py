@@ -14,12 +14,13 @@ from PIL import Image
 from console.passes.office import Office
 from console.web.imports import ImportJob, jobs_of
 from tests.console.web.pages_support import Console, audit_actions, csrf_of, web_console
+from tests.offices import create_office
 
 
 @pytest.fixture
 def office_dir(tmp_path: Path) -> Path:
     directory = tmp_path / "office"
-    Office.create(directory, site="longtan", site_id=7).close()
+    create_office(directory, site="longtan", site_id=7).close()
     return directory
 
 

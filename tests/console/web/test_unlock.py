@@ -13,18 +13,27 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 
 from broker.launcher import Broker
-from console.commands import CommandClient
+from console.commands import CommandClient, OfficeCommandSigner
 from edge.agent import GateAgent
 from edge.config import EdgeConfig
 from protocol import decode_event
 from tests.console.web.web_support import Web, login, post_form
+from tests.offices import create_office, gate_passes_section
 from tests.waiting import wait_until
 
 PINS = {"relay": "GPIO17", "contact": "GPIO27", "exit_button": "GPIO22"}
 
 
 @pytest.fixture
-def door_gate(tmp_path: Path, broker: Broker, unique_name: str) -> Iterator[GateAgent]:
+def office(tmp_path: Path) -> Path:
+    """The site office whose command key the console signs with and whose root the gate pins."""
+    directory = tmp_path / "office"
+    create_office(directory, site="s1").close()
+    return directory
+
+
+@pytest.fixture
+def door_gate(tmp_path: Path, broker: Broker, unique_name: str, office: Path) -> Iterator[GateAgent]:
     creds = broker.add_gate("s1", unique_name)
     secret = tmp_path / "gate.secret"
     secret.write_text(creds.password)
@@ -43,6 +52,7 @@ def door_gate(tmp_path: Path, broker: Broker, unique_name: str) -> Iterator[Gate
             "clock": {"trust": "trusted"},
             "gpio": {"pin_factory": "mock"},
             "door": {"pins": PINS, "behaviour": {"unlock_s": 1.0, "max_unlock_s": 5.0}},
+            "passes": gate_passes_section(office, tmp_path / "gate-passes"),
         }
     )
     agent = GateAgent(config, pin_factory=MockFactory())
@@ -59,12 +69,13 @@ def _outbox_types(agent: GateAgent) -> list[tuple[str, dict]]:
 
 
 def test_an_operator_unlocks_a_door_through_the_page(
-    web_factory: Callable[..., Web], broker: Broker, door_gate: GateAgent
+    web_factory: Callable[..., Web], broker: Broker, door_gate: GateAgent, office: Path
 ):
     creds = broker.add_console("console")
-    web = web_factory(endpoint=broker.endpoint(creds), unlock_seconds=2.0)
+    web = web_factory(endpoint=broker.endpoint(creds), unlock_seconds=2.0, office=str(office))
     web.add_user("ana")
     gate = door_gate.config.gate
+    web.ctx.users.grant("ana", "unlock", f"s1/{gate}")  # unlock is granted per gate (or site)
     with web.client() as client:
         login(client, "ana")
         assert web.ctx.commands is not None and web.ctx.commands.wait_connected(10)
@@ -85,8 +96,11 @@ def test_an_operator_unlocks_a_door_through_the_page(
     assert entry.detail["status"] == "ok" and entry.detail["command_id"] == unlocked["command_id"]
 
 
-def test_a_refusal_and_a_silent_gate_are_reported_not_hidden(broker: Broker, door_gate: GateAgent):
-    client = CommandClient(broker.endpoint(broker.add_console("console")), name="t").start()
+def test_a_refusal_and_a_silent_gate_are_reported_not_hidden(
+    broker: Broker, door_gate: GateAgent, office: Path
+):
+    signer = OfficeCommandSigner(office)
+    client = CommandClient(broker.endpoint(broker.add_console("console")), name="t", signer=signer).start()
     try:
         assert client.wait_connected(10)
         gate = door_gate.config.gate
@@ -99,5 +113,9 @@ def test_a_refusal_and_a_silent_gate_are_reported_not_hidden(broker: Broker, doo
         assert silent.status == "timeout"
     finally:
         client.stop()
-    offline = CommandClient(broker.endpoint(), name="t2")  # never started: no broker connection
+    offline = CommandClient(
+        broker.endpoint(), name="t2", signer=signer
+    )  # never started: no broker connection
     assert offline.send("s1", "x", "unlock", timeout_s=0.1).status == "unreachable"
+    unsigned = CommandClient(broker.endpoint(), name="t3")  # no command key: nothing is sent at all
+    assert unsigned.send("s1", "x", "unlock", timeout_s=0.1).status == "unsigned"

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 
 from console.db import Database
-from console.users import LoginOutcome, UserStore
+from console.users import LoginOutcome, Permission, UserStore
 from gatepost.cli import main
 from tests.console.web.web_support import PASSWORD, free_port
 
@@ -97,3 +97,34 @@ def test_console_run_serves_the_web_console_and_says_when_no_user_exists(tmp_pat
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(20) == 0
+
+
+def test_operators_are_limited_to_sites_and_granted_permissions_from_the_command_line(tmp_path: Path, capsys):
+    config = _config(tmp_path, free_port())
+    secret = tmp_path / "pw"
+    secret.write_text(PASSWORD + "\n")
+    base = ["--config", str(config)]
+    assert (
+        main(["console", "user", "add", "ana", "--sites", "longtan", *base, "--password-file", str(secret)])
+        == 0
+    )
+    assert main(["console", "user", "grant", "ana", "unlock", "longtan/north", *base]) == 0
+    assert main(["console", "user", "grant", "ana", "passes", "longtan", *base]) == 0
+    assert (
+        main(["console", "user", "grant", "ana", "passes", "longtan/north", *base]) == 2
+    )  # passes: per site
+    assert "scope of passes" in capsys.readouterr().err
+    assert main(["console", "user", "grant", "nobody", "unlock", "*", *base]) == 2
+    assert main(["console", "user", "sites", "ana", "longtan,tuanjiehu", *base]) == 0
+    assert main(["console", "user", "sites", "ana", "Not A Site", *base]) == 2
+    capsys.readouterr()
+    assert main(["console", "user", "list", *base]) == 0
+    listed = capsys.readouterr().out
+    assert "sites=longtan,tuanjiehu" in listed and "grants=passes:longtan,unlock:longtan/north" in listed
+    assert main(["console", "user", "revoke", "ana", "unlock", "longtan/north", *base]) == 0
+    with Database(tmp_path / "events.db") as db:
+        ana = UserStore(db).get("ana")
+        assert ana is not None and ana.sites == frozenset({"longtan", "tuanjiehu"})
+        assert not ana.may(Permission.UNLOCK, "longtan", "north") and ana.may(Permission.PASSES, "longtan")
+        actions = [row[0] for row in db.query("SELECT action FROM audit_log ORDER BY row_id")]
+    assert actions == ["user.add", "user.grant", "user.grant", "user.sites", "user.revoke"]

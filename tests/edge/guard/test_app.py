@@ -38,11 +38,13 @@ VISITOR = {
 
 KIOSK = "http://127.0.0.1:8088"
 """What the kiosk browser asks for: TestClient's own ``testserver`` is not a host the screen answers."""
+KIOSK_PEER = ("127.0.0.1", 50000)
+"""Where the kiosk browser connects from: the gate's own screen, counted apart from the network."""
 
 
 @pytest.fixture
 def client(guard_gate: GuardGate):
-    with TestClient(guard_gate.screen.app, base_url=KIOSK) as client:
+    with TestClient(guard_gate.screen.app, base_url=KIOSK, client=KIOSK_PEER) as client:
         yield client
 
 
@@ -80,11 +82,11 @@ def test_manual_let_through_records_the_event_then_opens_the_door(client: TestCl
 def test_manual_let_through_without_the_right_pin_opens_nothing_and_is_recorded(
     client: TestClient, guard_gate: GuardGate
 ):
-    response = client.post("/api/manual", json={**MANUAL, "pin": "0000"})
+    response = client.post("/api/manual", json={**MANUAL, "pin": "000000"})
     assert response.status_code == 403
     assert response.json()["error"] == "pin_wrong" and response.json()["field"] == "pin"
     assert [e.data for e in guard_gate.events("guard.pin_rejected")] == [
-        {"action": "manual", "failures": 1, "locked_for_s": 0.0}
+        {"action": "manual", "failures": 1, "locked_for_s": 0.0, "source": "local", "address": "127.0.0.1"}
     ]
     assert guard_gate.events("access.manual") == []
     time.sleep(0.1)  # give a wrongly released lock the time to show
@@ -92,14 +94,29 @@ def test_manual_let_through_without_the_right_pin_opens_nothing_and_is_recorded(
 
 
 def test_five_wrong_pins_pause_guard_actions(client: TestClient, guard_gate: GuardGate):
-    codes = [client.post("/api/manual", json={**MANUAL, "pin": "1111"}).status_code for _ in range(5)]
+    codes = [client.post("/api/manual", json={**MANUAL, "pin": "111111"}).status_code for _ in range(5)]
     assert codes == [403, 403, 403, 403, 429]
     paused = client.post("/api/manual", json=MANUAL)
     assert (
         paused.status_code == 429 and paused.json()["error"] == "pin_locked" and paused.json()["seconds"] > 0
     )
     assert len(guard_gate.events("guard.pin_rejected")) == 5  # the pause itself adds nothing
+    [lockout] = guard_gate.events("guard.pin_lockout")
+    assert lockout.data == {
+        "action": "manual",
+        "failures": 5,
+        "locked_for_s": 60.0,
+        "source": "local",
+        "address": "127.0.0.1",
+    }
     assert guard_gate.events("access.manual") == []
+
+
+def test_a_pin_of_fewer_than_six_digits_is_answered_not_counted(client: TestClient, guard_gate: GuardGate):
+    response = client.post("/api/manual", json={**MANUAL, "pin": "2468"})
+    assert response.status_code == 400
+    assert (response.json()["error"], response.json()["field"]) == ("pin_too_short", "pin")
+    assert guard_gate.events("guard.pin_rejected") == []
 
 
 @pytest.mark.parametrize(
@@ -130,7 +147,7 @@ def test_manual_let_through_needs_a_reason_and_a_guard(
 def test_a_gate_without_a_door_records_the_let_through_and_says_so(tmp_path: Path):
     gate = GuardGate(tmp_path, door=False)
     try:
-        with TestClient(gate.screen.app, base_url=KIOSK) as client:
+        with TestClient(gate.screen.app, base_url=KIOSK, client=KIOSK_PEER) as client:
             body = client.post("/api/manual", json=MANUAL).json()
         assert body["unlocked_for_s"] is None
         assert gate.events("access.manual")[0].data["door"] is False
@@ -176,7 +193,7 @@ def test_an_expired_visitor_pass_is_refused_at_the_gate(guard_gate: GuardGate):
 def test_another_gates_visitor_pass_is_unknown_here(tmp_path: Path, guard_gate: GuardGate):
     other = GuardGate(tmp_path / "other")
     try:
-        with TestClient(other.screen.app, base_url=KIOSK) as client:
+        with TestClient(other.screen.app, base_url=KIOSK, client=KIOSK_PEER) as client:
             code = client.post("/api/visitors", json=VISITOR).json()["code"]
     finally:
         other.close()
@@ -276,7 +293,7 @@ def test_the_screen_answers_to_its_addresses_and_its_own_names(tmp_path: Path):
     try:
         assert gate.url.startswith("http://127.0.0.2:")
         assert httpx.get(f"{gate.url}/healthz", timeout=5).status_code == 200  # as uvicorn sees it
-        with TestClient(gate.screen.app, base_url=KIOSK) as client:
+        with TestClient(gate.screen.app, base_url=KIOSK, client=KIOSK_PEER) as client:
             hostname = socket.gethostname()
             for host in (
                 "127.0.0.2:8088",

@@ -1,5 +1,9 @@
 """The guard screen in a real Chromium: a scan arriving live, a manual let-through, a visitor pass.
 
+Every page runs under the screen's Content-Security-Policy, and any violation Chromium
+reports (a blocked inline script or style, a blocked load) fails the test: the policy
+must be one the page really works under.
+
 Set ``GATEPOST_SCREENSHOTS=docs/screenshots`` to refresh the screenshots in the docs;
 otherwise they go to the test's temporary folder.
 """
@@ -7,6 +11,7 @@ otherwise they go to the test's temporary folder.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -50,16 +55,36 @@ def gate(tmp_path: Path):
         gate.close()
 
 
+@pytest.fixture
+def page(browser_page: Page) -> Iterator[Page]:
+    """The shared browser page, failing the test on any Content-Security-Policy violation."""
+    violations: list[str] = []
+    browser_page.expose_function("gatepostCspViolation", lambda text: violations.append(text))
+    browser_page.add_init_script(
+        "document.addEventListener('securitypolicyviolation', (e) =>"
+        " window.gatepostCspViolation(`${e.effectiveDirective} blocked ${e.blockedURI} at ${e.sourceFile}:${e.lineNumber}`));"
+    )
+    browser_page.on(
+        "console",
+        lambda message: (
+            violations.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
+    yield browser_page
+    browser_page.wait_for_timeout(100)  # a report raised by the last action arrives asynchronously
+    assert violations == [], f"the page broke its Content-Security-Policy: {violations}"
+
+
 def shots(tmp_path: Path) -> Path:
     folder = Path(os.environ.get("GATEPOST_SCREENSHOTS") or tmp_path)
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
 
-def test_scans_arrive_live_and_the_guard_acts(gate: GuardGate, browser_page: Page, tmp_path: Path):
-    page = browser_page
+def test_scans_arrive_live_and_the_guard_acts(gate: GuardGate, page: Page, tmp_path: Path):
     folder = shots(tmp_path)
-    page.goto(gate.url + "/")
+    response = page.goto(gate.url + "/")
+    assert response is not None and "script-src 'self'" in response.headers["content-security-policy"]
     expect(page.locator("#link")).to_have_class("link up")
     expect(page.locator("#panel")).to_have_class("idle")
 
@@ -96,7 +121,7 @@ def test_scans_arrive_live_and_the_guard_acts(gate: GuardGate, browser_page: Pag
     form = page.locator("#manual-form")
     form.locator("select[name=reason]").select_option("forgot_pass")
     form.locator("input[name=guard]").fill("张师傅 07")
-    form.locator("input[name=pin]").fill("0000")
+    form.locator("input[name=pin]").fill("000000")
     form.locator("button[type=submit]").click()
     expect(form.locator(".message")).to_have_text("Wrong PIN.")
     assert gate.events("access.manual") == [] and gate.events("guard.pin_rejected")
@@ -139,11 +164,10 @@ def test_scans_arrive_live_and_the_guard_acts(gate: GuardGate, browser_page: Pag
 
 
 def test_the_screen_goes_back_to_idle_and_a_reloaded_page_shows_the_current_decision(
-    tmp_path: Path, browser_page: Page
+    tmp_path: Path, page: Page
 ):
     gate = GuardGate(tmp_path, door=False, idle_s=1.5)
     try:
-        page = browser_page
         page.goto(gate.url + "/")
         expect(page.locator("#link")).to_have_class("link up")
         gate.scan("999999")
