@@ -22,11 +22,19 @@ from deploy.layout import CONFIG_DIR, USER
 from deploy.target import Target
 
 KEYS = {
-    "gate": (("mqtt", "password_file"), ("passes", "root_key"), ("passes", "site_secret_file")),
-    "console": (("mqtt", "password_file"),),
+    "gate": (
+        ("mqtt", "password_file"),
+        ("mqtt", "tls_key"),
+        ("passes", "root_key"),
+        ("passes", "site_secret_file"),
+    ),
+    "console": (("mqtt", "password_file"), ("mqtt", "tls_key")),
 }
 """Files that are secrets or pin trust: 0600, owned by the service user."""
-PLAIN = {"gate": (("access", "allow_file"),), "console": ()}
+PLAIN = {
+    "gate": (("access", "allow_file"), ("mqtt", "tls_ca"), ("mqtt", "tls_cert")),
+    "console": (("mqtt", "tls_ca"), ("mqtt", "tls_cert")),
+}
 WRITABLE = {
     "gate": (
         ("passes", "trust_bundle"),

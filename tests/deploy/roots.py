@@ -31,8 +31,10 @@ gate = "north"
 
 [mqtt]
 host = "console.local"
+port = 8883
 username = "gate.longtan.north"
-password_file = "mqtt.secret"
+password_file = "mqtt.secret"                 # over TLS: never in clear off loopback
+tls_ca = "ca.crt"
 
 [[scanners]]
 name = "entry"
@@ -92,6 +94,7 @@ def make_gate_folder(folder: Path, text: str = GATE) -> Path:
     (folder / "passes").mkdir(parents=True)
     (folder / "gate.toml").write_text(text)
     (folder / "mqtt.secret").write_text("mqtt-password\n")
+    (folder / "ca.crt").write_text("-----BEGIN CERTIFICATE-----\n(the site CA)\n-----END CERTIFICATE-----\n")
     (folder / "passes/root.pub").write_bytes(b"root public key")
     (folder / "passes/site.secret").write_bytes(b"site secret")
     (folder / "allow.txt").write_text("104729000001\n")

@@ -204,7 +204,7 @@ def test_a_bad_configuration_is_refused_before_any_change(root: Path, gate_folde
     status = main(["install", "gate", "--config", str(toml), "--root", str(root), "--wheel", str(wheel)])
     err = capsys.readouterr().err
     assert status == 1
-    assert "gate.toml:18: scanners.1.usb_path" in err
+    assert "gate.toml:20: scanners.1.usb_path" in err
     assert snapshot(root) == before
 
 

@@ -9,7 +9,7 @@ from gatepost.cli import main
 HEAD = """site = "s"
 gate = "g"
 [mqtt]
-host = "h"
+host = "127.0.0.1"
 username = "u"
 password_file = "secret"
 """
