@@ -53,6 +53,7 @@ def test_gate_installs_offline_from_the_bundle_in_a_fresh_debian_12(tmp_path: Pa
         GATE.replace('password_file = "mqtt.secret"', 'credential = "gatepost-mqtt"')
     )
     (site / "mqtt.secret").write_text("mqtt-password\n")
+    (site / "ca.crt").write_text("-----BEGIN CERTIFICATE-----\n(the site CA)\n-----END CERTIFICATE-----\n")
     (site / "passes/root.pub").write_bytes(b"root public key")
     (site / "passes/site.secret").write_bytes(b"site secret")
     (site / "allow.txt").write_text("104729000001\n")
