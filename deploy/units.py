@@ -1,6 +1,6 @@
 """The systemd units and chrony settings shipped in the wheel (``systemd/``, linked as ``deploy/units``).
 
-The installer takes every ``gatepost-<role>*.service`` the package holds, so a unit added
+The installer takes every ``gatepost-<role>*.service`` and ``.path`` the package holds, so a unit added
 to ``systemd/`` is installed without a change here.  Units written for a checkout ran
 ``/opt/gatepost/.venv/bin/gatepost``; the installed environment *is* ``/opt/gatepost``, so
 that one path is rewritten and nothing else in a unit is touched.
@@ -35,7 +35,7 @@ def role_units(role: str) -> list[Unit]:
     prefix = ROLE_UNITS[role]
     units = []
     for entry in sorted(_units_dir().iterdir(), key=lambda e: e.name):
-        if entry.name.startswith(prefix) and entry.name.endswith(".service"):
+        if entry.name.startswith(prefix) and entry.name.endswith((".service", ".path")):
             text = entry.read_text(encoding="utf-8")
             for old, new in _PATH_FIXES:
                 text = text.replace(old, new)
