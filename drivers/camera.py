@@ -7,7 +7,7 @@ Configuration chooses the camera by one string, as pyserial's URL chooses a port
 ``/dev/video0``, ``/dev/v4l/by-id/…``  a device path (prefer ``by-id``: indices move on replug)
 ``rtsp://``, ``http(s)://``, ``udp://``  a network stream, through FFmpeg, with open/read timeouts
 ``/srv/gate/test.avi``, ``file://…``   a video file, replayed at its own frame rate
-``sim://?codes=…``                     a synthetic camera (:func:`simulator.camera.camera_from_url`)
+``sim://?codes=…``                     a synthetic camera, once the simulator registered it (:mod:`drivers.devices`)
 =====================================  ===============================================
 
 Frames are converted to grey once, here, right after capture, and scaled down to the
@@ -32,7 +32,6 @@ is ``closed``, or starts again with ``at_end="loop"``.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
 import threading
 import time
@@ -47,6 +46,7 @@ from urllib.parse import parse_qs, urlsplit
 import cv2
 import numpy as np
 
+from drivers import devices
 from drivers.reconnect import Backoff, DeviceLost, describe, keep_reading
 from drivers.scanner import ScannerState
 from protocol.errors import GatepostError, Rejection
@@ -80,6 +80,8 @@ class SourceRejectReason(StrEnum):
     UNKNOWN_SCHEME = "unknown_scheme"
     BAD_DEVICE = "bad_device"
     BAD_SIM_URL = "bad_sim_url"
+    NOT_REGISTERED = "not_registered"
+    """A ``sim://`` source in a process where the simulator has not registered its cameras."""
 
 
 class CameraSourceError(Rejection[SourceRejectReason], ValueError):
@@ -96,7 +98,7 @@ class SourceKind(StrEnum):
 
 
 class Capture(Protocol):
-    """The part of ``cv2.VideoCapture`` the camera uses; :class:`simulator.camera.SyntheticCamera` has it too."""
+    """The part of ``cv2.VideoCapture`` the camera uses; the simulator's synthetic camera has it too."""
 
     def isOpened(self) -> bool: ...
     def grab(self) -> bool: ...
@@ -281,9 +283,13 @@ class Camera:
         if self.source.kind == SourceKind.SIM:
             # Built now, so a bad URL fails the configuration rather than a thread, and once,
             # so a reconnect finds the same simulated device (and its clock) again.
-            simulator = importlib.import_module("simulator.camera")
+            scheme = urlsplit(self.source.target).scheme
             try:
-                self._sim = simulator.camera_from_url(self.source.target)
+                opener = devices.camera_scheme(scheme)
+            except devices.DeviceNotRegisteredError as exc:
+                raise CameraSourceError(SourceRejectReason.NOT_REGISTERED, str(exc)) from None
+            try:
+                self._sim = opener(self.source.target)
             except ValueError as exc:
                 raise CameraSourceError(SourceRejectReason.BAD_SIM_URL, str(exc)) from None
         self._media_start_ns = 0

@@ -5,14 +5,15 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from protocol.errors import GatepostError
 
 if TYPE_CHECKING:
+    from drivers.devices import SimulatedPeople
     from edge.config import EdgeConfig
-    from simulator.door_scenario import DoorScenario
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -28,6 +29,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     check.add_argument("file", type=Path)
     check.set_defaults(func=_check)
+
+    devices = commands.add_parser(
+        "list-devices",
+        help="the USB serial devices attached now, with the usb_serial or usb_path that pins each to a reader",
+    )
+    devices.add_argument("--sys", type=Path, default=Path("/sys"), help=argparse.SUPPRESS)
+    devices.set_defaults(func=_list_devices)
 
     off = commands.add_parser(
         "relay-off",
@@ -60,6 +68,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "hash-pin", help="ask for the gate's guard PIN twice and print its pin_hash line for [guard_screen]"
     )
     pin.set_defaults(func=_hash_pin)
+
+
+def _list_devices(args: argparse.Namespace) -> int:
+    from drivers.usb_serial import describe, list_usb_serial
+    from edge.config import USB_LINK_DIR
+
+    devices = list_usb_serial(args.sys)
+    if not devices:
+        print("no USB serial devices attached")
+        return 0
+    for line in describe(devices):
+        print(line)
+    print(
+        f'\nIn the gate\'s configuration give a reader one of these, and url = "{USB_LINK_DIR}/<its name>";'
+        "\ngatepost install writes the udev rule that makes that link."
+    )
+    return 0
 
 
 def _hash_pin(_args: argparse.Namespace) -> int:
@@ -117,6 +142,11 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    return run_gate(args.config)
+
+
+def run_gate(config_path: Path) -> int:
+    """Run the agent of ``config_path`` until SIGINT or SIGTERM; the exit status of ``edge run``."""
     from edge.agent import GateAgent
     from edge.config import load_config
     from edge.supervision import gate_parts, gate_status
@@ -127,7 +157,7 @@ def _run(args: argparse.Namespace) -> int:
     from protocol.configfile import EXIT_BAD_CONFIG, load_or_report
 
     notifier = Notifier.from_environment()
-    config = load_or_report(load_config, args.config)
+    config = load_or_report(load_config, config_path)
     if config is None:
         return EXIT_BAD_CONFIG
     logging.basicConfig(
@@ -136,7 +166,7 @@ def _run(args: argparse.Namespace) -> int:
     )
     from edge.config import config_warnings
 
-    for warning in config_warnings(args.config, config):
+    for warning in config_warnings(config_path, config):
         logging.getLogger("gatepost.edge").warning("%s", warning)
     pin_factory = None
     if config.simulation is not None:
@@ -144,11 +174,12 @@ def _run(args: argparse.Namespace) -> int:
 
         pin_factory = MockFactory()  # shared with the simulated people below
     try:
+        make_people = _simulated_people(config)
         agent = GateAgent(config, version=__version__, pin_factory=pin_factory)
     except (OSError, GatepostError) as exc:
         print(f"cannot start gate {config.site}/{config.gate}: {exc}", file=sys.stderr)
         return 1
-    people = _simulated_people(config, pin_factory)
+    people = None if make_people is None else make_people(pin_factory)
     supervisor = Supervisor(notifier, gate_parts(agent), lambda: gate_status(agent))
 
     stop = StopSignals()
@@ -167,21 +198,17 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _simulated_people(config: EdgeConfig, pin_factory: object) -> DoorScenario | None:
-    """People at this gate's door, on the same mock pins, when the configuration asks for them."""
+def _simulated_people(config: EdgeConfig) -> Callable[[object], SimulatedPeople] | None:
+    """People at this gate's door, on the agent's mock pins, when the configuration asks for them.
+
+    Whoever registered them (the simulator, when imported) builds them; this module never
+    names the simulator, so a production gate cannot load it.  The lookup comes before the
+    agent is built, so a missing registration is refused before any pin is touched.
+    """
     if config.simulation is None or config.door is None:
         return None
-    from simulator.door_scenario import DoorPeople, DoorScenario
+    from drivers.devices import door_people
 
-    sim = config.simulation
-    return DoorScenario(
-        pin_factory,  # type: ignore[arg-type]
-        config.door.pins,
-        config.wiegand[0].d0,
-        config.wiegand[0].d1,
-        sim.cards,
-        DoorPeople(
-            sim.people_per_min, sim.unknown_share, sim.exit_share, sim.hold_open_share, sim.force_share
-        ),
-        seed=sim.seed,
-    )
+    factory = door_people()
+    door, reader, settings = config.door, config.wiegand[0], config.simulation.model_dump()
+    return lambda pin_factory: factory(pin_factory, door.pins, reader.d0, reader.d1, settings)

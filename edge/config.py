@@ -56,11 +56,47 @@ class MqttConfig(MqttSettings):
     )
 
 
-class ScannerConfig(_Section):
+USB_LINK_DIR = "/dev/gatepost"
+"""Where the installer's udev rules link each USB reader, by the reader's name (docs/install.md)."""
+
+
+class _UsbSerialReader(_Section):
+    """A reader on a USB serial port, pinned to its device so two readers can never swap.
+
+    ``usb_serial`` (the device's serial number) or ``usb_path`` (the USB port it is plugged
+    into, as the kernel names it: ``1-1.2``) makes ``gatepost install`` write a udev rule
+    that links the device to ``/dev/gatepost/<name>``, and ``url`` must then be that link.
+    ``gatepost edge list-devices`` prints both for every attached USB serial device.
+    """
+
+    name: Name
+    url: str
+    usb_serial: str | None = Field(
+        None,
+        pattern=r'^[^"\\*?\[\]|\s\x00-\x1f\x7f]{1,126}$',
+        title="USB serial number of the reader (gatepost edge list-devices); no quotes, spaces or * ? [ ] |",
+    )
+    usb_path: str | None = Field(
+        None,
+        pattern=r"^[0-9]+-[0-9]+(\.[0-9]+)*(:[0-9]+\.[0-9]+)?$",
+        title="USB port path of the reader, as the kernel names it: 1-1.2 (gatepost edge list-devices)",
+    )
+
+    @model_validator(mode="after")
+    def _link(self) -> _UsbSerialReader:
+        if self.usb_serial is not None and self.usb_path is not None:
+            raise ValueError("give usb_serial or usb_path, not both")
+        if self.usb_serial is not None or self.usb_path is not None:
+            link = f"{USB_LINK_DIR}/{self.name}"
+            if self.url != link:
+                raise ValueError(f"with usb_serial or usb_path the url must be the udev link {link!r}")
+        return self
+
+
+class ScannerConfig(_UsbSerialReader):
     """A serial pass scanner.  ``url`` is anything pyserial opens: a tty path, ``socket://``, ``spy://``."""
 
     name: Name = "scanner"
-    url: str
     baudrate: int = Field(9600, gt=0)
     max_length: int = Field(512, ge=8, le=4096)
     direction: Direction | None = Field(None, title="Which way a person passes this reader: in or out")
@@ -103,9 +139,8 @@ class WiegandConfig(_Section):
     direction: Direction | None = Field(None, title="Which way a person passes this reader: in or out")
 
 
-class Rdm6300Config(_Section):
+class Rdm6300Config(_UsbSerialReader):
     name: Name = "rfid"
-    url: str
     baudrate: int = Field(9600, gt=0)
     direction: Direction | None = Field(None, title="Which way a person passes this reader: in or out")
 

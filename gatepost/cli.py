@@ -18,8 +18,10 @@ def build_parser() -> argparse.ArgumentParser:
     from broker.cli import add_parser as add_broker
     from console.cli import add_parser as add_console
     from console.passes.cli import add_parser as add_pass
+    from deploy.cli import add_parser as add_deploy
     from edge.cli import add_parser as add_edge
     from gatepost.demo import add_parser as add_demo
+    from gatepost.sim_gate import add_parser as add_sim_gate
 
     parser = argparse.ArgumentParser(
         prog="gatepost",
@@ -28,10 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"gatepost {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     add_demo(commands)
+    add_sim_gate(commands)
     add_edge(commands)
     add_console(commands)
     add_pass(commands)
     add_broker(commands)
+    add_deploy(commands)
     return parser
 
 

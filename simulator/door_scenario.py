@@ -1,8 +1,8 @@
 """Residents at a building door: cards on a Wiegand reader, the exit button, a door held or forced.
 
 Runs on the same gpiozero mock pin factory as the gate agent's door, in the agent's own
-process (mock pins live in memory), which is why ``gatepost edge run`` starts it when a
-gate's configuration has a ``[simulation]`` section.  Each person is one of: a resident
+process (mock pins live in memory), which is why the agent started by ``gatepost sim-gate``
+starts it when a gate's configuration has a ``[simulation]`` section.  Each person is one of: a resident
 who swipes a known card and walks through, a stranger whose card is unknown, someone
 leaving by the exit button, someone who holds the door open too long, and — rarely —
 someone who forces it.

@@ -4,8 +4,9 @@ The demo, the end-to-end fault tests and the pipeline benchmark all need the sam
 a real mosquitto started from ``broker/``'s configuration, a console process, gate agent
 processes, each gate reading a pseudo-terminal that a virtual scanner types into.  This
 module builds that from nothing but a folder, writing real configuration files, so what
-runs is exactly what an installer would run — ``gatepost console run`` and
-``gatepost edge run`` with a TOML file each.
+runs is what an installer would run — ``gatepost console run`` and the gate agent of
+``gatepost edge run`` (started as ``gatepost sim-gate``, which registers the simulator's
+devices first) with a TOML file each.
 """
 
 from __future__ import annotations
@@ -288,7 +289,7 @@ class SimulatedSite:
         self.start_broker()
         config = self.gate_config(gate)
         child = Child(
-            gate, gatepost_command("edge", "run", "--config", str(config)), self.root / "logs" / f"{gate}.log"
+            gate, gatepost_command("sim-gate", "--config", str(config)), self.root / "logs" / f"{gate}.log"
         ).start()
         self.agents[gate] = child
         return child

@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # running from a checkout without `pip install -e .`
     sys.path.insert(0, str(ROOT))
 
+import simulator  # noqa: E402, F401 - registers sim:// cameras and simulated door people (drivers.devices)
 from broker.launcher import Broker  # noqa: E402
 from broker.provision import Credentials  # noqa: E402
 from protocol.mqtt import KEEPALIVE_S, BrokerEndpoint, connect_properties, make_client  # noqa: E402

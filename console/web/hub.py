@@ -218,6 +218,9 @@ class GateRow:
     revocation_issued_at: str | None = None
     cards_version: int | None = None
     cards_count: int | None = None
+    cert_not_after: str | None = None
+    """When the gate's TLS certificate ends (its status says); ``cert_expiring`` within the alarm's warning."""
+    cert_expiring: bool = False
     door: str | None = None
     door_since: str | None = None
     last_event_time: str | None = None
@@ -238,6 +241,21 @@ class GateRow:
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+def _certificate(value: object) -> tuple[str | None, bool]:
+    """A status's ``cert_not_after`` as the overview shows it, and whether the 30-day alarm applies."""
+    from console.alarms import CERT_WARNING_DAYS
+
+    if not isinstance(value, str):
+        return None, False
+    try:
+        ends = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None, False
+    if ends.tzinfo is None:
+        ends = ends.replace(tzinfo=UTC)
+    return value, ends - datetime.now(UTC) <= timedelta(days=CERT_WARNING_DAYS)
 
 
 class GateBoard:
@@ -298,6 +316,7 @@ class GateBoard:
                 row.revocation_issued_at = body.get("revocation_issued_at")
                 row.cards_version = body.get("cards_version")
                 row.cards_count = body.get("cards_count")
+                row.cert_not_after, row.cert_expiring = _certificate(body.get("cert_not_after"))
             return GateRow(**row.to_dict())
 
     def apply_gaps(

@@ -157,7 +157,9 @@ def test_another_sites_certificate_is_refused(
 ):
     """Same name, same everything, but certified by a second site's CA."""
     why = refused(lambda: tls_login(broker, other_endpoint(broker, site["g1"], tmp_path)))
-    assert "unknown ca" in why.lower() or "alert" in why.lower() or "reset" in why.lower(), why
+    # TLS 1.3 finishes the client's handshake before the broker checks its certificate, so the
+    # refusal reaches the client as the broker's alert or, when the close wins the race, as EOF.
+    assert any(word in why.lower() for word in ("unknown ca", "alert", "reset", "eof")), why
 
 
 def test_an_expired_certificate_is_refused(
@@ -171,7 +173,7 @@ def test_an_expired_certificate_is_refused(
         days=365,
     )
     why = refused(lambda: tls_login(broker, endpoint))
-    assert "expired" in why.lower() or "alert" in why.lower() or "reset" in why.lower(), why
+    assert any(word in why.lower() for word in ("expired", "alert", "reset", "eof")), why
     fresh = csr_certificate(broker, site["g1"].username, tmp_path, valid_from=dt.datetime.now(dt.UTC), days=1)
     assert tls_login(broker, fresh) is ConnackCode.ACCEPTED, "the same key, certified now, is let in"
 

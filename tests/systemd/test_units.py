@@ -148,3 +148,40 @@ def test_the_broker_unit_is_not_debians_and_takes_many_clients():
     conf = (ROOT / "broker" / "mosquitto.conf").read_text()
     location = re.search(r"^persistence_location (\S+)", conf, re.MULTILINE)
     assert location is not None and broker.settings["ReadWritePaths"] == [location.group(1)]
+
+
+def test_the_broker_restarts_when_its_revocation_list_changes():
+    """mosquitto reads its CRL only at start: the path unit must watch the very file the config names."""
+    crlfile = re.search(r"^crlfile (\S+)$", (ROOT / "broker" / "mosquitto.conf").read_text(), re.M)
+    assert crlfile is not None
+    assert unit_section("gatepost-broker-crl.path", "Path") == {
+        "PathChanged": [crlfile.group(1)],
+        "Unit": ["gatepost-broker-crl.service"],
+    }
+    restart = unit_section("gatepost-broker-crl.service", "Service")["ExecStart"]
+    assert restart == ["/bin/systemctl try-restart gatepost-broker.service"]
+
+
+@needs_analyze
+@pytest.mark.skipif(not SYSTEM_UNITS.is_dir(), reason="no system units to verify against")
+def test_the_revocation_restart_units_verify(tmp_path):
+    root = tmp_path / "root"
+    shutil.copytree(SYSTEM_UNITS, root / "usr/lib/systemd/system", symlinks=True)
+    for command in (GATEPOST, "/usr/sbin/mosquitto", "/bin/kill", "/bin/systemctl"):
+        stand_in = root / command.lstrip("/")
+        stand_in.parent.mkdir(parents=True, exist_ok=True)
+        stand_in.write_text("#!/bin/sh\n")
+        stand_in.chmod(0o755)
+    installed = root / "etc/systemd/system"
+    installed.mkdir(parents=True)
+    names = ("gatepost-broker.service", "gatepost-broker-crl.service", "gatepost-broker-crl.path")
+    for name in names:
+        shutil.copy(UNITS / name, installed / name)
+    done = subprocess.run(
+        [analyze, "verify", "--man=no", f"--root={root}", *(str(installed / name) for name in names[1:])],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0 and done.stderr.strip() == "", done.stdout + done.stderr

@@ -57,7 +57,7 @@
       if (empty) empty.remove();
       row = document.createElement("tr");
       row.id = id;
-      var names = ["name", "state", "state_since", "door", "last_event", "backlog", "gaps", "clock_trusted", "revocation", "cards", "unlock"];
+      var names = ["name", "state", "state_since", "door", "last_event", "backlog", "gaps", "clock_trusted", "revocation", "certificate", "cards", "unlock"];
       names.forEach(function (n) { var td = el("td"); td.dataset.field = n; row.appendChild(td); });
       fill(row.querySelector('[data-field="name"]'), link("/gates/" + encodeURIComponent(g.site) + "/" + encodeURIComponent(g.gate), g.site + "/" + g.gate));
       if (g.unlock) {  // the server says whether this user may unlock this gate
@@ -99,6 +99,11 @@
       var list = "v" + g.revocation_version + (g.revocation_issued_at ? " · " + age(g.revocation_issued_at) : "");
       fill(cell("revocation"), el("span", list, g.revocation_stale ? "bad" : ""));
       if (g.revocation_stale) cell("revocation").appendChild(el("span", " " + t("gates.revocation_stale"), "bad"));
+    }
+    if (g.cert_not_after) {
+      var cert = el("span", fmt(t("gates.certificate_until"), { date: g.cert_not_after.slice(0, 10) }), g.cert_expiring ? "bad" : "");
+      cert.title = g.cert_not_after;
+      fill(cell("certificate"), cert);
     }
     if (g.cards_version !== null && g.cards_version !== undefined) {
       var current = table.dataset.cardsCurrent === "" ? null : Number(table.dataset.cardsCurrent);

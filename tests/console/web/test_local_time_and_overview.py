@@ -59,6 +59,32 @@ def test_overview_shows_list_age_stale_in_red_and_cards_behind(web_factory) -> N
         assert "v12 · 480 cards" in page  # no registry configured: nothing to compare with
 
 
+def test_overview_shows_each_gates_certificate_end_red_within_the_alarms_30_days(web_factory) -> None:
+    web = web_factory(watch=True)
+    web.add_user("ana")
+    web.ctx.cards = None
+    now = datetime.now(UTC).replace(microsecond=0)
+    soon, later = now + timedelta(days=12), now + timedelta(days=300)
+    web.store.commit(
+        [],
+        [
+            make_status("s1", "north", "online", cert_not_after=soon),
+            make_status("s1", "south", "online", cert_not_after=later),
+        ],
+    )
+    with web.client() as client:
+        login(client, "ana")
+        page = client.get("/").text
+    north = page[page.index('id="gate-s1-north"') : page.index('id="gate-s1-south"')]
+    south = page[page.index('id="gate-s1-south"') :]
+    assert (
+        f"until {soon.date().isoformat()}" in north
+        and 'class="bad"' in north.split('data-field="certificate"')[1]
+    )
+    assert f"until {later.date().isoformat()}" in south
+    assert 'class="bad"' not in south.split('data-field="certificate"')[1].split("</td>")[0]
+
+
 def test_overview_compares_cards_with_the_registry(tmp_path) -> None:
     from console.credentials import CardRegistry
     from protocol.credentials import CardEntry

@@ -1,0 +1,1 @@
+"""Installing gatepost on a gate, a console or a broker machine: see docs/install.md."""
