@@ -82,8 +82,7 @@ def test_held_events_reach_the_file_in_order_when_the_disk_takes_writes_again(
         last = outbox.last_seq
         full_disk.set(outbox, False)
         assert wait_until(lambda: outbox.degraded is None, timeout=5)
-        assert wait_until(lambda: outbox.held == 0, timeout=5)
-        assert outbox.durable_seq == outbox.last_seq
+        assert wait_until(lambda: outbox.held == 0 and outbox.durable_seq == outbox.last_seq, timeout=5)
         take(outbox, 1)
     events = stored(path)
     assert [e.seq for e in events] == list(range(1, last + 3)), "held, recovered note, then the next event"
