@@ -38,7 +38,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from protocol import CommandResponse, GatepostError, GateTopics, ProtocolError, decode_response
 from protocol.commands import CommandBody, sign_command
 from protocol.identity import ConsoleConnection
-from protocol.mqtt import KEEPALIVE_S, QOS, BrokerEndpoint, connect_properties, make_client
+from protocol.mqtt import QOS, BrokerEndpoint, connect_async, make_client
 from protocol.passes import TrustBundle, open_bundle
 from protocol.passes.keys import load_public_key, load_signing_key
 from protocol.passes.trust import command_signing_key
@@ -165,13 +165,7 @@ class CommandClient:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         self._client = client
-        client.connect_async(
-            self.endpoint.host,
-            self.endpoint.port,
-            keepalive=KEEPALIVE_S,
-            clean_start=True,
-            properties=connect_properties(0),
-        )
+        connect_async(client, self.endpoint, clean_start=True, session_expiry_s=0)
         client.loop_start()
         return self
 

@@ -24,7 +24,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from protocol import GateHealth, ProtocolError, RejectReason, decode_health, parse_topic
 from protocol.identity import ConsoleConnection
-from protocol.mqtt import KEEPALIVE_S, QOS, BrokerEndpoint, connect_properties, make_client
+from protocol.mqtt import QOS, BrokerEndpoint, connect_async, make_client
 from protocol.topics import TopicKind, all_sites_filter, site_filter
 
 log = logging.getLogger("gatepost.console.health")
@@ -90,13 +90,7 @@ class HealthListener:
         client.on_disconnect = lambda *_args: self._subscribed.clear()
         client.on_message = self._on_message
         self._client = client
-        client.connect_async(
-            self.endpoint.host,
-            self.endpoint.port,
-            keepalive=KEEPALIVE_S,
-            clean_start=True,
-            properties=connect_properties(0),
-        )
+        connect_async(client, self.endpoint, clean_start=True, session_expiry_s=0)
         client.loop_start()
         return self
 

@@ -271,12 +271,22 @@ def connect_properties(session_expiry_s: int = SESSION_EXPIRY_S) -> Properties:
     return props
 
 
-def connect_async(client: paho.Client, endpoint: BrokerEndpoint, *, clean_start: bool = False) -> None:
-    """Start connecting in the background; paho's loop thread retries with back-off."""
+def connect_async(
+    client: paho.Client,
+    endpoint: BrokerEndpoint,
+    *,
+    clean_start: bool = False,
+    session_expiry_s: int = SESSION_EXPIRY_S,
+) -> None:
+    """Start connecting in the background; paho's loop thread retries with back-off.
+
+    A client with nothing to keep while away (commands, health) asks ``clean_start=True``
+    and ``session_expiry_s=0``.
+    """
     client.connect_async(
         endpoint.host,
         endpoint.port,
         keepalive=KEEPALIVE_S,
         clean_start=clean_start,
-        properties=connect_properties(),
+        properties=connect_properties(session_expiry_s),
     )
