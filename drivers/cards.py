@@ -22,6 +22,7 @@ class ReaderKind(StrEnum):
     WIEGAND = "wiegand"
     EM4100 = "em4100"
     KEYBOARD = "keyboard"
+    OSDP = "osdp"
 
 
 class CardRejectReason(StrEnum):
@@ -41,6 +42,8 @@ class CardRejectReason(StrEnum):
     """An all-zero id: what a reader sends with no card, or a shorted data line."""
     NOISE = "noise"
     """Pulses out of spec, both lines low at once, a stuck line, bytes outside any frame."""
+    INSECURE = "insecure"
+    """A read that arrived outside the secure channel the reader is configured to use."""
 
 
 class ReaderUnavailableError(GatepostError, OSError):
@@ -71,6 +74,11 @@ class CardRead:
         """One string per card, unambiguous across readers, for allow-lists and events."""
         if self.kind is ReaderKind.EM4100:
             return f"em4100:{self.raw}"
+        if self.kind is ReaderKind.OSDP:
+            # A Wiegand format decoded from OSDP's raw bits is the same card as on a Wiegand reader.
+            if self.facility is not None:
+                return f"wiegand{self.bits}:{self.facility}:{self.card_id}"
+            return f"osdp{self.bits}:{self.card_id}" if self.card_id else f"osdp:{self.raw}"
         if self.kind is ReaderKind.WIEGAND:
             facility = "" if self.facility is None else f"{self.facility}:"
             return f"wiegand{self.bits}:{facility}{self.card_id}"

@@ -116,6 +116,24 @@ class PseudoTerminal:
                 poller.register(master, select.POLLOUT)
                 poller.poll(min(remaining, 0.05) * 1000)
 
+    def read(self, max_bytes: int = 4096) -> bytes:
+        """What the reader of the slave wrote, without waiting: ``b""`` when nothing is there."""
+        with self._lock:
+            if self._master is None:
+                raise DeviceUnplugged(f"{self.link_path} is unplugged")
+            try:
+                return os.read(self._master, max_bytes)
+            except BlockingIOError:
+                return b""
+            except OSError as exc:
+                if exc.errno == errno.EIO:  # nobody has the slave open
+                    return b""
+                raise
+
+    def fileno(self) -> int | None:
+        """The master's descriptor, to wait on with select; ``None`` while unplugged."""
+        return self._master
+
     def close(self) -> None:
         self.unplug()
 
