@@ -157,8 +157,9 @@ class _PortChannel:
 
     def read(self, max_bytes: int) -> bytes:
         try:
-            waiting = self.port.in_waiting
-            data = self.port.read(min(max_bytes, waiting)) if waiting else b""
+            # With timeout=0 a read returns what is there; in_waiting only says whether to
+            # try (for socket:// it is 1 or 0, not a count).
+            data = self.port.read(max_bytes) if self.port.in_waiting else b""
         except (serial.SerialException, OSError, TypeError, AttributeError) as exc:
             # libosdp cannot carry an exception through its C frames: the bus thread
             # notices the dead port itself (_Session.failed) and reopens it.
@@ -180,9 +181,11 @@ class _PortChannel:
         # libosdp drops what is waiting before each command; it is read (and so watched)
         # rather than discarded unseen, so noise between polls is still counted.
         with contextlib.suppress(serial.SerialException, OSError, TypeError, AttributeError):
-            waiting = self.port.in_waiting
-            if waiting:
-                self._scanner.feed(self.port.read(waiting))
+            while self.port.in_waiting:
+                data = self.port.read(4096)
+                if not data:
+                    break
+                self._scanner.feed(data)
 
 
 @dataclass
