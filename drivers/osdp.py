@@ -446,6 +446,8 @@ class OsdpBus:
                 self._retry(session, reader, now)
 
     def _refusal(self, reader: _ReaderState) -> str:
+        if reader.key is None:
+            return "the gate holds no key for this reader: install its key once with install mode"
         if reader.sc_active and reader.sc_default_key:
             return "the reader still has its factory key (SCBK-D): install its key with install mode"
         return "the reader answers but the secure channel fails: its key is not the one the gate holds"

@@ -157,6 +157,7 @@ class GateAgent:
                 *config.wiegand,
                 *config.rdm6300,
                 *config.keyboards,
+                *(reader for bus in config.osdp for reader in bus.readers),
             )
             if reader.direction is not None
         }
@@ -235,6 +236,8 @@ class GateAgent:
         self.door: DoorController | None = None
         self.hardware: Any = None
         self.feedback: GuardFeedback | None = None
+        self.osdp: Any = None
+        """The OSDP buses (edge/osdp_readers.py): their readers show each decision's pattern."""
         self.devices: list[Device] = []
         try:
             if config.feedback is not None:
@@ -312,6 +315,17 @@ class GateAgent:
                         lambda r=reader: KeyboardReader(r.path, self._on_reading, name=r.name, grab=r.grab)
                     )
                 )
+        if self.config.osdp:
+            from edge.osdp_readers import OsdpReaders
+
+            self.osdp = OsdpReaders(
+                self.config.osdp,
+                self._on_reading,
+                self.record,
+                states=self.reader_states,
+                on_change=lambda: self.health.poke(),
+            )
+            self.devices.append(self.osdp)
         if self.config.cameras:
             from drivers.camera_scanner import CameraScanner
 
@@ -449,8 +463,12 @@ class GateAgent:
                 reason=decision.reason.value,
                 reader=shown.reader,
             )
-        if self.feedback is not None:
-            self.feedback.show(pattern_for(decision.granted, decision.reason, flagged=bool(decision.flags)))
+        if self.feedback is not None or self.osdp is not None:
+            pattern = pattern_for(decision.granted, decision.reason, flagged=bool(decision.flags))
+            if self.osdp is not None:
+                self.osdp.show(shown.reader, pattern)  # at the OSDP reader itself, if it is one
+            if self.feedback is not None:
+                self.feedback.show(pattern)
         if self.guard is not None:
             self.guard.show(shown, decision)
         self.metrics.decided(decision.granted, decision.reason.value, shown.at_ns, time.monotonic_ns())

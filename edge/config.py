@@ -17,6 +17,7 @@ from drivers.door_io import DoorPins
 from edge.clock import ClockTrust
 from edge.door import DoorSettings
 from edge.feedback import FeedbackPins
+from edge.osdp_config import OsdpBusConfig
 from protocol import ProtocolError, validate_name
 from protocol.configfile import ConfigIssue, key_lines, line_of, load_toml_model
 from protocol.mqtt import MqttSettings
@@ -335,6 +336,7 @@ class EdgeConfig(_Section):
     wiegand: list[WiegandConfig] = Field(default_factory=list)
     rdm6300: list[Rdm6300Config] = Field(default_factory=list)
     keyboards: list[KeyboardReaderConfig] = Field(default_factory=list)
+    osdp: list[OsdpBusConfig] = Field(default_factory=list)
     gpio: GpioConfig = Field(default_factory=GpioConfig)
     door: DoorConfig | None = None
     feedback: FeedbackPins | None = None
@@ -353,9 +355,12 @@ class EdgeConfig(_Section):
     @model_validator(mode="after")
     def _unique_readers(self) -> EdgeConfig:
         readers = [*self.scanners, *self.cameras, *self.wiegand, *self.rdm6300, *self.keyboards]
-        names = [reader.name for reader in readers]
+        names = [reader.name for reader in readers] + [r.name for bus in self.osdp for r in bus.readers]
         if len(names) != len(set(names)):
             raise ValueError(f"reader names must be unique across all readers: {', '.join(sorted(names))}")
+        buses = [bus.name for bus in self.osdp]
+        if len(buses) != len(set(buses)):
+            raise ValueError(f"[[osdp]] bus names must be unique: {', '.join(sorted(buses))}")
         if self.simulation is not None:
             if self.gpio.pin_factory != "mock":
                 raise ValueError('[simulation] drives mock pins: it needs [gpio] pin_factory = "mock"')
@@ -416,6 +421,8 @@ def load_config(path: Path | str) -> EdgeConfig:
         guard.photo_dir = _resolve(base, guard.photo_dir)
     if config.photos is not None:
         config.photos.dir = _resolve(base, config.photos.dir)
+    for bus in config.osdp:
+        bus.resolve_paths(base)
     if config.passes is not None:
         for key in ("root_key", "trust_bundle", "revocation_list", "site_secret_file"):
             value = getattr(config.passes, key)

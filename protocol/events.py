@@ -64,3 +64,22 @@ DOOR_FIRE_ALARM: Final = "door.fire_alarm"
 exit button, commands or the relay watchdog do, until it clears: ``{"door_open"}``."""
 DOOR_FIRE_ALARM_CLEARED: Final = "door.fire_alarm_cleared"
 """The fire-alarm input cleared; a ``door.locked`` (cause ``fire_cleared``) follows: ``{"alarm_for_s"}``."""
+READER_ONLINE: Final = "reader.online"
+"""A supervised reader (OSDP) answers its polls again, over the secure channel unless its bus is
+plain: ``{"reader", "bus", "address", "detail", "offline_readers", "refused_readers"}`` — the last
+two count the gate's readers still offline or refused (0 and 0: all are back)."""
+READER_OFFLINE: Final = "reader.offline"
+"""A supervised reader stopped answering (cut or shorted cable, no power): ``{"reader", "bus",
+"address", "detail"}``.  The console raises an alarm."""
+READER_REFUSED: Final = "reader.refused"
+"""A reader answers but cannot prove it holds the gate's key for it (wrong key, factory key, no
+key installed); nothing it sends is believed: ``{"reader", "bus", "address", "detail"}``."""
+READER_TAMPER: Final = "reader.tamper"
+"""A reader's own tamper switch opened (its housing is off the wall): ``{"reader", "bus", "address"}``."""
+READER_TAMPER_CLEARED: Final = "reader.tamper_cleared"
+"""The reader's tamper switch closed again: ``{"reader", "bus", "address"}``."""
+READER_POWER: Final = "reader.power"
+"""A reader's power monitor changed: ``{"reader", "bus", "address", "failure"}``."""
+READER_KEY_INSTALLED: Final = "reader.key_installed"
+"""Install mode gave a reader its own secure channel key, kept in the gate's key store:
+``{"reader", "bus", "address"}``."""
