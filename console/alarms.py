@@ -28,6 +28,11 @@ kind                        raised when
 ``status.refused``          a gate status was refused as stale or from the future
 ``command.unverified``      a gate refused a command as unsigned, forged, replayed or
                             meant for another gate (``protocol.commands.ALARMING_REASONS``)
+``reader.offline``          a supervised (OSDP) reader stopped answering: a cut or shorted
+                            cable, no power; closed by the console when the gate reports
+                            every such reader back (``reader.online`` counting none offline)
+``reader.refused``          a reader answers but not with the gate's key for it (wrong key,
+                            factory key, no key installed); closed likewise
 ``tls.cert_expiring``       a gate's status says its broker certificate expires within
                             ``CERT_WARNING_DAYS`` (30): renew it (``gatepost edge enroll
                             --renew``) before the broker refuses the gate
@@ -86,6 +91,8 @@ class AlarmKind(StrEnum):
     STATUS_REFUSED = "status.refused"
     COMMAND_UNVERIFIED = "command.unverified"
     CERT_EXPIRING = "tls.cert_expiring"
+    READER_OFFLINE = "reader.offline"
+    READER_REFUSED = "reader.refused"
 
 
 CERT_WARNING_DAYS = 30
@@ -101,7 +108,13 @@ _EVENT_ALARMS = {
     "outbox.degraded": AlarmKind.OUTBOX_DEGRADED,
     "outbox.lost": AlarmKind.OUTBOX_LOST,
     "guard.pin_lockout": AlarmKind.GUARD_PIN_LOCKOUT,
+    "reader.offline": AlarmKind.READER_OFFLINE,
+    "reader.refused": AlarmKind.READER_REFUSED,
+    "reader.tamper": AlarmKind.DOOR_TAMPER,  # a reader's housing opened: the same guard response
 }
+
+_READER_BACK = {AlarmKind.READER_OFFLINE: "offline_readers", AlarmKind.READER_REFUSED: "refused_readers"}
+"""The ``reader.online`` field that, at 0, says no reader of the gate is in that state any more."""
 
 
 class AlarmError(GatepostError, ValueError):
@@ -361,8 +374,24 @@ class AlarmBook:
 
     def observe_events(self, events: Iterable[EventLike]) -> list[Alarm]:
         """Apply every rule to ``events`` (in stored order); return the alarms newly raised."""
+        events = list(events)
         drafts = [draft for event in events if (draft := evaluate(self.rules, self.state, event))]
-        return self._raise(drafts)
+        raised = self._raise(drafts)
+        for event in events:
+            if event.type == "reader.online" and isinstance(event.data, dict):
+                self._readers_back(event)
+        return raised
+
+    def _readers_back(self, event: EventLike) -> None:
+        """Close a gate's reader alarms once its own report says none of its readers is still out."""
+        for kind, field_name in _READER_BACK.items():
+            if event.data.get(field_name) == 0:
+                self.clear(
+                    kind,
+                    event.site,
+                    event.gate,
+                    f"every reader answering again ({event.data.get('reader')} was the last, event {event.id})",
+                )
 
     def observe_outage(
         self, site: str, gate: str, received_at: str, outage: str | None, *, previous: str | None
