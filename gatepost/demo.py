@@ -82,6 +82,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument(
         "--doors", default="building-3", help="comma-separated building doors with card readers ('' for none)"
     )
+    demo.add_argument(
+        "--osdp-doors",
+        default="building-7",
+        help="comma-separated building doors whose readers are on an OSDP bus, secure channel on ('' for none)",
+    )
     demo.add_argument("--cameras", default="west", help="comma-separated camera gates ('' for none)")
     demo.add_argument("--site", default="longtan")
     demo.add_argument(
@@ -95,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
     from gatepost.processes import Child, gatepost_command
     from gatepost.stopping import StopSignals
     from simulator.day import CompressedDay, DayClock, ProfiledArrivals
+    from simulator.osdp import OsdpPeople
     from simulator.passes import ScreenshotReplays
     from simulator.scenario import ArrivalScenario
     from simulator.site import SimulatedSite
@@ -102,8 +108,9 @@ def run(args: argparse.Namespace) -> int:
     gates = [gate.strip() for gate in args.gates.split(",") if gate.strip()]
     doors = [door.strip() for door in args.doors.split(",") if door.strip()]
     cameras = [camera.strip() for camera in args.cameras.split(",") if camera.strip()]
+    osdp_doors = [door.strip() for door in args.osdp_doors.split(",") if door.strip()]
     guard_gate = (gates[:1] or [""])[0] if args.guard_screen is None else args.guard_screen.strip()
-    if guard_gate and guard_gate not in [*gates, *doors, *cameras]:
+    if guard_gate and guard_gate not in [*gates, *doors, *cameras, *osdp_doors]:
         print(f"gatepost demo: --guard-screen {guard_gate!r} is not one of the demo's gates", file=sys.stderr)
         return 2
     if args.day_seconds < 0 or args.history_days < 0:
@@ -117,7 +124,13 @@ def run(args: argparse.Namespace) -> int:
     root = args.state or Path(tempfile.mkdtemp(prefix="gatepost-demo-"))
     keep = args.state is not None
     site = SimulatedSite(
-        root, site=args.site, gates=gates, door_gates=doors, camera_gates=cameras, signed_passes=True
+        root,
+        site=args.site,
+        gates=gates,
+        door_gates=doors,
+        camera_gates=cameras,
+        osdp_gates=osdp_doors,
+        signed_passes=True,
     )
     stop = threading.Event()  # set by the main loop: a signal handler must not take its lock
     signals = StopSignals()
@@ -125,14 +138,19 @@ def run(args: argparse.Namespace) -> int:
     scenario: ArrivalScenario | None = None
     clock: DayClock | None = None
     replays: ScreenshotReplays | None = None
+    osdp_people: list[OsdpPeople] = []
     print(
         f"gatepost demo: site {args.site}, gates {', '.join(gates)}, doors {', '.join(doors) or 'none'},"
-        f" cameras {', '.join(cameras) or 'none'};"
+        f" cameras {', '.join(cameras) or 'none'}, OSDP doors {', '.join(osdp_doors) or 'none'};"
         f" state in {root}",
         flush=True,
     )
     try:
-        history = _write_history(args, site, gates, doors, cameras) if args.history_days > 0 else False
+        history = (
+            _write_history(args, site, gates, [*doors, *osdp_doors], cameras)
+            if args.history_days > 0
+            else False
+        )
         _configure_flow(site, args.timezone)
         screens = _configure_screens(site, web=args.web, guard_gate=guard_gate)
         _start_site(site)
@@ -177,6 +195,9 @@ def run(args: argparse.Namespace) -> int:
         scenario.start()
         if clock is not None:
             clock.start()
+        for door in osdp_doors:  # residents' cards at the OSDP readers, a stranger's now and then
+            bus = site.osdp_bus(door)
+            osdp_people.append(OsdpPeople(bus.readers, site.cards[:50], seed=args.seed).start())
         if gates:  # a resident's phone at the first gate, and a friend's screenshot of it
             replays = ScreenshotReplays(site.office, site.scanners[gates[0]], every_s=15.0)
             replays.start()
@@ -200,6 +221,8 @@ def run(args: argparse.Namespace) -> int:
             scenario.stop()
         if replays is not None:
             replays.stop()
+        for people in osdp_people:
+            people.stop()
         # Let the last scans reach the console before the gates stop.
         time.sleep(1.0)
         site.stop()
@@ -235,7 +258,7 @@ def _start_site(site: SimulatedSite) -> None:
     if not site.wait_console_online(timeout=30):
         print("gatepost demo: the console did not come online; its log ends:", file=sys.stderr)
         print(console.log_tail(2000), file=sys.stderr)
-    for gate in [*site.gates, *site.door_gates, *site.camera_gates]:
+    for gate in [*site.gates, *site.door_gates, *site.camera_gates, *site.osdp_gates]:
         site.start_gate(gate)
 
 

@@ -411,3 +411,55 @@ def demo_key(seed: str) -> bytes:
 def osdp_log_quiet() -> None:
     """libosdp prints its own log to stderr; the simulator keeps it to emergencies."""
     _osdp_sys().set_loglevel(_osdp_sys().LOG_EMERG)
+
+
+class OsdpPeople:
+    """Residents tapping cards at OSDP readers now and then; a share of strangers' cards.
+
+    ``cards`` are ``facility:card`` strings of H10301 cards.  Each arrival picks a reader
+    and a card and presents it; the gate's answer shows at the reader (its LED commands).
+    """
+
+    def __init__(
+        self,
+        readers: list[SimulatedOsdpReader],
+        cards: list[str],
+        *,
+        every_s: float = 6.0,
+        unknown_share: float = 0.1,
+        seed: int | None = None,
+    ) -> None:
+        import random
+
+        if not readers or not cards:
+            raise ValueError("OSDP people need readers and cards")
+        self._readers = readers
+        self._cards = [tuple(int(part) for part in card.split(":")) for card in cards]
+        self._every_s = every_s
+        self._unknown_share = unknown_share
+        self._random = random.Random(seed)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sim-osdp-people", daemon=True)
+        self.presented = 0
+
+    def start(self) -> OsdpPeople:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._random.expovariate(1 / self._every_s)):
+            reader = self._random.choice(self._readers)
+            if self._random.random() < self._unknown_share:
+                facility, card = 99, self._random.randrange(1, 65535)
+            else:
+                facility, card = self._random.choice(self._cards)
+            try:
+                reader.present_card(facility, card)
+                self.presented += 1
+            except RuntimeError as exc:  # the reader is offline: nobody hears the tap
+                log.debug("card not sent: %s", exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=2)

@@ -20,6 +20,7 @@ from pathlib import Path
 from broker.launcher import Broker
 from broker.provision import Credentials
 from gatepost.processes import Child, gatepost_command
+from simulator.osdp import SimulatedOsdpBus, demo_key
 from simulator.passes import SimulatedOffice
 from simulator.scanner import VirtualScanner
 from simulator.scenario import resident_codes
@@ -40,6 +41,7 @@ class SimulatedSite:
         gates: Sequence[str] = ("north", "east", "south"),
         door_gates: Sequence[str] = (),
         camera_gates: Sequence[str] = (),
+        osdp_gates: Sequence[str] = (),
         residents: int = 200,
         baudrate: int = 9600,
         pace: bool = True,
@@ -58,6 +60,9 @@ class SimulatedSite:
         self.gates = list(gates)
         self.door_gates = list(door_gates)
         self.camera_gates = list(camera_gates)
+        self.osdp_gates = list(osdp_gates)
+        """Building doors whose card readers are on an OSDP bus (simulator/osdp.py), secure channel on."""
+        self.osdp_buses: dict[str, SimulatedOsdpBus] = {}
         self.codes = resident_codes(residents)
         self.cards = [f"13:{1000 + 37 * i}" for i in range(min(residents, 500))]
         self.baudrate = baudrate
@@ -145,6 +150,9 @@ class SimulatedSite:
             return path
         if gate in self.door_gates:
             readers = self._door_sections()
+            allow = [f"wiegand26:{card}" for card in self.cards]
+        elif gate in self.osdp_gates:
+            readers = self._osdp_door_sections(gate, path.parent)
             allow = [f"wiegand26:{card}" for card in self.cards]
         elif gate in self.camera_gates:
             if self.office is not None:  # residents' signed passes, and a forged one held up by a visitor
@@ -256,6 +264,55 @@ class SimulatedSite:
             f"cards = [{cards}]",
         ]
 
+    def _osdp_door_sections(self, gate: str, folder: Path) -> list[str]:
+        """A door with two OSDP readers (in and out) on one bus, each with its own key in the key store."""
+        bus = self.osdp_bus(gate)
+        keys = folder / "osdp-keys"
+        keys.mkdir(parents=True, exist_ok=True)
+        keys.chmod(0o700)
+        for reader in bus.readers:
+            key_file = keys / f"{reader.name}.key"
+            key_file.write_text(f"{(reader.key or b'').hex()}\n")
+            key_file.chmod(0o600)
+        return [
+            "[gpio]",
+            'pin_factory = "mock"',
+            "",
+            "[door.pins]",
+            'relay = "GPIO17"',
+            'contact = "GPIO27"',
+            'exit_button = "GPIO22"',
+            "",
+            "[door.behaviour]",
+            "unlock_s = 5",
+            "",
+            "[[osdp]]",
+            'name = "door-bus"',
+            f"url = {_toml_str(bus.url)}",
+            "baudrate = 115200",
+            f"key_dir = {_toml_str(str(keys))}",
+            *[
+                line
+                for reader, direction in zip(bus.readers, ("in", "out"), strict=True)
+                for line in (
+                    "",
+                    "[[osdp.readers]]",
+                    f"name = {_toml_str(reader.name)}",
+                    f"address = {reader.address}",
+                    f'direction = "{direction}"',
+                )
+            ],
+        ]
+
+    def osdp_bus(self, gate: str) -> SimulatedOsdpBus:
+        """The OSDP bus of an OSDP door (started on first use), with an in and an out reader."""
+        if gate not in self.osdp_buses:
+            bus = SimulatedOsdpBus(self.root / "dev" / f"{gate}-osdp")
+            for address, name in ((1, "osdp-in"), (2, "osdp-out")):
+                bus.add_reader(address, key=demo_key(f"{self.site}/{gate}/{name}"), name=name)
+            self.osdp_buses[gate] = bus.start()
+        return self.osdp_buses[gate]
+
     def scanner(self, gate: str) -> VirtualScanner:
         if gate not in self.scanners:
             self.scanners[gate] = VirtualScanner(
@@ -297,7 +354,7 @@ class SimulatedSite:
     def start(self) -> None:
         self.start_broker()
         self.start_console()
-        for gate in [*self.gates, *self.door_gates, *self.camera_gates]:
+        for gate in [*self.gates, *self.door_gates, *self.camera_gates, *self.osdp_gates]:
             self.start_gate(gate)
 
     def stop(self) -> None:
@@ -310,6 +367,8 @@ class SimulatedSite:
             self.broker.stop()
         for scanner in self.scanners.values():
             scanner.close()
+        for bus in self.osdp_buses.values():
+            bus.close()
 
     # -- what reached the console ----------------------------------------------------
 

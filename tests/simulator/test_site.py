@@ -46,3 +46,32 @@ def test_a_gate_agent_stopped_by_sigterm_records_why_and_exits_cleanly(tmp_path:
         assert stopped and b'"reason":"sigterm"' in bytes(stopped[-1][0])  # no console: still held
     finally:
         site.stop()
+
+
+def test_an_osdp_door_at_the_site_opens_for_a_residents_card_over_the_secure_channel(tmp_path: Path) -> None:
+    """The demo's OSDP door: the gate process reads the site's simulated bus with keys from its key store."""
+    import sqlite3
+
+    site = SimulatedSite(tmp_path / "site", gates=[], osdp_gates=["b7"], residents=3, log_level="WARNING")
+    try:
+        site.start_broker()
+        site.start_gate("b7")
+        bus = site.osdp_bus("b7")
+        assert site.wait_for(lambda: all(r.secure_channel for r in bus.readers), timeout=30)
+        facility, card = (int(part) for part in site.cards[0].split(":"))
+        bus.readers[0].present_card(facility, card)
+        assert site.wait_for(lambda: "green" in bus.readers[0].leds(), timeout=20)
+
+        def scans() -> list[bytes]:
+            db = sqlite3.connect(f"file:{site.outbox_path('b7')}?mode=ro", uri=True)
+            try:
+                return [
+                    bytes(row[0]) for row in db.execute("SELECT body FROM outbox WHERE type = 'access.scan'")
+                ]
+            finally:
+                db.close()
+
+        assert site.wait_for(lambda: scans(), timeout=10)
+        assert b'"granted":true' in scans()[0] and b'"direction":"in"' in scans()[0]
+    finally:
+        site.stop()
