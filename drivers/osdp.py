@@ -250,10 +250,18 @@ class OsdpBus:
         for index, spec in enumerate(readers):
             key = spec.key
             if secure and key is None and spec.install:
-                key = secrets.token_bytes(KEY_BYTES)
                 if save_key is None:
                     raise ValueError(f"reader {spec.name}: install mode needs somewhere to keep the key")
-                save_key(spec.name, key)  # before the reader ever hears it
+                key = secrets.token_bytes(KEY_BYTES)
+                try:
+                    save_key(spec.name, key)  # before the reader ever hears it
+                except Exception as exc:
+                    # A key that is not kept must not be given: the reader would be lost at the
+                    # next restart.  It stays as it is (refused), and the bus runs for the others.
+                    log.error(
+                        "osdp %s reader %s: cannot keep a new key, not installing: %s", name, spec.name, exc
+                    )
+                    key = None
             enforced = secure and key is not None and not spec.install
             self._readers.append(_ReaderState(spec, index, key, secure, enforced))
         self._by_address = {state.spec.address: state for state in self._readers}

@@ -345,3 +345,17 @@ def test_frame_scanner_checks_crc_and_counts_junk():
     assert scanner.take_junk()[1] == 1
     halves = scanner.feed(packet[:3]) + scanner.feed(packet[3:])
     assert [p.address for p in halves] == [5]
+
+
+def test_install_mode_that_cannot_keep_the_key_does_not_give_it(sim):
+    fresh = sim.add_reader(4, key=None)
+    sim.start()
+
+    def refuse(_name: str, _key: bytes) -> None:
+        raise OSError("read-only file system")
+
+    rec = Recorder()
+    with start_bus(sim.url, [OsdpReader("lobby", 4, None, install=True)], rec, save_key=refuse) as bus:
+        assert rec.wait(lambda: LinkState.REFUSED in rec.links("lobby"), timeout=10)
+        assert bus.alive
+    assert fresh.key is None and not [c for c in fresh.commands if c.get("command") == 5]
