@@ -207,6 +207,7 @@ class _ReaderState:
     disabling: bool = False
     status: tuple[bool, bool] = (False, False)
     installed: bool = False
+    """A secure channel under the factory key (SCBK-D) was seen: install mode is giving a key."""
 
 
 class OsdpBus:
@@ -563,11 +564,13 @@ class OsdpBus:
         kind, arg0, arg1 = event.get("type"), event.get("arg0"), event.get("arg1")
         if kind == _NOTIFY_SC_STATUS:
             reader.sc_active, reader.sc_default_key = bool(arg0), bool(arg0) and bool(arg1)
+            reader.installed = reader.installed or reader.sc_default_key
             if reader.sc_active and not reader.sc_default_key and reader.secure and not reader.enforced:
                 # Install mode reached the reader's own key: from now on only it is accepted.
+                # (Said as an event only if this run gave it, not if the reader had it already.)
                 reader.enforced = True
-                reader.installed = True
-                self._emit(KeyInstalled(reader.spec.name, reader.spec.address, now))
+                if reader.installed:
+                    self._emit(KeyInstalled(reader.spec.name, reader.spec.address, now))
                 self._pending_enforce.append(reader.index)
         elif kind == _NOTIFY_PD_STATUS:
             reader.lib_online = bool(arg0)
