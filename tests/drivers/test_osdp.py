@@ -54,7 +54,7 @@ class Recorder:
             self.events.append(event)
             self._changed.notify_all()
 
-    def wait(self, predicate, timeout: float = 5.0) -> bool:
+    def wait(self, predicate, timeout: float = 10.0) -> bool:
         deadline = time.monotonic() + timeout
         with self._changed:
             while not predicate():
@@ -251,13 +251,13 @@ def test_install_mode_gives_a_factory_reader_its_own_key_once(sim, tmp_path):
         sim.url, [OsdpReader("lobby", 4, None, install=True)], rec, save_key=stored.__setitem__
     ) as bus:
         assert "lobby" in stored and len(stored["lobby"]) == 16  # kept before the reader heard it
-        assert rec.wait(lambda: any(isinstance(e, KeyInstalled) for e in rec.events), timeout=10)
-        assert bus.wait_state("lobby", LinkState.ONLINE, 10)
+        assert rec.wait(lambda: any(isinstance(e, KeyInstalled) for e in rec.events), timeout=20)
+        assert bus.wait_state("lobby", LinkState.ONLINE, 20)
         assert factory_fresh.key == stored["lobby"]
     # The next start holds the reader to its key; a gate with another key is refused.
     rec = Recorder()
     with start_bus(sim.url, [OsdpReader("lobby", 4, stored["lobby"])], rec) as bus:
-        assert bus.wait_state("lobby", LinkState.ONLINE, 10)
+        assert bus.wait_state("lobby", LinkState.ONLINE, 20)
         factory_fresh.present_card(2, 2)
         assert rec.wait(lambda: rec.cards())
     rec = Recorder()
