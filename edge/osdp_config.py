@@ -4,7 +4,7 @@ One table per RS-485 line, with one ``[[osdp.readers]]`` table per reader on it:
 
     [[osdp]]
     name = "front-bus"
-    url = "/dev/ttyUSB0"          # anything pyserial opens: a tty, socket://host:port
+    url = "/dev/serial/by-id/usb-FTDI_…-if00-port0"   # anything pyserial opens
     baudrate = 115200
     key_dir = "/var/lib/gatepost/osdp-keys"
 
@@ -60,7 +60,7 @@ class OsdpBusConfig(_Section):
     """One RS-485 line with OSDP readers; the gate is its control panel."""
 
     name: Name = "osdp"
-    url: str = Field(title="Serial port: /dev/ttyUSB0, /dev/gatepost/<name>, socket://host:port")
+    url: str = Field(title="Serial port: /dev/serial/by-id/..., /dev/ttyUSB0, socket://host:port")
     baudrate: int = Field(115200, title="Line speed; every reader on the bus must use the same")
     secure: bool = Field(True, title="Secure channel (AES-128) on, and enforced, for every reader")
     install: bool = Field(
