@@ -1,0 +1,296 @@
+"""``/roster``: the week's duty roster — drafted from the advice, edited by hand, printed per post.
+
+Every edit is checked by :mod:`console.roster.check` before it is stored: a change that
+would break a hard rule (rest, hours, rotation, a post the person may not stand at) is
+refused with the rule named, and every stored change is audited.  A draft is solved in a
+worker thread, bounded by a time limit, so the page never waits longer than that.
+
+``/roster/people`` lists the people and takes a CSV file of them (admins only: one file
+can change everyone's posts and hours).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, timedelta
+
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from console.flow import FlowSettings
+from console.roster.check import violations
+from console.roster.model import Assignment, Problem
+from console.roster.people import PeopleFileError, RowError, read_people
+from console.roster.plan import week_start
+from console.roster.store import RosterStore, StoredShift
+from console.web.auth import admin_required, login_required
+from console.web.forms import PageError, audit, field_text
+from console.web.render import render
+
+log = logging.getLogger("gatepost.console.web.roster")
+
+DRAFT_SECONDS = 10.0
+MAX_UPLOAD_BYTES = 2 * 1024 * 1024
+DAY_KEYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _store(request: Request) -> RosterStore:
+    state = request.app.state
+    store = getattr(state, "roster_store", None)
+    if store is None:
+        store = RosterStore(state.ctx.db)
+        state.roster_store = store
+    return store
+
+
+def _week(request: Request) -> date:
+    """The Monday of ``?week=`` (any day of it), or of this week; :class:`PageError` for a date that is none."""
+    text = request.query_params.get("week", "")
+    try:
+        day = date.fromisoformat(text) if text else date.today()
+    except ValueError:
+        raise PageError("roster.error.bad_week") from None
+    if not date(2000, 1, 1) <= day <= date(9000, 12, 31):
+        raise PageError("roster.error.bad_week")
+    return week_start(day)
+
+
+def _week_or_this(request: Request) -> tuple[date, PageError | None]:
+    try:
+        return _week(request), None
+    except PageError as exc:
+        return week_start(date.today()), exc
+
+
+def _settings(request: Request) -> FlowSettings:
+    return FlowSettings.from_config(getattr(request.app.state.ctx.config, "flow", None))
+
+
+def _problem(request: Request, store: RosterStore, week: date) -> Problem:
+    from console.roster.plan import problem_for_week
+
+    ctx = request.app.state.ctx
+    return problem_for_week(ctx.db, _settings(request), store.people(), week)
+
+
+def _grid(shifts: list[StoredShift]) -> dict[str, list[list[StoredShift]]]:
+    """Per post, per day of the week, the shifts starting that day."""
+    grid: dict[str, list[list[StoredShift]]] = {}
+    for shift in shifts:
+        days = grid.setdefault(shift.post, [[] for _ in range(7)])
+        days[shift.start_hour // 24].append(shift)
+    return dict(sorted(grid.items()))
+
+
+async def _page(request: Request, status_code: int = 200, error: PageError | None = None) -> Response:
+    store = _store(request)
+    week, bad_week = _week_or_this(request)
+    if bad_week is not None:
+        status_code, error = 400, bad_week
+    shifts, summary, people = await run_in_threadpool(
+        lambda: (store.week_shifts(week), store.week_summary(week), store.people(active_only=False))
+    )
+    return render(
+        request,
+        "roster/week.html",
+        status_code=status_code,
+        week=week,
+        previous=week - timedelta(days=7),
+        following=week + timedelta(days=7),
+        grid=_grid(shifts),
+        status=summary[0] if summary else None,
+        summary=summary[1] if summary else {},
+        people={p.id: p for p in people},
+        posts=sorted({post for p in people for post in p.posts}),
+        day_keys=DAY_KEYS,
+        error_key=error.key if error else None,
+        error_values=error.values if error else {},
+    )
+
+
+@login_required
+async def week_page(request: Request) -> Response:
+    return await _page(request)
+
+
+@login_required
+async def draft(request: Request) -> Response:
+    """Solve the week from the advice (greedy roster as the start) and store it as a draft."""
+    from console.roster import greedy
+    from console.roster.solver import solve
+
+    store = _store(request)
+    week, bad_week = _week_or_this(request)
+    if bad_week is not None:
+        return await _page(request)
+
+    def work() -> dict[str, object] | None:
+        problem = _problem(request, store, week)
+        if not problem.people:
+            return None
+        result = solve(problem, time_limit_s=DRAFT_SECONDS, hint=greedy.roster(problem))
+        if violations(problem, result.assignment):  # the model and the checker disagree: keep nothing
+            raise RuntimeError("solver roster failed the checker")
+        summary: dict[str, object] = {
+            "status": result.status,
+            "shortfall_hours": result.shortfall_hours,
+            "untrained_hours": sum(1 for s in result.shortfalls if s.trained_missing),
+            "shortfalls": [[s.post, s.hour, s.missing, s.trained_missing] for s in result.shortfalls[:50]],
+            "gap": round(result.gap, 4) if result.gap == result.gap else None,
+            "seconds": round(result.seconds, 2),
+        }
+        store.replace_week(
+            week, result.assignment, status="draft", made_by=request.state.user.name, summary=summary
+        )
+        return summary
+
+    summary = await run_in_threadpool(work)
+    if summary is None:
+        return await _page(request, 400, PageError("roster.error.no_people"))
+    await audit(
+        request, "roster.draft", week.isoformat(), {k: summary[k] for k in ("status", "shortfall_hours")}
+    )
+    return RedirectResponse(f"/roster?week={week.isoformat()}", status_code=303)
+
+
+@login_required
+async def edit(request: Request) -> Response:
+    """``add`` or ``remove`` one shift; refused with the rule named if the week would break one."""
+    store = _store(request)
+    week, bad_week = _week_or_this(request)
+    if bad_week is not None:
+        return await _page(request)
+    async with request.form() as form:
+        action = field_text(form, "action", 16)
+        person = field_text(form, "person", 40)
+        post = field_text(form, "post", 100)
+        try:
+            day = int(field_text(form, "day", 2) or -1)
+            start = int(field_text(form, "start", 2) or -1)
+            hours = int(field_text(form, "hours", 2) or 0)
+        except ValueError:
+            return await _page(request, 400, PageError("roster.error.bad_shift"))
+    if action not in ("add", "remove") or not (0 <= day < 7 and 0 <= start < 24 and 1 <= hours <= 24):
+        return await _page(request, 400, PageError("roster.error.bad_shift"))
+    first = day * 24 + start
+
+    def work() -> str | None:
+        assignment: dict[tuple[str, str], frozenset[int]] = dict(store.week_assignment(week))
+        key = (person, post)
+        span = frozenset(range(first, min(168, first + hours)))
+        if action == "add":
+            assignment[key] = assignment.get(key, frozenset()) | span
+        else:
+            if not span <= assignment.get(key, frozenset()):
+                return "roster.error.no_such_shift"
+            assignment[key] = assignment[key] - span
+        problem = Problem(
+            posts=tuple(sorted({p for _, p in assignment} | {post})),
+            people=tuple(store.people(active_only=False)),
+            demand={p: [0] * 168 for p in {p for _, p in assignment} | {post}},
+        )
+        broken = [v for v in violations(problem, _nonempty(assignment)) if v.person == person]
+        if broken:
+            return f"roster.rule.{broken[0].rule.value}"
+        summary = store.week_summary(week)
+        store.replace_week(
+            week,
+            _nonempty(assignment),
+            status="edited",
+            made_by=request.state.user.name,
+            summary=summary[1] if summary else {},
+        )
+        return None
+
+    refused = await run_in_threadpool(work)
+    if refused is not None:
+        return await _page(request, 400, PageError(refused, person=person))
+    await audit(
+        request,
+        f"roster.{action}",
+        f"{week.isoformat()} {person}",
+        {"post": post, "day": DAY_KEYS[day], "start": start, "hours": hours},
+    )
+    return RedirectResponse(f"/roster?week={week.isoformat()}", status_code=303)
+
+
+def _nonempty(assignment: dict[tuple[str, str], frozenset[int]]) -> Assignment:
+    return {key: hours for key, hours in assignment.items() if hours}
+
+
+@login_required
+async def print_page(request: Request) -> Response:
+    """One post's week on one page, in Chinese and English together, for the guard post's wall."""
+    from console.web.i18n import translator
+
+    store = _store(request)
+    week, bad_week = _week_or_this(request)
+    if bad_week is not None:
+        return await _page(request)
+    post = request.query_params.get("post", "")[:100]
+    shifts, people = await run_in_threadpool(
+        lambda: (store.week_shifts(week, post or None), store.people(active_only=False))
+    )
+    return render(
+        request,
+        "roster/print.html",
+        week=week,
+        grid=_grid(shifts),
+        people={p.id: p for p in people},
+        day_keys=DAY_KEYS,
+        zh=translator("zh"),
+        en=translator("en"),
+    )
+
+
+@login_required
+async def people_page(request: Request) -> Response:
+    return await _people(request)
+
+
+async def _people(
+    request: Request, status_code: int = 200, errors: tuple[RowError, ...] = (), error_key: str = ""
+) -> Response:
+    people = await run_in_threadpool(lambda: _store(request).people(active_only=False))
+    return render(
+        request,
+        "roster/people.html",
+        status_code=status_code,
+        people=people,
+        errors=errors,
+        error_key=error_key,
+        day_keys=DAY_KEYS,
+    )
+
+
+@admin_required
+async def people_import(request: Request) -> Response:
+    async with request.form() as form:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile) or not upload.filename:
+            return await _people(request, 400, error_key="roster.error.no_file")
+        data = await upload.read(MAX_UPLOAD_BYTES + 1)
+    if len(data) > MAX_UPLOAD_BYTES:
+        return await _people(request, 400, error_key="roster.error.file_too_large")
+    try:
+        people = read_people(data)
+    except PeopleFileError as exc:
+        return await _people(
+            request, 400, errors=exc.errors, error_key=f"roster.people_error.{exc.reason.value}"
+        )
+    count = await run_in_threadpool(_store(request).put_people, people)
+    await audit(request, "roster.people_import", upload.filename or "", {"people": count})
+    return RedirectResponse("/roster/people", status_code=303)
+
+
+routes: list[BaseRoute] = [
+    Route("/roster", week_page, methods=["GET"]),
+    Route("/roster/draft", draft, methods=["POST"]),
+    Route("/roster/edit", edit, methods=["POST"]),
+    Route("/roster/print", print_page, methods=["GET"]),
+    Route("/roster/people", people_page, methods=["GET"]),
+    Route("/roster/people", people_import, methods=["POST"]),
+]
