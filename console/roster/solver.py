@@ -40,7 +40,8 @@ class RosterResult:
     assignment: Assignment
     shortfalls: tuple[Shortfall, ...]
     status: str
-    """``optimal``, ``feasible`` (stopped at the gap or time limit with a roster) or ``unknown``."""
+    """``optimal``; ``feasible`` (stopped at the gap or time limit with a roster); ``hint`` (no
+    roster of its own in the time, the starting roster returned); ``unknown`` (none at all)."""
     objective: float
     """Hours stood plus the cost of shifts started, at the least shortfall (phase 2)."""
     bound: float
@@ -198,13 +199,15 @@ def solve(
     deadline = started + time_limit_s
     first = _run(model, deadline - time.perf_counter(), 0.0, workers)
     if first.status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        empty: Assignment = {}
+        # Out of time before any roster: the starting roster, if one was given, is still a
+        # roster within the rules (the caller checks it); better than none.
+        fallback: Assignment = hint or {}
         return RosterResult(
-            empty,
-            tuple(shortfalls(problem, empty)),
-            "unknown",
-            float("inf"),
-            0.0,
+            fallback,
+            tuple(shortfalls(problem, fallback)),
+            "hint" if hint else "unknown",
+            float("nan"),
+            float("nan"),
             time.perf_counter() - started,
         )
     least_missing = round(first.objective_value)
@@ -293,6 +296,7 @@ def _run(model: cp_model.CpModel, seconds: float, relative_gap: float, workers: 
     solver.parameters.max_time_in_seconds = max(0.1, seconds)
     solver.parameters.relative_gap_limit = relative_gap
     solver.parameters.num_workers = workers
+    solver.parameters.linearization_level = 2
     solver.parameters.log_search_progress = bool(os.environ.get("GATEPOST_ROSTER_LOG"))
     status = solver.solve(model)
     return _Solved(solver, status)

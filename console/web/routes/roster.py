@@ -12,6 +12,7 @@ can change everyone's posts and hours).
 from __future__ import annotations
 
 import logging
+import re
 from datetime import date, timedelta
 
 from starlette.concurrency import run_in_threadpool
@@ -252,18 +253,68 @@ async def people_page(request: Request) -> Response:
 
 
 async def _people(
-    request: Request, status_code: int = 200, errors: tuple[RowError, ...] = (), error_key: str = ""
+    request: Request,
+    status_code: int = 200,
+    errors: tuple[RowError, ...] = (),
+    error_key: str = "",
+    new_link: str | None = None,
 ) -> Response:
-    people = await run_in_threadpool(lambda: _store(request).people(active_only=False))
+    store = _store(request)
+    people, pending, links = await run_in_threadpool(lambda: (store.people(), store.pending(), store.links()))
+    qr = None
+    if new_link is not None:
+        import segno
+
+        qr = segno.make(new_link, error="m").svg_data_uri(scale=4)
     return render(
         request,
         "roster/people.html",
         status_code=status_code,
         people=people,
+        pending=pending,
+        links=links,
+        new_link=new_link,
+        new_link_qr=qr,
         errors=errors,
         error_key=error_key,
         day_keys=DAY_KEYS,
     )
+
+
+@admin_required
+async def make_link(request: Request) -> Response:
+    """A sign-up link for one site, shown once with its QR code to print (only its hash is kept)."""
+    async with request.form() as form:
+        site = field_text(form, "site", 64)
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", site):
+        return await _people(request, 400, error_key="roster.error.bad_site")
+    token = await run_in_threadpool(_store(request).make_link, site, request.state.user.name)
+    await audit(request, "roster.link_made", site, {})
+    url = str(request.base_url).rstrip("/") + f"/join/{token}"
+    return await _people(request, new_link=url)
+
+
+@admin_required
+async def revoke_link(request: Request) -> Response:
+    async with request.form() as form:
+        prefix = field_text(form, "link", 12)
+    if not re.fullmatch(r"[0-9a-f]{12}", prefix):
+        return await _people(request, 400, error_key="roster.error.bad_link")
+    await run_in_threadpool(_store(request).revoke_link, prefix)
+    await audit(request, "roster.link_revoked", prefix, {})
+    return RedirectResponse("/roster/people", status_code=303)
+
+
+@admin_required
+async def decide(request: Request) -> Response:
+    """Approve or refuse a volunteer's sign-up."""
+    async with request.form() as form:
+        person = field_text(form, "person", 40)
+        approve = field_text(form, "decision", 10) == "approve"
+    if not await run_in_threadpool(_store(request).decide, person, approve):
+        return await _people(request, 400, error_key="roster.error.not_pending")
+    await audit(request, "roster.sign_up_approved" if approve else "roster.sign_up_refused", person, {})
+    return RedirectResponse("/roster/people", status_code=303)
 
 
 @admin_required
@@ -293,4 +344,7 @@ routes: list[BaseRoute] = [
     Route("/roster/print", print_page, methods=["GET"]),
     Route("/roster/people", people_page, methods=["GET"]),
     Route("/roster/people", people_import, methods=["POST"]),
+    Route("/roster/links", make_link, methods=["POST"]),
+    Route("/roster/links/revoke", revoke_link, methods=["POST"]),
+    Route("/roster/people/decide", decide, methods=["POST"]),
 ]
