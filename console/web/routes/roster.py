@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
+from collections.abc import Callable
 from datetime import date, timedelta
 
 from starlette.concurrency import run_in_threadpool
@@ -27,7 +29,7 @@ from console.roster.model import Assignment, Problem
 from console.roster.people import PeopleFileError, RowError, read_people
 from console.roster.plan import week_start
 from console.roster.store import RosterStore, StoredShift
-from console.web.auth import admin_required, login_required
+from console.web.auth import admin_required, client_address, login_required
 from console.web.forms import PageError, audit, field_text
 from console.web.render import render
 
@@ -106,6 +108,7 @@ async def _page(request: Request, status_code: int = 200, error: PageError | Non
         summary=summary[1] if summary else {},
         people={p.id: p for p in people},
         posts=sorted({post for p in people for post in p.posts}),
+        drafting=_drafts(request).running(week),
         day_keys=DAY_KEYS,
         error_key=error.key if error else None,
         error_values=error.values if error else {},
@@ -117,9 +120,45 @@ async def week_page(request: Request) -> Response:
     return await _page(request)
 
 
+class Drafts:
+    """Drafts being solved, one thread per week: a solve takes up to :data:`DRAFT_SECONDS`.
+
+    The request that asks for a draft starts it and returns at once; the week's page says
+    "drafting" until the thread stores the roster.  A second request for a week already
+    being drafted starts nothing.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: dict[date, threading.Thread] = {}
+
+    def running(self, week: date) -> bool:
+        with self._lock:
+            thread = self._running.get(week)
+            return thread is not None and thread.is_alive()
+
+    def start(self, week: date, work: Callable[[], None]) -> bool:
+        with self._lock:
+            if week in self._running and self._running[week].is_alive():
+                return False
+            thread = threading.Thread(target=work, name=f"roster-draft-{week}", daemon=True)
+            self._running[week] = thread
+            thread.start()
+            return True
+
+
+def _drafts(request: Request) -> Drafts:
+    state = request.app.state
+    drafts = getattr(state, "roster_drafts", None)
+    if drafts is None:
+        drafts = Drafts()
+        state.roster_drafts = drafts
+    return drafts
+
+
 @login_required
 async def draft(request: Request) -> Response:
-    """Solve the week from the advice (greedy roster as the start) and store it as a draft."""
+    """Start solving the week from the advice (greedy roster as the start); stored as a draft when done."""
     from console.roster import greedy
     from console.roster.solver import solve
 
@@ -127,33 +166,42 @@ async def draft(request: Request) -> Response:
     week, bad_week = _week_or_this(request)
     if bad_week is not None:
         return await _page(request)
-
-    def work() -> dict[str, object] | None:
-        problem = _problem(request, store, week)
-        if not problem.people:
-            return None
-        result = solve(problem, time_limit_s=DRAFT_SECONDS, hint=greedy.roster(problem))
-        if violations(problem, result.assignment):  # the model and the checker disagree: keep nothing
-            raise RuntimeError("solver roster failed the checker")
-        summary: dict[str, object] = {
-            "status": result.status,
-            "shortfall_hours": result.shortfall_hours,
-            "untrained_hours": sum(1 for s in result.shortfalls if s.trained_missing),
-            "shortfalls": [[s.post, s.hour, s.missing, s.trained_missing] for s in result.shortfalls[:50]],
-            "gap": round(result.gap, 4) if result.gap == result.gap else None,
-            "seconds": round(result.seconds, 2),
-        }
-        store.replace_week(
-            week, result.assignment, status="draft", made_by=request.state.user.name, summary=summary
-        )
-        return summary
-
-    summary = await run_in_threadpool(work)
-    if summary is None:
+    people = await run_in_threadpool(store.people)
+    if not people:
         return await _page(request, 400, PageError("roster.error.no_people"))
-    await audit(
-        request, "roster.draft", week.isoformat(), {k: summary[k] for k in ("status", "shortfall_hours")}
-    )
+    user = request.state.user.name
+    audit_log = request.app.state.ctx.audit
+    address = client_address(request)
+
+    def work() -> None:
+        try:
+            problem = _problem(request, store, week)
+            result = solve(problem, time_limit_s=DRAFT_SECONDS, hint=greedy.roster(problem))
+            if violations(problem, result.assignment):  # the model and the checker disagree: keep nothing
+                log.error("roster draft for %s failed the checker; not stored", week)
+                return
+            summary: dict[str, object] = {
+                "status": result.status,
+                "shortfall_hours": result.shortfall_hours,
+                "untrained_hours": sum(1 for s in result.shortfalls if s.trained_missing),
+                "shortfalls": [
+                    [s.post, s.hour, s.missing, s.trained_missing] for s in result.shortfalls[:50]
+                ],
+                "gap": round(result.gap, 4) if result.gap == result.gap else None,
+                "seconds": round(result.seconds, 2),
+            }
+            store.replace_week(week, result.assignment, status="draft", made_by=user, summary=summary)
+            audit_log.record(
+                user,
+                "roster.draft",
+                week.isoformat(),
+                {k: summary[k] for k in ("status", "shortfall_hours")},
+                address=address,
+            )
+        except Exception:  # a thread's failure must be seen in the log, and must not stop the console
+            log.exception("roster draft for %s failed", week)
+
+    _drafts(request).start(week, work)
     return RedirectResponse(f"/roster?week={week.isoformat()}", status_code=303)
 
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from tests.console.web.web_support import Web, csrf_of, login, post_form
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -47,6 +48,9 @@ def test_people_import_then_draft_edit_and_print(web_factory: Callable[..., Web]
     week = "2026-12-07"
     drafted = post_form(client, f"/roster/draft?week={week}", {}, page=f"/roster?week={week}")  # type: ignore[arg-type]
     assert drafted.status_code == 303
+    assert wait_until(
+        lambda: 'id="roster-drafting"' not in client.get(f"/roster?week={week}").text, timeout=60
+    )  # type: ignore[attr-defined]
     page = client.get(f"/roster?week={week}").text  # type: ignore[attr-defined]
     assert "longtan/north" in page and "Guard" in page
     assert 'id="roster-status"' in page

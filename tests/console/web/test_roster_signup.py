@@ -8,6 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from tests.console.web.web_support import Web, csrf_of, login, make_status, post_form
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -74,6 +75,9 @@ def test_a_volunteer_signs_up_is_approved_takes_and_cancels_a_shift(web_factory:
     next_week = date.fromordinal(date.today().toordinal() + 7).isoformat()
     for week in (today, next_week):
         assert post_form(admin, f"/roster/draft?week={week}", {}, page="/roster").status_code == 303  # type: ignore[arg-type]
+        assert wait_until(
+            lambda w=week: 'id="roster-drafting"' not in admin.get(f"/roster?week={w}").text, timeout=60
+        )  # type: ignore[attr-defined]
     people = admin.get("/roster/people").text  # type: ignore[attr-defined]
     person = re.search(r'name="person" value="(v-[0-9a-f]+)"', people)
     assert person and "李娜" in people
