@@ -11,6 +11,7 @@ can change everyone's posts and hours).
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
@@ -29,7 +30,7 @@ from console.roster.model import Assignment, Problem
 from console.roster.people import PeopleFileError, RowError, read_people
 from console.roster.plan import week_start
 from console.roster.store import RosterStore, StoredShift
-from console.web.auth import admin_required, client_address, login_required
+from console.web.auth import admin_required, client_address, login_required, sees, site_limit
 from console.web.forms import PageError, audit, field_text
 from console.web.render import render
 
@@ -79,6 +80,22 @@ def _problem(request: Request, store: RosterStore, week: date) -> Problem:
     return problem_for_week(ctx.db, _settings(request), store.people(), week)
 
 
+def _visible(request: Request, post: str) -> bool:
+    """A post (``site/gate``) is shown to, and edited by, only those who see its site."""
+    return sees(request, post.split("/", 1)[0])
+
+
+def _visible_summary(request: Request, summary: dict[str, object]) -> dict[str, object]:
+    """The stored summary with other sites' short hours left out (the totals are the whole week's)."""
+    shown = dict(summary)
+    rows = summary.get("shortfalls")
+    if isinstance(rows, list):
+        shown["shortfalls"] = [
+            row for row in rows if isinstance(row, list) and row and _visible(request, str(row[0]))
+        ]
+    return shown
+
+
 def _grid(shifts: list[StoredShift]) -> dict[str, list[list[StoredShift]]]:
     """Per post, per day of the week, the shifts starting that day."""
     grid: dict[str, list[list[StoredShift]]] = {}
@@ -103,11 +120,11 @@ async def _page(request: Request, status_code: int = 200, error: PageError | Non
         week=week,
         previous=week - timedelta(days=7),
         following=week + timedelta(days=7),
-        grid=_grid(shifts),
+        grid=_grid([s for s in shifts if _visible(request, s.post)]),
         status=summary[0] if summary else None,
-        summary=summary[1] if summary else {},
-        people={p.id: p for p in people},
-        posts=sorted({post for p in people for post in p.posts}),
+        summary=_visible_summary(request, summary[1]) if summary else {},
+        people={p.id: p for p in people if any(_visible(request, post) for post in p.posts)},
+        posts=sorted({post for p in people for post in p.posts if _visible(request, post)}),
         drafting=_drafts(request).running(week),
         day_keys=DAY_KEYS,
         error_key=error.key if error else None,
@@ -166,6 +183,8 @@ async def draft(request: Request) -> Response:
     week, bad_week = _week_or_this(request)
     if bad_week is not None:
         return await _page(request)
+    if site_limit(request) is not None:  # a draft replaces every post's week: not for one site's operator
+        return await _page(request, 403, PageError("roster.error.not_your_site"))
     people = await run_in_threadpool(store.people)
     if not people:
         return await _page(request, 400, PageError("roster.error.no_people"))
@@ -224,6 +243,8 @@ async def edit(request: Request) -> Response:
             return await _page(request, 400, PageError("roster.error.bad_shift"))
     if action not in ("add", "remove") or not (0 <= day < 7 and 0 <= start < 24 and 1 <= hours <= 24):
         return await _page(request, 400, PageError("roster.error.bad_shift"))
+    if not _visible(request, post):
+        return await _page(request, 403, PageError("roster.error.not_your_site"))
     first = day * 24 + start
 
     def work() -> str | None:
@@ -287,7 +308,7 @@ async def print_page(request: Request) -> Response:
         request,
         "roster/print.html",
         week=week,
-        grid=_grid(shifts),
+        grid=_grid([s for s in shifts if _visible(request, s.post)]),
         people={p.id: p for p in people},
         day_keys=DAY_KEYS,
         zh=translator("zh"),
@@ -309,6 +330,7 @@ async def _people(
 ) -> Response:
     store = _store(request)
     people, pending, links = await run_in_threadpool(lambda: (store.people(), store.pending(), store.links()))
+    people = [p for p in people if any(_visible(request, post) for post in p.posts)]
     qr = None
     if new_link is not None:
         import segno
@@ -385,11 +407,70 @@ async def people_import(request: Request) -> Response:
     return RedirectResponse("/roster/people", status_code=303)
 
 
+EXPORT_COLUMNS = ("week", "person", "name", "team", "post", "date", "start", "end", "hours")
+
+
+@login_required
+async def export(request: Request) -> Response:
+    """The week's shifts as CSV or JSON lines, one row a shift, posts limited to the user's sites."""
+    from console.web.spreadsheet import rows_text
+
+    fmt = request.path_params["fmt"]
+    if fmt not in ("csv", "json"):
+        return render(request, "error.html", status_code=404, message_key="error.not_found")
+    store = _store(request)
+    week, bad_week = _week_or_this(request)
+    if bad_week is not None:
+        return await _page(request)
+    shifts, people = await run_in_threadpool(
+        lambda: (store.week_shifts(week), store.people(active_only=False))
+    )
+    names = {p.id: p for p in people}
+    rows = []
+    for s in shifts:
+        if not _visible(request, s.post):
+            continue
+        person = names.get(s.person)
+        day = week + timedelta(days=s.start_hour // 24)
+        start = s.start_hour % 24
+        rows.append(
+            [
+                week.isoformat(),
+                s.person,
+                person.name if person else "",
+                person.team.value if person else "",
+                s.post,
+                day.isoformat(),
+                f"{start:02d}:00",
+                f"{(start + s.hours) % 24:02d}:00",
+                s.hours,
+            ]
+        )
+    await audit(request, "export", f"roster.{fmt}", {"week": week.isoformat()})
+    if fmt == "csv":
+        body = "".join(rows_text(EXPORT_COLUMNS, rows))
+        media = "text/csv; charset=utf-8"
+    else:
+        body = "".join(
+            json.dumps(dict(zip(EXPORT_COLUMNS, row, strict=True)), ensure_ascii=False) + "\n" for row in rows
+        )
+        media = "application/json"
+    return Response(
+        body.encode("utf-8"),
+        media_type=media,
+        headers={
+            "content-disposition": f'attachment; filename="roster-{week.isoformat()}.{fmt}"',
+            "cache-control": "no-store",
+        },
+    )
+
+
 routes: list[BaseRoute] = [
     Route("/roster", week_page, methods=["GET"]),
     Route("/roster/draft", draft, methods=["POST"]),
     Route("/roster/edit", edit, methods=["POST"]),
     Route("/roster/print", print_page, methods=["GET"]),
+    Route("/roster/export.{fmt:str}", export, methods=["GET"]),
     Route("/roster/people", people_page, methods=["GET"]),
     Route("/roster/people", people_import, methods=["POST"]),
     Route("/roster/links", make_link, methods=["POST"]),

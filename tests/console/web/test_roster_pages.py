@@ -108,3 +108,38 @@ def test_both_languages_have_every_roster_word() -> None:
     en = {k for k in catalogues()["en"] if k.startswith("roster.")}
     zh = {k for k in catalogues()["zh"] if k.startswith("roster.")}
     assert en == zh
+
+
+def test_the_week_exports_as_csv_and_json_and_stays_within_a_users_sites(
+    web_factory: Callable[..., Web],
+) -> None:
+    import json
+
+    web = web_factory(watch=False)
+    admin = _admin(web)
+    text = PEOPLE + "h1,Other,guard,hilltop/gate,always,yes,\n"
+    assert _import(admin, text).status_code == 303
+    week = "2026-12-07"
+    assert post_form(admin, f"/roster/draft?week={week}", {}, page="/roster").status_code == 303  # type: ignore[arg-type]
+    assert wait_until(
+        lambda: 'id="roster-drafting"' not in admin.get(f"/roster?week={week}").text, timeout=60
+    )  # type: ignore[attr-defined]
+    csv_text = admin.get(f"/roster/export.csv?week={week}").text  # type: ignore[attr-defined]
+    assert csv_text.splitlines()[0] == '"week","person","name","team","post","date","start","end","hours"'
+    assert "longtan/north" in csv_text and "hilltop/gate" in csv_text
+    lines = [json.loads(line) for line in admin.get(f"/roster/export.json?week={week}").text.splitlines()]  # type: ignore[attr-defined]
+    assert lines and {"week", "person", "post", "hours"} <= set(lines[0])
+
+    web.ctx.users.add("olga", "operator-password-1", "operator", sites="longtan")
+    olga = web.client()
+    login(olga, "olga", "operator-password-1")
+    assert "hilltop/gate" not in olga.get(f"/roster?week={week}").text
+    assert "hilltop/gate" not in olga.get(f"/roster/export.csv?week={week}").text
+    refused = post_form(
+        olga,
+        f"/roster/edit?week={week}",
+        {"action": "add", "person": "h1", "post": "hilltop/gate", "day": "2", "start": "8", "hours": "4"},
+        page=f"/roster?week={week}",
+    )
+    assert refused.status_code == 403
+    assert post_form(olga, f"/roster/draft?week={week}", {}, page="/roster").status_code == 403
