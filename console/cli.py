@@ -64,6 +64,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     add_user_parser(commands)
 
+    from console.roster.cli import add_roster_parser
+
+    add_roster_parser(commands)
+
     check = commands.add_parser(
         "check-config", help="validate a configuration; name each bad file line and key"
     )

@@ -41,7 +41,7 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 def routes() -> list[BaseRoute]:
     """Every page, stream and file the console serves; the bad-input tests walk this table."""
-    from console.web.routes import admin, alarms, cards, events, flow, gates, passes, session
+    from console.web.routes import admin, alarms, cards, events, flow, gates, join, passes, roster, session
 
     return [
         *session.routes,
@@ -52,6 +52,8 @@ def routes() -> list[BaseRoute]:
         *passes.routes,
         *cards.routes,
         *flow.routes,
+        *roster.routes,
+        *join.routes,
         Route("/healthz", _health, methods=["GET"]),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]

@@ -33,6 +33,8 @@ from starlette.testclient import TestClient
 
 from console import documents
 from console.passes.office import PassRequest
+from console.roster.model import Person, Team
+from console.roster.store import RosterStore
 from console.web import middleware
 from console.web.app import create_app, routes
 from console.web.i18n import translator
@@ -45,7 +47,18 @@ from tests.console.web.web_support import make_event
 from tests.offices import create_office
 
 PUBLIC = frozenset(
-    {("GET", "/login"), ("POST", "/login"), ("POST", "/logout"), ("POST", "/lang"), ("GET", "/healthz")}
+    {
+        ("GET", "/login"),
+        ("POST", "/login"),
+        ("POST", "/logout"),
+        ("POST", "/lang"),
+        ("GET", "/healthz"),
+        # volunteers sign up from a printed link, without an account (console/web/routes/join.py)
+        ("GET", "/join/{link}"),
+        ("POST", "/join/{link}"),
+        ("GET", "/join/{link}/me/{secret}"),
+        ("POST", "/join/{link}/me/{secret}"),
+    }
 )
 ADMIN_ONLY = frozenset(
     {
@@ -201,7 +214,14 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         event = make_event("s1", "north", 1, "door.forced")
         ctx.store.commit([event])
         (alarm,) = ctx.alarms.observe_events([event])
+        roster = RosterStore(ctx.db)
+        link = roster.make_link("s1", "test")
+        volunteer = Person("v-1", "志愿者", Team.VOLUNTEER, frozenset({"s1/north"}), frozenset(range(168)))
+        secret = roster.sign_up(volunteer, link)
+        roster.decide("v-1", approve=True)
         samples = {
+            "link": link,
+            "secret": secret,
             "site": "s1",
             "gate": "north",
             "event_id": event.id,
