@@ -358,7 +358,10 @@ def _configure_flow(site: SimulatedSite, timezone: str) -> None:
     With the console's own default (Asia/Shanghai), any other ``--timezone`` would show the
     history's evening peak at the wrong hours.
     """
-    _set_table(site.console_config(), "flow", [f"timezone = {json.dumps(timezone)}"])
+    # and open on yesterday: today's chart holds the live compressed day in one real hour
+    _set_table(
+        site.console_config(), "flow", [f"timezone = {json.dumps(timezone)}", 'open_on = "last_full_day"']
+    )
 
 
 def _describe_office(office: DemoOffice, root: Path) -> str:
