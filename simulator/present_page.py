@@ -30,6 +30,9 @@ from simulator.scenario import Keyboard
 MAX_CODE_CHARS = 4096
 """Longer than any pass (a phone pass is under 600 digits); a pasted essay is cut, not typed."""
 MAX_FORM_BYTES = 64 * 1024
+SHOW_AGAIN_AFTER_S = 3.0
+"""A gate takes the same code again within ``[access] repeat_s`` (2.5 s by default) as one person
+still holding it up, and records nothing; the page waits this long before showing it again."""
 WAIT_S = 10.0
 """How long the page waits for the gate's event to reach the console before saying it has not yet."""
 
@@ -53,7 +56,8 @@ TEXT: dict[str, dict[str, str]] = {
         "present_typed": "Present this code",
         "granted": "{gate}: granted",
         "denied": "{gate}: refused, {reason}",
-        "no_event": "{gate}: the code was typed; no decision reached the console within {seconds} s",
+        "no_event": "{gate}: the code was typed; no decision reached the console within {seconds} s"
+        " (is the gate running? see its log)",
         "see_event": "See this event in the web console",
         "console": "Web console",
         "no_code": "Choose a pass or type a code.",
@@ -78,7 +82,7 @@ TEXT: dict[str, dict[str, str]] = {
         "present_typed": "出示此码",
         "granted": "{gate}：通过",
         "denied": "{gate}：拒绝，{reason}",
-        "no_event": "{gate}：码已输入；{seconds} 秒内控制台未收到判定",
+        "no_event": "{gate}：码已输入；{seconds} 秒内控制台未收到判定（门岗是否在运行？请查看其日志）",
         "see_event": "在控制台查看此事件",
         "console": "控制台",
         "no_code": "请选择通行证或输入一个码。",
@@ -136,6 +140,8 @@ class PresentPage:
         self.presented: list[tuple[str, str, Outcome | None]] = []
         """(gate, code, outcome) in the order presented."""
         self._server: ThreadingHTTPServer | None = None
+        self._shown: dict[tuple[str, str], float] = {}
+        self._lock = threading.Lock()
 
     # -- serving -------------------------------------------------------------------------------
 
@@ -193,8 +199,13 @@ class PresentPage:
         """Type ``code`` at ``gate``'s scanner and wait for the console to store the gate's decision."""
         code = "".join(ch for ch in code if ch.isprintable())[:MAX_CODE_CHARS]
         serial = _serial_of(code)
-        after = self._last_row()
-        self.scanners[gate].type(code)
+        with self._lock:  # one hand per page: a second click waits its turn
+            last = self._shown.get((gate, code))
+            if last is not None:
+                time.sleep(max(0.0, last + SHOW_AGAIN_AFTER_S - time.monotonic()))
+            after = self._last_row()
+            self.scanners[gate].type(code)
+            self._shown[gate, code] = time.monotonic()
         deadline = time.monotonic() + self.wait_s
         outcome = None
         while outcome is None and time.monotonic() < deadline:
