@@ -230,10 +230,10 @@ def offered_passes(office: DemoOffice, limit: int = 8) -> list[OfferedPass]:
 
 def reason_label(lang: str, reason: str) -> str:
     """A gate's reason in the web console's words (``reason.<code>`` in its catalogues), else the code."""
-    from console.web.i18n import catalogues, translator
+    from console.web.i18n import translator
+    from console.web.labels import code_label
 
-    key = f"reason.{reason}"
-    return translator(lang)(key) if key in catalogues()["en"] else reason
+    return code_label(translator(lang), "reason", reason)
 
 
 def configure_gates(
