@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
         history = _write_history(args, site, gates, doors, cameras) if args.history_days > 0 else False
         _configure_flow(site, args.timezone)
         screens = _configure_screens(site, web=args.web, guard_gate=guard_gate, office=office)
-        configure_gates(site, [*gates, *cameras], _set_table)
+        configure_gates(site, [*gates, *cameras], _set_table, doors=doors, timezone=args.timezone)
         _start_site(site)
         if gates:
             present, screens.present_url = start_present_page(site, office, screens.web_url)

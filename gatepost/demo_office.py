@@ -237,12 +237,28 @@ def reason_label(lang: str, reason: str) -> str:
 
 
 def configure_gates(
-    site: SimulatedSite, gates: list[str], set_table: Callable[[Path, str, list[str]], None]
+    site: SimulatedSite,
+    gates: list[str],
+    set_table: Callable[[Path, str, list[str]], None],
+    *,
+    doors: list[str] = (),  # type: ignore[assignment]
+    timezone: str = "Asia/Shanghai",
 ) -> None:
-    """``[photos]`` at each pass gate: the console sends holders' thumbnails, the guard screen shows them."""
+    """``[photos]`` at each pass gate, ``[cards]`` at each door: what the console's Cards page sends.
+
+    The console sends holders' thumbnails (the guard screen shows them) and the door-card
+    list; a door decides a card from that list first and its ``[access] allow`` list after.
+    """
     for gate in gates:
         config = site.gate_config(gate)
         set_table(config, "photos", [f"dir = {json.dumps(str(config.parent / 'photos'))}"])
+    for door in doors:
+        config = site.gate_config(door)
+        lines = [
+            f"store = {json.dumps(str(config.parent / 'cards.db'))}",
+            f"timezone = {json.dumps(timezone)}",
+        ]
+        set_table(config, "cards", lines)
 
 
 def start_present_page(

@@ -140,3 +140,18 @@ def test_the_present_page_shows_the_gates_answer_in_words_and_waits_before_showi
     finally:
         page.stop()
         store.close()
+
+
+def test_the_demos_gates_take_photos_and_doors_the_card_list(tmp_path: Path) -> None:
+    from edge.config import load_config as load_gate_config
+    from gatepost.demo import _set_table
+    from gatepost.demo_office import configure_gates
+    from simulator.site import SimulatedSite
+
+    site = SimulatedSite(tmp_path, gates=["north"], door_gates=["building-3"])
+    configure_gates(site, ["north"], _set_table, doors=["building-3"], timezone="Europe/Berlin")
+    gate = load_gate_config(site.gate_config("north"))
+    door = load_gate_config(site.gate_config("building-3"))
+    assert gate.photos is not None and gate.photos.dir == site.gate_config("north").parent / "photos"
+    assert door.cards is not None and door.cards.timezone == "Europe/Berlin"
+    assert door.access.allow  # the simulated residents' cards still open it
