@@ -171,6 +171,8 @@ class CardPublisher:
                 self.counters.deltas += 1
                 log.info("card list delta %d -> %d published", self._published_version, state.version)
         self._published_version = state.version
+        if state.version == 0:
+            return  # a registry never written to holds no list: a list's versions start at 1
         due = time.monotonic() - self._last_snapshot >= self.snapshot_every_s
         if self._snapshot_version != state.version and (self._snapshot_version is None or due):
             self._publish_snapshot()

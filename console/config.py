@@ -174,6 +174,9 @@ class FlowConfig(_Section):
     days: int = Field(20, ge=1, le=366, title="How many past days of the same kind (weekday/weekend)")
     bucket_minutes: Literal[15, 30, 60] = Field(30, title="Length of a staffing slot")
     peak_fraction: float = Field(0.8, gt=0, le=1, title="A bar within this fraction of the maximum is a peak")
+    open_on: Literal["today", "last_full_day"] = Field(
+        "today", title="The day the flow page shows when none is asked for (last_full_day: yesterday, whole)"
+    )
 
 
 class CardsConfig(_Section):

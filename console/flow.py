@@ -115,6 +115,8 @@ class FlowSettings:
     days: int = 20
     bucket_minutes: int = 30
     peak_fraction: float = 0.8
+    open_on: str = "today"
+    """``last_full_day``: the page opens on yesterday, whose every hour is in (the demo's choice)."""
 
     @property
     def zone(self) -> ZoneInfo:

@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 if TYPE_CHECKING:
+    from gatepost.demo_office import DemoOffice
+    from simulator.present_page import PresentPage
     from simulator.site import SimulatedSite
 
 
@@ -97,6 +99,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gatepost.demo_office import DemoOffice, configure_gates, start_present_page
     from gatepost.processes import Child, gatepost_command
     from gatepost.stopping import StopSignals
     from simulator.day import CompressedDay, DayClock, ProfiledArrivals
@@ -123,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     root = args.state or Path(tempfile.mkdtemp(prefix="gatepost-demo-"))
     keep = args.state is not None
+    office = DemoOffice.open_or_create(root, site=args.site, timezone=args.timezone)
     site = SimulatedSite(
         root,
         site=args.site,
@@ -130,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
         door_gates=doors,
         camera_gates=cameras,
         osdp_gates=osdp_doors,
-        signed_passes=True,
+        office=office,
     )
     stop = threading.Event()  # set by the main loop: a signal handler must not take its lock
     signals = StopSignals()
@@ -139,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
     clock: DayClock | None = None
     replays: ScreenshotReplays | None = None
     osdp_people: list[OsdpPeople] = []
+    present: PresentPage | None = None
     print(
         f"gatepost demo: site {args.site}, gates {', '.join(gates)}, doors {', '.join(doors) or 'none'},"
         f" cameras {', '.join(cameras) or 'none'}, OSDP doors {', '.join(osdp_doors) or 'none'};"
@@ -152,14 +157,18 @@ def run(args: argparse.Namespace) -> int:
             else False
         )
         _configure_flow(site, args.timezone)
-        screens = _configure_screens(site, web=args.web, guard_gate=guard_gate)
+        screens = _configure_screens(site, web=args.web, guard_gate=guard_gate, office=office)
+        configure_gates(site, [*gates, *cameras], _set_table, doors=doors, timezone=args.timezone)
         _start_site(site)
+        if gates:
+            present, screens.present_url = start_present_page(site, office, screens.web_url)
         screens.watch(lambda line: print(line, flush=True), stop)
         print(
             f"  broker   TLS 127.0.0.1:{site.broker.tls_port} (client certificates, CA {site.broker.ca.ca_cert}),"
             f" plain loopback :{site.broker.port} (logs {root / 'broker'})\n"
             f"  console  {site.console_db}\n"
             f"  gates    logs in {root / 'logs'}\n"
+            f"{_describe_office(office, root)}"
             f"{screens.describe()}"
             "  Ctrl-C stops everything.\n",
             flush=True,
@@ -223,6 +232,8 @@ def run(args: argparse.Namespace) -> int:
             replays.stop()
         for people in osdp_people:
             people.stop()
+        if present is not None:
+            present.stop()
         # Let the last scans reach the console before the gates stop.
         time.sleep(1.0)
         site.stop()
@@ -274,6 +285,7 @@ class _Screens:
     guard_url: str | None = None
     guard_pin: str = ""
     guard_note: str = ""
+    present_url: str | None = None
 
     def describe(self) -> str:
         lines = []
@@ -284,6 +296,10 @@ class _Screens:
         if self.guard_url:
             lines.append(
                 f"  guard    {self.guard_url}  ({self.guard_gate}; guard PIN {self.guard_pin}){self.guard_note}"
+            )
+        if self.present_url:
+            lines.append(
+                f"  present  {self.present_url}  (demo only: hold a pass up to a simulated gate's scanner)"
             )
         return "".join(f"{line}\n" for line in lines)
 
@@ -311,7 +327,9 @@ class _Screens:
         threading.Thread(target=run, name="screens-ready", daemon=True).start()
 
 
-def _configure_screens(site: SimulatedSite, *, web: bool, guard_gate: str) -> _Screens:
+def _configure_screens(
+    site: SimulatedSite, *, web: bool, guard_gate: str, office: DemoOffice | None = None
+) -> _Screens:
     """Switch on the web console (with a demo admin) and one gate's guard screen, on free ports.
 
     The demo writes these sections after the site's own configuration files, so the
@@ -323,7 +341,19 @@ def _configure_screens(site: SimulatedSite, *, web: bool, guard_gate: str) -> _S
     screens = _Screens()
     if web:
         port = free_port()
-        _set_table(site.console_config(), "web", ["enabled = true", f'listen = "127.0.0.1:{port}"'])
+        lines = ["enabled = true", f'listen = "127.0.0.1:{port}"']
+        if office is not None:  # the Passes pages issue and revoke from the office the gates trust
+            lines.append(f"office = {json.dumps(str(office.folder))}")
+            _set_table(
+                site.console_config(),
+                "cards",
+                [
+                    f"site = {json.dumps(office.site)}",
+                    f"registry = {json.dumps(str(site.console_db.parent / 'cards.db'))}",
+                    f"thumbnails = {json.dumps(str(site.console_db.parent / 'thumbnails'))}",
+                ],
+            )
+        _set_table(site.console_config(), "web", lines)
         screens.web_url = f"http://127.0.0.1:{port}/"
         screens.web_password = secrets.token_urlsafe(9)
         _demo_admin(site, screens.web_user, screens.web_password)
@@ -351,7 +381,21 @@ def _configure_flow(site: SimulatedSite, timezone: str) -> None:
     With the console's own default (Asia/Shanghai), any other ``--timezone`` would show the
     history's evening peak at the wrong hours.
     """
-    _set_table(site.console_config(), "flow", [f"timezone = {json.dumps(timezone)}"])
+    # and open on yesterday: today's chart holds the live compressed day in one real hour
+    _set_table(
+        site.console_config(), "flow", [f"timezone = {json.dumps(timezone)}", 'open_on = "last_full_day"']
+    )
+
+
+def _describe_office(office: DemoOffice, root: Path) -> str:
+    """Where the site office is, and its root passphrase (see gatepost/demo_office.py for why it is printed)."""
+    from gatepost.demo_office import PASSPHRASE_FILE
+
+    made = "made now" if office.created else "from an earlier run"
+    return (
+        f"  office   {office.folder} ({made}; root passphrase {office.passphrase or '?'},"
+        f" also in {root / PASSPHRASE_FILE})\n"
+    )
 
 
 def _set_table(path: Path, table: str, lines: list[str]) -> None:

@@ -15,6 +15,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Protocol
 
 from nacl.signing import SigningKey
 
@@ -45,6 +46,31 @@ class PassCorpus:
     def pick_refused(self, rng: random.Random) -> tuple[str, str]:
         reason = rng.choice(sorted(self.refused))
         return reason, rng.choice(self.refused[reason])
+
+
+class SiteOffice(Protocol):
+    """What a simulated site needs of an office: the public files a gate is given, and passes to show.
+
+    :class:`SimulatedOffice` plays the office itself; the demo instead runs a real site
+    office (``gatepost/demo_office.py``) so that the web console can issue and revoke
+    passes the simulated gates trust.
+    """
+
+    corpus: PassCorpus
+
+    @property
+    def root_key(self) -> Path: ...
+
+    @property
+    def bundle(self) -> Path: ...
+
+    @property
+    def revocations(self) -> Path: ...
+
+    @property
+    def site_secret(self) -> Path: ...
+
+    def phone_code(self, when: datetime | None = None) -> str: ...
 
 
 class SimulatedOffice:
@@ -173,7 +199,7 @@ class ScreenshotReplays:
 
     def __init__(
         self,
-        office: SimulatedOffice,
+        office: SiteOffice,
         scanner: Keyboard,
         *,
         every_s: float = 20.0,

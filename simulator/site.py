@@ -21,7 +21,7 @@ from broker.launcher import Broker
 from broker.provision import Credentials
 from gatepost.processes import Child, gatepost_command
 from simulator.osdp import SimulatedOsdpBus, demo_key
-from simulator.passes import SimulatedOffice
+from simulator.passes import SimulatedOffice, SiteOffice
 from simulator.scanner import VirtualScanner
 from simulator.scenario import resident_codes
 
@@ -50,6 +50,7 @@ class SimulatedSite:
         resend_after_s: float = 15.0,
         log_level: str = "INFO",
         signed_passes: bool = False,
+        office: SiteOffice | None = None,
         tls: bool = True,
     ) -> None:
         self.root = root
@@ -79,8 +80,9 @@ class SimulatedSite:
         self._configured: set[str] = set()
         self.credentials: dict[str, Credentials] = {}
         self.console_username: str | None = None
-        self.office: SimulatedOffice | None = None
-        if signed_passes:
+        self.office: SiteOffice | None = office
+        """Given (the demo's real site office), or played by the simulator with ``signed_passes``."""
+        if office is None and signed_passes:
             # Scanner gates then check real signed passes; the allow-list keeps the plain codes.
             self.office = SimulatedOffice(root / "office", site=site)
 

@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from console.web.i18n import LANGUAGE_NAMES, LANGUAGES, translator
+from console.web.labels import label_helpers
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 
@@ -103,6 +104,7 @@ def template_context(request: Request, **ctx: Any) -> dict[str, Any]:
         "csrf_token": token,
         "csrf_field": lambda: Markup(f'<input type="hidden" name="csrf_token" value="{escape(token)}">'),
         "path": request.url.path,
+        **label_helpers(t),
         **ctx,
     }
 

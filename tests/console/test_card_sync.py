@@ -114,3 +114,15 @@ def test_a_removed_thumbnail_is_cleared(rounds: Rounds):
     rounds.run()
     (rounds.thumbs / f"{digest}.jpg").unlink()
     assert rounds.run() == [(photo_topic(SITE, digest), b"")]
+
+
+def test_a_site_with_no_cards_yet_still_gets_its_thumbnails(rounds: Rounds):
+    """A new site issues passes with photos before it has any door card (the demo does).
+
+    The registry is at version 0, which no list chunk may carry; the round used to fail
+    there, every second, with a traceback, before it reached the thumbnails.
+    """
+    digest = save_thumbnail(rounds.thumbs, picture((10, 120, 10)))
+    settle(rounds.thumbs)
+    rounds.publisher._publish_changes()  # nothing to send, and no error
+    assert rounds.run() == [(photo_topic(SITE, digest), (rounds.thumbs / f"{digest}.jpg").read_bytes())]

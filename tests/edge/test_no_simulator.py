@@ -21,6 +21,7 @@ ALLOWED = {
     # The demo and sim-gate exist to run the simulator; they import it inside their commands.
     Path("gatepost/demo.py"),
     Path("gatepost/sim_gate.py"),
+    Path("gatepost/demo_office.py"),
 }
 
 IMPORT_EVERYTHING = """

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -75,6 +75,8 @@ def parse_query(request: Request, settings: FlowSettings) -> tuple[date, str | N
             raise FlowQueryError("flow.error.bad_date", text[:40])
     else:
         day = datetime.now(settings.zone).date()
+        if settings.open_on == "last_full_day":
+            day -= timedelta(days=1)
     post = params.get("post", "").strip() or None
     if post is not None:
         try:
@@ -191,8 +193,24 @@ async def flow_page(request: Request) -> Response:
         month_chart=month,
         export_query=("?" + query) if query else "",
         rosters={plan.post: roster(plan.post, plan.slots, settings) for plan in report.plans},
+        day_note=_day_note(report.day, settings),
         max_posts_in_detail=MAX_POSTS_IN_DETAIL,
     )
+
+
+def _day_note(day: date, settings: FlowSettings) -> dict[str, Any] | None:
+    """How to read the day shown: today is still filling; the default may be the last full day.
+
+    A day under way has a tall bar at the current hour and nothing after it, which reads
+    as a collapse of traffic unless the page says so.
+    """
+    now = datetime.now(settings.zone)
+    today = now.date()
+    if day == today:
+        return {"key": "flow.note.today", "hour": now.strftime("%H:00"), "other": today - timedelta(days=1)}
+    if day == today - timedelta(days=1):
+        return {"key": "flow.note.last_full_day", "hour": "", "other": today}
+    return None
 
 
 def render_translator(request: Request) -> Any:

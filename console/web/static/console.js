@@ -9,6 +9,13 @@
   }
   var L = labels();
   function t(key) { return L[key] || key; }
+  // event types, reasons, flags: the code itself when the page has no label for it (a newer gate's)
+  var C = (function () {
+    var node = document.getElementById("code-labels");
+    try { return node ? JSON.parse(node.textContent) : {}; } catch (e) { return {}; }
+  })();
+  function label(prefix, code) { return code ? C[prefix + "." + code] || String(code) : ""; }
+  function coded(tag, prefix, code) { var node = el(tag, label(prefix, code)); if (code) node.title = code; return node; }
   // stored times are UTC; pages show the site's wall clock (body data-tz), like the server does
   var zone = document.body.dataset.tz || "UTC";
   var clock = null;
@@ -82,7 +89,9 @@
     if (g.last_event_type) {
       var href = g.last_event_id ? "/events/" + g.last_event_id
         : "/events?site=" + encodeURIComponent(g.site) + "&gate=" + encodeURIComponent(g.gate);
-      fill(cell("last_event"), link(href, g.last_event_type), document.createTextNode(" " + shortTime(g.last_event_time)));
+      var typed = link(href, label("event_type", g.last_event_type));
+      typed.title = g.last_event_type;
+      fill(cell("last_event"), typed, document.createTextNode(" " + shortTime(g.last_event_time)));
     }
     if (g.backlog === null || g.backlog === undefined) cell("backlog").textContent = "–";
     else fill(cell("backlog"), document.createTextNode(g.backlog + " "), el("span", "· " + shortTime(g.backlog_at), "muted"));
@@ -137,9 +146,9 @@
     row.appendChild(first);
     row.appendChild(el("td", e.site + "/" + e.gate));
     row.appendChild(el("td", e.seq));
-    row.appendChild(el("td", e.type));
+    row.appendChild(coded("td", "event_type", e.type));
     row.appendChild(el("td", e.granted === true ? t("events.granted") : e.granted === false ? t("events.denied") : ""));
-    row.appendChild(el("td", e.reason || ""));
+    row.appendChild(coded("td", "reason", e.reason));
     row.appendChild(el("td", e.holder || ""));
     row.appendChild(el("td", e.reader || ""));
     body.insertBefore(row, body.firstChild);

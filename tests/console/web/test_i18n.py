@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
+import json
+import pkgutil
 import re
+from enum import StrEnum
 from pathlib import Path
 
 import pytest
@@ -120,3 +124,122 @@ def test_every_alarm_kind_has_a_label_in_both_languages():
     for lang in LANGUAGES:
         missing = [kind.value for kind in AlarmKind if f"alarm.{kind.value}" not in tables[lang]]
         assert not missing, f"alarm kinds without a {lang} label: {missing}"
+
+
+# -- the codes gates send: every one has words in both languages ---------------------------------
+
+_CODE_PACKAGES = ("protocol", "edge", "drivers")
+_REASON_SUFFIXES = ("Reason", "Refusal", "Cause")
+"""Enums whose values a gate writes as an event's ``reason`` (or a door's ``cause``), by name."""
+
+
+def _code_enums() -> dict[str, list[type[StrEnum]]]:
+    """Every StrEnum of event types (``*EventType``) and reasons in protocol/, edge/ and drivers/.
+
+    Found by walking the packages rather than listed, so that an enum another part adds
+    (vehicle lanes, OSDP readers, district export) is checked without touching this test.
+    """
+    found: dict[str, list[type[StrEnum]]] = {"event_type": [], "reason": [], "flag": []}
+    for package in _CODE_PACKAGES:
+        root = importlib.import_module(package)
+        for info in pkgutil.walk_packages(root.__path__, package + "."):
+            if info.name.endswith(".__main__"):
+                continue
+            try:
+                module = importlib.import_module(info.name)
+            except ImportError:  # an optional extra that is not installed (drivers.keyboard)
+                continue
+            for name, value in vars(module).items():
+                if (
+                    not (isinstance(value, type) and issubclass(value, StrEnum))
+                    or value.__module__ != module.__name__
+                ):
+                    continue
+                if name.endswith("EventType"):
+                    found["event_type"].append(value)
+                elif name.endswith(_REASON_SUFFIXES):
+                    found["reason"].append(value)
+    from protocol.passes.decision import Flag
+
+    found["flag"].append(Flag)
+    return found
+
+
+def _event_type_constants() -> set[str]:
+    """``protocol/events.py`` names its event types as module constants, not as an enum."""
+    import protocol.events as events
+
+    return {
+        value
+        for name, value in vars(events).items()
+        if name.isupper() and isinstance(value, str) and re.fullmatch(r"[a-z_]+(\.[a-z_]+)+", value)
+    }
+
+
+def missing_code_labels(
+    enums: dict[str, list[type[StrEnum]]], event_types: set[str], tables: dict[str, dict[str, str]]
+) -> dict[str, list[str]]:
+    """``{lang: [key, ...]}`` of the codes that have no label."""
+    keys = {f"event_type.{code}" for code in event_types}
+    keys |= {
+        f"{prefix}.{member.value}" for prefix, found in enums.items() for enum in found for member in enum
+    }
+    return {lang: sorted(k for k in keys if k not in tables[lang]) for lang in LANGUAGES}
+
+
+def test_every_event_type_reason_and_flag_has_a_label_in_both_languages():
+    enums = _code_enums()
+    assert len(enums["reason"]) >= 10 and enums["event_type"]  # the walk found the enums at all
+    events = _event_type_constants()
+    assert {"access.scan", "scanner.rejected", "clock.untrusted"} <= events
+    missing = missing_code_labels(enums, events, load_catalogues())
+    assert missing == {lang: [] for lang in LANGUAGES}, f"codes without a label: {missing}"
+
+
+def test_a_new_enum_member_without_a_label_is_caught():
+    """The check itself: a reason enum someone adds tomorrow, and an event type constant."""
+    NewReason = StrEnum("NewReason", {"LANE_BLOCKED": "lane_blocked", "GRANTED": "granted"})
+    missing = missing_code_labels({"reason": [NewReason]}, {"vehicle.entered"}, load_catalogues())
+    assert missing == {lang: ["event_type.vehicle.entered", "reason.lane_blocked"] for lang in LANGUAGES}
+
+
+@pytest.mark.parametrize(
+    ("lang", "type_label", "reason_label", "flag_label"),
+    [
+        ("en", "Pass or card presented", "revoked", "gate clock not trusted"),
+        ("zh", "出示通行证或门卡", "已吊销", "门岗时钟不可信"),
+    ],
+)
+def test_events_pages_show_labels_not_codes(
+    web: Web, lang: str, type_label: str, reason_label: str, flag_label: str
+):
+    web.add_user("root", "admin")
+    web.store.commit(
+        [
+            make_event(
+                "s1",
+                "north",
+                1,
+                granted=False,
+                reason="revoked",
+                credential="pass",
+                flags=["clock_untrusted"],
+            ),
+            make_event("s1", "north", 2, "door.locked", cause="opened"),
+        ]
+    )
+    event_id = web.store.events_after(0)[0].id
+    with web.client() as client:
+        client.cookies.set("gp_lang", lang)
+        login(client, "root")
+        listing = client.get("/events").text
+        detail = client.get(f"/events/{event_id}").text
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", listing)
+    assert type_label in cells and reason_label in cells
+    assert "access.scan" not in cells and "door.locked" not in cells and "opened" not in cells
+    if lang == "zh":
+        assert "revoked" not in cells
+    assert 'title="access.scan"' in listing  # the code stays at hand, for the filter and the docs
+    assert type_label in detail and reason_label in detail and flag_label in detail
+    labels = re.search(r'<script type="application/json" id="code-labels">(.*?)</script>', listing, re.S)
+    assert labels and json.loads(labels.group(1))["reason.revoked"] == reason_label  # for live rows
