@@ -366,6 +366,7 @@ class BackupTimer:
         self.interval_s = interval_s
         self.keep = keep
         self.last: BackupResult | None = None
+        self.taken = 0
         self.failures = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -386,6 +387,7 @@ class BackupTimer:
             log.error("scheduled backup of %s failed: %s", display_url(self.target), exc)
             return None
         self.last = result
+        self.taken += 1
         log.info("backed the store up to %s; %d old backups deleted", result.describe(), len(pruned))
         return result
 
