@@ -349,6 +349,28 @@ def discovery_configs(
     return configs
 
 
+def console_config(
+    site: str, *, prefix: str, console: str, console_status: str, version: str
+) -> tuple[str, dict[str, Any]]:
+    """The console itself as a device (the gates' ``via_device``), with its status as a sensor, per site."""
+    config = {
+        "name": "Console status",
+        "unique_id": f"{console_device_id(console)}_{site}_status",
+        "state_topic": console_status,
+        "value_template": "{{ value_json.state }}",
+        "device": {
+            "identifiers": [console_device_id(console)],
+            "name": f"gatepost console {console}",
+            "manufacturer": MANUFACTURER,
+            "model": "gatepost console",
+            "sw_version": version,
+        },
+        "origin": {"name": "gatepost", "sw_version": version},
+        "entity_category": "diagnostic",
+    }
+    return ha.discovery_topic(prefix, "sensor", site, "console_status"), config
+
+
 # -- the bridge --------------------------------------------------------------------------
 
 
@@ -403,6 +425,8 @@ class HomeAssistantBridge:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._subscribed = threading.Event()
+        self._reconnected = threading.Event()
+        self._sites: set[str] = set()
         self._client: paho.Client | None = None
         self._threads: list[threading.Thread] = []
         self._follower: EventFollower | None = None
@@ -470,6 +494,7 @@ class HomeAssistantBridge:
             log.error("broker refused the console's Home Assistant connection: %s", reason)
             return
         client.subscribe([(topic, QOS) for topic in self._filters()])
+        self._reconnected.set()  # what was published before may have been lost with the connection
 
     def _on_subscribe(
         self, _c: paho.Client, _u: object, _mid: int, reasons: list[ReasonCode], _p: Properties | None
@@ -502,6 +527,9 @@ class HomeAssistantBridge:
             self._wake.wait(self.poll_s)
             self._wake.clear()
             try:
+                if self._reconnected.is_set() and self._subscribed.is_set():
+                    self._reconnected.clear()
+                    self._republish()
                 self._drain_inbox()
                 if time.monotonic() >= next_retired:
                     self._check_retired()
@@ -510,6 +538,16 @@ class HomeAssistantBridge:
             except Exception:  # a store that fails now is read again at the next poll
                 log.exception("Home Assistant bridge: an update failed; retrying")
                 self._stopping.wait(self.poll_s)
+
+    def _republish(self) -> None:
+        """Everything again, after a (re)connect: a clean session keeps nothing we sent while away."""
+        self._sites.clear()
+        for key in list(self.published_configs):
+            self.published_configs[key] = {}
+        for view in list(self.views.values()):
+            self._view(view.site, view.gate)  # the site's console device again
+            self._publish_availability(view)
+            self._publish(view)
 
     def _drain_inbox(self) -> None:
         while True:
@@ -604,6 +642,16 @@ class HomeAssistantBridge:
         view = self.views.get((site, gate))
         if view is None:
             view = self.views[site, gate] = GateView(site, gate)
+        if site not in self._sites:
+            self._sites.add(site)
+            topic, config = console_config(
+                site,
+                prefix=self.prefix,
+                console=self.name,
+                console_status=self.console_status,
+                version=self.version,
+            )
+            self._send(topic, json.dumps(config, sort_keys=True), retain=True)
         return view
 
     def _publish(self, view: GateView) -> None:
