@@ -203,10 +203,9 @@ def test_configs_are_retained_on_the_right_topics_with_the_keys_home_assistant_r
         assert config["availability"][0]["topic"] == ha.availability_topic(SITE, unique_name)
     every = _retained(home, f"{PREFIX}/#")
     console = json.loads(every[f"{PREFIX}/sensor/gatepost_{SITE}/console_status/config"])
-    assert console["device"]["identifiers"] == [
-        lock_via := next(iter(configs.values()))["device"]["via_device"]
-    ]
-    assert console["state_topic"] == console_status_topic(SITE), lock_via
+    via = next(iter(configs.values()))["device"]["via_device"]
+    assert console["device"]["identifiers"] == [via], "the gates' via_device is a device Home Assistant knows"
+    assert console["state_topic"] == console_status_topic(SITE)
     (lock,) = [c for t, c in configs.items() if t.startswith(f"{PREFIX}/lock/")]
     assert lock["command_topic"] == ha.command_topic(SITE, unique_name)
     assert not lock["command_topic"].startswith(GateTopics(SITE, unique_name).base), "never the gate's topic"
