@@ -377,3 +377,55 @@ def test_retiring_a_gate_removes_its_configs(
     site.start()
     time.sleep(1.0)
     assert not _configs(home, unique_name)
+
+
+def test_bad_homeassistant_settings_name_file_line_and_key(tmp_path: Path):
+    from console.config import load_config
+    from protocol.configfile import ConfigError
+
+    path = tmp_path / "console.toml"
+    path.write_text('name = "c"\n\n[homeassistant]\nenabled = true\ndiscovery_prefix = "home/#"\n')
+    with pytest.raises(ConfigError) as refused:
+        load_config(path)
+    text = str(refused.value)
+    assert str(path) in text and ":5" in text and "discovery_prefix" in text
+    path.write_text("[homeassistant]\n")
+    settings = load_config(path).homeassistant
+    assert (settings.enabled, settings.discovery_prefix) == (False, "homeassistant"), "off by default"
+
+
+@pytest.mark.slow
+def test_console_run_serves_home_assistant_and_the_cli_retires_a_gate(
+    tmp_path: Path, broker: Broker, home: MqttTestClient, unique_name: str
+):
+    """The wiring in ``console run``: the bridge starts from [homeassistant], the run lock is held
+    (restore refuses, naming it), and ``console gate retire`` reaches the running process."""
+    from console.store_backup import backups
+    from gatepost.cli import main
+    from tests.console.test_cli import gatepost
+
+    creds = broker.add_console("console")
+    (tmp_path / "console.secret").write_text(creds.password)
+    db = tmp_path / "store" / "events.db"
+    config = tmp_path / "console.toml"
+    config.write_text(
+        f'site = "{SITE}"\n[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\nusername = "{creds.username}"\n'
+        f'password_file = "console.secret"\n[store]\npath = "{db}"\n[web]\nenabled = false\n'
+        '[metrics]\nlisten = ""\n[homeassistant]\nenabled = true\n'
+    )
+    console = gatepost("console", "run", "--config", str(config))
+    try:
+        _announce(broker, unique_name)
+        assert wait_until(lambda: len(_configs(home, unique_name)) == 7, timeout=30)
+        assert main(["console", "backup", "--config", str(config), "--to", str(tmp_path / "b")]) == 0
+        (backup,) = backups(tmp_path / "b")
+        assert main(["console", "restore", "--config", str(config), str(backup)]) == 1, (
+            "refused while running"
+        )
+        assert main(["console", "gate", "retire", "--config", str(config), f"{SITE}/{unique_name}"]) == 0
+        assert wait_until(lambda: not _configs(home, unique_name), timeout=30)
+    finally:
+        console.terminate()
+        output = console.communicate(timeout=20)[0]
+    assert console.returncode == 0, output
+    assert "Traceback" not in output
