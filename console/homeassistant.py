@@ -107,6 +107,10 @@ class GateView:
     available: bool | None = None
     seq: int = 0
     """The highest sequence number applied: older events, resent late, do not overwrite newer states."""
+    boot: str = ""
+    time: str = ""
+    """Boot and (trusted) time of the event applied last: a gate whose outbox was replaced
+    numbers from 1 again, and its new events must not wait until they pass the old numbers."""
 
     def document(self) -> dict[str, Any]:
         return {
@@ -129,13 +133,18 @@ def apply_event(view: GateView, event: StoredEvent) -> dict[str, Any] | None:
     passed on whenever it is first seen (Home Assistant shows it at its arrival time).
     """
     data = event.data if isinstance(event.data, dict) else {}
-    newer = event.seq > view.seq
+    renumbered = (
+        bool(view.boot) and event.boot != view.boot and event.clock_trusted and event.time > view.time
+    )
+    newer = event.seq > view.seq or renumbered
     reader = data.get("reader")
     reader = str(reader)[:32] if isinstance(reader, str) and reader else None
     if reader is not None:
         view.readers.add(reader)
     if newer:
-        view.seq = event.seq
+        view.seq, view.boot = event.seq, event.boot
+        if event.clock_trusted:
+            view.time = event.time
         state = view.state
         kind = event.type
         if kind == "door.unlocked":

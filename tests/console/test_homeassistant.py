@@ -429,3 +429,34 @@ def test_console_run_serves_home_assistant_and_the_cli_retires_a_gate(
         output = console.communicate(timeout=20)[0]
     assert console.returncode == 0, output
     assert "Traceback" not in output
+
+
+def test_a_gate_numbering_from_one_again_is_followed_but_a_late_resend_is_not():
+    from console.homeassistant import GateView, apply_event
+    from console.store import StoredEvent
+
+    def stored(seq: int, type_: str, boot: str, minute: int) -> StoredEvent:
+        return StoredEvent(
+            seq,
+            uuid.uuid4().hex,
+            SITE,
+            "g",
+            boot,
+            seq,
+            f"2026-12-01T08:{minute:02d}:00.000000Z",
+            True,
+            type_,
+            {},
+            "",
+        )
+
+    view = GateView(SITE, "g")
+    apply_event(view, stored(500, "door.opened", "a" * 32, 10))
+    apply_event(view, stored(400, "door.closed", "a" * 32, 5))  # resent late, same boot
+    assert view.state["door"] == "ON"
+    apply_event(view, stored(3, "door.closed", "b" * 32, 1))  # another boot, but older: a late resend
+    assert view.state["door"] == "ON"
+    apply_event(view, stored(1, "door.closed", "c" * 32, 20))  # a new outbox: numbers from 1, later time
+    assert (view.state["door"], view.seq) == ("OFF", 1)
+    apply_event(view, stored(2, "door.opened", "c" * 32, 21))
+    assert view.state["door"] == "ON"
