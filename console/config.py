@@ -30,7 +30,7 @@ from ``password_file`` or from a systemd credential (``credential = "NAME"`` rea
     enabled = false
 
     [backup]                    # scheduled store backups (docs/console.md "Backups")
-    directory = "/var/backups/gatepost"
+    directory = "/var/lib/gatepost/backups"
     interval_hours = 24
     keep = 7
 """
