@@ -399,7 +399,8 @@ def test_console_run_serves_home_assistant_and_the_cli_retires_a_gate(
     tmp_path: Path, broker: Broker, home: MqttTestClient, unique_name: str
 ):
     """The wiring in ``console run``: the bridge starts from [homeassistant], the run lock is held
-    (restore refuses, naming it), and ``console gate retire`` reaches the running process."""
+    (restore refuses, naming it), ``console gate retire`` reaches the running process, and
+    [backup] backs up on schedule inside it."""
     from console.store_backup import backups
     from gatepost.cli import main
     from tests.console.test_cli import gatepost
@@ -412,6 +413,7 @@ def test_console_run_serves_home_assistant_and_the_cli_retires_a_gate(
         f'site = "{SITE}"\n[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\nusername = "{creds.username}"\n'
         f'password_file = "console.secret"\n[store]\npath = "{db}"\n[web]\nenabled = false\n'
         '[metrics]\nlisten = ""\n[homeassistant]\nenabled = true\n'
+        f'[backup]\ndirectory = "{tmp_path / "scheduled"}"\ninterval_hours = 0.0005\nkeep = 2\n'
     )
     console = gatepost("console", "run", "--config", str(config))
     try:
@@ -424,6 +426,13 @@ def test_console_run_serves_home_assistant_and_the_cli_retires_a_gate(
         )
         assert main(["console", "gate", "retire", "--config", str(config), f"{SITE}/{unique_name}"]) == 0
         assert wait_until(lambda: not _configs(home, unique_name), timeout=30)
+        # [backup]: one at start (none yet), then every 1.8 s, the newest two kept
+        scheduled = tmp_path / "scheduled"
+        assert wait_until(lambda: bool(backups(scheduled)), timeout=30)
+        first = backups(scheduled)[0]
+        assert wait_until(
+            lambda: first not in backups(scheduled) and len(backups(scheduled)) == 2, timeout=30
+        )
     finally:
         console.terminate()
         output = console.communicate(timeout=20)[0]
