@@ -469,3 +469,34 @@ def test_a_gate_numbering_from_one_again_is_followed_but_a_late_resend_is_not():
     assert (view.state["door"], view.seq) == ("OFF", 1)
     apply_event(view, stored(2, "door.opened", "c" * 32, 21))
     assert view.state["door"] == "ON"
+
+
+def test_the_gates_health_gives_backlog_clock_and_an_event_entity_per_reader(
+    site: Site, broker: Broker, home: MqttTestClient, unique_name: str
+):
+    from protocol import GateHealth
+
+    site.start()
+    client = MqttTestClient(broker.plain_endpoint(broker.add_gate(SITE, unique_name)))
+    client.connect()
+    health = GateHealth(
+        site=SITE,
+        gate=unique_name,
+        boot="a" * 32,
+        time=datetime.now(UTC),
+        version="9.8",
+        state=GateState.ONLINE,
+        backlog=42,
+        resends=0,
+        clock_trusted=False,
+        degraded=False,
+        readers={"front": "ok", "Back Door": "disconnected"},
+    )
+    assert not client.publish(GateTopics(SITE, unique_name).health, encode(health), retain=True).is_failure
+    client.close()
+    assert wait_until(lambda: len(_configs(home, unique_name)) == 9, timeout=20)
+    events = {t: c for t, c in _configs(home, unique_name).items() if t.startswith(f"{PREFIX}/event/")}
+    assert sorted(c["name"] for c in events.values()) == ["Reader Back Door", "Reader front"]
+    assert all(DISCOVERY.match(topic) for topic in events), "a reader's name made topic-safe"
+    state = json.loads(_retained(home, ha.state_filter(SITE))[ha.state_topic(SITE, unique_name)])
+    assert (state["backlog"], state["clock"]) == (42, "untrusted")
