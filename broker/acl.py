@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from protocol import homeassistant as ha
 from protocol.topics import (
     CONSOLE_NODE,
     ROOT,
@@ -124,4 +125,37 @@ def console_rules() -> list[Rule]:
         Rule(Access.WRITE, f"{ROOT}/+/{CONSOLE_NODE}/photo/+"),
         Rule(Access.WRITE, all_sites_filter(TopicKind.CARDS)),
         Rule(Access.READ, all_sites_filter(TopicKind.CARDS_REQUEST)),
+    ]
+
+
+def console_homeassistant_rules(prefixes: Iterable[str]) -> list[Rule]:
+    """The console's Home Assistant bridge: its own subtree, and discovery configs under each prefix.
+
+    It reads back its retained states (so a restart keeps what it knew) and Home Assistant's
+    commands; it writes states, availability, reader events and configs.
+    """
+    rules = [Rule(Access.READWRITE, f"{ha.ha_base('+')}/#")]
+    rules += [Rule(Access.WRITE, ha.discovery_write_filter(prefix)) for prefix in sorted(set(prefixes))]
+    return rules
+
+
+def homeassistant_rules(site: str, prefix: str) -> list[Rule]:
+    """A site's Home Assistant: read what the console publishes for that site, write only its command topic.
+
+    Home Assistant subscribes to ``<prefix>/#`` for discovery, so that filter is granted as a
+    subscription only (:attr:`Access.SUBSCRIBE`): what it then receives is still fenced by the
+    read rules, which name this site's configs alone.  It publishes its birth and will on
+    ``<prefix>/status``.  No gate topic is readable or writable: a stolen Home Assistant
+    password can ask the console for what the console's own user grants allow, nothing more.
+    """
+    return [
+        Rule(Access.SUBSCRIBE, f"{ha.validate_prefix(prefix)}/#"),
+        Rule(Access.READ, ha.discovery_site_filter(prefix, site)),
+        Rule(Access.READWRITE, ha.ha_status_topic(prefix)),
+        Rule(Access.READ, ha.state_filter(site)),
+        Rule(Access.READ, ha.availability_filter(site)),
+        Rule(Access.READ, ha.reader_filter(site)),
+        Rule(Access.READ, console_status_topic(site)),
+        Rule(Access.READ, console_status_topic("all")),
+        Rule(Access.WRITE, ha.command_filter(site)),
     ]

@@ -114,6 +114,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     add_console.set_defaults(func=_add_console)
 
+    add_ha = commands.add_parser(
+        "add-homeassistant",
+        help="create a site's Home Assistant user: it reads the console's discovery and states, "
+        "and may only ask the console for commands (docs/homeassistant.md)",
+    )
+    target(add_ha)
+    add_ha.add_argument("--site", required=True)
+    add_ha.add_argument("--name", default="homeassistant")
+    add_ha.add_argument("--discovery-prefix", default="homeassistant")
+    add_ha.add_argument("--show-password", action="store_true", help="also print the password")
+    add_ha.set_defaults(func=_add_homeassistant)
+
     remove = commands.add_parser(
         "remove", help="delete a user, its role and its secret file; revoke its certificates (CRL)"
     )
@@ -280,6 +292,22 @@ def _add_console(args: argparse.Namespace) -> int:
     except (GatepostError, OSError) as exc:
         return _fail(exc)
     _report(creds, provisioning.secret_path(creds.username), args.show_password, rotated)
+    return _apply(args, provisioning, creds)
+
+
+def _add_homeassistant(args: argparse.Namespace) -> int:
+    from broker.provision import Provisioning
+    from protocol.errors import GatepostError
+    from protocol.identity import homeassistant_identity
+
+    provisioning = Provisioning(args.state)
+    try:
+        rotated = homeassistant_identity(args.site, args.name) in provisioning.users()
+        creds = provisioning.add_homeassistant(args.site, args.name, discovery_prefix=args.discovery_prefix)
+    except (GatepostError, OSError) as exc:
+        return _fail(exc)
+    _report(creds, provisioning.secret_path(creds.username), args.show_password, rotated)
+    print(f"Home Assistant's MQTT client id must be {creds.username} (the broker binds the login to it)")
     return _apply(args, provisioning, creds)
 
 

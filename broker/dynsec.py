@@ -15,7 +15,8 @@ at start and for :mod:`broker.control`, which applies it to a running broker:
 * every connection of every account (:func:`protocol.identity.account_connections`) is one
   plugin client whose user name and ``clientid`` are the connection's id and whose
   password is its account's;
-* one role per gate (its fenced subtree), one ``console`` role, one for the admin;
+* one role per gate (its fenced subtree), one ``console`` role, one per Home Assistant
+  account (its site's discovery and state topics, its command topic), one for the admin;
 * every ``defaultACLAccess`` is false: what no role grants is refused.
 
 The file format is the plugin's own (plugins/dynamic-security/clients.c, roles.c,
@@ -30,7 +31,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from broker.acl import Access, Rule, console_rules, dynsec_acls, gate_rules
+from broker.acl import (
+    Access,
+    Rule,
+    console_homeassistant_rules,
+    console_rules,
+    dynsec_acls,
+    gate_rules,
+    homeassistant_rules,
+)
+from protocol.homeassistant import DEFAULT_DISCOVERY_PREFIX
 from protocol.identity import ADMIN_ACCOUNT, account_connections, parse_identity
 
 CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
@@ -119,13 +129,24 @@ def desired_state(users: Mapping[str, Mapping[str, Any]], admin_hash: str) -> Dy
     """The plugin state for the registry's ``users`` and the admin's password hash."""
     roles: dict[str, list[dict[str, Any]]] = {ADMIN_ROLE: dynsec_acls(admin_rules())}
     clients = {ADMIN_ACCOUNT: ClientSpec(ADMIN_ACCOUNT, ADMIN_ACCOUNT, ADMIN_ROLE, admin_hash)}
+    # Every console may publish discovery under each prefix a Home Assistant account reads.
+    prefixes = {DEFAULT_DISCOVERY_PREFIX} | {
+        entry.get("discovery_prefix", DEFAULT_DISCOVERY_PREFIX)
+        for entry in users.values()
+        if entry["role"] == "homeassistant"
+    }
     for account, entry in users.items():
         if entry["role"] == "gate":
             role = gate_role(entry["site"], entry["gate"])
             roles[role] = dynsec_acls(gate_rules(entry["site"], entry["gate"]))
+        elif entry["role"] == "homeassistant":
+            role = account  # one role each: the site and prefix differ
+            roles[role] = dynsec_acls(
+                homeassistant_rules(entry["site"], entry.get("discovery_prefix", DEFAULT_DISCOVERY_PREFIX))
+            )
         else:
             role = CONSOLE_ROLE
-            roles[role] = dynsec_acls(console_rules())
+            roles[role] = dynsec_acls([*console_rules(), *console_homeassistant_rules(prefixes)])
         parse_identity(account)  # a registry entry that is not one of our names never reaches the broker
         for username in account_connections(account):
             clients[username] = ClientSpec(username, account, role, entry["hash"])

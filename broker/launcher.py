@@ -290,6 +290,16 @@ class Broker:
             self.reload(creds)
         return creds
 
+    def add_homeassistant(
+        self, site: str, name: str = "homeassistant", *, discovery_prefix: str = "homeassistant"
+    ) -> Credentials:
+        """Provision a site's Home Assistant account (docs/homeassistant.md); a running broker takes it up."""
+        account = self.provisioning.add_homeassistant(site, name, discovery_prefix=discovery_prefix)
+        creds = self._certify(account, [None])
+        if self.running:
+            self.reload(creds)
+        return creds
+
     def remove(self, username: str, *, revoke: bool = True) -> None:
         """Remove an account and revoke its certificates; a running broker deletes its clients.
 

@@ -34,7 +34,16 @@ from broker.dynsec import DynsecState, desired_state
 from broker.errors import ProvisioningError, ProvisioningReason, UnknownUserError
 from broker.files import write_atomic
 from broker.passwords import check_password, hash_password, new_password, verify_password
-from protocol.identity import ADMIN_ACCOUNT, IdentityError, console_identity, gate_identity, parse_identity
+from protocol.errors import ProtocolError
+from protocol.homeassistant import DEFAULT_DISCOVERY_PREFIX, validate_prefix
+from protocol.identity import (
+    ADMIN_ACCOUNT,
+    IdentityError,
+    console_identity,
+    gate_identity,
+    homeassistant_identity,
+    parse_identity,
+)
 
 REGISTRY_VERSION = 1
 
@@ -123,6 +132,24 @@ class Provisioning:
         username = console_username(name)
         return self._add(username, {"role": "console", "name": name}, password)
 
+    def add_homeassistant(
+        self,
+        site: str,
+        name: str = "homeassistant",
+        *,
+        discovery_prefix: str = DEFAULT_DISCOVERY_PREFIX,
+        password: str | None = None,
+    ) -> Credentials:
+        """Create a site's Home Assistant account (docs/homeassistant.md), or give it a new password."""
+        username = homeassistant_identity(site, name)
+        entry = {
+            "role": "homeassistant",
+            "site": site,
+            "name": name,
+            "discovery_prefix": validate_prefix(discovery_prefix),
+        }
+        return self._add(username, entry, password)
+
     def remove(self, username: str) -> None:
         """Delete the account, its role and its secret file.  Raises UnknownUserError if absent."""
         with self._locked() as registry:
@@ -200,18 +227,20 @@ class Provisioning:
             if doc.get("version") != REGISTRY_VERSION or not isinstance(users, dict):
                 raise ValueError("unexpected version or shape")
             for username, entry in users.items():
-                if entry.get("role") not in ("gate", "console") or not str(entry.get("hash", "")).startswith(
-                    "$7$"
-                ):
+                if entry.get("role") not in ("gate", "console", "homeassistant") or not str(
+                    entry.get("hash", "")
+                ).startswith("$7$"):
                     raise ValueError(f"bad entry for {username!r}")
                 if parse_identity(username).connection is not None:
                     raise ValueError(f"{username!r} is a connection, not an account")
+                if entry["role"] == "homeassistant":
+                    validate_prefix(entry.get("discovery_prefix", DEFAULT_DISCOVERY_PREFIX))
             admin = doc.get("admin")
             admin_hash = admin.get("hash") if isinstance(admin, dict) else None
             if admin_hash is not None and not str(admin_hash).startswith("$7$"):
                 raise ValueError("bad admin entry")
             return _Registry(users, admin_hash)
-        except (ValueError, KeyError, TypeError, AttributeError, IdentityError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, IdentityError, ProtocolError) as exc:
             raise ProvisioningError(
                 ProvisioningReason.CORRUPT_REGISTRY, f"{self.registry_path}: {exc}"
             ) from None

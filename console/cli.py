@@ -68,6 +68,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     add_roster_parser(commands)
 
+    from console.store_backup import add_backup_parsers
+
+    add_backup_parsers(commands)
+
+    gate = commands.add_parser("gate", help="gates out of service: retire one (its integrations go with it)")
+    gate_actions = gate.add_subparsers(dest="gate_command", required=True)
+    for action, text in (
+        ("retire", "take a gate out of service: its Home Assistant entities are removed; its events stay"),
+        ("reinstate", "put a retired gate back in service"),
+        ("list", "list retired gates"),
+    ):
+        sub = gate_actions.add_parser(action, help=text)
+        sub.add_argument("--config", "-c", type=Path, required=True, help="the console's TOML configuration")
+        if action != "list":
+            sub.add_argument("gate", help="SITE/GATE")
+        sub.set_defaults(func=_gate, gate_action=action)
+
     check = commands.add_parser(
         "check-config", help="validate a configuration; name each bad file line and key"
     )
@@ -117,6 +134,51 @@ def _publish_passes(args: argparse.Namespace) -> int:
         return 2
     for document, size in sent.items():
         print(f"published {document.value} for site {args.site} ({size} bytes, retained)")
+    return 0
+
+
+def _gate(args: argparse.Namespace) -> int:
+    import getpass
+
+    from console.audit import AuditLog
+    from console.config import load_config
+    from console.db import Database, DatabaseError
+    from console.gate_retirement import GateRetirements
+    from protocol.configfile import EXIT_BAD_CONFIG, load_or_report
+    from protocol.errors import ProtocolError
+    from protocol.topics import validate_name
+
+    config = load_or_report(load_config, args.config)
+    if config is None:
+        return EXIT_BAD_CONFIG
+    try:
+        with Database(config.store.target) as db:
+            retirements = GateRetirements(db)
+            if args.gate_action == "list":
+                for row in retirements.all():
+                    print(f"{row.site}/{row.gate}  retired {row.retired_at} by {row.by}")
+                return 0
+            site, _, gate = args.gate.partition("/")
+            validate_name(site, "site")
+            validate_name(gate, "gate")
+            by = f"cli:{getpass.getuser()}"
+            if args.gate_action == "retire":
+                changed = retirements.retire(site, gate, by=by)
+                what = "retired" if changed else "was already retired"
+            else:
+                changed = retirements.reinstate(site, gate)
+                what = "reinstated" if changed else "was not retired"
+            if changed:
+                AuditLog(db).record(by, f"gate.{args.gate_action}", f"{site}/{gate}", address="cli")
+    except (DatabaseError, ProtocolError) as exc:
+        print(f"gatepost console gate {args.gate_action}: {exc}", file=sys.stderr)
+        return 1 if isinstance(exc, DatabaseError) else 2
+    print(f"{site}/{gate} {what}")
+    if changed and args.gate_action == "retire":
+        print(
+            "a running console removes its Home Assistant entities within seconds; "
+            f"its broker account stays until `gatepost broker remove gate.{site}.{gate}`"
+        )
     return 0
 
 
@@ -174,6 +236,9 @@ def _run(args: argparse.Namespace) -> int:
     if not 1 <= workers <= MAX_WORKERS:
         print(f"--workers must be 1..{MAX_WORKERS}, not {workers}", file=sys.stderr)
         return 2
+    from console.store_backup import start_backup_timer, take_run_lock
+
+    run_lock = take_run_lock(config.store.target)  # noqa: F841 - `console restore` refuses while it is held
 
     stop = StopSignals()
     ingestor: Ingestor | IngestWorkers
@@ -227,6 +292,7 @@ def _run(args: argparse.Namespace) -> int:
         web = None
     if web is not None:
         ingestor.on_commit = web.poke  # live pages update at once, not at the next poll
+    homeassistant = _homeassistant(config, store, endpoint, web, ingestor)
     gaps = _gap_watch(config, store, web)
     from console.card_sync import start_card_publisher
 
@@ -239,7 +305,9 @@ def _run(args: argparse.Namespace) -> int:
         metrics = ConsoleMetrics(store, ingestor=ingestor, health=health)
         metrics.serve(config.metrics.listen)  # a metrics port in use is logged, not fatal
     supervisor = Supervisor(notifier, console_parts(ingestor, web), lambda: console_status(ingestor))
+    backups = None
     try:
+        backups = start_backup_timer(config)
         ingestor.start()
         retention.start()
         if gaps is not None:
@@ -255,6 +323,10 @@ def _run(args: argparse.Namespace) -> int:
         if metrics is not None:
             metrics.close()
         supervisor.stopping()
+        if backups is not None:
+            backups.stop()
+        if homeassistant is not None:
+            homeassistant.stop()
         if publisher is not None:
             publisher.stop()
         if gaps is not None:
@@ -265,6 +337,27 @@ def _run(args: argparse.Namespace) -> int:
         ingestor.stop()
         store.close()
     return 0
+
+
+def _homeassistant(config: Any, store: EventStore, endpoint: Any, web: Any, ingestor: Any) -> Any:
+    """Home Assistant discovery (console/homeassistant.py) when enabled; its failure leaves ingest running."""
+    import logging
+
+    if not config.homeassistant.enabled:
+        return None
+    from console.homeassistant import chain, start_homeassistant
+    from console.ingest import ANNOUNCE_ALL
+    from protocol.topics import console_status_topic
+
+    status = console_status_topic(ANNOUNCE_ALL if config.site == "+" else config.site)
+    try:
+        bridge = start_homeassistant(config, store, endpoint, web, console_status=status)
+    except Exception as exc:
+        logging.getLogger("gatepost.console").error("Home Assistant discovery did not start: %s", exc)
+        return None
+    if bridge is not None:
+        ingestor.on_commit = chain(ingestor.on_commit, bridge.poke)
+    return bridge
 
 
 def _gap_watch(config: Any, store: EventStore, web: Any) -> Any:

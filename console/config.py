@@ -25,6 +25,14 @@ from ``password_file`` or from a systemd credential (``credential = "NAME"`` rea
 
     [integrity]                 # what a gate may make the console believe (docs/console.md)
     gap_alarm_after_s = 60
+
+    [homeassistant]             # MQTT discovery for a site's Home Assistant (docs/homeassistant.md)
+    enabled = false
+
+    [backup]                    # scheduled store backups (docs/console.md "Backups")
+    directory = "/var/lib/gatepost/backups"
+    interval_hours = 24
+    keep = 7
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from protocol import validate_name
 from protocol.configfile import ConfigError, load_toml_model
+from protocol.homeassistant import PREFIX_PATTERN
 from protocol.identity import MAX_INGEST_WORKERS
 from protocol.mqtt import MqttSettings
 
@@ -48,6 +57,12 @@ __all__ = ["ConfigError", "ConsoleConfig", "load_config"]
 def _name(value: str) -> str:
     validate_name(value)
     return value
+
+
+def _console_user(value: str) -> str:
+    from console.users import check_name
+
+    return check_name(value)
 
 
 def _site(value: str) -> str:
@@ -236,6 +251,32 @@ class MetricsConfig(_Section):
     )
 
 
+class HomeAssistantConfig(_Section):
+    """Home Assistant MQTT discovery (console/homeassistant.py, docs/homeassistant.md); off unless enabled."""
+
+    enabled: bool = Field(
+        False, title="Publish discovery and states for Home Assistant and take its commands"
+    )
+    discovery_prefix: str = Field(
+        "homeassistant", pattern=PREFIX_PATTERN, title="Home Assistant's discovery_prefix (its MQTT settings)"
+    )
+    user: Annotated[str, AfterValidator(_console_user)] = Field(
+        "homeassistant",
+        title="The console user whose grants Home Assistant's commands carry (`console user grant NAME unlock SITE`)",
+    )
+    unlock_seconds: float = Field(
+        5.0, gt=0, le=600, title="How long an unlock from Home Assistant holds the door"
+    )
+
+
+class BackupConfig(_Section):
+    """Scheduled backups of the event store (console/store_backup.py, docs/console.md "Backups")."""
+
+    directory: Path | None = Field(None, title="Where backups go; none: no scheduled backups")
+    interval_hours: float = Field(24.0, gt=0, le=24 * 366, title="Time between scheduled backups")
+    keep: int = Field(7, ge=1, le=10_000, title="Newest backups kept; older ones are deleted")
+
+
 class ConsoleConfig(_Section):
     name: Name = "console"
     site: Site = "+"
@@ -248,6 +289,8 @@ class ConsoleConfig(_Section):
     cards: CardsConfig | None = None
     web: WebConfig = Field(default_factory=WebConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    homeassistant: HomeAssistantConfig = Field(default_factory=HomeAssistantConfig)
+    backup: BackupConfig = Field(default_factory=BackupConfig)
 
 
 def load_config(path: Path | str) -> ConsoleConfig:
@@ -266,6 +309,8 @@ def load_config(path: Path | str) -> ConsoleConfig:
         config.cards.thumbnails = _resolve(base, config.cards.thumbnails)
     if config.web.office is not None:
         config.web.office = _resolve(base, config.web.office)
+    if config.backup.directory is not None:
+        config.backup.directory = _resolve(base, config.backup.directory)
     return config
 
 

@@ -15,6 +15,9 @@ An *account* is what an operator provisions and what holds one password:
   account's password: ``console.<name>`` (ingest worker 0, which also owns statuses),
   ``console.<name>.w1`` … ``.w15`` (further ingest workers), and one each for
   :class:`ConsoleConnection`.
+* ``homeassistant.<site>.<name>``: a site's Home Assistant instance, one connection (the
+  account itself).  It reads what the console publishes for it and writes only its
+  command topic (broker/acl.py, docs/homeassistant.md); never a gate's.
 
 Site, gate and console names follow :func:`protocol.topics.validate_name` (no dots), so a
 user name splits into its parts unambiguously.
@@ -36,6 +39,8 @@ class Role(StrEnum):
     CONSOLE = "console"
     ADMIN = "broker"
     """The broker's own administrator: gatepost's provisioning, talking to the dynamic-security plugin."""
+    HOMEASSISTANT = "homeassistant"
+    """A site's Home Assistant: reads the console's discovery and state topics, asks the console for commands."""
 
 
 class ConsoleConnection(StrEnum):
@@ -53,6 +58,9 @@ class ConsoleConnection(StrEnum):
     """A read-only observer (the demo waits on the console's retained status through it)."""
     HEALTH = "health"
     """Reads every gate's retained health message for the web console (console.health)."""
+    HOMEASSISTANT = "homeassistant"
+    """Publishes Home Assistant discovery and states, and reads Home Assistant's commands
+    (console.homeassistant); the console, never Home Assistant, then commands the gate."""
 
 
 MAX_INGEST_WORKERS = 16
@@ -60,7 +68,7 @@ MAX_INGEST_WORKERS = 16
 
 It was 64 while any client id would do.  Now each possible worker must exist beforehand
 as its own broker client bound to its own client id, so the number is a provisioning
-decision: every console account is 16 + 6 dynamic-security clients, each a login the
+decision: every console account is 16 + 7 dynamic-security clients, each a login the
 broker keeps in memory and in its file.  16 is still beyond what a console host can use:
 a worker is a process that wants a core of its own, and the measured gain is 1.68× for
 two workers on two cores with PostgreSQL, none on SQLite (docs/BENCHMARKS.md)."""
@@ -95,6 +103,8 @@ class Identity:
     def account(self) -> str:
         if self.role is Role.GATE:
             return gate_identity(self.site or "", self.gate or "")
+        if self.role is Role.HOMEASSISTANT:
+            return homeassistant_identity(self.site or "", self.name or "")
         if self.role is Role.CONSOLE:
             return console_identity(self.name or "")
         return ADMIN_ACCOUNT
@@ -107,6 +117,13 @@ class Identity:
 
 def gate_identity(site: str, gate: str) -> str:
     return SEPARATOR.join((Role.GATE.value, validate_name(site, "site"), validate_name(gate, "gate")))
+
+
+def homeassistant_identity(site: str, name: str = "homeassistant") -> str:
+    """A site's Home Assistant account; the site is in the name, since its ACL is that site's."""
+    return SEPARATOR.join(
+        (Role.HOMEASSISTANT.value, validate_name(site, "site"), validate_name(name, "Home Assistant name"))
+    )
 
 
 def console_identity(name: str = "console") -> str:
@@ -177,6 +194,8 @@ def parse_identity(username: str) -> Identity:
             return Identity(Role.ADMIN)
         if len(parts) == 3 and parts[0] == Role.GATE.value:
             return Identity(Role.GATE, site=validate_name(parts[1]), gate=validate_name(parts[2]))
+        if len(parts) == 3 and parts[0] == Role.HOMEASSISTANT.value:
+            return Identity(Role.HOMEASSISTANT, site=validate_name(parts[1]), name=validate_name(parts[2]))
         if len(parts) in (2, 3) and parts[0] == Role.CONSOLE.value:
             connection = parts[2] if len(parts) == 3 else None
             if connection not in _allowed(Role.CONSOLE):
@@ -189,7 +208,8 @@ def parse_identity(username: str) -> Identity:
         pass
     raise IdentityError(
         IdentityReason.NOT_AN_ACCOUNT,
-        f"{str(username)[:80]!r} is not gate.<site>.<gate>, console.<name>[.<connection>] or {ADMIN_ACCOUNT}",
+        f"{str(username)[:80]!r} is not gate.<site>.<gate>, console.<name>[.<connection>],"
+        f" homeassistant.<site>.<name> or {ADMIN_ACCOUNT}",
     )
 
 
