@@ -223,6 +223,9 @@ def _run(args: argparse.Namespace) -> int:
         web = None
     if web is not None:
         ingestor.on_commit = web.poke  # live pages update at once, not at the next poll
+    district = _district_feed(config, store)
+    if district is not None:
+        ingestor.on_commit = _both(ingestor.on_commit, district.poke)
     gaps = _gap_watch(config, store, web)
     from console.card_sync import start_card_publisher
 
@@ -240,6 +243,8 @@ def _run(args: argparse.Namespace) -> int:
         retention.start()
         if gaps is not None:
             gaps.start()
+        if district is not None:
+            district.start()
         publisher = start_card_publisher(config, endpoint)
         supervisor.ready()  # the store is open and ingest is subscribed or trying
         reported = ingestor.counters
@@ -255,12 +260,44 @@ def _run(args: argparse.Namespace) -> int:
             publisher.stop()
         if gaps is not None:
             gaps.stop()
+        if district is not None:
+            district.stop()
         if web is not None:
             web.stop()
         retention.stop()
         ingestor.stop()
         store.close()
     return 0
+
+
+def _district_feed(config: Any, store: EventStore) -> Any:
+    """The district push feed (console/district/) when ``[district.mqtt]`` is configured, else None."""
+    import logging
+
+    section = config.district
+    if section is None or section.mqtt is None:
+        return None
+    from console.district.mqtt_feed import MqttFeed
+    from console.district.runner import DistrictRunner
+
+    try:
+        endpoint = section.mqtt.endpoint()
+    except OSError as exc:  # events are still stored; the feed resumes from its cursor once fixed
+        logging.getLogger("gatepost.console").error("the district feed is off: %s", exc)
+        return None
+    feed = MqttFeed(endpoint, inflight=section.mqtt.inflight, ack_timeout_s=section.mqtt.ack_timeout_s)
+    return DistrictRunner(store, section, feed)
+
+
+def _both(first: Any, second: Any) -> Any:
+    if first is None:
+        return second
+
+    def both(*args: object) -> None:
+        first(*args)
+        second(*args)
+
+    return both
 
 
 def _gap_watch(config: Any, store: EventStore, web: Any) -> Any:

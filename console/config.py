@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from console.district.config import DistrictConfig
 from protocol import validate_name
 from protocol.configfile import ConfigError, load_toml_model
 from protocol.identity import MAX_INGEST_WORKERS
@@ -245,6 +246,8 @@ class ConsoleConfig(_Section):
     cards: CardsConfig | None = None
     web: WebConfig = Field(default_factory=WebConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    district: DistrictConfig | None = None
+    """The district export (console/district/, docs/district.md); none without the section."""
 
 
 def load_config(path: Path | str) -> ConsoleConfig:
@@ -263,6 +266,8 @@ def load_config(path: Path | str) -> ConsoleConfig:
         config.cards.thumbnails = _resolve(base, config.cards.thumbnails)
     if config.web.office is not None:
         config.web.office = _resolve(base, config.web.office)
+    if config.district is not None:
+        config.district.resolve_paths(base)
     return config
 
 
