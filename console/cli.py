@@ -64,6 +64,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     add_user_parser(commands)
 
+    from console.district.cli import add_parser as add_district_parser
+
+    add_district_parser(commands)
+
     check = commands.add_parser(
         "check-config", help="validate a configuration; name each bad file line and key"
     )

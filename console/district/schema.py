@@ -33,6 +33,8 @@ MIGRATIONS = (
                 revoked_at   TEXT,
                 last_used_at TEXT
             )""",
+            # a token limited to sites pages through its sites' events by row_id, not the whole table
+            "CREATE INDEX events_site_row ON events (site, row_id)",
         ),
     ),
 )

@@ -47,6 +47,10 @@ from tests.offices import create_office
 PUBLIC = frozenset(
     {("GET", "/login"), ("POST", "/login"), ("POST", "/logout"), ("POST", "/lang"), ("GET", "/healthz")}
 )
+TOKEN_ONLY = frozenset(
+    {("GET", "/api/v1/events"), ("GET", "/api/v1/flow"), ("GET", "/api/v1/openapi.json")}
+)
+"""The district's pull API: a bearer token, never a login (tests/console/district/test_api.py)."""
 ADMIN_ONLY = frozenset(
     {
         ("GET", "/audit"),
@@ -70,7 +74,7 @@ ENDPOINTS = sorted(
     for method in route.methods or ()
     if method != "HEAD"
 )
-PROTECTED = [endpoint for endpoint in ENDPOINTS if endpoint not in PUBLIC]
+PROTECTED = [endpoint for endpoint in ENDPOINTS if endpoint not in PUBLIC | TOKEN_ONLY]
 GETS = [path for method, path in ENDPOINTS if method == "GET"]
 POSTS = [path for method, path in ENDPOINTS if method == "POST"]
 MORE_GETS = ["/passes/{serial:int}/card.png", "/export/events.json", "/export/flow.json"]
