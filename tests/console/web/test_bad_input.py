@@ -47,9 +47,7 @@ from tests.offices import create_office
 PUBLIC = frozenset(
     {("GET", "/login"), ("POST", "/login"), ("POST", "/logout"), ("POST", "/lang"), ("GET", "/healthz")}
 )
-TOKEN_ONLY = frozenset(
-    {("GET", "/api/v1/events"), ("GET", "/api/v1/flow"), ("GET", "/api/v1/openapi.json")}
-)
+TOKEN_ONLY = frozenset({("GET", "/api/v1/events"), ("GET", "/api/v1/flow"), ("GET", "/api/v1/openapi.json")})
 """The district's pull API: a bearer token, never a login (tests/console/district/test_api.py)."""
 ADMIN_ONLY = frozenset(
     {
