@@ -125,6 +125,17 @@ class DistrictSubscriber:
         self.client.disconnect()
         self.client.loop_stop()
 
+    def pause(self) -> None:
+        """Disconnect, keeping the session: the broker queues what arrives meanwhile (in memory)."""
+        self.subscribed.clear()
+        self.client.disconnect()
+        self.client.loop_stop()  # an asked-for disconnect ends paho's loop thread
+
+    def resume(self) -> None:
+        connect_async(self.client, self.endpoint, clean_start=False)
+        self.client.loop_start()
+        assert self.subscribed.wait(15), "the district subscriber could not subscribe again"
+
     def _on_connect(self, client: paho.Client, *_args: object) -> None:
         client.subscribe(TOPICS, qos=1)
 
