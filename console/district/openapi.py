@@ -12,6 +12,7 @@ from typing import Any
 
 from console.district.pull import DEFAULT_LIMIT, MAX_LIMIT
 from console.district.records import SCHEMA_VERSION
+from protocol.topics import NAME_PATTERN
 
 API_VERSION = "1.0.0"
 
@@ -57,7 +58,7 @@ _SITE = {
     "name": "site",
     "in": "query",
     "description": "Only this site (one the token covers)",
-    "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,62}$"},
+    "schema": {"type": "string", "pattern": NAME_PATTERN},
 }
 _SECURED = {
     "security": [{"districtToken": []}],

@@ -21,12 +21,13 @@ from datetime import UTC, datetime, timedelta
 from console.db import Database, IntegrityError, format_time, now_text
 from console.district.schema import migrate
 from protocol.errors import GatepostError
+from protocol.topics import NAME_PATTERN
 
 __all__ = ["DistrictToken", "TokenError", "TokenStore", "hash_token"]
 
 PREFIX = "gpd_"
 _TOKEN = re.compile(r"^gpd_([0-9a-f]{12})_[A-Za-z0-9_-]{43}$")
-_SITE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_SITE = re.compile(NAME_PATTERN)
 LABEL_CHARS = 100
 USED_EVERY = timedelta(minutes=1)
 """``last_used_at`` is written at most this often per token: not one write per API page."""

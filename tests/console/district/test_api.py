@@ -17,6 +17,7 @@ from console.district.tokens import TokenStore
 from console.store import EventStore
 from console.web.app import build_context, create_app, routes
 from protocol import Event
+from tests.console.district.test_records import VALIDATOR
 
 pytestmark = pytest.mark.timeout(60)
 START = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)
@@ -81,6 +82,7 @@ def test_pages_by_cursor_reach_every_event_once_with_privacy(api):
             break
     assert len(seen) == len(set(seen)) == 200
     record = api.get("/api/v1/events", plain, limit=1).json()["records"][0]
+    VALIDATOR.validate(record)
     assert record["schema_version"] == 1 and record["console"] == "compound"
     assert "holder" not in record["data"] and record["data"]["unit"] == "5-302"
     assert record["dropped"] == ["holder"]
@@ -140,6 +142,8 @@ def test_flow_pages_cover_every_hour_once(api):
         if not page["more"]:
             break
     assert len({r["id"] for r in records}) == len(records)
+    for record in records:
+        VALIDATOR.validate(record)
     assert sum(r["entries"] for r in records) == 420
     assert {r["gate"] for r in records} == {"g1", "g2"}
 
