@@ -104,6 +104,9 @@ class DistrictConfig(_Section):
         None, title="Only these sites' records (default: every site this console stores)"
     )
     batch: int = Field(500, ge=1, le=10_000, title="Events read and sent per round")
+    records_per_message: int = Field(
+        50, ge=1, le=1000, title="Records joined as JSON lines in one MQTT message (1: a message each)"
+    )
     poll_s: float = Field(0.5, gt=0, le=60, title="How often the store is read when nothing wakes the feed")
     replay_s: float = Field(
         60.0,

@@ -21,8 +21,6 @@ import time
 from collections.abc import Sequence
 
 import paho.mqtt.client as paho
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from protocol.mqtt import QOS, BrokerEndpoint, connect_async, make_client
@@ -47,9 +45,6 @@ class MqttFeed:
         self._epoch = 0  # bumped at every disconnect: a batch waiting across one is sent again
         self._results: dict[int, tuple[bool, int]] = {}  # mid -> (accepted, number of the PUBACK)
         self._acks = 0
-        self._properties = Properties(PacketTypes.PUBLISH)
-        self._properties.ContentType = "application/json"
-        self._properties.PayloadFormatIndicator = 1
         self.refused = 0
         self.connections = 0
         """Successful connections so far: the runner resends its unsettled records on each new one."""
@@ -83,7 +78,9 @@ class MqttFeed:
             first_ack = self._acks + 1
         mids: list[int] = []
         for topic, payload in messages:
-            info = self.client.publish(topic, payload, qos=QOS, properties=self._properties)
+            info = self.client.publish(
+                topic, payload, qos=QOS
+            )  # no properties: packing them per record costs
             if info.rc != paho.MQTT_ERR_SUCCESS and info.rc != paho.MQTT_ERR_NO_CONN:
                 log.warning("district publish refused locally: %s", paho.error_string(info.rc))
                 return False

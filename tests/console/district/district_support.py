@@ -140,11 +140,12 @@ class DistrictSubscriber:
         client.subscribe(TOPICS, qos=1)
 
     def _on_message(self, _client: paho.Client, _u: object, message: paho.MQTTMessage) -> None:
-        record = json.loads(message.payload)
-        with self.lock:
-            self.ids[record["id"]] += 1
-            self.payloads.setdefault(record["id"], set()).add(message.payload)
-            self.records.append(record)
+        for line in message.payload.split(b"\n"):  # JSON lines: one record each
+            record = json.loads(line)
+            with self.lock:
+                self.ids[record["id"]] += 1
+                self.payloads.setdefault(record["id"], set()).add(line)
+                self.records.append(record)
 
     def distinct(self, kind: str = "event") -> int:
         with self.lock:
