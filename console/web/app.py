@@ -41,7 +41,18 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 def routes() -> list[BaseRoute]:
     """Every page, stream and file the console serves; the bad-input tests walk this table."""
-    from console.web.routes import admin, alarms, api_v1, cards, events, flow, gates, passes, session
+    from console.web.routes import (
+        admin,
+        alarms,
+        api_v1,
+        cards,
+        district_tokens,
+        events,
+        flow,
+        gates,
+        passes,
+        session,
+    )
 
     return [
         *session.routes,
@@ -53,6 +64,7 @@ def routes() -> list[BaseRoute]:
         *cards.routes,
         *flow.routes,
         *api_v1.routes,
+        *district_tokens.routes,
         Route("/healthz", _health, methods=["GET"]),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -171,3 +172,44 @@ def test_the_openapi_document_matches_the_routes(api):
                 .get("schema", {})
                 .get("required", [])
             )
+
+
+def test_an_admin_makes_and_revokes_a_token_on_the_page_and_an_operator_cannot(api):
+    from tests.console.web.web_support import PASSWORD, csrf_of, login
+
+    api.ctx.users.add("boss", PASSWORD, "admin")
+    api.ctx.users.add("guard", PASSWORD, "operator")
+    client = TestClient(api.app, base_url="http://testserver", headers={"accept": "text/html"})
+    assert login(client, "boss").status_code == 303
+    page = client.get("/district/tokens")
+    assert page.status_code == 200 and "/district/tokens" in page.text
+    made = client.post(
+        "/district/tokens",
+        data={
+            "action": "create",
+            "label": "district platform",
+            "sites": "north",
+            "csrf_token": csrf_of(page.text),
+        },
+    )
+    assert made.status_code == 200
+    plain = re.search(r"<code>(gpd_[^<]+)</code>", made.text).group(1)
+    assert api.get("/api/v1/events", plain).status_code == 200
+    listed = client.get("/district/tokens").text
+    assert plain not in listed and "district platform" in listed
+    token_id = plain.split("_")[1]
+    revoked = client.post(
+        "/district/tokens",
+        data={"action": "revoke", "token_id": token_id, "csrf_token": csrf_of(listed)},
+        follow_redirects=False,
+    )
+    assert revoked.status_code == 303 and api.get("/api/v1/events", plain).status_code == 401
+    actions = [a for (a,) in api.ctx.db.query("SELECT action FROM audit_log")]
+    assert "district.token_create" in actions and "district.token_revoke" in actions
+    refused = client.post(
+        "/district/tokens", data={"action": "create", "label": "", "csrf_token": csrf_of(listed)}
+    )
+    assert refused.status_code == 400
+    guard = TestClient(api.app, base_url="http://testserver", headers={"accept": "text/html"})
+    login(guard, "guard")
+    assert guard.get("/district/tokens").status_code == 403

@@ -54,6 +54,8 @@ ADMIN_ONLY = frozenset(
         ("GET", "/audit"),
         ("GET", "/users"),
         ("POST", "/users"),
+        ("GET", "/district/tokens"),
+        ("POST", "/district/tokens"),
         ("GET", "/passes/import"),
         ("POST", "/passes/import"),
         ("GET", "/passes/import/{job:str}"),
