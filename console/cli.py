@@ -85,6 +85,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             sub.add_argument("gate", help="SITE/GATE")
         sub.set_defaults(func=_gate, gate_action=action)
 
+    from console.district.cli import add_parser as add_district_parser
+
+    add_district_parser(commands)
+
     check = commands.add_parser(
         "check-config", help="validate a configuration; name each bad file line and key"
     )
@@ -293,6 +297,11 @@ def _run(args: argparse.Namespace) -> int:
     if web is not None:
         ingestor.on_commit = web.poke  # live pages update at once, not at the next poll
     homeassistant = _homeassistant(config, store, endpoint, web, ingestor)
+    district = _district_feed(config, store)
+    if district is not None:
+        from console.homeassistant import chain  # one on_commit for every listener
+
+        ingestor.on_commit = chain(ingestor.on_commit, district.poke)
     gaps = _gap_watch(config, store, web)
     from console.card_sync import start_card_publisher
 
@@ -312,6 +321,8 @@ def _run(args: argparse.Namespace) -> int:
         retention.start()
         if gaps is not None:
             gaps.start()
+        if district is not None:
+            district.start()
         publisher = start_card_publisher(config, endpoint)
         supervisor.ready()  # the store is open and ingest is subscribed or trying
         reported = ingestor.counters
@@ -331,6 +342,8 @@ def _run(args: argparse.Namespace) -> int:
             publisher.stop()
         if gaps is not None:
             gaps.stop()
+        if district is not None:
+            district.stop()
         if web is not None:
             web.stop()
         retention.stop()
@@ -358,6 +371,25 @@ def _homeassistant(config: Any, store: EventStore, endpoint: Any, web: Any, inge
     if bridge is not None:
         ingestor.on_commit = chain(ingestor.on_commit, bridge.poke)
     return bridge
+
+
+def _district_feed(config: Any, store: EventStore) -> Any:
+    """The district push feed (console/district/) when ``[district.mqtt]`` is configured, else None."""
+    import logging
+
+    section = config.district
+    if section is None or section.mqtt is None:
+        return None
+    from console.district.mqtt_feed import MqttFeed
+    from console.district.runner import DistrictRunner
+
+    try:
+        endpoint = section.mqtt.endpoint()
+    except OSError as exc:  # events are still stored; the feed resumes from its cursor once fixed
+        logging.getLogger("gatepost.console").error("the district feed is off: %s", exc)
+        return None
+    feed = MqttFeed(endpoint, inflight=section.mqtt.inflight, ack_timeout_s=section.mqtt.ack_timeout_s)
+    return DistrictRunner(store, section, feed)
 
 
 def _gap_watch(config: Any, store: EventStore, web: Any) -> Any:

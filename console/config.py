@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from console.district.config import DistrictConfig
 from protocol import validate_name
 from protocol.configfile import ConfigError, load_toml_model
 from protocol.homeassistant import PREFIX_PATTERN
@@ -291,6 +292,8 @@ class ConsoleConfig(_Section):
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     homeassistant: HomeAssistantConfig = Field(default_factory=HomeAssistantConfig)
     backup: BackupConfig = Field(default_factory=BackupConfig)
+    district: DistrictConfig | None = None
+    """The district export (console/district/, docs/district.md); none without the section."""
 
 
 def load_config(path: Path | str) -> ConsoleConfig:
@@ -311,6 +314,8 @@ def load_config(path: Path | str) -> ConsoleConfig:
         config.web.office = _resolve(base, config.web.office)
     if config.backup.directory is not None:
         config.backup.directory = _resolve(base, config.backup.directory)
+    if config.district is not None:
+        config.district.resolve_paths(base)
     return config
 
 

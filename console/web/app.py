@@ -41,7 +41,20 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 def routes() -> list[BaseRoute]:
     """Every page, stream and file the console serves; the bad-input tests walk this table."""
-    from console.web.routes import admin, alarms, cards, events, flow, gates, join, passes, roster, session
+    from console.web.routes import (
+        admin,
+        alarms,
+        api_v1,
+        cards,
+        district_tokens,
+        events,
+        flow,
+        gates,
+        join,
+        passes,
+        roster,
+        session,
+    )
 
     return [
         *session.routes,
@@ -54,6 +67,8 @@ def routes() -> list[BaseRoute]:
         *flow.routes,
         *roster.routes,
         *join.routes,
+        *api_v1.routes,
+        *district_tokens.routes,
         Route("/healthz", _health, methods=["GET"]),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]

@@ -50,8 +50,9 @@ LANG_COOKIE = "gp_lang"
 MAX_BODY_BYTES = 64 * 1024 * 1024
 MAX_ANONYMOUS_BODY_BYTES = 64 * 1024
 """The body a visitor without a session may send: the login and language forms are a few hundred bytes."""
-SESSIONLESS_PATHS = ("/static/", "/healthz")
-"""Path prefixes a GET of which is answered the same for everyone: no session lookup for them."""
+SESSIONLESS_PATHS = ("/static/", "/healthz", "/api/")
+"""Path prefixes a GET of which is answered the same for everyone: no session lookup for them.
+``/api/`` answers by its bearer token alone (console/web/routes/api_v1.py): a login grants nothing there."""
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "

@@ -60,11 +60,15 @@ PUBLIC = frozenset(
         ("POST", "/join/{link}/me/{secret}"),
     }
 )
+TOKEN_ONLY = frozenset({("GET", "/api/v1/events"), ("GET", "/api/v1/flow"), ("GET", "/api/v1/openapi.json")})
+"""The district's pull API: a bearer token, never a login (tests/console/district/test_api.py)."""
 ADMIN_ONLY = frozenset(
     {
         ("GET", "/audit"),
         ("GET", "/users"),
         ("POST", "/users"),
+        ("GET", "/district/tokens"),
+        ("POST", "/district/tokens"),
         ("GET", "/passes/import"),
         ("POST", "/passes/import"),
         ("GET", "/passes/import/{job:str}"),
@@ -83,7 +87,7 @@ ENDPOINTS = sorted(
     for method in route.methods or ()
     if method != "HEAD"
 )
-PROTECTED = [endpoint for endpoint in ENDPOINTS if endpoint not in PUBLIC]
+PROTECTED = [endpoint for endpoint in ENDPOINTS if endpoint not in PUBLIC | TOKEN_ONLY]
 GETS = [path for method, path in ENDPOINTS if method == "GET"]
 POSTS = [path for method, path in ENDPOINTS if method == "POST"]
 MORE_GETS = ["/passes/{serial:int}/card.png", "/export/events.json", "/export/flow.json"]
