@@ -132,6 +132,7 @@ def _check(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     import logging
 
+    from console.brokers import BrokerIngest
     from console.config import load_config
     from console.ingest import (
         MAX_WORKERS,
@@ -171,15 +172,34 @@ def _run(args: argparse.Namespace) -> int:
         print(f"--workers must be 1..{MAX_WORKERS}, not {workers}", file=sys.stderr)
         return 2
 
+    if config.mqtt.failover and workers > 1:
+        print(
+            "[mqtt] failover and --workers/[ingest] workers > 1 do not go together yet: "
+            "one ingestor per broker (docs/failover.md)",
+            file=sys.stderr,
+        )
+        return 2
+
     stop = StopSignals()
-    ingestor: Ingestor | IngestWorkers
+    ingestor: Ingestor | IngestWorkers | BrokerIngest
     if workers > 1 and store.db.dialect == "sqlite":
         logging.getLogger("gatepost.console").warning(
             "%d ingest workers on SQLite: it admits one writer at a time, so a second worker "
             "adds little (1.0-1.5x one, docs/BENCHMARKS.md); PostgreSQL scales further",
             workers,
         )
-    if workers > 1:
+    if config.mqtt.failover:
+        ingestor = BrokerIngest(  # one ingestor per broker of the site, one store (console/brokers.py)
+            config.mqtt.endpoints(),
+            store,
+            name=config.name,
+            limits=config.integrity.limits(),
+            site=config.site,
+            batch_max=config.ingest.batch_max,
+            batch_wait_s=config.ingest.batch_wait_s,
+            share_group=share_group_name(config.name, endpoint.password),
+        )
+    elif workers > 1:
         spec = WorkerSpec(
             endpoint,
             str(config.store.target),
@@ -226,7 +246,7 @@ def _run(args: argparse.Namespace) -> int:
     gaps = _gap_watch(config, store, web)
     from console.card_sync import start_card_publisher
 
-    publisher = None
+    publishers: list[Any] = []
     metrics = None
     if config.metrics.listen:
         from console.metrics import ConsoleMetrics
@@ -240,7 +260,9 @@ def _run(args: argparse.Namespace) -> int:
         retention.start()
         if gaps is not None:
             gaps.start()
-        publisher = start_card_publisher(config, endpoint)
+        # The card list is retained state on each broker: a gate reads it from the one it is on.
+        brokers = config.mqtt.endpoints() if config.mqtt.failover else [endpoint]
+        publishers = [p for p in (start_card_publisher(config, e) for e in brokers) if p is not None]
         supervisor.ready()  # the store is open and ingest is subscribed or trying
         reported = ingestor.counters
         while not stop.wait(_REPORT_S):
@@ -251,7 +273,7 @@ def _run(args: argparse.Namespace) -> int:
         if metrics is not None:
             metrics.close()
         supervisor.stopping()
-        if publisher is not None:
+        for publisher in publishers:
             publisher.stop()
         if gaps is not None:
             gaps.stop()
