@@ -105,15 +105,26 @@ def _publish_passes(args: argparse.Namespace) -> int:
 
     try:
         config = load_config(args.config)
-        sent = publish_documents(
-            config.mqtt.endpoint().for_connection(ConsoleConnection.PUBLISH), args.site, args.public
-        )
-    except (ConfigError, PublishError, ProtocolError, OSError) as exc:
+        brokers = config.mqtt.endpoints()
+    except (ConfigError, ProtocolError, OSError) as exc:
         print(f"gatepost console publish-passes: {exc}", file=sys.stderr)
         return 2
-    for document, size in sent.items():
-        print(f"published {document.value} for site {args.site} ({size} bytes, retained)")
-    return 0
+    # Retained state lives on each broker: a gate reads the documents from the one it is on
+    # (docs/failover.md), so a revocation must reach every broker of the site.
+    failed = 0
+    for endpoint in brokers:
+        where = f" on {endpoint.host}:{endpoint.port}" if len(brokers) > 1 else ""
+        try:
+            sent = publish_documents(
+                endpoint.for_connection(ConsoleConnection.PUBLISH), args.site, args.public
+            )
+        except (PublishError, ProtocolError, OSError) as exc:
+            print(f"gatepost console publish-passes{where}: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        for document, size in sent.items():
+            print(f"published {document.value} for site {args.site}{where} ({size} bytes, retained)")
+    return 2 if failed else 0
 
 
 def _check(args: argparse.Namespace) -> int:

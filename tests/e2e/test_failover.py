@@ -188,3 +188,131 @@ def test_console_run_reads_every_broker_of_its_mqtt_failover_list(broker, tmp_pa
             console.kill()
             console.wait(10)
         second.stop()
+
+
+def test_a_gate_agent_on_the_second_broker_gets_commands_and_its_health_is_seen(
+    broker, tmp_path, unique_name
+):
+    """The agent's ``[mqtt] failover`` moves it; the console's commands and health follow it there."""
+    from gpiozero.pins.mock import MockFactory
+
+    from console.commands import CommandClient, OfficeCommandSigner
+    from console.health import HealthListener
+    from edge.agent import GateAgent
+    from edge.config import EdgeConfig
+    from tests.offices import create_office, gate_passes_section
+
+    office = tmp_path / "office"
+    create_office(office, site="s1").close()
+    gate = unique_name
+    gate_creds = broker.add_gate("s1", gate)
+    console_creds = broker.add_console("console")
+    copy_identity(broker.state_dir, tmp_path / "second")
+    second = Broker(tmp_path / "second")
+    second.start()
+    (tmp_path / "gate.secret").write_text(gate_creds.password or "")
+    config = EdgeConfig.model_validate(
+        {
+            "site": "s1",
+            "gate": gate,
+            "mqtt": {
+                "host": broker.host,
+                "port": broker.port,
+                "username": gate_creds.username,
+                "password_file": str(tmp_path / "gate.secret"),
+                "failover": [f"{second.host}:{second.port}"],
+            },
+            "outbox": {"path": str(tmp_path / "outbox.db")},
+            "access": {"allow": []},
+            "clock": {"trust": "trusted"},
+            "passes": gate_passes_section(office, tmp_path / "gate-passes"),
+        }
+    )
+    agent = GateAgent(config, pin_factory=MockFactory())
+    agent.start()
+    commands = health = None
+    try:
+        assert agent.link.wait_connected(15) and agent.link.brokers.index == 0
+        broker.kill()
+        assert wait_until(lambda: agent.link.connected and agent.link.brokers.index == 1, 30), (
+            "agent never moved"
+        )
+        first, *others = (b.plain_endpoint(console_creds) for b in (broker, second))
+        commands = CommandClient(first, signer=OfficeCommandSigner(office), failover=others).start()
+        health = HealthListener(first, site="s1", failover=others).start()
+        assert commands.wait_connected(15) and health.wait_connected(15), "the second broker's connections"
+        answer = commands.send("s1", gate, "ping", operator="ana", timeout_s=10)
+        assert (answer.status, answer.result) == ("ok", {"pong": True}), answer
+        agent.health.poke()
+        assert wait_until(lambda: health.board.get("s1", gate) is not None, 30), "no health through broker 2"
+    finally:
+        for client in (commands, health):
+            if client is not None:
+                client.stop()
+        agent.stop(drain_s=0)
+        second.stop()
+
+
+def test_publish_passes_puts_the_revocation_list_on_every_broker(broker, tmp_path, unique_name, capsys):
+    """A gate reads its signed documents from the broker it is on: each broker must hold the latest."""
+    from gatepost.cli import main
+    from protocol.topics import SiteDocument, site_document_topic
+    from tests.conftest import MqttTestClient
+    from tests.offices import create_office
+
+    create_office(tmp_path / "office", site=unique_name).close()
+    console_creds = broker.add_console("console")
+    gate_creds = broker.add_gate(unique_name, "north")
+    copy_identity(broker.state_dir, tmp_path / "second")
+    second = Broker(tmp_path / "second")
+    second.start()
+    try:
+        (tmp_path / "console.secret").write_text(console_creds.password or "")
+        config = tmp_path / "console.toml"
+        config.write_text(
+            f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\nusername = "{console_creds.username}"\n'
+            f'password_file = "console.secret"\nfailover = ["{second.host}:{second.port}"]\n'
+            f'[store]\npath = "{tmp_path / "events.db"}"\n'
+        )
+        public = tmp_path / "office" / "public"
+        code = main(
+            [
+                "console",
+                "publish-passes",
+                "--config",
+                str(config),
+                "--site",
+                unique_name,
+                "--public",
+                str(public),
+            ]
+        )
+        assert code == 0, capsys.readouterr()
+        topic = site_document_topic(unique_name, SiteDocument.REVOCATION)
+        for each in (broker, second):
+            reader = MqttTestClient(each.plain_endpoint(gate_creds))
+            reader.connect()
+            try:
+                reader.subscribe(topic)
+                message = reader.get(timeout=10)
+                assert message is not None and message.retain, f"no retained revocation list on {each!r}"
+                assert message.payload == (public / "revocations").read_bytes()
+            finally:
+                reader.close()
+        second.stop()  # one broker down: the operator must be told, not shown success
+        code = main(
+            [
+                "console",
+                "publish-passes",
+                "--config",
+                str(config),
+                "--site",
+                unique_name,
+                "--public",
+                str(public),
+            ]
+        )
+        assert code == 2
+        assert f"on {second.host}:{second.port}" in capsys.readouterr().err
+    finally:
+        second.stop()
