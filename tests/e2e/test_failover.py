@@ -125,6 +125,7 @@ def test_killing_the_active_broker_mid_stream_loses_and_duplicates_nothing(broke
         second.stop()
 
 
+@pytest.mark.slow  # a console process or a whole agent, and a broker killed: 20-30 s
 def test_console_run_reads_every_broker_of_its_mqtt_failover_list(broker, tmp_path, unique_name):
     """``gatepost console run`` with ``[mqtt] failover``: the operator's path to the same guarantee."""
     site, gate = unique_name, "east"
@@ -190,6 +191,7 @@ def test_console_run_reads_every_broker_of_its_mqtt_failover_list(broker, tmp_pa
         second.stop()
 
 
+@pytest.mark.slow  # a console process or a whole agent, and a broker killed: 20-30 s
 def test_a_gate_agent_on_the_second_broker_gets_commands_and_its_health_is_seen(
     broker, tmp_path, unique_name
 ):
@@ -253,6 +255,7 @@ def test_a_gate_agent_on_the_second_broker_gets_commands_and_its_health_is_seen(
         second.stop()
 
 
+@pytest.mark.slow  # a console process or a whole agent, and a broker killed: 20-30 s
 def test_publish_passes_puts_the_revocation_list_on_every_broker(broker, tmp_path, unique_name, capsys):
     """A gate reads its signed documents from the broker it is on: each broker must hold the latest."""
     from gatepost.cli import main
