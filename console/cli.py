@@ -130,15 +130,26 @@ def _publish_passes(args: argparse.Namespace) -> int:
 
     try:
         config = load_config(args.config)
-        sent = publish_documents(
-            config.mqtt.endpoint().for_connection(ConsoleConnection.PUBLISH), args.site, args.public
-        )
-    except (ConfigError, PublishError, ProtocolError, OSError) as exc:
+        brokers = config.mqtt.endpoints()
+    except (ConfigError, ProtocolError, OSError) as exc:
         print(f"gatepost console publish-passes: {exc}", file=sys.stderr)
         return 2
-    for document, size in sent.items():
-        print(f"published {document.value} for site {args.site} ({size} bytes, retained)")
-    return 0
+    # Retained state lives on each broker: a gate reads the documents from the one it is on
+    # (docs/failover.md), so a revocation must reach every broker of the site.
+    failed = 0
+    for endpoint in brokers:
+        where = f" on {endpoint.host}:{endpoint.port}" if len(brokers) > 1 else ""
+        try:
+            sent = publish_documents(
+                endpoint.for_connection(ConsoleConnection.PUBLISH), args.site, args.public
+            )
+        except (PublishError, ProtocolError, OSError) as exc:
+            print(f"gatepost console publish-passes{where}: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        for document, size in sent.items():
+            print(f"published {document.value} for site {args.site}{where} ({size} bytes, retained)")
+    return 2 if failed else 0
 
 
 def _gate(args: argparse.Namespace) -> int:
@@ -202,6 +213,7 @@ def _check(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     import logging
 
+    from console.brokers import BrokerIngest
     from console.config import load_config
     from console.ingest import (
         MAX_WORKERS,
@@ -244,15 +256,34 @@ def _run(args: argparse.Namespace) -> int:
 
     run_lock = take_run_lock(config.store.target)  # noqa: F841 - `console restore` refuses while it is held
 
+    if config.mqtt.failover and workers > 1:
+        print(
+            "[mqtt] failover and --workers/[ingest] workers > 1 do not go together yet: "
+            "one ingestor per broker (docs/failover.md)",
+            file=sys.stderr,
+        )
+        return 2
+
     stop = StopSignals()
-    ingestor: Ingestor | IngestWorkers
+    ingestor: Ingestor | IngestWorkers | BrokerIngest
     if workers > 1 and store.db.dialect == "sqlite":
         logging.getLogger("gatepost.console").warning(
             "%d ingest workers on SQLite: it admits one writer at a time, so a second worker "
             "adds little (1.0-1.5x one, docs/BENCHMARKS.md); PostgreSQL scales further",
             workers,
         )
-    if workers > 1:
+    if config.mqtt.failover:
+        ingestor = BrokerIngest(  # one ingestor per broker of the site, one store (console/brokers.py)
+            config.mqtt.endpoints(),
+            store,
+            name=config.name,
+            limits=config.integrity.limits(),
+            site=config.site,
+            batch_max=config.ingest.batch_max,
+            batch_wait_s=config.ingest.batch_wait_s,
+            share_group=share_group_name(config.name, endpoint.password),
+        )
+    elif workers > 1:
         spec = WorkerSpec(
             endpoint,
             str(config.store.target),
@@ -305,7 +336,7 @@ def _run(args: argparse.Namespace) -> int:
     gaps = _gap_watch(config, store, web)
     from console.card_sync import start_card_publisher
 
-    publisher = None
+    publishers: list[Any] = []
     metrics = None
     if config.metrics.listen:
         from console.metrics import ConsoleMetrics
@@ -323,7 +354,9 @@ def _run(args: argparse.Namespace) -> int:
             gaps.start()
         if district is not None:
             district.start()
-        publisher = start_card_publisher(config, endpoint)
+        # The card list is retained state on each broker: a gate reads it from the one it is on.
+        brokers = config.mqtt.endpoints() if config.mqtt.failover else [endpoint]
+        publishers = [p for p in (start_card_publisher(config, e) for e in brokers) if p is not None]
         supervisor.ready()  # the store is open and ingest is subscribed or trying
         reported = ingestor.counters
         while not stop.wait(_REPORT_S):
@@ -338,7 +371,7 @@ def _run(args: argparse.Namespace) -> int:
             backups.stop()
         if homeassistant is not None:
             homeassistant.stop()
-        if publisher is not None:
+        for publisher in publishers:
             publisher.stop()
         if gaps is not None:
             gaps.stop()

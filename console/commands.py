@@ -14,7 +14,13 @@ expiry, which the operator is told.
 
 Every command is signed (:mod:`protocol.commands`) with the site's command key, which
 the site root certifies in the trust bundle gates verify; the operator's name is inside
-what is signed.  Without a signer (no office folder, or no valid command key) nothing is
+what is signed.
+
+With several brokers (``[mqtt] failover``, docs/failover.md) the client connects to each and
+publishes every command on all of them, since a gate may be on any one.  Each copy carries
+an MQTT message expiry equal to the command's own, so a copy queued in the session a gate
+left on another broker is dropped there rather than delivered late; one delivered within
+its lifetime anyway is refused by the gate as a replay.  Without a signer (no office folder, or no valid command key) nothing is
 sent and the result says ``unsigned``: gates would refuse it, and an unsigned command on
 the wire is what a gate reports as an attack.
 """
@@ -22,9 +28,11 @@ the wire is what a gate reports as an attack.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,6 +40,7 @@ from typing import Any, Protocol
 
 import paho.mqtt.client as paho
 from nacl.signing import SigningKey
+from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
@@ -147,26 +156,36 @@ class CommandClient:
     """Publishes commands and matches responses by id.  Thread-safe; start once, share."""
 
     def __init__(
-        self, endpoint: BrokerEndpoint, *, name: str = "console", signer: CommandSigner | None = None
+        self,
+        endpoint: BrokerEndpoint,
+        *,
+        name: str = "console",
+        signer: CommandSigner | None = None,
+        failover: Sequence[BrokerEndpoint] = (),
     ) -> None:
         self.endpoint = endpoint.for_connection(ConsoleConnection.COMMANDS)
+        self.endpoints = [self.endpoint, *(e.for_connection(ConsoleConnection.COMMANDS) for e in failover)]
         self.signer = signer
         self.client_id = self.endpoint.client_id
         self._pending: dict[str, _Pending] = {}
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
-        self._client: paho.Client | None = None
+        self._clients: list[paho.Client] = []
+        self._live: set[int] = set()
+        """Indexes (in :attr:`endpoints`) of the connections subscribed to the responses now."""
         self.rejected_responses = 0
 
     def start(self) -> CommandClient:
-        client = make_client(self.endpoint)
-        client.on_connect = self._on_connect
-        client.on_subscribe = self._on_subscribe
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        self._client = client
-        connect_async(client, self.endpoint, clean_start=True, session_expiry_s=0)
-        client.loop_start()
+        for index, endpoint in enumerate(self.endpoints):
+            client = make_client(endpoint)
+            client.user_data_set(index)
+            client.on_connect = self._on_connect
+            client.on_subscribe = self._on_subscribe
+            client.on_disconnect = self._on_disconnect
+            client.on_message = self._on_message
+            self._clients.append(client)
+            connect_async(client, endpoint, clean_start=True, session_expiry_s=0)
+            client.loop_start()
         return self
 
     def wait_connected(self, timeout: float | None = None) -> bool:
@@ -177,10 +196,12 @@ class CommandClient:
         return self._subscribed.is_set()
 
     def stop(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
+        clients, self._clients = self._clients, []
+        for client in clients:
             client.disconnect()
             client.loop_stop()
+        with self._lock:
+            self._live.clear()
         self._subscribed.clear()
 
     def _on_connect(
@@ -192,15 +213,20 @@ class CommandClient:
         client.subscribe(all_sites_filter(TopicKind.RESPONSE), qos=QOS)
 
     def _on_subscribe(
-        self, _c: paho.Client, _u: object, _mid: int, reasons: list[ReasonCode], _p: Properties | None
+        self, _c: paho.Client, index: int, _mid: int, reasons: list[ReasonCode], _p: Properties | None
     ) -> None:
         if any(reason.is_failure for reason in reasons):
             log.error("broker refused the response subscription: %s", reasons)
             return
+        with self._lock:
+            self._live.add(index)
         self._subscribed.set()
 
-    def _on_disconnect(self, *_args: object) -> None:
-        self._subscribed.clear()
+    def _on_disconnect(self, _c: paho.Client, index: int, *_args: object) -> None:
+        with self._lock:
+            self._live.discard(index)
+            if not self._live:
+                self._subscribed.clear()
 
     def _on_message(self, _c: paho.Client, _u: object, message: paho.MQTTMessage) -> None:
         try:
@@ -250,7 +276,6 @@ class CommandClient:
             expires_at=now + timedelta(seconds=ttl_s),
             operator=operator[:64] if operator else None,
         )
-        client = self._client
         started = datetime.now(UTC)
 
         def result(status: str, **extra: Any) -> CommandResult:
@@ -264,13 +289,19 @@ class CommandClient:
         except GatepostError as exc:
             log.error("command %s to %s/%s not sent: %s", name, site, gate, exc)
             return result("unsigned", error=str(exc))
-        if client is None or not self._subscribed.wait(min(timeout_s, 2.0)):
+        if not self._clients or not self._subscribed.wait(min(timeout_s, 2.0)):
             return result("unreachable", error="the console is not connected to the broker")
         pending = _Pending()
         with self._lock:
             self._pending[body.id] = pending
+            clients = [self._clients[index] for index in sorted(self._live) if index < len(self._clients)]
+        properties = None
+        if len(self.endpoints) > 1:  # copies on brokers the gate is not on must not outlive the command
+            properties = Properties(PacketTypes.PUBLISH)
+            properties.MessageExpiryInterval = max(1, math.ceil(ttl_s))
         try:
-            client.publish(topics.command, payload, qos=QOS, retain=False)
+            for client in clients:
+                client.publish(topics.command, payload, qos=QOS, retain=False, properties=properties)
             if not pending.done.wait(timeout_s):
                 return result("timeout", error=f"no answer within {timeout_s:g} s")
         finally:

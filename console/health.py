@@ -7,6 +7,11 @@ moment it subscribes.  The subscription is a connection of its own (``console.<n
 protocol/identity.py; clean session), so it touches neither the ingest's persistent
 session nor its store.
 
+With several brokers (``[mqtt] failover``, docs/failover.md) the listener subscribes on each,
+into one board.  Each broker keeps the last health a gate left on it, so a message is
+kept only if it is not older (by the gate's own ``time``) than the one on the board: the
+broker a gate moved away from must not show its health from before the move.
+
 A health message is a claim a gate makes about itself; one whose envelope names another
 gate than its topic is refused, as the ingest refuses such events.
 """
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -49,9 +55,17 @@ class HealthBoard:
         self._latest: dict[tuple[str, str], HealthReport] = {}
         self._lock = threading.Lock()
 
-    def update(self, health: GateHealth, received_at: datetime | None = None) -> None:
+    def update(
+        self, health: GateHealth, received_at: datetime | None = None, *, newer_only: bool = False
+    ) -> bool:
+        """Keep ``health`` as the gate's latest; with ``newer_only``, not if the board has a newer one."""
+        key = (health.site, health.gate)
         with self._lock:
-            self._latest[health.site, health.gate] = HealthReport(health, received_at or datetime.now(UTC))
+            kept = self._latest.get(key)
+            if newer_only and kept is not None and kept.health.time > health.time:
+                return False
+            self._latest[key] = HealthReport(health, received_at or datetime.now(UTC))
+            return True
 
     def get(self, site: str, gate: str) -> HealthReport | None:
         with self._lock:
@@ -71,8 +85,10 @@ class HealthListener:
         board: HealthBoard | None = None,
         *,
         site: str = "+",
+        failover: Sequence[BrokerEndpoint] = (),
     ) -> None:
         self.endpoint = endpoint.for_connection(ConsoleConnection.HEALTH)  # console.<name>.health
+        self.endpoints = [self.endpoint, *(e.for_connection(ConsoleConnection.HEALTH) for e in failover)]
         self.board = board or HealthBoard()
         self.client_id = self.endpoint.client_id
         self.filter = (
@@ -81,28 +97,40 @@ class HealthListener:
         self.received = 0
         self.rejected = 0
         self._subscribed = threading.Event()
-        self._client: paho.Client | None = None
+        self._clients: list[paho.Client] = []
+        self._live: set[int] = set()
+        self._lock = threading.Lock()
 
     def start(self) -> HealthListener:
-        client = make_client(self.endpoint)
-        client.on_connect = self._on_connect
-        client.on_subscribe = self._on_subscribe
-        client.on_disconnect = lambda *_args: self._subscribed.clear()
-        client.on_message = self._on_message
-        self._client = client
-        connect_async(client, self.endpoint, clean_start=True, session_expiry_s=0)
-        client.loop_start()
+        for index, endpoint in enumerate(self.endpoints):
+            client = make_client(endpoint)
+            client.user_data_set(index)
+            client.on_connect = self._on_connect
+            client.on_subscribe = self._on_subscribe
+            client.on_disconnect = self._on_disconnect
+            client.on_message = self._on_message
+            self._clients.append(client)
+            connect_async(client, endpoint, clean_start=True, session_expiry_s=0)
+            client.loop_start()
         return self
 
     def wait_connected(self, timeout: float | None = None) -> bool:
         return self._subscribed.wait(timeout)
 
     def stop(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
+        clients, self._clients = self._clients, []
+        for client in clients:
             client.disconnect()
             client.loop_stop()
+        with self._lock:
+            self._live.clear()
         self._subscribed.clear()
+
+    def _on_disconnect(self, _c: paho.Client, index: int, *_args: object) -> None:
+        with self._lock:
+            self._live.discard(index)
+            if not self._live:
+                self._subscribed.clear()
 
     def _on_connect(
         self, client: paho.Client, _u: object, _f: object, reason: ReasonCode, _p: Properties | None
@@ -113,11 +141,13 @@ class HealthListener:
         client.subscribe(self.filter, qos=QOS)
 
     def _on_subscribe(
-        self, _c: paho.Client, _u: object, _mid: int, reasons: list[ReasonCode], _p: Properties | None
+        self, _c: paho.Client, index: int, _mid: int, reasons: list[ReasonCode], _p: Properties | None
     ) -> None:
         if any(reason.is_failure for reason in reasons):
             log.error("broker refused the health subscription: %s", reasons)
             return
+        with self._lock:
+            self._live.add(index)
         self._subscribed.set()
 
     def _on_message(self, _c: paho.Client, _u: object, message: paho.MQTTMessage) -> None:
@@ -134,4 +164,4 @@ class HealthListener:
             log.warning("rejected health message on %s: %s: %s", message.topic[:200], exc.reason, exc.detail)
             return
         self.received += 1
-        self.board.update(health)
+        self.board.update(health, newer_only=len(self.endpoints) > 1)

@@ -30,6 +30,7 @@ broker redelivers whatever we had not acknowledged anyway.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import queue
@@ -186,7 +187,11 @@ class Ingestor:
         shared: bool = False,
         statuses: bool = True,
         limits: IntegrityLimits | None = None,
+        guard: IngestGuard | None = None,
+        broker: str | None = None,
     ) -> None:
+        """``guard`` and ``broker``: one ingestor per broker of a site shares one guard, and says
+        which broker it reads (console/brokers.py); ``broker`` also names its ``console_link`` row."""
         if batch_max < 1:
             raise ValueError("batch_max must be at least 1")
         self.endpoint = endpoint
@@ -227,7 +232,14 @@ class Ingestor:
         self._writer: threading.Thread | None = None
         self._client: paho.Client | None = None
         self._ack_topics: dict[tuple[str, str], str] = {}
-        self.guard = IngestGuard(store, limits)
+        self.guard = guard if guard is not None else IngestGuard(store, limits)
+        self.broker = broker
+        # A shared guard is shared by ingestors of other brokers: judge and commit under its
+        # lock so that the status the store ends with is the one judged newest.
+        self._serial: contextlib.AbstractContextManager[object] = (
+            self.guard.lock if guard is not None else contextlib.nullcontext()
+        )
+        self._link_name = name if broker is None else f"{name}@{broker}"
         # The broker connection as the store should record it (``console_link``): set by the
         # network thread, written by the writer with the next batch or on its own.
         self._link_lock = threading.Lock()
@@ -309,7 +321,7 @@ class Ingestor:
             return
         if link.connected:
             stamp = now_text()
-            link = LinkState(self.name, LinkKind.STOPPED, stamp, stamp)
+            link = LinkState(self._link_name, LinkKind.STOPPED, stamp, stamp)
         try:
             self.store.commit(link=link)
         except Exception as exc:
@@ -391,7 +403,7 @@ class Ingestor:
         stamp = now_text()
         with self._link_lock:
             kind = LinkKind.CONNECTED if connected else LinkKind.LOST
-            self._link_pending = LinkState(self.name, kind, stamp, stamp)
+            self._link_pending = LinkState(self._link_name, kind, stamp, stamp)
         self._queue.put(_WAKE)
 
     def _link_due(self) -> LinkState | None:
@@ -497,13 +509,14 @@ class Ingestor:
         received = [item.event for item in batch if item.event is not None]
         statuses = [item.status for item in batch if item.status is not None]
         rejections = [item.rejection for item in batch if item.rejection is not None]
-        judged = self._judge(received, statuses)
-        if judged is None:
-            return  # stopping: unacknowledged, so redelivered later
-        verdict, statuses, refused_statuses = judged
-        events = verdict.events
-        rejections += verdict.rejections + refused_statuses
-        result = self._commit(events, statuses, rejections, flags=verdict.flags, link=link)
+        with self._serial:
+            judged = self._judge(received, statuses)
+            if judged is None:
+                return  # stopping: unacknowledged, so redelivered later
+            verdict, statuses, refused_statuses = judged
+            events = verdict.events
+            rejections += verdict.rejections + refused_statuses
+            result = self._commit(events, statuses, rejections, flags=verdict.flags, link=link)
         if result is None:
             return  # stopping with the batch uncommitted: unacknowledged, so redelivered later
         new, duplicate = result
@@ -540,7 +553,11 @@ class Ingestor:
             try:
                 now = datetime.now(UTC)
                 verdict = self.guard.check_events(events, now)
-                kept, refused = self.guard.check_statuses(statuses, now) if statuses else (statuses, [])
+                kept, refused = (
+                    self.guard.check_statuses(statuses, now, broker=self.broker)
+                    if statuses
+                    else (statuses, [])
+                )
                 return verdict, kept, refused
             except DatabaseError as exc:
                 self._counts.commit_failures += 1

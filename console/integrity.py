@@ -25,6 +25,8 @@ stale status           older (by its own ``time``) than the one believed,     re
                        for the same run of the gate
 status from the        ``time`` more than ``clock_skew_s`` ahead              refused ``future_status``
 future
+status left behind     from another broker than the believed one, and not     dropped quietly (the gate moved
+on another broker      newer than it                                          on, console/brokers.py)
 =====================  =====================================================  ================================
 
 Why these bounds:
@@ -55,6 +57,7 @@ keeps it.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -126,6 +129,8 @@ class _StatusTrack:
     boot: str
     time: datetime | None
     state: str
+    broker: str | None = None
+    """Which broker the believed status came from; None when read back from the store."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +159,11 @@ class IngestGuard:
         self.limits = limits or IntegrityLimits()
         self._gates: dict[tuple[str, str], _GateTrack] = {}
         self._statuses: dict[tuple[str, str], _StatusTrack | None] = {}
+        self.lock = threading.RLock()
+        """Held by each ingestor sharing this guard (one per broker, console/brokers.py) around
+        judging and committing a batch, so that the store's status is the one judged newest."""
+        self.superseded = 0
+        """Statuses dropped because the gate had already moved to another broker."""
 
     # -- events ----------------------------------------------------------------------
 
@@ -250,29 +260,47 @@ class IngestGuard:
     # -- statuses --------------------------------------------------------------------
 
     def check_statuses(
-        self, statuses: Sequence[GateStatus], now: datetime | None = None
+        self, statuses: Sequence[GateStatus], now: datetime | None = None, *, broker: str | None = None
     ) -> tuple[list[GateStatus], list[Rejection]]:
         """The statuses to believe, and the refusals of the others (see the module's table).
 
-        Only the ingestor that reads statuses calls this (worker 0), so its memory of the
-        believed status is the store's.
+        Only the ingestor that reads statuses calls this (worker 0, or one ingestor per
+        broker sharing this guard), so its memory of the believed status is the store's.
+
+        ``broker`` names where the statuses came from when the console reads several.  A
+        broker keeps the last status a gate left there: the ``online`` of a gate that has
+        since moved on, or the will of the connection it lost.  A gate stamps the will of
+        each connection just before making it and announces ``online`` just after, so what
+        it says on the broker it moved to is always newer than anything it left behind; a
+        status from another broker than the believed one's is believed only if newer, and
+        otherwise dropped without a rejection, because nothing is wrong.
         """
         now = now or datetime.now(UTC)
         kept: list[GateStatus] = []
         refused: list[Rejection] = []
         for status in statuses:
             try:
-                self._check_status(status, now)
+                if not self._check_status(status, now, broker):
+                    self.superseded += 1
+                    log.debug(
+                        "%s/%s: %s status from broker %s is older than the one believed; the gate moved on",
+                        status.site,
+                        status.gate,
+                        status.state.value,
+                        broker,
+                    )
+                    continue
             except ImplausibleInput as exc:
                 refused.append(_rejection(exc, "status"))
                 continue
             self._statuses[status.site, status.gate] = _StatusTrack(
-                status.boot, status.time, status.state.value
+                status.boot, status.time, status.state.value, broker
             )
             kept.append(status)
         return kept, refused
 
-    def _check_status(self, status: GateStatus, now: datetime) -> None:
+    def _check_status(self, status: GateStatus, now: datetime, broker: str | None = None) -> bool:
+        """Raise when implausible; false when the status was left behind on another broker."""
         limits = self.limits
         key = (status.site, status.gate)
         if status.time is not None and status.time > now + timedelta(seconds=limits.clock_skew_s):
@@ -286,7 +314,10 @@ class IngestGuard:
             self._statuses[key] = self._stored_status(*key)
         believed = self._statuses[key]
         if believed is None or believed.time is None or status.time is None:
-            return
+            return True
+        elsewhere = broker is not None and believed.broker is not None and believed.broker != broker
+        if elsewhere and status.time <= believed.time:
+            return False
         older = status.time < believed.time - timedelta(seconds=limits.status_window_s)
         same_run = status.boot == believed.boot
         ends_current_run = status.state is GateState.OFFLINE and believed.state in _RUNNING
@@ -299,6 +330,7 @@ class IngestGuard:
                 site=status.site,
                 gate=status.gate,
             )
+        return True
 
     def _stored_status(self, site: str, gate: str) -> _StatusTrack | None:
         rows = self.store.db.query(

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from gatepost.supervision import Check, Part, ThreadsAlive
 
 if TYPE_CHECKING:
+    from console.brokers import BrokerIngest
     from console.ingest import IngestCounters, Ingestor, IngestWorkers
     from console.web.serve import WebServer
 
@@ -82,11 +83,14 @@ def _healthz(web: WebServer) -> bool:
         connection.close()
 
 
-def console_parts(ingestor: Ingestor | IngestWorkers, web: WebServer | None) -> list[Part]:
+def console_parts(ingestor: Ingestor | IngestWorkers | BrokerIngest, web: WebServer | None) -> list[Part]:
+    from console.brokers import BrokerIngest
     from console.ingest import Ingestor
 
     parts: list[Part] = []
-    if isinstance(ingestor, Ingestor):
+    if isinstance(ingestor, BrokerIngest):  # one writer per broker, all named alike: judged by progress
+        parts += [Check(f"ingest-writer {one.broker}", _WriterProgress(one)) for one in ingestor.ingestors]
+    elif isinstance(ingestor, Ingestor):
         name = ingestor.name
         parts.append(ThreadsAlive("ingest-writer thread", _WriterThread(name)))
         parts.append(Check("ingest-writer", _WriterProgress(ingestor)))
@@ -100,7 +104,7 @@ def console_parts(ingestor: Ingestor | IngestWorkers, web: WebServer | None) -> 
     return parts
 
 
-def console_status(ingestor: Ingestor | IngestWorkers) -> str:
+def console_status(ingestor: Ingestor | IngestWorkers | BrokerIngest) -> str:
     """One line for ``systemctl status``: the broker, and what ingest has stored."""
     counters: Any = ingestor.counters
     broker = "subscribed" if ingestor.connected else "connecting"

@@ -199,8 +199,9 @@ class GateAgent:
         )
         if self.thumbnails is not None:
             subscriptions += self.thumbnails.subscriptions()
+        brokers = config.mqtt.endpoints()  # [mqtt] host:port, then each [mqtt] failover one
         self.link = Link(
-            config.mqtt.endpoint(),
+            brokers[0],
             self.topics,
             self.outbox,
             version=version,
@@ -213,6 +214,7 @@ class GateAgent:
             status_extra=self._status_extra,
             subscriptions=subscriptions,
             on_connected=self._on_connected,
+            failover=brokers[1:],
         )
         self.link.register("status", self._status_command)
         self.outbox.add_state_listener(self._outbox_state_changed)

@@ -13,6 +13,9 @@ clean shutdown, and ``offline`` as the last will when the connection dies; ``onl
 reads ``degraded`` while the outbox's disk refuses writes (:meth:`Link.announce`).  Commands are
 answered on the response topic with the same correlation id; retained and expired
 commands are refused, so a stale command can never act on reconnect.
+
+With several brokers (``failover``) the link moves to the next one whenever the current
+one fails; :mod:`edge.failover` holds the policy.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edge.commands import CommandVerifier
+from edge.failover import BrokerRotation
 from edge.outbox import Outbox, OutboxClosed, Pending
 from edge.resend import ResendTracker
 from protocol import (
@@ -41,7 +45,7 @@ from protocol import (
     encode,
 )
 from protocol.commands import CommandError, CommandRejectReason
-from protocol.mqtt import QOS, BrokerEndpoint, connect_async, make_client
+from protocol.mqtt import QOS, BrokerEndpoint, make_client
 from protocol.topics import SiteDocument, site_document_topic
 
 log = logging.getLogger("gatepost.edge.link")
@@ -76,6 +80,7 @@ class Link:
         status_extra: Callable[[], dict[str, Any]] | None = None,
         subscriptions: Sequence[tuple[str, Callable[[str, bytes], None]]] = (),
         on_connected: Callable[[], None] | None = None,
+        failover: Sequence[BrokerEndpoint] = (),
     ) -> None:
         self.topics = topics
         self.outbox = outbox
@@ -91,7 +96,10 @@ class Link:
         self._documents = {site_document_topic(topics.site, doc): doc for doc in SiteDocument}
         self._handlers: dict[str, CommandHandler] = {"ping": lambda _cmd: {"pong": True}}
         self._endpoint = endpoint
+        self.brokers = BrokerRotation([endpoint, *failover])
         self._client = make_client(endpoint, max_inflight=min(window, 1000))  # client id: gate.<site>.<gate>
+        self._log_connect_fail = self._client.on_connect_fail
+        self._client.on_connect_fail = self._on_connect_fail
         self._client.on_pre_connect = self._arm_will
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
@@ -120,7 +128,7 @@ class Link:
 
     def start(self) -> None:
         self._running = True
-        connect_async(self._client, self._endpoint)
+        self.brokers.start(self._client)
         self._client.loop_start()
         self._sender.start()
 
@@ -210,7 +218,13 @@ class Link:
             ]
         )
         client.publish(self.topics.status, encode(self._status(self._live_state())), QOS, True)
-        log.info("connected to broker; %d events waiting for the console", self.outbox.backlog)
+        broker = self.brokers.current
+        log.info(
+            "connected to broker %s:%d; %d events waiting for the console",
+            broker.host,
+            broker.port,
+            self.outbox.backlog,
+        )
         with self._wake:
             self.connects += 1
             self._connected = True
@@ -221,13 +235,21 @@ class Link:
             self._on_connected()
 
     def _on_disconnect(
-        self, _client: paho.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
+        self, client: paho.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
     ) -> None:
         with self._wake:
             was = self._connected
             self._connected = False
         if was:
             log.warning("disconnected from broker (%s); events stay in the outbox", reason)
+        if self._running:  # not our own disconnect in stop(): that one must stay disconnected
+            self.brokers.failed(client, f"disconnected: {reason}")
+
+    def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
+        if self._log_connect_fail is not None:
+            self._log_connect_fail(client, userdata)  # says why, while paho's exception is at hand
+        if self._running:
+            self.brokers.failed(client, "cannot connect")
 
     def _on_message(self, _client: paho.Client, _userdata: Any, message: paho.MQTTMessage) -> None:
         try:

@@ -125,6 +125,10 @@ class MqttSettings(BaseModel):
     tls_key: Path | None = Field(None, title="Its private key (made on this device by `enroll`)")
     password_file: Path | None = Field(None, title="File holding the broker password")
     credential: str | None = Field(None, title="Name of a systemd credential holding the password")
+    failover: list[str] = Field(
+        default_factory=list,
+        title='Other brokers of this site, "host:port", same CA and accounts (docs/failover.md)',
+    )
 
     @field_validator("tls_cert", "tls_key")
     @classmethod
@@ -144,6 +148,17 @@ class MqttSettings(BaseModel):
                 f"the password would cross the network in clear to {host}: set tls_ca "
                 "(and tls_cert/tls_key), or reach the broker on loopback"
             )
+        return value
+
+    @field_validator("failover")
+    @classmethod
+    def _failover_brokers(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        """Each entry is ``host:port``; a password sent to one must be as safe as to ``host``."""
+        secret = info.data.get("password_file") is not None or info.data.get("credential") is not None
+        for entry in value:
+            host, _port = parse_host_port(entry)
+            if secret and info.data.get("tls_ca") is None and not is_loopback(host):
+                raise ValueError(f"the password would cross the network in clear to {host}: set tls_ca")
         return value
 
     @model_validator(mode="after")
@@ -183,6 +198,27 @@ class MqttSettings(BaseModel):
             str(self.tls_cert) if self.tls_cert else None,
             str(self.tls_key) if self.tls_key else None,
         )
+
+    def endpoints(self) -> list[BrokerEndpoint]:
+        """Every broker of the site, ``host:port`` first: one identity, one CA, several addresses.
+
+        A gate moves along this list when its broker fails (edge/failover.py); a console
+        subscribes to all of them (console/brokers.py).  The brokers share the CA and the
+        dynamic-security accounts, so only the address differs.
+        """
+        first = self.endpoint()
+        return [first] + [
+            replace(first, host=host, port=port) for host, port in map(parse_host_port, self.failover)
+        ]
+
+
+def parse_host_port(entry: str) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port`` for an IPv6 address) of a failover broker, or ValueError saying why."""
+    host, sep, port = entry.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{entry!r} is not host:port (port 1..65535)")
+    return host, int(port)
 
 
 def is_loopback(host: str) -> bool:

@@ -161,6 +161,15 @@ def store_url(config: ConsoleConfig) -> str:
     return str(url) if url else str(config.store.path)
 
 
+def failover_endpoints(endpoint: BrokerEndpoint, failover: list[str]) -> list[BrokerEndpoint]:
+    """``endpoint``'s identity at each ``host:port`` of ``[mqtt] failover``."""
+    from dataclasses import replace
+
+    from protocol.mqtt import parse_host_port
+
+    return [replace(endpoint, host=host, port=port) for host, port in map(parse_host_port, failover)]
+
+
 def build_context(
     config: ConsoleConfig, store: EventStore, *, endpoint: BrokerEndpoint | None = None
 ) -> WebContext:
@@ -176,6 +185,8 @@ def build_context(
 
     db = Database(store_url(config))
     web = config.web
+    # The site's other brokers (docs/failover.md): commands and health go through all of them.
+    failover = [] if endpoint is None else failover_endpoints(endpoint, config.mqtt.failover)
     cards = None
     if config.cards is not None:
         from console.credentials import CardRegistry
@@ -196,11 +207,14 @@ def build_context(
             endpoint,
             name=config.name,
             signer=OfficeCommandSigner(web.office) if web.office is not None else None,
+            failover=failover,
         )
         if endpoint is not None
         else None,
         hub=Hub(),
         office_dir=web.office,
         cards=cards,
-        health=HealthListener(endpoint, site=config.site) if endpoint is not None else None,
+        health=HealthListener(endpoint, site=config.site, failover=failover)
+        if endpoint is not None
+        else None,
     )
