@@ -20,6 +20,7 @@ CP-SAT's model API: https://developers.google.com/optimization/reference/python/
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections import defaultdict
@@ -288,6 +289,9 @@ def _hint(
 
 
 def _gap(objective: float, bound: float) -> float:
+    """NaN when there is no second-phase figure to compare (the solve stopped in phase 1)."""
+    if math.isnan(objective) or math.isnan(bound):
+        return math.nan
     return 0.0 if objective <= 0 else max(0.0, (objective - bound) / objective)
 
 
