@@ -13,6 +13,12 @@ from drivers import devices
 
 
 def _sim_camera(url: str) -> devices.ReopenableSource:
+    from urllib.parse import urlsplit
+
+    if urlsplit(url).netloc == "plates":  # sim://plates?...: a vehicle lane's camera
+        from simulator.plates import plate_camera_from_url
+
+        return plate_camera_from_url(url)
     from simulator.camera import camera_from_url
 
     return camera_from_url(url)
