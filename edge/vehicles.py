@@ -65,6 +65,8 @@ class VehicleLanes:
         self.lanes: dict[str, Lane] = {}
         self.recognisers: dict[str, LaneRecogniser] = {}
         self.server: LprServer | None = None
+        self.simulated: list[Any] = []
+        """Simulated loop detectors of sim:// lane cameras (started and stopped with the lanes)."""
         self.folder = RejectionFolder(lambda data: agent.record(ev.LPR_REJECTED, data))
         config = agent.config
         for lane_config in config.lane:
@@ -109,6 +111,17 @@ class VehicleLanes:
         if camera.gate == "loop":
             lane.presence_listeners.append(recogniser.vehicle_present)
         self.recognisers[lane.name] = recogniser
+        simulated = getattr(recogniser.camera, "_sim", None)
+        loop_pin = lane.hardware.pins.loop
+        if simulated is not None and loop_pin is not None and _mock(self.agent.pin_factory):
+            # A sim:// lane camera on mock pins (the demo, the tests): its loop detector follows
+            # the cars it shows.  A real gate has neither, and the simulator is never imported.
+            from drivers import devices
+
+            try:
+                self.simulated.append(devices.lane_loop()(simulated, self.agent.pin_factory.pin(loop_pin)))
+            except devices.DeviceNotRegisteredError as exc:
+                log.warning("lane %s: %s", lane.name, exc)
 
     def _build_server(self, lpr: Any) -> None:
         from drivers.lpr_http import LprCamera, LprServer
@@ -140,7 +153,7 @@ class VehicleLanes:
         found: list[Any] = [*self.recognisers.values()]
         if self.server is not None:
             found.append(self.server)
-        return [*found, *self.lanes.values()]
+        return [*found, *self.lanes.values(), *(_Simulated(loop) for loop in self.simulated)]
 
     # -- plates into present() -----------------------------------------------------------
 
@@ -196,6 +209,25 @@ class VehicleLanes:
                 "remote": rejected.remote,
             },
         )
+
+
+def _mock(factory: Any) -> bool:
+    from gpiozero.pins.mock import MockFactory
+
+    return isinstance(factory, MockFactory)
+
+
+class _Simulated:
+    """A simulated device with start/stop, as the agent's device list wants start/close."""
+
+    def __init__(self, device: Any) -> None:
+        self.device = device
+
+    def start(self) -> None:
+        self.device.start()
+
+    def close(self) -> None:
+        self.device.stop()
 
 
 def _shrink(image: bytes, crop_jpeg: Callable[..., bytes | None]) -> bytes | None:

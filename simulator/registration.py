@@ -46,6 +46,23 @@ def _door_people(
     )
 
 
+def _lane_loop(camera: Any, pin: Any) -> devices.SimulatedPeople:
+    from simulator.plates import LoopDetector
+
+    class _Loop:
+        def __init__(self) -> None:
+            self.detector = LoopDetector(camera, pin)
+
+        def start(self) -> None:
+            self.detector.start()
+
+        def stop(self) -> None:
+            self.detector.stop()
+
+    return _Loop()
+
+
 def register() -> None:
     devices.register_camera_scheme("sim", _sim_camera)
     devices.register_door_people(_door_people)
+    devices.register_lane_loop(_lane_loop)
