@@ -52,6 +52,7 @@ __all__ = [
     "LabelledFrame",
     "LoopDetector",
     "PlateCamera",
+    "SiteVehicles",
     "Vehicle",
     "plate_camera_from_url",
     "plate_colour",
@@ -59,6 +60,7 @@ __all__ = [
     "random_plate",
     "render_plate",
     "render_scene",
+    "vehicle_plates",
 ]
 
 FONT_PATH = Path("/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc")
@@ -529,6 +531,44 @@ def _schedule(
             vehicles.append(Vehicle(plate, at, dwell, condition, seed=len(vehicles)))
             at += every
     return vehicles
+
+
+@dataclass(frozen=True, slots=True)
+class SiteVehicles:
+    """A compound's cars: residents' (registered), visitors' (for the guard to register), one stranger."""
+
+    residents: tuple[str, ...]
+    visitors: tuple[str, ...]
+    stranger: str
+
+    @property
+    def schedule(self) -> list[str]:
+        """The order cars come to the entrance: mostly residents, a visitor now and then, the stranger once."""
+        order: list[str] = []
+        for index, plate in enumerate(self.residents[:12]):
+            order.append(plate)
+            if index % 4 == 3 and self.visitors:
+                order.append(self.visitors[(index // 4) % len(self.visitors)])
+            if index == 6:
+                order.append(self.stranger)
+        return order
+
+
+def vehicle_plates(residents: int, *, seed: int = 19) -> SiteVehicles:
+    """The same cars for a site every time: a car for one resident in ten (at least six)."""
+    rng = random.Random(seed)
+    seen: set[str] = set()
+
+    def fresh(new_energy: bool | None = None) -> str:
+        while True:
+            plate = random_plate(rng, new_energy=new_energy)
+            if plate not in seen:
+                seen.add(plate)
+                return plate
+
+    cars = tuple(fresh() for _ in range(max(6, residents // 10)))
+    visitors = tuple(fresh() for _ in range(3))
+    return SiteVehicles(cars, visitors, fresh(new_energy=False))
 
 
 def timeline(vehicles: Iterable[Vehicle]) -> list[tuple[float, float, str]]:
