@@ -144,3 +144,35 @@ class LprCameraClient:
         except ValueError:
             document = {"raw": answer.decode("latin-1")[:200]}
         return response.status, document
+
+
+class ExitTraffic:
+    """Cars leaving by the exit lane: the LPR camera pushes one plate every ``every_s`` seconds, in turn."""
+
+    def __init__(self, client: LprCameraClient, plates: list[str], every_s: float = 11.0) -> None:
+        import threading
+
+        self.client = client
+        self.plates = plates
+        self.every_s = every_s
+        self.answers: list[tuple[str, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sim-exit-traffic", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        index = 0
+        while not self._stop.wait(self.every_s) and self.plates:
+            plate = self.plates[index % len(self.plates)]
+            index += 1
+            try:
+                status, _ = self.client.push(plate)
+            except OSError:
+                continue  # the gate is (re)starting: the next car tries again
+            self.answers.append((plate, status))
