@@ -274,7 +274,12 @@ def every_frame_cpu(recogniser: PlateRecogniser, seconds: float) -> tuple[float,
     """
     camera = PlateCamera(fps=10, realtime=True)
     lane = LaneRecogniser(
-        camera, on_reading=lambda r: None, on_reject=lambda r: None, gate="none", recogniser=recogniser
+        camera,
+        on_reading=lambda r: None,
+        on_reject=lambda r: None,
+        gate="none",
+        recogniser=recogniser,
+        max_frames=10**9,  # never give up: an ungated lane reads every frame for ever
     )
     lane.start()
     try:
