@@ -64,3 +64,11 @@ DOOR_FIRE_ALARM: Final = "door.fire_alarm"
 exit button, commands or the relay watchdog do, until it clears: ``{"door_open"}``."""
 DOOR_FIRE_ALARM_CLEARED: Final = "door.fire_alarm_cleared"
 """The fire-alarm input cleared; a ``door.locked`` (cause ``fire_cleared``) follows: ``{"alarm_for_s"}``."""
+VEHICLE_REGISTERED: Final = "vehicle.registered"
+"""A guard registered a visitor vehicle good at this gate until ``expires``:
+``{"plate", "credential", "unit", "note", "guard", "lane", "expires"}``."""
+VEHICLE_GUARD: Final = "vehicle.guard"
+"""A guard's decision on a plate the lane held for them (a near miss, an unknown car):
+``{"action", "guard", "lane", "read", "plate", "reason", "note", "scan_event"}`` — ``action`` is
+``correct`` (the reading was wrong; ``plate`` is the guard's), ``open`` (manual open with a reason),
+or ``refuse``; ``read`` is what the lane read, ``scan_event`` the ``access.scan`` it answers."""
