@@ -221,7 +221,7 @@ class VehiclePanel:
             if reason not in OPEN_REASONS:
                 raise VisitorError("reason", FieldProblem.UNKNOWN_CHOICE, "not one of the choices")
             note_raw = body.get("note")
-            note = clean_text("note", note_raw, 200) if (reason == "other" or note_raw) else ""
+            note = clean_text("note", note_raw or "", 200) if (reason == "other" or note_raw) else ""
             if not isinstance(lane_name, str) or lane_name not in lanes:
                 raise VisitorError("lane", FieldProblem.UNKNOWN_CHOICE, "no such lane at this gate")
         except VisitorError as exc:
