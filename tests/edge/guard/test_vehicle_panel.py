@@ -238,3 +238,36 @@ def test_opening_an_unknown_lane_is_refused(gate: GuardGate):
         "/api/vehicles/open", {"lane": "nowhere", "reason": "visitor", "guard": "07", "pin": PIN}
     )
     assert response.status_code == 400 and response.json()["field"] == "lane"
+
+
+def test_in_a_browser_the_guard_sees_the_crop_and_corrects_a_near_miss_with_one_tap(
+    gate: GuardGate, browser_page: Any, tmp_path: Path
+):
+    from playwright.sync_api import expect
+
+    from tests.waiting import wait_until
+
+    page = browser_page
+    violations: list[str] = []
+    page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
+    page.goto(gate.url + "/")
+    expect(page.locator("#link")).to_have_class("link up")
+    show_plate(gate, "京A12346", plate_jpeg())
+    expect(page.locator("#reason-en")).to_have_text(
+        "Plate one character off a registered car: check the picture"
+    )
+    expect(page.locator("#reason-zh")).to_have_text("车牌与登记车辆相差一个字符：请核对图片")
+    expect(page.locator("#crop-img")).to_be_visible()
+    assert page.locator("#crop-img").evaluate("img => img.naturalWidth") == 220  # the crop really loaded
+    expect(page.locator("#facts")).to_contain_text("京A12345")
+    page.click("#it-is")
+    form = page.locator("#vehicle-correct")
+    expect(form.locator("[name=plate]")).to_have_value("京A12345")
+    form.locator("[name=guard]").fill("07")
+    form.locator("[name=pin]").fill(PIN)
+    page.screenshot(path=str(tmp_path / "guard-vehicle.png"))
+    form.locator("button[type=submit]").click()
+    expect(form.locator(".message")).to_contain_text("已记录")
+    assert wait_until(lambda: gate.events("vehicle.guard"))
+    assert gate.events("access.scan")[-1].data["granted"] is True
+    assert violations == []
