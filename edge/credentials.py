@@ -121,7 +121,7 @@ class CardStore:
         """Credentials starting with ``prefix`` (e.g. ``plate:``): a range scan of the primary key.
 
         The vehicle lane compares an unregistered plate with every registered one (a near
-        miss, edge/vehicles.py); the range keeps that from reading the site's door cards.
+        miss, edge/plate_decisions.py); the range keeps that from reading the site's door cards.
         """
         upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
         rows = self._db.execute(

@@ -35,7 +35,7 @@ class Decision:
     card_photo: str | None = None
     """The card's photo digest (hex), for the guard screen and the event."""
     vehicle: str | None = None
-    """For a plate: ``resident``, ``visitor``, ``blacklisted`` or ``unknown`` (edge/vehicles.py)."""
+    """For a plate: ``resident``, ``visitor``, ``blacklisted`` or ``unknown`` (edge/plate_decisions.py)."""
     resembles: str | None = None
     """For a near miss: the registered plate (text) the one read is one character off."""
 
@@ -93,7 +93,7 @@ class CardPolicy:
 
 
 class GateDecider:
-    """Signed passes by signature, cards by the synced credential list, plates by edge/vehicles.py,
+    """Signed passes by signature, cards by the synced credential list, plates by edge/plate_decisions.py,
     the rest by the allow-list."""
 
     def __init__(
@@ -109,8 +109,8 @@ class GateDecider:
         self.card_policy = card_policy or CardPolicy(UTC)
         self._cards_lock = threading.Lock()  # the store is used by every reader thread
         self.visitors: Any = None  # edge.visitors.VisitorBook, set by the guard screen when enabled
-        self.vehicles: Any = None  # edge.vehicles.VehicleBook, set by the guard screen when enabled
-        from edge.vehicles import PlateDecider  # imports this module: not at the top
+        self.vehicles: Any = None  # edge.plate_decisions.VehicleBook, set by the guard screen when enabled
+        from edge.plate_decisions import PlateDecider  # imports this module: not at the top
 
         self.plates = PlateDecider(self.cards, self._cards_lock, self.card_policy, lambda: self.vehicles)
 

@@ -8,7 +8,7 @@ that the guard, not the camera, decides what happens next:
   takes the registered plate it resembles with one tap); the corrected plate is decided
   again through the agent's one ``present()`` path, so it opens only if *that* plate is
   registered, and the lane is opened by the agent as for any decision;
-- **register** a visitor vehicle with an expiry (:class:`edge.vehicles.VehicleBook`),
+- **register** a visitor vehicle with an expiry (:class:`edge.plate_decisions.VehicleBook`),
   then decide it again the same way;
 - **open** by hand with a reason (``Lane.open``, which refuses when its fail-safe rules
   say no, e.g. a vehicle under the arm is not the question but the relay watchdog is);
@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edge.decision import Decision
-from edge.vehicles import VehicleBook, VehicleRequest, checked_plate
+from edge.plate_decisions import VehicleBook, VehicleRequest, checked_plate
 from edge.visitors import FieldProblem, VisitorError, clean_text
 from protocol import events as ev
 from protocol.passes import Reason
@@ -79,7 +79,9 @@ class VehiclePanel:
         self.screen = screen
         self.host = screen.host
         self.book = VehicleBook(vehicle_db_path(screen.config.visitor_db))
-        self.host.decider.vehicles = self.book  # GateDecider's plate decisions ask it (edge/vehicles.py)
+        self.host.decider.vehicles = (
+            self.book
+        )  # GateDecider's plate decisions ask it (edge/plate_decisions.py)
         self._held: OrderedDict[str, HeldPlate] = OrderedDict()
         self._lock = threading.Lock()
 

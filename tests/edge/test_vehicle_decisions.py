@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from console.credentials import CardRegistry
 from edge.credentials import CardStore
 from edge.decision import AllowList, CardPolicy, GateDecider
-from edge.vehicles import BLOCK_PREFIX, VehicleBook, VehicleRequest, blocked
+from edge.plate_decisions import BLOCK_PREFIX, VehicleBook, VehicleRequest, blocked
 from edge.visitors import FieldProblem, VisitorError
 from protocol.credentials import CardEntry
 from protocol.passes import ClockReading, Flag, Reason

@@ -2,7 +2,7 @@
 
 Vehicles are not a second registry: a resident vehicle is a card-list entry whose
 credential is the plate's (``plate:BJ-A12345``, protocol/plates.py), and a blacklisted
-plate is an entry ``deny:plate:…`` (edge/vehicles.py).  So every change here is one
+plate is an entry ``deny:plate:…`` (edge/plate_decisions.py).  So every change here is one
 change of the card registry, with a new list version and hash, and the card publisher
 (console/card_sync.py) delivers it to the gates with the cards — snapshot or delta,
 hash-checked, nothing lost.  Holder, unit, validity, daily window and zones mean what
@@ -45,7 +45,7 @@ log = logging.getLogger("gatepost.console.web.vehicles")
 
 PLATE_PREFIX = "plate:"
 BLOCK_PREFIX = "deny:"
-"""The gate reads ``deny:<credential>`` as a blacklisting (edge/vehicles.py)."""
+"""The gate reads ``deny:<credential>`` as a blacklisting (edge/plate_decisions.py)."""
 LIST_LIMIT = 500
 MAX_CSV_BYTES = 10 * 1024 * 1024
 MAX_CSV_ROWS = 100_000

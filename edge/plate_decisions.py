@@ -49,7 +49,7 @@ from protocol.plates import (
     plate_from_credential,
 )
 
-log = logging.getLogger("gatepost.edge.vehicles")
+log = logging.getLogger("gatepost.edge.plate_decisions")
 
 PLATE_PREFIX = f"{CREDENTIAL_KIND}:"
 BLOCK_PREFIX = "deny:"
