@@ -28,6 +28,8 @@ kind                        raised when
 ``status.refused``          a gate status was refused as stale or from the future
 ``command.unverified``      a gate refused a command as unsigned, forged, replayed or
                             meant for another gate (``protocol.commands.ALARMING_REASONS``)
+``vehicle.blacklisted``     a vehicle lane read a plate on the site's blacklist (the
+                            arm stayed down; ``detail`` names the plate and the listing)
 ``tls.cert_expiring``       a gate's status says its broker certificate expires within
                             ``CERT_WARNING_DAYS`` (30): renew it (``gatepost edge enroll
                             --renew``) before the broker refuses the gate
@@ -88,6 +90,7 @@ class AlarmKind(StrEnum):
     CERT_EXPIRING = "tls.cert_expiring"
     LANE_OPEN_TOO_LONG = "lane.open_too_long"
     LANE_FORCED_OPEN = "lane.forced_open"
+    VEHICLE_BLACKLISTED = "vehicle.blacklisted"
 
 
 CERT_WARNING_DAYS = 30
@@ -232,6 +235,17 @@ def evaluate(rules: AlarmRules, state: RuleState, event: EventLike) -> Draft | N
         detail = {key: data[key] for key in ("reason", "detail", "command_id") if key in data}
         return Draft(
             AlarmKind.COMMAND_UNVERIFIED,
+            event.site,
+            event.gate,
+            event.id,
+            _time_text(event.time),
+            event.id,
+            detail,
+        )
+    if event.type == "access.scan" and data.get("reason") == "blacklisted":
+        detail = {key: data[key] for key in ("code", "reader", "detail", "direction") if key in data}
+        return Draft(
+            AlarmKind.VEHICLE_BLACKLISTED,
             event.site,
             event.gate,
             event.id,

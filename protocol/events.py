@@ -89,3 +89,11 @@ LANE_PLATE_UNREAD: Final = "lane.plate_unread"
 LPR_REJECTED: Final = "lpr.rejected"
 """An LPR camera's HTTP push was refused: ``{"camera", "reason", "detail", "remote", "suppressed"}``
 (``suppressed``: further refusals of the same camera and reason folded into this one)."""
+VEHICLE_REGISTERED: Final = "vehicle.registered"
+"""A guard registered a visitor vehicle good at this gate until ``expires``:
+``{"plate", "credential", "unit", "note", "guard", "lane", "expires"}``."""
+VEHICLE_GUARD: Final = "vehicle.guard"
+"""A guard's decision on a plate the lane held for them (a near miss, an unknown car):
+``{"action", "guard", "lane", "read", "plate", "reason", "note", "scan_event"}`` — ``action`` is
+``correct`` (the reading was wrong; ``plate`` is the guard's), ``open`` (manual open with a reason),
+or ``refuse``; ``read`` is what the lane read, ``scan_event`` the ``access.scan`` it answers."""

@@ -41,7 +41,7 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 def routes() -> list[BaseRoute]:
     """Every page, stream and file the console serves; the bad-input tests walk this table."""
-    from console.web.routes import admin, alarms, cards, events, flow, gates, passes, session
+    from console.web.routes import admin, alarms, cards, events, flow, gates, passes, session, vehicles
 
     return [
         *session.routes,
@@ -51,6 +51,7 @@ def routes() -> list[BaseRoute]:
         *admin.routes,
         *passes.routes,
         *cards.routes,
+        *vehicles.routes,
         *flow.routes,
         Route("/healthz", _health, methods=["GET"]),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
