@@ -43,6 +43,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from protocol.credentials import CardEntry
 from protocol.plates import PROVINCES, PlateKind, parse_plate
 
 __all__ = [
@@ -540,6 +541,17 @@ class SiteVehicles:
     residents: tuple[str, ...]
     visitors: tuple[str, ...]
     stranger: str
+
+    def card_entries(self) -> list[CardEntry]:
+        """The residents' cars as card-list entries: the credential of the plate, the holder and the unit."""
+        return [
+            CardEntry(
+                parse_plate(plate).credential,
+                holder=f"车主{index + 1}",
+                unit=f"{index % 12 + 1}-{index % 6 + 1}01",
+            )
+            for index, plate in enumerate(self.residents)
+        ]
 
     @property
     def schedule(self) -> list[str]:
