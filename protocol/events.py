@@ -65,7 +65,7 @@ exit button, commands or the relay watchdog do, until it clears: ``{"door_open"}
 DOOR_FIRE_ALARM_CLEARED: Final = "door.fire_alarm_cleared"
 """The fire-alarm input cleared; a ``door.locked`` (cause ``fire_cleared``) follows: ``{"alarm_for_s"}``."""
 LANE_OPENED: Final = "lane.opened"
-"""A vehicle lane's arm was pulsed open: ``{"lane", "cause" (grant, manual), "credential", "reason", "operator", "note"}``
+"""A vehicle lane's arm was pulsed open: ``{"lane", "cause" (grant, manual), "reason", "operator", "note"}``
 (``note``: the guard's cause of a manual open)."""
 LANE_CLOSED: Final = "lane.closed"
 """The arm was lowered (or the controller lowered it): ``{"lane", "cause" (passed, timeout, manual,
