@@ -89,6 +89,8 @@ class AlarmKind(StrEnum):
     COMMAND_UNVERIFIED = "command.unverified"
     CERT_EXPIRING = "tls.cert_expiring"
     VEHICLE_BLACKLISTED = "vehicle.blacklisted"
+    LANE_OPEN_TOO_LONG = "lane.open_too_long"
+    LANE_FORCED_OPEN = "lane.forced_open"
 
 
 CERT_WARNING_DAYS = 30
@@ -104,6 +106,8 @@ _EVENT_ALARMS = {
     "outbox.degraded": AlarmKind.OUTBOX_DEGRADED,
     "outbox.lost": AlarmKind.OUTBOX_LOST,
     "guard.pin_lockout": AlarmKind.GUARD_PIN_LOCKOUT,
+    "lane.open_too_long": AlarmKind.LANE_OPEN_TOO_LONG,
+    "lane.forced_open": AlarmKind.LANE_FORCED_OPEN,
 }
 
 
@@ -225,7 +229,7 @@ def evaluate(rules: AlarmRules, state: RuleState, event: EventLike) -> Draft | N
     kind = _EVENT_ALARMS.get(event.type)
     data = event.data if isinstance(event.data, dict) else {}
     if kind is not None:
-        detail = {key: data[key] for key in ("open_for_s", "dropped", "reader") if key in data}
+        detail = {key: data[key] for key in ("open_for_s", "dropped", "reader", "lane") if key in data}
         return Draft(kind, event.site, event.gate, event.id, _time_text(event.time), event.id, detail)
     if event.type == "command.rejected" and str(data.get("reason")) in ALARMING_REASONS:
         detail = {key: data[key] for key in ("reason", "detail", "command_id") if key in data}

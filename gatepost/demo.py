@@ -30,7 +30,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 if TYPE_CHECKING:
@@ -83,6 +83,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--doors", default="building-3", help="comma-separated building doors with card readers ('' for none)"
     )
     demo.add_argument("--cameras", default="west", help="comma-separated camera gates ('' for none)")
+    demo.add_argument(
+        "--lanes",
+        default="carpark",
+        help="comma-separated vehicle entrances with barrier lanes ('' for none)",
+    )
     demo.add_argument("--site", default="longtan")
     demo.add_argument(
         "--state", type=Path, default=None, help="keep everything in this folder (default: a temporary one)"
@@ -102,8 +107,9 @@ def run(args: argparse.Namespace) -> int:
     gates = [gate.strip() for gate in args.gates.split(",") if gate.strip()]
     doors = [door.strip() for door in args.doors.split(",") if door.strip()]
     cameras = [camera.strip() for camera in args.cameras.split(",") if camera.strip()]
+    lanes = [lane.strip() for lane in args.lanes.split(",") if lane.strip()]
     guard_gate = (gates[:1] or [""])[0] if args.guard_screen is None else args.guard_screen.strip()
-    if guard_gate and guard_gate not in [*gates, *doors, *cameras]:
+    if guard_gate and guard_gate not in [*gates, *doors, *cameras, *lanes]:
         print(f"gatepost demo: --guard-screen {guard_gate!r} is not one of the demo's gates", file=sys.stderr)
         return 2
     if args.day_seconds < 0 or args.history_days < 0:
@@ -117,7 +123,13 @@ def run(args: argparse.Namespace) -> int:
     root = args.state or Path(tempfile.mkdtemp(prefix="gatepost-demo-"))
     keep = args.state is not None
     site = SimulatedSite(
-        root, site=args.site, gates=gates, door_gates=doors, camera_gates=cameras, signed_passes=True
+        root,
+        site=args.site,
+        gates=gates,
+        door_gates=doors,
+        camera_gates=cameras,
+        lane_gates=lanes,
+        signed_passes=True,
     )
     stop = threading.Event()  # set by the main loop: a signal handler must not take its lock
     signals = StopSignals()
@@ -125,14 +137,18 @@ def run(args: argparse.Namespace) -> int:
     scenario: ArrivalScenario | None = None
     clock: DayClock | None = None
     replays: ScreenshotReplays | None = None
+    exits: list[Any] = []
     print(
         f"gatepost demo: site {args.site}, gates {', '.join(gates)}, doors {', '.join(doors) or 'none'},"
-        f" cameras {', '.join(cameras) or 'none'};"
+        f" cameras {', '.join(cameras) or 'none'}, vehicle lanes {', '.join(lanes) or 'none'};"
         f" state in {root}",
         flush=True,
     )
     try:
-        history = _write_history(args, site, gates, doors, cameras) if args.history_days > 0 else False
+        # The vehicle lanes' past is drawn as the vehicle entrance's (simulator/history.py).
+        history = (
+            _write_history(args, site, gates, doors, [*cameras, *lanes]) if args.history_days > 0 else False
+        )
         _configure_flow(site, args.timezone)
         screens = _configure_screens(site, web=args.web, guard_gate=guard_gate)
         _start_site(site)
@@ -180,6 +196,7 @@ def run(args: argparse.Namespace) -> int:
         if gates:  # a resident's phone at the first gate, and a friend's screenshot of it
             replays = ScreenshotReplays(site.office, site.scanners[gates[0]], every_s=15.0)
             replays.start()
+        exits = _exit_traffic(site)
         deadline = None if args.duration is None else time.monotonic() + args.duration
         while not stop.is_set():
             if deadline is not None and time.monotonic() >= deadline:
@@ -200,6 +217,8 @@ def run(args: argparse.Namespace) -> int:
             scenario.stop()
         if replays is not None:
             replays.stop()
+        for traffic in exits:
+            traffic.stop()
         # Let the last scans reach the console before the gates stop.
         time.sleep(1.0)
         site.stop()
@@ -235,8 +254,20 @@ def _start_site(site: SimulatedSite) -> None:
     if not site.wait_console_online(timeout=30):
         print("gatepost demo: the console did not come online; its log ends:", file=sys.stderr)
         print(console.log_tail(2000), file=sys.stderr)
-    for gate in [*site.gates, *site.door_gates, *site.camera_gates]:
+    for gate in [*site.gates, *site.door_gates, *site.camera_gates, *site.lane_gates]:
         site.start_gate(gate)
+
+
+def _exit_traffic(site: SimulatedSite) -> list[Any]:
+    """Residents driving out through each entrance's exit lane, seen by its (simulated) LPR camera."""
+    from simulator.lpr_camera import ExitTraffic
+
+    started = []
+    for gate in site.lane_gates:
+        traffic = ExitTraffic(site.lpr_client(gate), list(site.vehicles.residents))
+        traffic.start()
+        started.append(traffic)
+    return started
 
 
 @dataclass

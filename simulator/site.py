@@ -20,13 +20,24 @@ from pathlib import Path
 from broker.launcher import Broker
 from broker.provision import Credentials
 from gatepost.processes import Child, gatepost_command
+from protocol.plates import parse_plate
+from simulator.lpr_camera import LprCameraClient
 from simulator.passes import SimulatedOffice
+from simulator.plates import vehicle_plates
 from simulator.scanner import VirtualScanner
 from simulator.scenario import resident_codes
 
 
 def _toml_str(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 class SimulatedSite:
@@ -40,6 +51,7 @@ class SimulatedSite:
         gates: Sequence[str] = ("north", "east", "south"),
         door_gates: Sequence[str] = (),
         camera_gates: Sequence[str] = (),
+        lane_gates: Sequence[str] = (),
         residents: int = 200,
         baudrate: int = 9600,
         pace: bool = True,
@@ -58,6 +70,10 @@ class SimulatedSite:
         self.gates = list(gates)
         self.door_gates = list(door_gates)
         self.camera_gates = list(camera_gates)
+        self.lane_gates = list(lane_gates)
+        """Vehicle entrances: a lane read by its own camera, and an exit lane fed by an LPR camera's pushes."""
+        self.vehicles = vehicle_plates(residents)
+        self.lpr_ports: dict[str, int] = {}
         self.codes = resident_codes(residents)
         self.cards = [f"13:{1000 + 37 * i}" for i in range(min(residents, 500))]
         self.baudrate = baudrate
@@ -146,6 +162,9 @@ class SimulatedSite:
         if gate in self.door_gates:
             readers = self._door_sections()
             allow = [f"wiegand26:{card}" for card in self.cards]
+        elif gate in self.lane_gates:
+            readers = self._lane_sections(gate)
+            allow = [parse_plate(plate).credential for plate in self.vehicles.residents]
         elif gate in self.camera_gates:
             if self.office is not None:  # residents' signed passes, and a forged one held up by a visitor
                 corpus = self.office.corpus
@@ -256,6 +275,46 @@ class SimulatedSite:
             f"cards = [{cards}]",
         ]
 
+    def _lane_sections(self, gate: str) -> list[str]:
+        """An entrance lane read by its own (synthetic) camera, gated by its loop, and an exit lane whose
+        LPR camera pushes plates to the agent (:meth:`lpr_client`)."""
+        port = self.lpr_ports.setdefault(gate, _free_port())
+        password = self._secret(f"lpr-{gate}", f"lpr-{gate}-secret")
+        plates = ",".join(self.vehicles.schedule)
+        return [
+            "[gpio]",
+            'pin_factory = "mock"',
+            "",
+            "[[lane]]",
+            'name = "car-in"',
+            'direction = "in"',
+            'barrier = { open = "GPIO5", close = "GPIO6", loop = "GPIO13", pulse_s = 0.5 }',
+            f'camera = {{ source = "sim://plates?plates={plates}&every=9&dwell=4&repeat=1'
+            f'&conditions=plain,night,glare,perspective,blur", region = [120, 200, 400, 240] }}',
+            "",
+            "[[lane]]",
+            'name = "car-out"',
+            'direction = "out"',
+            'barrier = { open = "GPIO16", loop = "GPIO19", pulse_s = 0.5 }',
+            "",
+            "[lpr]",
+            f'listen = "127.0.0.1:{port}"',
+            "",
+            "[[lpr.cameras]]",
+            'name = "exit-camera"',
+            'lane = "car-out"',
+            'format = "hikvision"',
+            'username = "camera"',
+            f"password_file = {_toml_str(str(password))}",
+        ]
+
+    def lpr_client(self, gate: str) -> LprCameraClient:
+        """The exit lane's simulated LPR camera, pushing to ``gate``'s endpoint."""
+        self.gate_config(gate)
+        return LprCameraClient(
+            "127.0.0.1", self.lpr_ports[gate], "exit-camera", "camera", f"lpr-{gate}-secret"
+        )
+
     def scanner(self, gate: str) -> VirtualScanner:
         if gate not in self.scanners:
             self.scanners[gate] = VirtualScanner(
@@ -297,7 +356,7 @@ class SimulatedSite:
     def start(self) -> None:
         self.start_broker()
         self.start_console()
-        for gate in [*self.gates, *self.door_gates, *self.camera_gates]:
+        for gate in [*self.gates, *self.door_gates, *self.camera_gates, *self.lane_gates]:
             self.start_gate(gate)
 
     def stop(self) -> None:
