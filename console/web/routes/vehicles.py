@@ -38,6 +38,7 @@ from console.web.forms import MAX_FIELD_CHARS, PageError, audit, field_text, ref
 from console.web.imports import ImportJob, RowProblem, job_events, job_page, read_csv, start_import
 from console.web.render import render
 from console.web.routes.cards import CardFormError, CardView, _with_registry, _zone, card_entry, view
+from console.web.routes.flow import render_translator
 from protocol.credentials import CardEntry
 from protocol.plates import PlateError, parse_plate, plate_from_credential
 
@@ -177,6 +178,39 @@ def recent_plate_events(request: Request) -> list[dict[str, Any]]:
     return events
 
 
+def vehicle_charts(request: Request, translate: Any) -> list[Any]:
+    """Today's plate decisions per vehicle lane, by hour, peaks marked: the lanes' own flow charts."""
+    from datetime import datetime
+
+    from console.flow import FlowSettings, day_bounds, day_series, events_buckets
+    from console.web.charts import ChartText, day_chart
+
+    settings = FlowSettings.from_config(getattr(request.app.state.ctx.config, "flow", None))
+    zone = settings.zone
+    day = datetime.now(zone).date()
+    start, end = day_bounds(day, zone)
+    buckets = [
+        b
+        for b in events_buckets(request.app.state.ctx.db, start=start, end=end, minutes=60, plates=True)
+        if sees(request, b.site)
+    ]
+    series = (translate("flow.chart.entries"), translate("flow.chart.exits"), translate("flow.chart.denied"))
+    return [
+        day_chart(
+            slots,
+            ChartText(
+                translate("vehicles.chart_title", post=post, day=day.isoformat()),
+                translate("flow.chart.hour_axis"),
+                translate("vehicles.chart_axis"),
+                series,
+                translate("flow.chart.peak"),
+            ),
+            chart_id=f"vehicle-day-{i}",
+        )
+        for i, (post, slots) in enumerate(day_series(buckets, day, zone, 60, settings.peak_fraction).items())
+    ]
+
+
 # -- pages ----------------------------------------------------------------------------------------
 
 
@@ -187,6 +221,7 @@ async def list_page(request: Request, registry: CardRegistry) -> Response:
     zone = _zone(request)
     vehicles = await run_in_threadpool(list_vehicles, registry, query, zone)
     recent = await run_in_threadpool(recent_plate_events, request)
+    charts = await run_in_threadpool(vehicle_charts, request, render_translator(request))
     state = await run_in_threadpool(lambda: registry.state)
     return render(
         request,
@@ -195,6 +230,7 @@ async def list_page(request: Request, registry: CardRegistry) -> Response:
         q=query,
         state=state,
         recent=recent,
+        charts=charts,
         limit=LIST_LIMIT,
     )
 

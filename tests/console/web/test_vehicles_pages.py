@@ -203,3 +203,20 @@ def test_a_vehicle_lane_is_a_post_of_its_own_in_the_staffing_advice(console: Con
         console.ctx.db, start=start, end=start + timedelta(hours=1), minutes=30, plates=True
     )
     assert {b.gate for b in only} == {"north/vehicles"}
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_the_vehicles_page_charts_todays_plates_per_lane(console: Console, lang: str) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    console.ctx.store.commit(
+        [
+            make_event(
+                "s1", "north", i + 1, at=now - timedelta(seconds=i), credential="plate", granted=i % 3 != 0
+            )
+            for i in range(6)
+        ]
+    )
+    page = console.client("operator", lang).get("/vehicles")
+    assert page.status_code == 200
+    assert "id='vehicle-day-0'" in page.text and "s1/north/vehicles" in page.text
+    assert ("今日车辆" if lang == "zh" else "Vehicles today") in page.text
