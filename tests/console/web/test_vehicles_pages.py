@@ -220,3 +220,45 @@ def test_the_vehicles_page_charts_todays_plates_per_lane(console: Console, lang:
     assert page.status_code == 200
     assert "id='vehicle-day-0'" in page.text and "s1/north/vehicles" in page.text
     assert ("今日车辆" if lang == "zh" else "Vehicles today") in page.text
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_register_and_import_vehicles_in_a_browser(
+    console: Console, browser_page, tmp_path: Path, lang: str
+) -> None:
+    """An admin adds a car with the form and imports a CSV, in each language; the list shows both."""
+    from tests.console.web.pages_support import browser_login, served
+
+    page = browser_page
+    page.context.add_cookies([{"name": "gp_lang", "value": lang, "url": "http://127.0.0.1"}])
+    with served(console) as base:
+        browser_login(page, base, console, role="admin")
+        page.goto(f"{base}/vehicles")
+        assert page.locator("h1").inner_text() == ("车辆" if lang == "zh" else "Vehicles")
+        page.click("#add-vehicle")
+        page.fill("input[name=plate]", "京A·12345")
+        page.fill("input[name=holder]", "王小明")
+        page.fill("input[name=unit]", "3-2-501")
+        page.click("#vehicle-save")
+        page.wait_for_url(f"{base}/vehicles?*changed=*")
+        assert page.locator("#changed-notice").is_visible()
+        assert "京A12345" in page.locator("#vehicles-table").inner_text()
+        page.goto(f"{base}/vehicles/new")
+        page.fill("input[name=plate]", "京I1")
+        page.click("#vehicle-save")
+        assert ("不是有效的中国车牌" if lang == "zh" else "is not a Chinese plate") in page.content()
+        csv_file = tmp_path / f"vehicles-{lang}.csv"
+        csv_file.write_text(
+            "plate,holder,unit,blacklist\n沪AD12345,李华,5-1-302,\n粤B54321,欠费,,yes\nbad,x,1,\n"
+        )
+        page.goto(f"{base}/vehicles/import")
+        page.set_input_files("input[name=file]", str(csv_file))
+        page.click("#import-form button[type=submit]")
+        page.wait_for_url(f"{base}/vehicles/import/*")
+        page.wait_for_function("document.getElementById('import-status').classList.contains('notice')")
+        assert page.locator("#import-problem-table tbody tr").count() == 1
+        page.goto(f"{base}/vehicles")
+        listed = page.locator("#vehicles-table").inner_text()
+        assert "沪AD12345" in listed and "粤B54321" in listed
+        assert ("黑名单" if lang == "zh" else "Blacklisted") in listed
+        page.context.close()
