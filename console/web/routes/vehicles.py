@@ -13,7 +13,7 @@ credential, so the operator never types one.
 ``access.scan`` (console/vehicle_crops.py), to users who see that event's site.
 
 Roles and audit are the card pages': operators add and remove, an admin imports; every
-change is audited (``vehicle.add``, ``vehicle.remove``, ``vehicle.import``).
+change is audited (``vehicle.add``, ``vehicle.edit``, ``vehicle.remove``, ``vehicle.import``).
 """
 
 from __future__ import annotations
@@ -238,7 +238,7 @@ async def list_page(request: Request, registry: CardRegistry) -> Response:
 @login_required
 @_with_registry
 async def new_page(request: Request, registry: CardRegistry) -> Response:
-    return render(request, "vehicles/edit.html", form={})
+    return render(request, "vehicles/edit.html", form={}, vehicle=None)
 
 
 @login_required
@@ -254,7 +254,7 @@ async def create(request: Request, registry: CardRegistry) -> Response:
         version = await run_in_threadpool(registry.put, [entry])
     except CardFormError as exc:
         log.info("vehicle refused: %s", exc)
-        return refused(request, "vehicles/edit.html", exc, form=values)
+        return refused(request, "vehicles/edit.html", exc, form=values, vehicle=None)
     await audit(
         request,
         "vehicle.add",
@@ -263,6 +263,59 @@ async def create(request: Request, registry: CardRegistry) -> Response:
     )
     plate = vehicle_view(entry, zone)
     return RedirectResponse(f"/vehicles?q={plate.plate if plate else ''}&changed={version}", status_code=303)
+
+
+def _edit_values(vehicle: VehicleView) -> dict[str, str]:
+    card, entry = vehicle.card, vehicle.card.entry
+    return {
+        "plate": vehicle.plate,
+        "holder": entry.holder,
+        "unit": entry.unit,
+        "from": card.valid_from,
+        "until": card.valid_until,
+        "window": card.window,
+        "zones": card.zones,
+        "blacklist": "yes" if vehicle.blacklisted else "",
+    }
+
+
+async def _vehicle(request: Request, registry: CardRegistry) -> VehicleView | None:
+    credential = request.path_params["credential"][:100]
+    entry = await run_in_threadpool(registry.get, credential)
+    return None if entry is None else vehicle_view(entry, _zone(request))
+
+
+@login_required
+@_with_registry
+async def edit_page(request: Request, registry: CardRegistry) -> Response:
+    vehicle = await _vehicle(request, registry)
+    if vehicle is None:
+        return render(request, "error.html", status_code=404, message_key="vehicles.error.unknown")
+    return render(request, "vehicles/edit.html", form=_edit_values(vehicle), vehicle=vehicle)
+
+
+@login_required
+@_with_registry
+async def update(request: Request, registry: CardRegistry) -> Response:
+    """Holder, unit, dates, window and zones; the plate and whether it is blacklisted stay (remove and add)."""
+    vehicle = await _vehicle(request, registry)
+    if vehicle is None:
+        return render(request, "error.html", status_code=404, message_key="vehicles.error.unknown")
+    form = await request.form(max_files=0, max_fields=20)
+    values = {k: v[:MAX_FIELD_CHARS] for k, v in form.items() if isinstance(v, str) and k != "csrf_token"}
+    values.update(plate=vehicle.plate, blacklist="yes" if vehicle.blacklisted else "")
+    try:
+        entry = vehicle_entry(values, _zone(request))
+        version = await run_in_threadpool(registry.put, [entry])
+    except CardFormError as exc:
+        return refused(request, "vehicles/edit.html", exc, form=values, vehicle=vehicle)
+    await audit(
+        request,
+        "vehicle.edit",
+        f"card:{entry.credential}",
+        {"holder": entry.holder, "unit": entry.unit, "version": version},
+    )
+    return RedirectResponse(f"/vehicles?q={vehicle.plate}&changed={version}", status_code=303)
 
 
 @login_required
@@ -370,5 +423,7 @@ routes: list[BaseRoute] = [
         name="vehicles_job_events",
     ),
     Route("/vehicles/crops/{event_id:str}.jpg", crop, methods=["GET"], name="vehicle_crop"),
+    Route("/vehicles/{credential:str}/edit", edit_page, methods=["GET"], name="vehicle_edit"),
+    Route("/vehicles/{credential:str}/edit", update, methods=["POST"], name="vehicle_update"),
     Route("/vehicles/{credential:str}/remove", remove, methods=["POST"], name="vehicle_remove"),
 ]

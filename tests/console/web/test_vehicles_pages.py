@@ -74,6 +74,21 @@ def test_add_a_resident_vehicle_and_a_blacklisted_plate_then_remove(console: Con
     assert again.status_code == 400 and "京A12345" in again.text
     bad = client.post("/vehicles/new", data={"csrf_token": csrf, "plate": "京I12"})
     assert bad.status_code == 400 and registry.state.count == 2
+    form = client.get("/vehicles/plate:BJ-A12345/edit")
+    assert form.status_code == 200 and "京A12345" in form.text and "王小明" in form.text
+    edited = client.post(
+        "/vehicles/plate:BJ-A12345/edit",
+        data={"csrf_token": csrf, "holder": "王大明", "unit": "3-2-502", "until": "2027-06-30"},
+    )
+    assert edited.status_code == 303, edited.text
+    entry = registry.get("plate:BJ-A12345")
+    assert (entry.holder, entry.unit, entry.window_start) == ("王大明", "3-2-502", None)
+    assert entry.valid_until is not None
+    bad_edit = client.post(
+        "/vehicles/plate:BJ-A12345/edit", data={"csrf_token": csrf, "window": "25:00-26:00"}
+    )
+    assert bad_edit.status_code == 400 and registry.get("plate:BJ-A12345").holder == "王大明"
+    assert client.get("/vehicles/plate:BJ-Z99999/edit").status_code == 404
     unconfirmed = client.post("/vehicles/plate:BJ-A12345/remove", data={"csrf_token": csrf})
     assert unconfirmed.status_code == 400 and registry.get("plate:BJ-A12345") is not None
     removed = client.post("/vehicles/plate:BJ-A12345/remove", data={"csrf_token": csrf, "confirm": "yes"})
@@ -83,6 +98,7 @@ def test_add_a_resident_vehicle_and_a_blacklisted_plate_then_remove(console: Con
     )
     assert not_a_vehicle.status_code == 404
     assert audit_actions(console).count("vehicle.add") == 2 and "vehicle.remove" in audit_actions(console)
+    assert "vehicle.edit" in audit_actions(console)
 
 
 def test_vehicles_travel_to_gates_in_the_card_list(console: Console, tmp_path: Path) -> None:
