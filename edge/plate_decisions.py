@@ -20,7 +20,9 @@ Where each list comes from:
   lapses; a listed plate is refused as ``blacklisted`` whatever else it is, and the
   console raises the ``vehicle.blacklisted`` alarm from that event;
 - **visitor vehicles** are registered by the guard at this gate (:class:`VehicleBook`,
-  the pattern of :mod:`edge.visitors`), with an expiry; they pass in and out until it.
+  the pattern of :mod:`edge.visitors`), with an expiry; they pass in and out until it;
+- plates in the gate's static ``[access] allow`` list count as residents (a gate without a
+  card list, the demo, the bench): exact match only, like the rest.
 """
 
 from __future__ import annotations
