@@ -88,9 +88,9 @@ class AlarmKind(StrEnum):
     STATUS_REFUSED = "status.refused"
     COMMAND_UNVERIFIED = "command.unverified"
     CERT_EXPIRING = "tls.cert_expiring"
-    VEHICLE_BLACKLISTED = "vehicle.blacklisted"
     LANE_OPEN_TOO_LONG = "lane.open_too_long"
     LANE_FORCED_OPEN = "lane.forced_open"
+    VEHICLE_BLACKLISTED = "vehicle.blacklisted"
 
 
 CERT_WARNING_DAYS = 30

@@ -351,7 +351,9 @@ class LaneRecogniser:
 
     ``gate`` is ``"loop"`` (the lane calls :meth:`vehicle_present` from its loop
     detector) or ``"change"`` (:class:`ChangeGate` on the region; ``on_presence`` then
-    reports the vehicle coming and going, so the lane can use it as its loop).
+    reports the vehicle coming and going, so the lane can use it as its loop), or
+    ``"none"``: every frame, for ever -- no configuration offers it; it is the benchmark's
+    ungated baseline.
     ``recogniser`` may be shared by lanes (the model is loaded once).  Other keyword
     arguments go to :class:`~drivers.camera.Camera`.
     """

@@ -463,7 +463,7 @@ class GateAgent:
         decision = self.decider.decide(shown.credential, reading, direction)
         lane = self.lanes.get(shown.reader)
         if lane is not None:
-            lane.access(decision.granted, decision, credential=shown.credential)
+            lane.access(decision.granted, decision)  # the contract of issue 19: access(granted, decision)
         elif self.door is not None:
             self.door.access(
                 granted=decision.granted,

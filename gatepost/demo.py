@@ -150,6 +150,7 @@ def run(args: argparse.Namespace) -> int:
             _write_history(args, site, gates, doors, [*cameras, *lanes]) if args.history_days > 0 else False
         )
         _configure_flow(site, args.timezone)
+        _register_vehicles(site)
         screens = _configure_screens(site, web=args.web, guard_gate=guard_gate)
         _start_site(site)
         screens.watch(lambda line: print(line, flush=True), stop)
@@ -256,6 +257,17 @@ def _start_site(site: SimulatedSite) -> None:
         print(console.log_tail(2000), file=sys.stderr)
     for gate in [*site.gates, *site.door_gates, *site.camera_gates, *site.lane_gates]:
         site.start_gate(gate)
+
+
+def _register_vehicles(site: SimulatedSite) -> None:
+    """The residents' cars in the console's card list, which carries them to the vehicle lanes."""
+    if not site.lane_gates:
+        return
+    from console.credentials import CardRegistry
+
+    site.console_config()
+    with CardRegistry(site.card_registry) as registry:
+        registry.put(site.vehicles.card_entries())
 
 
 def _exit_traffic(site: SimulatedSite) -> list[Any]:

@@ -64,18 +64,8 @@ DOOR_FIRE_ALARM: Final = "door.fire_alarm"
 exit button, commands or the relay watchdog do, until it clears: ``{"door_open"}``."""
 DOOR_FIRE_ALARM_CLEARED: Final = "door.fire_alarm_cleared"
 """The fire-alarm input cleared; a ``door.locked`` (cause ``fire_cleared``) follows: ``{"alarm_for_s"}``."""
-VEHICLE_REGISTERED: Final = "vehicle.registered"
-"""A guard registered a visitor vehicle good at this gate until ``expires``:
-``{"plate", "credential", "unit", "note", "guard", "lane", "expires"}``."""
-VEHICLE_GUARD: Final = "vehicle.guard"
-"""A guard's answer on the guard screen to a plate the lane did not open for (a near miss, an
-unknown or blacklisted car), recorded before it acts: ``{"action", "guard", "lane", "read",
-"decision", ...}`` — ``read`` is what the lane read and ``decision`` the reason it was refused;
-``action`` is ``correct`` (+ ``plate``, the guard's reading, and ``resembled``: it is the near
-miss's registered plate; the plate is then decided again), ``open`` (+ ``reason``, ``note``; then
-``Lane.open``) or ``refuse`` (+ ``reason``)."""
 LANE_OPENED: Final = "lane.opened"
-"""A vehicle lane's arm was pulsed open: ``{"lane", "cause" (grant, manual), "credential", "reason", "operator", "note"}``
+"""A vehicle lane's arm was pulsed open: ``{"lane", "cause" (grant, manual), "reason", "operator", "note"}``
 (``note``: the guard's cause of a manual open)."""
 LANE_CLOSED: Final = "lane.closed"
 """The arm was lowered (or the controller lowered it): ``{"lane", "cause" (passed, timeout, manual,
@@ -99,3 +89,13 @@ LANE_PLATE_UNREAD: Final = "lane.plate_unread"
 LPR_REJECTED: Final = "lpr.rejected"
 """An LPR camera's HTTP push was refused: ``{"camera", "reason", "detail", "remote", "suppressed"}``
 (``suppressed``: further refusals of the same camera and reason folded into this one)."""
+VEHICLE_REGISTERED: Final = "vehicle.registered"
+"""A guard registered a visitor vehicle good at this gate until ``expires``:
+``{"plate", "credential", "unit", "note", "guard", "lane", "expires"}``."""
+VEHICLE_GUARD: Final = "vehicle.guard"
+"""A guard's answer on the guard screen to a plate the lane did not open for (a near miss, an
+unknown or blacklisted car), recorded before it acts: ``{"action", "guard", "lane", "read",
+"decision", ...}`` — ``read`` is what the lane read and ``decision`` the reason it was refused;
+``action`` is ``correct`` (+ ``plate``, the guard's reading, and ``resembled``: it is the near
+miss's registered plate; the plate is then decided again), ``open`` (+ ``reason``, ``note``; then
+``Lane.open``) or ``refuse`` (+ ``reason``)."""

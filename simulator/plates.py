@@ -43,6 +43,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from protocol.credentials import CardEntry
 from protocol.plates import PROVINCES, PlateKind, parse_plate
 
 __all__ = [
@@ -193,6 +194,8 @@ class Look:
     """Multiplier on the whole frame (night: ~0.3)."""
     noise: float = 2.0
     car_colour: tuple[int, int, int] = (90, 90, 100)
+    large: bool = False
+    """A large vehicle (lorry, bus): its ordinary plate is yellow, not blue."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +210,8 @@ class LabelledFrame:
 def _look_for(condition: str, rng: random.Random) -> Look:
     center = (320 + rng.uniform(-40, 40), 320 + rng.uniform(-25, 25))
     car = tuple(rng.randint(30, 200) for _ in range(3))
-    base = Look(plate_width=rng.uniform(135, 175), center=center, car_colour=car)  # type: ignore[arg-type]
+    large = rng.random() < 0.25  # one car in four a lorry or a bus: a yellow plate
+    base = Look(plate_width=rng.uniform(135, 175), center=center, car_colour=car, large=large)  # type: ignore[arg-type]
     if condition == "perspective":
         return _with(base, yaw=rng.uniform(0.15, 0.3) * rng.choice((-1, 1)), tilt=rng.uniform(-6, 6))
     if condition == "blur":
@@ -254,7 +258,7 @@ def render_scene(plate: str | None, look: Look, rng: np.random.Generator) -> np.
         )
         for lamp_x in (x0 + body_w * 0.12, x0 + body_w * 0.88):
             cv2.ellipse(frame, (int(lamp_x), int(cy - width * 0.15)), (18, 10), 0, 0, 360, (60, 60, 220), -1)
-        image = render_plate(plate).astype(np.float32)
+        image = render_plate(plate, plate_colour(plate, large=look.large)).astype(np.float32)
         h, w = image.shape[:2]
         scale = width / w
         half_w, half_h = width / 2, h * scale / 2
@@ -540,6 +544,17 @@ class SiteVehicles:
     residents: tuple[str, ...]
     visitors: tuple[str, ...]
     stranger: str
+
+    def card_entries(self) -> list[CardEntry]:
+        """The residents' cars as card-list entries: the credential of the plate, the holder and the unit."""
+        return [
+            CardEntry(
+                parse_plate(plate).credential,
+                holder=f"车主{index + 1}",
+                unit=f"{index % 12 + 1}-{index % 6 + 1}01",
+            )
+            for index, plate in enumerate(self.residents)
+        ]
 
     @property
     def schedule(self) -> list[str]:

@@ -20,7 +20,6 @@ from pathlib import Path
 from broker.launcher import Broker
 from broker.provision import Credentials
 from gatepost.processes import Child, gatepost_command
-from protocol.plates import parse_plate
 from simulator.lpr_camera import LprCameraClient
 from simulator.passes import SimulatedOffice
 from simulator.plates import vehicle_plates
@@ -74,6 +73,9 @@ class SimulatedSite:
         """Vehicle entrances: a lane read by its own camera, and an exit lane fed by an LPR camera's pushes."""
         self.vehicles = vehicle_plates(residents)
         self.lpr_ports: dict[str, int] = {}
+        self.card_registry = root / "console" / "cards.db"
+        """The console's card list, which carries resident plates to the vehicle lanes (filled by
+        the demo and the tests through console.credentials, before the console starts)."""
         self.codes = resident_codes(residents)
         self.cards = [f"13:{1000 + 37 * i}" for i in range(min(residents, 500))]
         self.baudrate = baudrate
@@ -140,6 +142,7 @@ class SimulatedSite:
                         "[store]",
                         f"path = {_toml_str(str(self.console_db))}",
                         "",
+                        *self._cards_lines(),
                         "# Off unless the demo switches it on with a free port: tests run many sites at once.",
                         "[web]",
                         "enabled = false",
@@ -154,6 +157,19 @@ class SimulatedSite:
             self._configured.add("console")
         return path
 
+    def _cards_lines(self) -> list[str]:
+        """The console publishes its card list (resident plates among it) when the site has vehicle lanes."""
+        if not self.lane_gates:
+            return []
+        return [
+            "[cards]",
+            f"site = {_toml_str(self.site)}",
+            f"registry = {_toml_str(str(self.card_registry))}",
+            f"thumbnails = {_toml_str(str(self.root / 'console' / 'thumbnails'))}",
+            "snapshot_every_s = 5",
+            "",
+        ]
+
     def gate_config(self, gate: str) -> Path:
         """Provision ``gate`` on the broker and write its configuration (once)."""
         path = self.root / "gates" / gate / "gate.toml"
@@ -163,8 +179,14 @@ class SimulatedSite:
             readers = self._door_sections()
             allow = [f"wiegand26:{card}" for card in self.cards]
         elif gate in self.lane_gates:
-            readers = self._lane_sections(gate)
-            allow = [parse_plate(plate).credential for plate in self.vehicles.residents]
+            readers = [
+                *self._lane_sections(gate),
+                "",
+                "[cards]",
+                f"store = {_toml_str(str(path.parent / 'cards.db'))}",
+            ]
+            readers.append('timezone = "Asia/Shanghai"')
+            allow = []  # resident plates come in the card list, as a compound registers its cars
         elif gate in self.camera_gates:
             if self.office is not None:  # residents' signed passes, and a forged one held up by a visitor
                 corpus = self.office.corpus
@@ -194,6 +216,7 @@ class SimulatedSite:
         creds = self.broker.add_gate(self.site, gate)
         self.credentials[creds.username] = creds
         allowed = ",\n    ".join(_toml_str(code) for code in allow)
+        allow_line = f"allow = [\n    {allowed},\n]" if allow else "allow = []"
         lines = [
             f"site = {_toml_str(self.site)}",
             f"gate = {_toml_str(gate)}",
@@ -209,7 +232,7 @@ class SimulatedSite:
             f"capacity = {self.outbox_capacity}",
             "",
             "[access]",
-            f"allow = [\n    {allowed},\n]",
+            allow_line,
             "",
             "[metrics]",
             'listen = "127.0.0.1:0"  # any free port: many gates on one machine (the log says which)',

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from console.credentials import CardRegistry
 from protocol import GateTopics
 from protocol.mqtt import BrokerEndpoint, make_client
 from simulator.site import SimulatedSite
@@ -234,6 +235,9 @@ def test_vehicle_events_through_a_broker_kill_and_an_agent_kill_arrive_exactly_o
         log_level="WARNING",
     )
     try:
+        site.console_config()
+        with CardRegistry(site.card_registry) as registry:  # resident cars reach the gate in the card list
+            registry.put(site.vehicles.card_entries())
         site.start()
         wait_started(site, "carpark")
         camera = site.lpr_client("carpark")
@@ -281,6 +285,7 @@ def test_vehicle_events_through_a_broker_kill_and_an_agent_kill_arrive_exactly_o
         )
         assert read, "the entrance camera read cars meanwhile"
         assert all(plate in site.vehicles.schedule for plate, _ in read)
+        assert any(granted for plate, granted in read if plate in site.vehicles.residents), read
         # Plate crops are taken out of the stored JSON into event_crops, one per event that carried one.
         assert not site.console_rows("SELECT id FROM events WHERE json_extract(data, '$.crop') IS NOT NULL")
         referenced = site.console_rows(

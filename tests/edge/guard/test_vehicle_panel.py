@@ -56,15 +56,15 @@ else:
 class RecordingLane:
     def __init__(self, refuse: bool = False) -> None:
         self.opened: list[tuple[str, str | None]] = []
-        self.decided: list[tuple[str | None, bool]] = []
+        self.decided: list[tuple[Any, bool]] = []
         self.refuse = refuse
 
     def open(self, cause: str, operator: str | None = None) -> bool:
         self.opened.append((cause, operator))
         return not self.refuse
 
-    def access(self, granted: bool, decision: Any = None, *, credential: str | None = None) -> bool:
-        self.decided.append((credential, granted))
+    def access(self, granted: bool, decision: Any = None, **_: Any) -> bool:
+        self.decided.append((getattr(decision, "reason", None), granted))
         return granted
 
 
@@ -147,7 +147,10 @@ def test_correcting_to_the_resembled_plate_records_first_then_decides_that_plate
     }
     last = gate.events("access.scan")[-1]
     assert last.data["granted"] is True and last.data["code"] == "京A12345" and last.data["reader"] == LANE
-    assert gate.agent.lanes[LANE].decided == [("plate:BJ-A12346", False), ("plate:BJ-A12345", True)]
+    assert [(str(r), g) for r, g in gate.agent.lanes[LANE].decided] == [
+        ("plate_near_miss", False),
+        ("granted", True),
+    ]
 
 
 def test_a_correction_to_another_unregistered_plate_still_does_not_open(gate: GuardGate):
