@@ -82,6 +82,10 @@ class AllowList:
     def decide(self, code: str) -> Decision:
         return GRANT if code in self._codes else DENY_UNKNOWN
 
+    def with_prefix(self, prefix: str) -> list[str]:
+        """The allowed credentials starting with ``prefix`` (the plates a near miss is compared with)."""
+        return sorted(code for code in self._codes if code.startswith(prefix))
+
 
 @dataclass(frozen=True, slots=True)
 class CardPolicy:
@@ -112,7 +116,9 @@ class GateDecider:
         self.vehicles: Any = None  # edge.plate_decisions.VehicleBook, set by the guard screen when enabled
         from edge.plate_decisions import PlateDecider  # imports this module: not at the top
 
-        self.plates = PlateDecider(self.cards, self._cards_lock, self.card_policy, lambda: self.vehicles)
+        self.plates = PlateDecider(
+            self.cards, self._cards_lock, self.card_policy, lambda: self.vehicles, allow=self.allow
+        )
 
     def __len__(self) -> int:
         cards = self.cards.state.count if self.cards is not None else 0

@@ -20,7 +20,9 @@ Where each list comes from:
   lapses; a listed plate is refused as ``blacklisted`` whatever else it is, and the
   console raises the ``vehicle.blacklisted`` alarm from that event;
 - **visitor vehicles** are registered by the guard at this gate (:class:`VehicleBook`,
-  the pattern of :mod:`edge.visitors`), with an expiry; they pass in and out until it.
+  the pattern of :mod:`edge.visitors`), with an expiry; they pass in and out until it;
+- plates in the gate's static ``[access] allow`` list count as residents (a gate without a
+  card list, the demo, the bench): exact match only, like the rest.
 """
 
 from __future__ import annotations
@@ -310,8 +312,13 @@ class PlateDecider:
         cards_lock: threading.Lock,
         policy: CardPolicy,
         book: Callable[[], VehicleBook | None],
+        *,
+        allow: Any = None,
     ) -> None:
         self.cards = cards
+        self.allow = allow
+        """The gate's static ``[access] allow`` list: plates in it are residents too (a gate without
+        a card list, the demo, a bench); exact only, and near misses are compared with them too."""
         self._lock = cards_lock
         self.policy = policy
         self._book = book
@@ -320,15 +327,16 @@ class PlateDecider:
         self._now: datetime = datetime.now(UTC)
 
     def _card_plates(self) -> tuple[int, list[str]]:
+        static = self.allow.with_prefix(PLATE_PREFIX) if self.allow is not None else []
         if self.cards is None:
-            return 0, []
+            return 0, static
         with self._lock:
             version = self.cards.state.version
             if version == self._cards_index._version:
                 return version, []
             rows = self.cards.credentials_with_prefix(PLATE_PREFIX)
             rows += self.cards.credentials_with_prefix(BLOCK_PREFIX + PLATE_PREFIX)
-        return version, rows
+        return version, static + rows
 
     def _book_plates(self) -> tuple[int, list[str]]:
         book = self._book()
@@ -369,6 +377,8 @@ class PlateDecider:
         visitor = book.get(credential) if book is not None else None
         if visitor is not None:
             return self._judge(visitor.entry(), now, VehicleRole.VISITOR, "", visitor.unit)
+        if self.allow is not None and self.allow.decide(credential).granted:
+            return Decision(True, Reason.GRANTED, flags, vehicle=VehicleRole.RESIDENT)
         return self._near_miss(plate, now.wall, flags)
 
     def _judge(self, entry: CardEntry, now: ClockLike, role: str, holder: str, unit: str) -> Decision:

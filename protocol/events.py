@@ -93,7 +93,9 @@ VEHICLE_REGISTERED: Final = "vehicle.registered"
 """A guard registered a visitor vehicle good at this gate until ``expires``:
 ``{"plate", "credential", "unit", "note", "guard", "lane", "expires"}``."""
 VEHICLE_GUARD: Final = "vehicle.guard"
-"""A guard's decision on a plate the lane held for them (a near miss, an unknown car):
-``{"action", "guard", "lane", "read", "plate", "reason", "note", "scan_event"}`` — ``action`` is
-``correct`` (the reading was wrong; ``plate`` is the guard's), ``open`` (manual open with a reason),
-or ``refuse``; ``read`` is what the lane read, ``scan_event`` the ``access.scan`` it answers."""
+"""A guard's answer on the guard screen to a plate the lane did not open for (a near miss, an
+unknown or blacklisted car), recorded before it acts: ``{"action", "guard", "lane", "read",
+"decision", ...}`` — ``read`` is what the lane read and ``decision`` the reason it was refused;
+``action`` is ``correct`` (+ ``plate``, the guard's reading, and ``resembled``: it is the near
+miss's registered plate; the plate is then decided again), ``open`` (+ ``reason``, ``note``; then
+``Lane.open``) or ``refuse`` (+ ``reason``)."""

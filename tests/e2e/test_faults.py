@@ -286,5 +286,13 @@ def test_vehicle_events_through_a_broker_kill_and_an_agent_kill_arrive_exactly_o
         assert read, "the entrance camera read cars meanwhile"
         assert all(plate in site.vehicles.schedule for plate, _ in read)
         assert any(granted for plate, granted in read if plate in site.vehicles.residents), read
+        # Plate crops are taken out of the stored JSON into event_crops, one per event that carried one.
+        assert not site.console_rows("SELECT id FROM events WHERE json_extract(data, '$.crop') IS NOT NULL")
+        referenced = site.console_rows(
+            "SELECT count(*) FROM events WHERE json_extract(data, '$.crop_ref') IS NOT NULL AND gate = ?",
+            ["carpark"],
+        )[0][0]
+        assert referenced >= len(read)
+        assert site.console_rows("SELECT count(*) FROM event_crops")[0][0] == referenced
     finally:
         site.stop()

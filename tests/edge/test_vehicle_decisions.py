@@ -122,11 +122,20 @@ def test_the_blacklisted_plate_itself_is_a_blacklist_denial(decider: GateDecider
     assert decision.reason is Reason.BLACKLISTED and decision.detail == "stolen, police notice 2026-118"
 
 
-def test_an_unregistered_plate_is_unknown_and_never_the_allow_list(tmp_path: Path):
-    plate = parse_plate("川A99999")
-    decider = GateDecider(AllowList(frozenset({plate.credential})), None, None)
-    decision = decider.decide(plate.credential, at())
+def test_an_unregistered_plate_is_unknown(tmp_path: Path):
+    decision = GateDecider(AllowList(frozenset()), None, None).decide(
+        parse_plate("川A99999").credential, at()
+    )
     assert not decision.granted and decision.reason is Reason.UNKNOWN and decision.vehicle == "unknown"
+
+
+def test_a_plate_in_the_static_allow_list_is_a_resident_and_a_near_miss_candidate():
+    plate = parse_plate("川A99999")
+    decider = GateDecider(AllowList(frozenset({plate.credential, "104729"})), None, None)
+    assert decider.decide(plate.credential, at()).granted
+    near = decider.decide(parse_plate("川A99998").credential, at())
+    assert not near.granted and near.reason is Reason.PLATE_NEAR_MISS and near.resembles == "川A99999"
+    assert decider.decide("104729", at()).granted  # the rest of the allow-list is untouched
 
 
 def test_a_malformed_plate_credential_is_refused_as_malformed(decider: GateDecider):

@@ -13,7 +13,7 @@ credential, so the operator never types one.
 ``access.scan`` (console/vehicle_crops.py), to users who see that event's site.
 
 Roles and audit are the card pages': operators add and remove, an admin imports; every
-change is audited (``vehicle.add``, ``vehicle.remove``, ``vehicle.import``).
+change is audited (``vehicle.add``, ``vehicle.edit``, ``vehicle.remove``, ``vehicle.import``).
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from console.web.forms import MAX_FIELD_CHARS, PageError, audit, field_text, ref
 from console.web.imports import ImportJob, RowProblem, job_events, job_page, read_csv, start_import
 from console.web.render import render
 from console.web.routes.cards import CardFormError, CardView, _with_registry, _zone, card_entry, view
+from console.web.routes.flow import render_translator
 from protocol.credentials import CardEntry
 from protocol.plates import PlateError, parse_plate, plate_from_credential
 
@@ -177,6 +178,39 @@ def recent_plate_events(request: Request) -> list[dict[str, Any]]:
     return events
 
 
+def vehicle_charts(request: Request, translate: Any) -> list[Any]:
+    """Today's plate decisions per vehicle lane, by hour, peaks marked: the lanes' own flow charts."""
+    from datetime import datetime
+
+    from console.flow import FlowSettings, day_bounds, day_series, events_buckets
+    from console.web.charts import ChartText, day_chart
+
+    settings = FlowSettings.from_config(getattr(request.app.state.ctx.config, "flow", None))
+    zone = settings.zone
+    day = datetime.now(zone).date()
+    start, end = day_bounds(day, zone)
+    buckets = [
+        b
+        for b in events_buckets(request.app.state.ctx.db, start=start, end=end, minutes=60, plates=True)
+        if sees(request, b.site)
+    ]
+    series = (translate("flow.chart.entries"), translate("flow.chart.exits"), translate("flow.chart.denied"))
+    return [
+        day_chart(
+            slots,
+            ChartText(
+                translate("vehicles.chart_title", post=post, day=day.isoformat()),
+                translate("flow.chart.hour_axis"),
+                translate("vehicles.chart_axis"),
+                series,
+                translate("flow.chart.peak"),
+            ),
+            chart_id=f"vehicle-day-{i}",
+        )
+        for i, (post, slots) in enumerate(day_series(buckets, day, zone, 60, settings.peak_fraction).items())
+    ]
+
+
 # -- pages ----------------------------------------------------------------------------------------
 
 
@@ -187,6 +221,7 @@ async def list_page(request: Request, registry: CardRegistry) -> Response:
     zone = _zone(request)
     vehicles = await run_in_threadpool(list_vehicles, registry, query, zone)
     recent = await run_in_threadpool(recent_plate_events, request)
+    charts = await run_in_threadpool(vehicle_charts, request, render_translator(request))
     state = await run_in_threadpool(lambda: registry.state)
     return render(
         request,
@@ -195,6 +230,7 @@ async def list_page(request: Request, registry: CardRegistry) -> Response:
         q=query,
         state=state,
         recent=recent,
+        charts=charts,
         limit=LIST_LIMIT,
     )
 
@@ -202,7 +238,7 @@ async def list_page(request: Request, registry: CardRegistry) -> Response:
 @login_required
 @_with_registry
 async def new_page(request: Request, registry: CardRegistry) -> Response:
-    return render(request, "vehicles/edit.html", form={})
+    return render(request, "vehicles/edit.html", form={}, vehicle=None)
 
 
 @login_required
@@ -218,7 +254,7 @@ async def create(request: Request, registry: CardRegistry) -> Response:
         version = await run_in_threadpool(registry.put, [entry])
     except CardFormError as exc:
         log.info("vehicle refused: %s", exc)
-        return refused(request, "vehicles/edit.html", exc, form=values)
+        return refused(request, "vehicles/edit.html", exc, form=values, vehicle=None)
     await audit(
         request,
         "vehicle.add",
@@ -227,6 +263,59 @@ async def create(request: Request, registry: CardRegistry) -> Response:
     )
     plate = vehicle_view(entry, zone)
     return RedirectResponse(f"/vehicles?q={plate.plate if plate else ''}&changed={version}", status_code=303)
+
+
+def _edit_values(vehicle: VehicleView) -> dict[str, str]:
+    card, entry = vehicle.card, vehicle.card.entry
+    return {
+        "plate": vehicle.plate,
+        "holder": entry.holder,
+        "unit": entry.unit,
+        "from": card.valid_from,
+        "until": card.valid_until,
+        "window": card.window,
+        "zones": card.zones,
+        "blacklist": "yes" if vehicle.blacklisted else "",
+    }
+
+
+async def _vehicle(request: Request, registry: CardRegistry) -> VehicleView | None:
+    credential = request.path_params["credential"][:100]
+    entry = await run_in_threadpool(registry.get, credential)
+    return None if entry is None else vehicle_view(entry, _zone(request))
+
+
+@login_required
+@_with_registry
+async def edit_page(request: Request, registry: CardRegistry) -> Response:
+    vehicle = await _vehicle(request, registry)
+    if vehicle is None:
+        return render(request, "error.html", status_code=404, message_key="vehicles.error.unknown")
+    return render(request, "vehicles/edit.html", form=_edit_values(vehicle), vehicle=vehicle)
+
+
+@login_required
+@_with_registry
+async def update(request: Request, registry: CardRegistry) -> Response:
+    """Holder, unit, dates, window and zones; the plate and whether it is blacklisted stay (remove and add)."""
+    vehicle = await _vehicle(request, registry)
+    if vehicle is None:
+        return render(request, "error.html", status_code=404, message_key="vehicles.error.unknown")
+    form = await request.form(max_files=0, max_fields=20)
+    values = {k: v[:MAX_FIELD_CHARS] for k, v in form.items() if isinstance(v, str) and k != "csrf_token"}
+    values.update(plate=vehicle.plate, blacklist="yes" if vehicle.blacklisted else "")
+    try:
+        entry = vehicle_entry(values, _zone(request))
+        version = await run_in_threadpool(registry.put, [entry])
+    except CardFormError as exc:
+        return refused(request, "vehicles/edit.html", exc, form=values, vehicle=vehicle)
+    await audit(
+        request,
+        "vehicle.edit",
+        f"card:{entry.credential}",
+        {"holder": entry.holder, "unit": entry.unit, "version": version},
+    )
+    return RedirectResponse(f"/vehicles?q={vehicle.plate}&changed={version}", status_code=303)
 
 
 @login_required
@@ -334,5 +423,7 @@ routes: list[BaseRoute] = [
         name="vehicles_job_events",
     ),
     Route("/vehicles/crops/{event_id:str}.jpg", crop, methods=["GET"], name="vehicle_crop"),
+    Route("/vehicles/{credential:str}/edit", edit_page, methods=["GET"], name="vehicle_edit"),
+    Route("/vehicles/{credential:str}/edit", update, methods=["POST"], name="vehicle_update"),
     Route("/vehicles/{credential:str}/remove", remove, methods=["POST"], name="vehicle_remove"),
 ]

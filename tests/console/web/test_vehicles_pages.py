@@ -74,6 +74,21 @@ def test_add_a_resident_vehicle_and_a_blacklisted_plate_then_remove(console: Con
     assert again.status_code == 400 and "京A12345" in again.text
     bad = client.post("/vehicles/new", data={"csrf_token": csrf, "plate": "京I12"})
     assert bad.status_code == 400 and registry.state.count == 2
+    form = client.get("/vehicles/plate:BJ-A12345/edit")
+    assert form.status_code == 200 and "京A12345" in form.text and "王小明" in form.text
+    edited = client.post(
+        "/vehicles/plate:BJ-A12345/edit",
+        data={"csrf_token": csrf, "holder": "王大明", "unit": "3-2-502", "until": "2027-06-30"},
+    )
+    assert edited.status_code == 303, edited.text
+    entry = registry.get("plate:BJ-A12345")
+    assert (entry.holder, entry.unit, entry.window_start) == ("王大明", "3-2-502", None)
+    assert entry.valid_until is not None
+    bad_edit = client.post(
+        "/vehicles/plate:BJ-A12345/edit", data={"csrf_token": csrf, "window": "25:00-26:00"}
+    )
+    assert bad_edit.status_code == 400 and registry.get("plate:BJ-A12345").holder == "王大明"
+    assert client.get("/vehicles/plate:BJ-Z99999/edit").status_code == 404
     unconfirmed = client.post("/vehicles/plate:BJ-A12345/remove", data={"csrf_token": csrf})
     assert unconfirmed.status_code == 400 and registry.get("plate:BJ-A12345") is not None
     removed = client.post("/vehicles/plate:BJ-A12345/remove", data={"csrf_token": csrf, "confirm": "yes"})
@@ -83,6 +98,7 @@ def test_add_a_resident_vehicle_and_a_blacklisted_plate_then_remove(console: Con
     )
     assert not_a_vehicle.status_code == 404
     assert audit_actions(console).count("vehicle.add") == 2 and "vehicle.remove" in audit_actions(console)
+    assert "vehicle.edit" in audit_actions(console)
 
 
 def test_vehicles_travel_to_gates_in_the_card_list(console: Console, tmp_path: Path) -> None:
@@ -203,3 +219,62 @@ def test_a_vehicle_lane_is_a_post_of_its_own_in_the_staffing_advice(console: Con
         console.ctx.db, start=start, end=start + timedelta(hours=1), minutes=30, plates=True
     )
     assert {b.gate for b in only} == {"north/vehicles"}
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_the_vehicles_page_charts_todays_plates_per_lane(console: Console, lang: str) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    console.ctx.store.commit(
+        [
+            make_event(
+                "s1", "north", i + 1, at=now - timedelta(seconds=i), credential="plate", granted=i % 3 != 0
+            )
+            for i in range(6)
+        ]
+    )
+    page = console.client("operator", lang).get("/vehicles")
+    assert page.status_code == 200
+    assert "id='vehicle-day-0'" in page.text and "s1/north/vehicles" in page.text
+    assert ("今日车辆" if lang == "zh" else "Vehicles today") in page.text
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_register_and_import_vehicles_in_a_browser(
+    console: Console, browser_page, tmp_path: Path, lang: str
+) -> None:
+    """An admin adds a car with the form and imports a CSV, in each language; the list shows both."""
+    from tests.console.web.pages_support import browser_login, served
+
+    page = browser_page
+    page.context.add_cookies([{"name": "gp_lang", "value": lang, "url": "http://127.0.0.1"}])
+    with served(console) as base:
+        browser_login(page, base, console, role="admin")
+        page.goto(f"{base}/vehicles")
+        assert page.locator("h1").inner_text() == ("车辆" if lang == "zh" else "Vehicles")
+        page.click("#add-vehicle")
+        page.fill("input[name=plate]", "京A·12345")
+        page.fill("input[name=holder]", "王小明")
+        page.fill("input[name=unit]", "3-2-501")
+        page.click("#vehicle-save")
+        page.wait_for_url(f"{base}/vehicles?*changed=*")
+        assert page.locator("#changed-notice").is_visible()
+        assert "京A12345" in page.locator("#vehicles-table").inner_text()
+        page.goto(f"{base}/vehicles/new")
+        page.fill("input[name=plate]", "京I1")
+        page.click("#vehicle-save")
+        assert ("不是有效的中国车牌" if lang == "zh" else "is not a Chinese plate") in page.content()
+        csv_file = tmp_path / f"vehicles-{lang}.csv"
+        csv_file.write_text(
+            "plate,holder,unit,blacklist\n沪AD12345,李华,5-1-302,\n粤B54321,欠费,,yes\nbad,x,1,\n"
+        )
+        page.goto(f"{base}/vehicles/import")
+        page.set_input_files("input[name=file]", str(csv_file))
+        page.click("#import-form button[type=submit]")
+        page.wait_for_url(f"{base}/vehicles/import/*")
+        page.wait_for_function("document.getElementById('import-status').classList.contains('notice')")
+        assert page.locator("#import-problem-table tbody tr").count() == 1
+        page.goto(f"{base}/vehicles")
+        listed = page.locator("#vehicles-table").inner_text()
+        assert "沪AD12345" in listed and "粤B54321" in listed
+        assert ("黑名单" if lang == "zh" else "Blacklisted") in listed
+        page.context.close()

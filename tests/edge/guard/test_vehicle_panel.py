@@ -56,14 +56,16 @@ else:
 class RecordingLane:
     def __init__(self, refuse: bool = False) -> None:
         self.opened: list[tuple[str, str | None]] = []
+        self.decided: list[tuple[Any, bool]] = []
         self.refuse = refuse
 
     def open(self, cause: str, operator: str | None = None) -> bool:
         self.opened.append((cause, operator))
         return not self.refuse
 
-    def access(self, granted: bool, decision: Any) -> None:
-        pass
+    def access(self, granted: bool, decision: Any = None, **_: Any) -> bool:
+        self.decided.append((getattr(decision, "reason", None), granted))
+        return granted
 
 
 @pytest.fixture
@@ -145,6 +147,10 @@ def test_correcting_to_the_resembled_plate_records_first_then_decides_that_plate
     }
     last = gate.events("access.scan")[-1]
     assert last.data["granted"] is True and last.data["code"] == "京A12345" and last.data["reader"] == LANE
+    assert [(str(r), g) for r, g in gate.agent.lanes[LANE].decided] == [
+        ("plate_near_miss", False),
+        ("granted", True),
+    ]
 
 
 def test_a_correction_to_another_unregistered_plate_still_does_not_open(gate: GuardGate):
@@ -271,3 +277,38 @@ def test_in_a_browser_the_guard_sees_the_crop_and_corrects_a_near_miss_with_one_
     assert wait_until(lambda: gate.events("vehicle.guard"))
     assert gate.events("access.scan")[-1].data["granted"] is True
     assert violations == []
+
+
+@pytest.mark.timeout(60)
+def test_with_the_real_lane_a_corrected_near_miss_pulses_the_barrier_and_a_manual_open_too(tmp_path: Path):
+    """The same answers on an agent with a real ``[[lane]]`` (edge/lane.py) on mock pins."""
+    from drivers.barrier import BarrierOutput
+    from tests.waiting import wait_until
+
+    lane = {
+        "name": LANE,
+        "direction": "in",
+        "barrier": {"open": "GPIO5", "close": "GPIO6", "loop": "GPIO13", "pulse_s": 0.2},
+    }
+    gate = GuardGate(
+        tmp_path, cards=[CardEntry(RESIDENT.credential, "王先生", "3-2-501")], extra={"lane": [lane]}
+    )
+    try:
+        real = gate.agent.lanes[LANE]
+        message = held_message(gate, "京A12346")
+        assert message["reason"] == "plate_near_miss"
+        assert real.hardware.pulses(BarrierOutput.OPEN) == 0  # a near miss never opens
+        body = {"held": message["held"], "plate": "京A12345", "guard": "07", "pin": PIN}
+        assert gate.post("/api/vehicles/correct", body).json()["granted"] is True
+        assert wait_until(lambda: real.hardware.pulses(BarrierOutput.OPEN) == 1, timeout=10)
+        opened = gate.post(
+            "/api/vehicles/open", {"lane": LANE, "reason": "delivery", "guard": "07", "pin": PIN}
+        )
+        assert opened.status_code == 200 and opened.json()["opened"] is True
+        assert wait_until(lambda: real.hardware.pulses(BarrierOutput.OPEN) == 2, timeout=10)
+        manual = wait_until(lambda: gate.events("lane.manual_open"), timeout=10)
+        assert manual[0].data["operator"] == "07" and manual[0].data["cause"] == "guard: delivery"
+        types = [e.type for e in gate.events() if e.type in ("vehicle.guard", "lane.manual_open")]
+        assert types[-2:] == ["vehicle.guard", "lane.manual_open"]  # the guard's record comes first
+    finally:
+        gate.close()
