@@ -33,6 +33,8 @@ kind                        raised when
                             every such reader back (``reader.online`` counting none offline)
 ``reader.refused``          a reader answers but not with the gate's key for it (wrong key,
                             factory key, no key installed); closed likewise
+``vehicle.blacklisted``     a vehicle lane read a plate on the site's blacklist (the
+                            arm stayed down; ``detail`` names the plate and the listing)
 ``tls.cert_expiring``       a gate's status says its broker certificate expires within
                             ``CERT_WARNING_DAYS`` (30): renew it (``gatepost edge enroll
                             --renew``) before the broker refuses the gate
@@ -93,6 +95,9 @@ class AlarmKind(StrEnum):
     CERT_EXPIRING = "tls.cert_expiring"
     READER_OFFLINE = "reader.offline"
     READER_REFUSED = "reader.refused"
+    LANE_OPEN_TOO_LONG = "lane.open_too_long"
+    LANE_FORCED_OPEN = "lane.forced_open"
+    VEHICLE_BLACKLISTED = "vehicle.blacklisted"
 
 
 CERT_WARNING_DAYS = 30
@@ -111,6 +116,8 @@ _EVENT_ALARMS = {
     "reader.offline": AlarmKind.READER_OFFLINE,
     "reader.refused": AlarmKind.READER_REFUSED,
     "reader.tamper": AlarmKind.DOOR_TAMPER,  # a reader's housing opened: the same guard response
+    "lane.open_too_long": AlarmKind.LANE_OPEN_TOO_LONG,
+    "lane.forced_open": AlarmKind.LANE_FORCED_OPEN,
 }
 
 _READER_BACK = {AlarmKind.READER_OFFLINE: "offline_readers", AlarmKind.READER_REFUSED: "refused_readers"}
@@ -235,12 +242,23 @@ def evaluate(rules: AlarmRules, state: RuleState, event: EventLike) -> Draft | N
     kind = _EVENT_ALARMS.get(event.type)
     data = event.data if isinstance(event.data, dict) else {}
     if kind is not None:
-        detail = {key: data[key] for key in ("open_for_s", "dropped", "reader") if key in data}
+        detail = {key: data[key] for key in ("open_for_s", "dropped", "reader", "lane") if key in data}
         return Draft(kind, event.site, event.gate, event.id, _time_text(event.time), event.id, detail)
     if event.type == "command.rejected" and str(data.get("reason")) in ALARMING_REASONS:
         detail = {key: data[key] for key in ("reason", "detail", "command_id") if key in data}
         return Draft(
             AlarmKind.COMMAND_UNVERIFIED,
+            event.site,
+            event.gate,
+            event.id,
+            _time_text(event.time),
+            event.id,
+            detail,
+        )
+    if event.type == "access.scan" and data.get("reason") == "blacklisted":
+        detail = {key: data[key] for key in ("code", "reader", "detail", "direction") if key in data}
+        return Draft(
+            AlarmKind.VEHICLE_BLACKLISTED,
             event.site,
             event.gate,
             event.id,

@@ -56,6 +56,8 @@ log = logging.getLogger("gatepost.console.flow")
 GRANT_TYPES = ("access.scan", "door.access_granted")
 DENY_TYPES = ("door.access_denied",)
 MINUTES_PER_DAY = 1440
+VEHICLE_POST = "/vehicles"
+"""Appended to a gate's name for its vehicle lane as a post of the staffing advice."""
 ALLOWED_BUCKETS = (15, 30, 60)
 """Slot lengths that divide an hour, so slots of a local day line up with stored UTC times
 in every time zone whose offset is a whole number of quarter hours (all of them today)."""
@@ -148,11 +150,15 @@ def events_buckets(
     site: str | None = None,
     gate: str | None = None,
     minutes: int = 30,
+    plates: bool | None = None,
 ) -> list[FlowBucket]:
     """Count entries, exits and denials per post and slot straight from the ``events`` table.
 
     The store's hourly rollup cannot say 18:00–19:30; this can, for as far back as events
-    are kept.  Slots with nothing in them are simply absent.
+    are kept.  Slots with nothing in them are simply absent.  A gate's vehicle lane is a
+    post of its own, ``<gate>/vehicles`` (:data:`VEHICLE_POST`): its peak (the morning
+    drive out, the evening return) needs a guard at the barrier, whoever stands at the
+    pedestrian gate.  ``plates`` keeps only plate decisions (``True``) or none (``False``).
     """
     if minutes not in ALLOWED_BUCKETS:
         raise ValueError(f"bucket of {minutes} minutes; use one of {ALLOWED_BUCKETS}")
@@ -168,14 +174,18 @@ def events_buckets(
     if gate is not None:
         where.append("gate = ?")
         params.append(gate)
+    is_plate = "coalesce(credential, '') = 'plate'"
+    if plates is not None:
+        where.append(is_plate if plates else f"NOT {is_plate}")
+    post = f"gate || CASE WHEN {is_plate} THEN '{VEHICLE_POST}' ELSE '' END"
     sql = f"""
-        SELECT site, gate, substr(time, 1, 13) AS hour,
+        SELECT site, {post} AS post, substr(time, 1, 13) AS hour,
                CAST(substr(time, 15, 2) AS INTEGER) / {minutes} AS part,
                SUM(CASE WHEN {is_granted} AND NOT {is_out} THEN 1 ELSE 0 END),
                SUM(CASE WHEN {is_granted} AND {is_out} THEN 1 ELSE 0 END),
                SUM(CASE WHEN {is_granted} THEN 0 ELSE 1 END)
         FROM events WHERE {" AND ".join(where)}
-        GROUP BY site, gate, substr(time, 1, 13), CAST(substr(time, 15, 2) AS INTEGER) / {minutes}
+        GROUP BY site, {post}, substr(time, 1, 13), CAST(substr(time, 15, 2) AS INTEGER) / {minutes}
         ORDER BY 3, 4, 1, 2"""
     buckets = []
     for site_, gate_, hour, part, entries, exits, denied in db.query(sql, params):

@@ -49,6 +49,8 @@ from console.db import (
     now_text,
     sqlite_path,
 )
+from console.vehicle_crops import migrate as migrate_crops
+from console.vehicle_crops import store_crops, take_crops
 from protocol import Event, GateStatus
 
 __all__ = [
@@ -812,6 +814,7 @@ class EventStore:
         try:
             if not self.readonly:
                 self.db.migrate(COMPONENT, migrations(self.dialect))
+                migrate_crops(self.db)
             version = self.db.schema_version(COMPONENT)
         except DatabaseError as exc:
             raise StoreError(f"{self.url}: not a usable event store: {exc}") from exc
@@ -847,6 +850,7 @@ class EventStore:
         durable; if it raises (:class:`~console.db.DatabaseError`), none of it was written.
         """
         received_at = now_text()
+        events, crop_rows = take_crops(events)  # plate crops go beside the event (console/vehicle_crops.py)
         if flags is None:
             event_rows = [_event_row(event) for event in events]
         else:
@@ -866,6 +870,7 @@ class EventStore:
                     db.executemany(_UPSERT_LAST, last)
                 if flagged:
                     db.executemany(_UPSERT_FLAGGED, flagged)
+                store_crops(db, crop_rows)
             if status_rows:
                 db.executemany(_UPSERT_STATUS, status_rows)
             if rejection_rows:
@@ -917,6 +922,12 @@ class EventStore:
                 f"(SELECT row_id FROM {name} WHERE time < ? ORDER BY time LIMIT ?)",
                 (cutoff, limit),
             )
+            if name == "events":  # a plate crop goes with the events of its time (console/vehicle_crops.py)
+                self.db.execute(
+                    "DELETE FROM event_crops WHERE row_id IN "
+                    "(SELECT row_id FROM event_crops WHERE time < ? ORDER BY time LIMIT ?)",
+                    (cutoff, limit),
+                )
             if name == "events" and deleted < limit:
                 deleted += self.db.execute(
                     "DELETE FROM events WHERE row_id IN "

@@ -24,8 +24,10 @@ __all__ = [
     "SimulatedPeople",
     "camera_scheme",
     "door_people",
+    "lane_loop",
     "register_camera_scheme",
     "register_door_people",
+    "register_lane_loop",
 ]
 
 
@@ -50,9 +52,13 @@ CameraOpener = Callable[[str], ReopenableSource]
 DoorPeopleFactory = Callable[[Any, Any, "int | str", "int | str", Mapping[str, Any]], SimulatedPeople]
 """``(pin_factory, door_pins, d0, d1, settings)``: people who use a door on the agent's own pins."""
 
+LaneLoopFactory = Callable[[Any, Any], SimulatedPeople]
+"""``(simulated lane camera, loop pin)``: a loop detector that follows the cars the camera shows."""
+
 _lock = threading.Lock()
 _camera_schemes: dict[str, CameraOpener] = {}
 _door_people: list[DoorPeopleFactory] = []
+_lane_loop: list[LaneLoopFactory] = []
 
 _HINT = "the simulator's devices are registered by importing simulator (gatepost demo, gatepost sim-gate)"
 
@@ -83,4 +89,18 @@ def door_people() -> DoorPeopleFactory:
         factory = _door_people[0] if _door_people else None
     if factory is None:
         raise DeviceNotRegisteredError(f"[simulation] needs simulated people at the door; {_HINT}")
+    return factory
+
+
+def register_lane_loop(factory: LaneLoopFactory) -> None:
+    with _lock:
+        _lane_loop[:] = [factory]
+
+
+def lane_loop() -> LaneLoopFactory:
+    """The loop detector a simulated lane camera drives; :class:`DeviceNotRegisteredError` if none."""
+    with _lock:
+        factory = _lane_loop[0] if _lane_loop else None
+    if factory is None:
+        raise DeviceNotRegisteredError(f"a simulated lane needs the simulated loop detector; {_HINT}")
     return factory

@@ -85,6 +85,10 @@ class Presented:
     symbology: str | None = None
     direction: Direction | None = None
     """Which way the reader faces, from its configuration; filled in by the agent if not given."""
+    image: bytes | None = None
+    """A plate's crop (JPEG, at most 12 KB), carried into the event for the console."""
+    confidence: float | None = None
+    """A plate reading's confidence (0..1), when the source gives one."""
 
 
 class RepeatFilter:
@@ -231,7 +235,9 @@ class GateAgent:
             clock=self.clock.now,
         )
         self.pin_factory = pin_factory
-        if pin_factory is None and (config.door is not None or config.wiegand or config.feedback is not None):
+        if pin_factory is None and (
+            config.door is not None or config.wiegand or config.feedback is not None or config.lane
+        ):
             from drivers.door_io import make_pin_factory
 
             self.pin_factory = make_pin_factory(config.gpio.pin_factory)
@@ -241,11 +247,15 @@ class GateAgent:
         self.osdp: Any = None
         """The OSDP buses (edge/osdp_readers.py): their readers show each decision's pattern."""
         self.devices: list[Device] = []
+        self.lanes: dict[str, Any] = {}
+        """Vehicle lanes by name (= the reader of their plates): edge/lane.py, built by edge/vehicles.py."""
+        self.vehicles: Any = None
         try:
             if config.feedback is not None:
                 self.feedback = GuardFeedback(config.feedback, pin_factory=self.pin_factory)
             self._build_door()
             self._build_readers()
+            self._build_lanes()
             self.guard = _guard_screen(self)
         except BaseException:
             self._close_devices()
@@ -267,6 +277,15 @@ class GateAgent:
         self.door = DoorController(settings, self.hardware, self._door_event)
         self.link.register("unlock", self._unlock_command)
         self.link.register("lock", self._lock_command)
+
+    def _build_lanes(self) -> None:
+        if not self.config.lane:
+            return
+        from edge.vehicles import VehicleLanes
+
+        self.vehicles = VehicleLanes(self)
+        self.lanes = self.vehicles.lanes
+        self.devices.extend(self.vehicles.devices())
 
     def _build_readers(self) -> None:
         for scanner in self.config.scanners:
@@ -458,7 +477,10 @@ class GateAgent:
         direction = shown.direction or self.directions.get(shown.reader)
         reading = self.clock.now()  # one reading: the event says the time the decision used
         decision = self.decider.decide(shown.credential, reading, direction)
-        if self.door is not None:
+        lane = self.lanes.get(shown.reader)
+        if lane is not None:
+            lane.access(decision.granted, decision)  # the contract of issue 19: access(granted, decision)
+        elif self.door is not None:
             self.door.access(
                 granted=decision.granted,
                 credential=shown.credential,
@@ -491,6 +513,8 @@ class GateAgent:
         }
         if shown.symbology is not None:
             data["symbology"] = shown.symbology
+        if shown.kind == "plate":
+            data.update(_plate_fields(shown))
         if direction is not None:
             data["direction"] = direction
         event = self.record(ev.ACCESS_SCAN, data, reading)
@@ -691,6 +715,16 @@ class GateAgent:
             self._command_rejected(exc.reason.value, exc.detail, command.id)
             raise CommandRefused(exc.reason.value) from None
         return {"locked": True}
+
+
+def _plate_fields(shown: Presented) -> dict[str, Any]:
+    """A plate's text, confidence and crop (base64 JPEG) for the ``access.scan`` event (issue 19's contract)."""
+    import base64
+
+    fields: dict[str, Any] = {"plate": shown.code, "confidence": shown.confidence}
+    if shown.image is not None:
+        fields["crop"] = base64.b64encode(shown.image).decode("ascii")
+    return fields
 
 
 def _replay_memory(path: Path) -> ReplayMemory:

@@ -17,6 +17,7 @@ from drivers.door_io import DoorPins
 from edge.clock import ClockTrust
 from edge.door import DoorSettings
 from edge.feedback import FeedbackPins
+from edge.lane_config import LaneConfig, LprConfig
 from edge.osdp_config import OsdpBusConfig
 from protocol import ProtocolError, validate_name
 from protocol.configfile import ConfigIssue, key_lines, line_of, load_toml_model
@@ -337,6 +338,8 @@ class EdgeConfig(_Section):
     rdm6300: list[Rdm6300Config] = Field(default_factory=list)
     keyboards: list[KeyboardReaderConfig] = Field(default_factory=list)
     osdp: list[OsdpBusConfig] = Field(default_factory=list)
+    lane: list[LaneConfig] = Field(default_factory=list, title="Vehicle lanes (docs/vehicles.md)")
+    lpr: LprConfig | None = None
     gpio: GpioConfig = Field(default_factory=GpioConfig)
     door: DoorConfig | None = None
     feedback: FeedbackPins | None = None
@@ -361,12 +364,36 @@ class EdgeConfig(_Section):
         buses = [bus.name for bus in self.osdp]
         if len(buses) != len(set(buses)):
             raise ValueError(f"[[osdp]] bus names must be unique: {', '.join(sorted(buses))}")
+        _check_lanes(self, names)
         if self.simulation is not None:
             if self.gpio.pin_factory != "mock":
                 raise ValueError('[simulation] drives mock pins: it needs [gpio] pin_factory = "mock"')
             if self.door is None or not self.wiegand or not self.simulation.cards:
                 raise ValueError("[simulation] needs a [door], a [[wiegand]] reader and some cards")
         return self
+
+
+def _check_lanes(config: EdgeConfig, reader_names: list[str]) -> None:
+    """Lanes are readers too (their name is the reader of their plates), and pins are never shared."""
+    lanes = [lane.name for lane in config.lane]
+    if len(lanes) != len(set(lanes)) or set(lanes) & set(reader_names):
+        raise ValueError("lane names must be unique and differ from every reader's name")
+    used: list[str] = [str(p).upper() for lane in config.lane for p in lane.barrier.used()]
+    if config.door is not None:
+        pins = config.door.pins
+        used += [
+            str(p).upper()
+            for p in (pins.relay, pins.contact, pins.exit_button, pins.tamper, pins.fire_alarm)
+            if p is not None
+        ]
+    if len(used) != len(set(used)):
+        raise ValueError("a GPIO pin is used by two lanes, or by a lane and the door")
+    if config.lpr is not None:
+        for camera in config.lpr.cameras:
+            if camera.lane not in lanes:
+                raise ValueError(
+                    f"LPR camera {camera.name!r} names lane {camera.lane!r}, which is not a [[lane]]"
+                )
 
 
 def config_warnings(path: Path | str, config: EdgeConfig) -> list[ConfigIssue]:
@@ -423,6 +450,9 @@ def load_config(path: Path | str) -> EdgeConfig:
         config.photos.dir = _resolve(base, config.photos.dir)
     for bus in config.osdp:
         bus.resolve_paths(base)
+    if config.lpr is not None:
+        for camera in config.lpr.cameras:
+            camera.password_file = _resolve(base, camera.password_file)
     if config.passes is not None:
         for key in ("root_key", "trust_bundle", "revocation_list", "site_secret_file"):
             value = getattr(config.passes, key)

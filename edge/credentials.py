@@ -117,6 +117,19 @@ class CardStore:
     def credentials(self) -> list[str]:
         return [r[0] for r in self._db.execute("SELECT credential FROM cards ORDER BY credential")]
 
+    def credentials_with_prefix(self, prefix: str) -> list[str]:
+        """Credentials starting with ``prefix`` (e.g. ``plate:``): a range scan of the primary key.
+
+        The vehicle lane compares an unregistered plate with every registered one (a near
+        miss, edge/plate_decisions.py); the range keeps that from reading the site's door cards.
+        """
+        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        rows = self._db.execute(
+            "SELECT credential FROM cards WHERE credential >= ? AND credential < ? ORDER BY credential",
+            (prefix, upper),
+        )
+        return [r[0] for r in rows]
+
     def stored_hash(self) -> str:
         """SHA-256 over the stored lines, recomputed (not the recorded value): detects a damaged store."""
         return self._scan_hash()

@@ -34,6 +34,10 @@ class Decision:
     card_unit: str | None = None
     card_photo: str | None = None
     """The card's photo digest (hex), for the guard screen and the event."""
+    vehicle: str | None = None
+    """For a plate: ``resident``, ``visitor``, ``blacklisted`` or ``unknown`` (edge/plate_decisions.py)."""
+    resembles: str | None = None
+    """For a near miss: the registered plate (text) the one read is one character off."""
 
     def event_fields(self) -> dict[str, Any]:
         """What the access event says about the holder beyond granted/reason."""
@@ -55,6 +59,10 @@ class Decision:
             fields["photo"] = self.card_photo
         if self.detail and not self.granted:
             fields["detail"] = self.detail
+        if self.vehicle is not None:
+            fields["vehicle"] = self.vehicle
+        if self.resembles is not None:
+            fields["resembles"] = self.resembles
         return fields
 
 
@@ -74,6 +82,10 @@ class AllowList:
     def decide(self, code: str) -> Decision:
         return GRANT if code in self._codes else DENY_UNKNOWN
 
+    def with_prefix(self, prefix: str) -> list[str]:
+        """The allowed credentials starting with ``prefix`` (the plates a near miss is compared with)."""
+        return sorted(code for code in self._codes if code.startswith(prefix))
+
 
 @dataclass(frozen=True, slots=True)
 class CardPolicy:
@@ -85,7 +97,8 @@ class CardPolicy:
 
 
 class GateDecider:
-    """Signed passes by signature, cards by the synced credential list, the rest by the allow-list."""
+    """Signed passes by signature, cards by the synced credential list, plates by edge/plate_decisions.py,
+    the rest by the allow-list."""
 
     def __init__(
         self,
@@ -100,12 +113,20 @@ class GateDecider:
         self.card_policy = card_policy or CardPolicy(UTC)
         self._cards_lock = threading.Lock()  # the store is used by every reader thread
         self.visitors: Any = None  # edge.visitors.VisitorBook, set by the guard screen when enabled
+        self.vehicles: Any = None  # edge.plate_decisions.VehicleBook, set by the guard screen when enabled
+        from edge.plate_decisions import PlateDecider  # imports this module: not at the top
+
+        self.plates = PlateDecider(
+            self.cards, self._cards_lock, self.card_policy, lambda: self.vehicles, allow=self.allow
+        )
 
     def __len__(self) -> int:
         cards = self.cards.state.count if self.cards is not None else 0
         return len(self.allow) + cards
 
     def decide(self, credential: str, now: ClockLike, direction: Direction | None = None) -> Decision:
+        if credential.startswith("plate:"):  # a vehicle lane: never the allow-list or a pass
+            return self.plates.decide(credential, now, direction)
         if self.visitors is not None:
             # A visitor pass is a pass: it follows [passes] untrusted_clock, as signed passes do.
             policy = self.passes.policy if self.passes is not None else GatePolicy()

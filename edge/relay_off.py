@@ -74,12 +74,50 @@ def relay_line(raw: dict[str, Any]) -> RelayLine | Unusable | None:
     return RelayLine(pin, active_high, factory)
 
 
+def lane_lines(raw: dict[str, Any]) -> list[RelayLine] | Unusable:
+    """The barrier command lines of every ``[[lane]]``: a pulse cut short by a crash must not stay on.
+
+    A held level on a barrier controller's open input means "stay open" on most of them.
+    """
+    lanes = raw.get("lane", [])
+    if not isinstance(lanes, list):
+        return Unusable("[[lane]] must be an array of tables")
+    gpio = raw.get("gpio", {})
+    factory = gpio.get("pin_factory") if isinstance(gpio, dict) else None
+    if factory is not None and not isinstance(factory, str):
+        return Unusable(f"[gpio] pin_factory must be a name, not {factory!r}")
+    found: list[RelayLine] = []
+    for index, lane in enumerate(lanes):
+        barrier = lane.get("barrier") if isinstance(lane, dict) else None
+        if not isinstance(barrier, dict) or "open" not in barrier:
+            return Unusable(f"lane {index}: [lane.barrier] has no open pin")
+        active_high = barrier.get("relay_active_high", True)
+        if not isinstance(active_high, bool):
+            return Unusable(f"lane {index}: relay_active_high must be true or false, not {active_high!r}")
+        for key in ("open", "close"):
+            pin = barrier.get(key)
+            if pin is None:
+                continue
+            if isinstance(pin, bool) or not isinstance(pin, int | str):
+                return Unusable(f"lane {index}: barrier {key} must be a pin number or name, not {pin!r}")
+            found.append(RelayLine(pin, active_high, factory))
+    return found
+
+
 def read_relay_line(path: Path) -> RelayLine | Unusable | None:
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         return Unusable(f"cannot read {path}: {exc}")
     return relay_line(raw)
+
+
+def _read_lane_lines(path: Path) -> list[RelayLine] | Unusable:
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        return Unusable(f"cannot read {path}: {exc}")
+    return lane_lines(raw)
 
 
 def _pin_factory(name: str | None) -> Any:
@@ -126,6 +164,20 @@ def command(argv: list[str]) -> int:
 
 def main(config: Path) -> int:
     line = read_relay_line(config)
+    lanes = _read_lane_lines(config)
+    if isinstance(lanes, Unusable):
+        print(f"gatepost edge relay-off: {config}: {lanes.reason}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    for lane_line in lanes:
+        try:
+            drive_off(lane_line)
+        except Exception as exc:
+            print(
+                f"gatepost edge relay-off: could not put barrier relay {lane_line.pin} off: {exc}",
+                file=sys.stderr,
+            )
+            return EXIT_FAILED
+        print(f"barrier relay {lane_line.pin} off (line {'high' if lane_line.off_high else 'low'})")
     if line is None:
         print(f"{config}: no [door]: no lock relay to put off")
         return EXIT_OK

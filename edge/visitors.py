@@ -77,6 +77,9 @@ class FieldProblem(StrEnum):
     PHONE_CHARS = "phone_chars"
     PHONE_DIGITS = "phone_digits"
     UNKNOWN_CHOICE = "unknown_choice"
+    NOT_A_PLATE = "not_a_plate"
+    OUT_OF_RANGE = "out_of_range"
+    SAME_PLATE = "same_plate"
 
 
 class VisitorError(GatepostError, ValueError):

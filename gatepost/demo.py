@@ -30,7 +30,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 if TYPE_CHECKING:
@@ -90,6 +90,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="comma-separated building doors whose readers are on an OSDP bus, secure channel on ('' for none)",
     )
     demo.add_argument("--cameras", default="west", help="comma-separated camera gates ('' for none)")
+    demo.add_argument(
+        "--lanes",
+        default="carpark",
+        help="comma-separated vehicle entrances with barrier lanes ('' for none)",
+    )
     demo.add_argument("--site", default="longtan")
     demo.add_argument(
         "--state", type=Path, default=None, help="keep everything in this folder (default: a temporary one)"
@@ -112,8 +117,9 @@ def run(args: argparse.Namespace) -> int:
     doors = [door.strip() for door in args.doors.split(",") if door.strip()]
     cameras = [camera.strip() for camera in args.cameras.split(",") if camera.strip()]
     osdp_doors = [door.strip() for door in args.osdp_doors.split(",") if door.strip()]
+    lanes = [lane.strip() for lane in args.lanes.split(",") if lane.strip()]
     guard_gate = (gates[:1] or [""])[0] if args.guard_screen is None else args.guard_screen.strip()
-    if guard_gate and guard_gate not in [*gates, *doors, *cameras, *osdp_doors]:
+    if guard_gate and guard_gate not in [*gates, *doors, *cameras, *osdp_doors, *lanes]:
         print(f"gatepost demo: --guard-screen {guard_gate!r} is not one of the demo's gates", file=sys.stderr)
         return 2
     if args.day_seconds < 0 or args.history_days < 0:
@@ -134,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
         door_gates=doors,
         camera_gates=cameras,
         osdp_gates=osdp_doors,
+        lane_gates=lanes,
         office=office,
     )
     stop = threading.Event()  # set by the main loop: a signal handler must not take its lock
@@ -144,19 +151,23 @@ def run(args: argparse.Namespace) -> int:
     replays: ScreenshotReplays | None = None
     osdp_people: list[OsdpPeople] = []
     present: PresentPage | None = None
+    exits: list[Any] = []
     print(
         f"gatepost demo: site {args.site}, gates {', '.join(gates)}, doors {', '.join(doors) or 'none'},"
-        f" cameras {', '.join(cameras) or 'none'}, OSDP doors {', '.join(osdp_doors) or 'none'};"
+        f" cameras {', '.join(cameras) or 'none'}, OSDP doors {', '.join(osdp_doors) or 'none'},"
+        f" vehicle lanes {', '.join(lanes) or 'none'};"
         f" state in {root}",
         flush=True,
     )
     try:
+        # The vehicle lanes' past is drawn as the vehicle entrance's (simulator/history.py).
         history = (
-            _write_history(args, site, gates, [*doors, *osdp_doors], cameras)
+            _write_history(args, site, gates, [*doors, *osdp_doors], [*cameras, *lanes])
             if args.history_days > 0
             else False
         )
         _configure_flow(site, args.timezone)
+        _register_vehicles(site)
         screens = _configure_screens(site, web=args.web, guard_gate=guard_gate, office=office)
         configure_gates(site, [*gates, *cameras], _set_table, doors=doors, timezone=args.timezone)
         _start_site(site)
@@ -210,6 +221,7 @@ def run(args: argparse.Namespace) -> int:
         if gates:  # a resident's phone at the first gate, and a friend's screenshot of it
             replays = ScreenshotReplays(site.office, site.scanners[gates[0]], every_s=15.0)
             replays.start()
+        exits = _exit_traffic(site)
         deadline = None if args.duration is None else time.monotonic() + args.duration
         while not stop.is_set():
             if deadline is not None and time.monotonic() >= deadline:
@@ -234,6 +246,8 @@ def run(args: argparse.Namespace) -> int:
             people.stop()
         if present is not None:
             present.stop()
+        for traffic in exits:
+            traffic.stop()
         # Let the last scans reach the console before the gates stop.
         time.sleep(1.0)
         site.stop()
@@ -269,8 +283,31 @@ def _start_site(site: SimulatedSite) -> None:
     if not site.wait_console_online(timeout=30):
         print("gatepost demo: the console did not come online; its log ends:", file=sys.stderr)
         print(console.log_tail(2000), file=sys.stderr)
-    for gate in [*site.gates, *site.door_gates, *site.camera_gates, *site.osdp_gates]:
+    for gate in [*site.gates, *site.door_gates, *site.camera_gates, *site.osdp_gates, *site.lane_gates]:
         site.start_gate(gate)
+
+
+def _register_vehicles(site: SimulatedSite) -> None:
+    """The residents' cars in the console's card list, which carries them to the vehicle lanes."""
+    if not site.lane_gates:
+        return
+    from console.credentials import CardRegistry
+
+    site.console_config()
+    with CardRegistry(site.card_registry) as registry:
+        registry.put(site.vehicles.card_entries())
+
+
+def _exit_traffic(site: SimulatedSite) -> list[Any]:
+    """Residents driving out through each entrance's exit lane, seen by its (simulated) LPR camera."""
+    from simulator.lpr_camera import ExitTraffic
+
+    started = []
+    for gate in site.lane_gates:
+        traffic = ExitTraffic(site.lpr_client(gate), list(site.vehicles.residents))
+        traffic.start()
+        started.append(traffic)
+    return started
 
 
 @dataclass

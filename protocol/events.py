@@ -83,3 +83,38 @@ READER_POWER: Final = "reader.power"
 READER_KEY_INSTALLED: Final = "reader.key_installed"
 """Install mode gave a reader its own secure channel key, kept in the gate's key store:
 ``{"reader", "bus", "address"}``."""
+LANE_OPENED: Final = "lane.opened"
+"""A vehicle lane's arm was pulsed open: ``{"lane", "cause" (grant, manual), "reason", "operator", "note"}``
+(``note``: the guard's cause of a manual open)."""
+LANE_CLOSED: Final = "lane.closed"
+"""The arm was lowered (or the controller lowered it): ``{"lane", "cause" (passed, timeout, manual,
+controller), "open_for_s"}``."""
+LANE_VEHICLE_LEFT: Final = "lane.vehicle_left"
+"""A vehicle left the loop: ``{"lane", "through" (it had an open and used it), "dwell_s"}``."""
+LANE_CLOSE_HELD: Final = "lane.close_held"
+"""A close was due but the loop reads a vehicle under the arm (anti-crush): held until clear: ``{"lane", "cause"}``."""
+LANE_OPEN_TOO_LONG: Final = "lane.open_too_long"
+"""The arm has been up longer than ``open_too_long_s`` (an alarm): ``{"lane", "open_for_s", "present"}``."""
+LANE_FORCED_OPEN: Final = "lane.forced_open"
+"""The arm went up, or a vehicle passed, with no open given (an alarm): ``{"lane", "detail"}``."""
+LANE_MANUAL_OPEN: Final = "lane.manual_open"
+"""A guard opened the arm by hand: ``{"lane", "cause", "operator"}``."""
+LANE_OPEN_REFUSED: Final = "lane.open_refused"
+"""An open (grant or manual) was not given: ``{"lane", "reason" (relay_watchdog, stopped, no_cause), "operator"}``."""
+LANE_RELAY_WATCHDOG: Final = "lane.relay_watchdog"
+"""A barrier command pulse did not end and the watchdog cut it: ``{"lane", "output", "on_for_s"}``."""
+LANE_PLATE_UNREAD: Final = "lane.plate_unread"
+"""A vehicle was in the lane but no plate was read: ``{"lane", "reason", "detail", "best"}``."""
+LPR_REJECTED: Final = "lpr.rejected"
+"""An LPR camera's HTTP push was refused: ``{"camera", "reason", "detail", "remote", "suppressed"}``
+(``suppressed``: further refusals of the same camera and reason folded into this one)."""
+VEHICLE_REGISTERED: Final = "vehicle.registered"
+"""A guard registered a visitor vehicle good at this gate until ``expires``:
+``{"plate", "credential", "unit", "note", "guard", "lane", "expires"}``."""
+VEHICLE_GUARD: Final = "vehicle.guard"
+"""A guard's answer on the guard screen to a plate the lane did not open for (a near miss, an
+unknown or blacklisted car), recorded before it acts: ``{"action", "guard", "lane", "read",
+"decision", ...}`` — ``read`` is what the lane read and ``decision`` the reason it was refused;
+``action`` is ``correct`` (+ ``plate``, the guard's reading, and ``resembled``: it is the near
+miss's registered plate; the plate is then decided again), ``open`` (+ ``reason``, ``note``; then
+``Lane.open``) or ``refuse`` (+ ``reason``)."""

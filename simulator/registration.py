@@ -13,6 +13,12 @@ from drivers import devices
 
 
 def _sim_camera(url: str) -> devices.ReopenableSource:
+    from urllib.parse import urlsplit
+
+    if urlsplit(url).netloc == "plates":  # sim://plates?...: a vehicle lane's camera
+        from simulator.plates import plate_camera_from_url
+
+        return plate_camera_from_url(url)
     from simulator.camera import camera_from_url
 
     return camera_from_url(url)
@@ -40,6 +46,23 @@ def _door_people(
     )
 
 
+def _lane_loop(camera: Any, pin: Any) -> devices.SimulatedPeople:
+    from simulator.plates import LoopDetector
+
+    class _Loop:
+        def __init__(self) -> None:
+            self.detector = LoopDetector(camera, pin)
+
+        def start(self) -> None:
+            self.detector.start()
+
+        def stop(self) -> None:
+            self.detector.stop()
+
+    return _Loop()
+
+
 def register() -> None:
     devices.register_camera_scheme("sim", _sim_camera)
     devices.register_door_people(_door_people)
+    devices.register_lane_loop(_lane_loop)

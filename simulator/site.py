@@ -20,14 +20,24 @@ from pathlib import Path
 from broker.launcher import Broker
 from broker.provision import Credentials
 from gatepost.processes import Child, gatepost_command
+from simulator.lpr_camera import LprCameraClient
 from simulator.osdp import SimulatedOsdpBus, demo_key
 from simulator.passes import SimulatedOffice, SiteOffice
+from simulator.plates import vehicle_plates
 from simulator.scanner import VirtualScanner
 from simulator.scenario import resident_codes
 
 
 def _toml_str(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 class SimulatedSite:
@@ -42,6 +52,7 @@ class SimulatedSite:
         door_gates: Sequence[str] = (),
         camera_gates: Sequence[str] = (),
         osdp_gates: Sequence[str] = (),
+        lane_gates: Sequence[str] = (),
         residents: int = 200,
         baudrate: int = 9600,
         pace: bool = True,
@@ -64,6 +75,13 @@ class SimulatedSite:
         self.osdp_gates = list(osdp_gates)
         """Building doors whose card readers are on an OSDP bus (simulator/osdp.py), secure channel on."""
         self.osdp_buses: dict[str, SimulatedOsdpBus] = {}
+        self.lane_gates = list(lane_gates)
+        """Vehicle entrances: a lane read by its own camera, and an exit lane fed by an LPR camera's pushes."""
+        self.vehicles = vehicle_plates(residents)
+        self.lpr_ports: dict[str, int] = {}
+        self.card_registry = root / "console" / "cards.db"
+        """The console's card list, which carries resident plates to the vehicle lanes (filled by
+        the demo and the tests through console.credentials, before the console starts)."""
         self.codes = resident_codes(residents)
         self.cards = [f"13:{1000 + 37 * i}" for i in range(min(residents, 500))]
         self.baudrate = baudrate
@@ -131,6 +149,7 @@ class SimulatedSite:
                         "[store]",
                         f"path = {_toml_str(str(self.console_db))}",
                         "",
+                        *self._cards_lines(),
                         "# Off unless the demo switches it on with a free port: tests run many sites at once.",
                         "[web]",
                         "enabled = false",
@@ -145,6 +164,19 @@ class SimulatedSite:
             self._configured.add("console")
         return path
 
+    def _cards_lines(self) -> list[str]:
+        """The console publishes its card list (resident plates among it) when the site has vehicle lanes."""
+        if not self.lane_gates:
+            return []
+        return [
+            "[cards]",
+            f"site = {_toml_str(self.site)}",
+            f"registry = {_toml_str(str(self.card_registry))}",
+            f"thumbnails = {_toml_str(str(self.root / 'console' / 'thumbnails'))}",
+            "snapshot_every_s = 5",
+            "",
+        ]
+
     def gate_config(self, gate: str) -> Path:
         """Provision ``gate`` on the broker and write its configuration (once)."""
         path = self.root / "gates" / gate / "gate.toml"
@@ -156,6 +188,15 @@ class SimulatedSite:
         elif gate in self.osdp_gates:
             readers = self._osdp_door_sections(gate, path.parent)
             allow = [f"wiegand26:{card}" for card in self.cards]
+        elif gate in self.lane_gates:
+            readers = [
+                *self._lane_sections(gate),
+                "",
+                "[cards]",
+                f"store = {_toml_str(str(path.parent / 'cards.db'))}",
+            ]
+            readers.append('timezone = "Asia/Shanghai"')
+            allow = []  # resident plates come in the card list, as a compound registers its cars
         elif gate in self.camera_gates:
             if self.office is not None:  # residents' signed passes, and a forged one held up by a visitor
                 corpus = self.office.corpus
@@ -185,6 +226,7 @@ class SimulatedSite:
         creds = self.broker.add_gate(self.site, gate)
         self.credentials[creds.username] = creds
         allowed = ",\n    ".join(_toml_str(code) for code in allow)
+        allow_line = f"allow = [\n    {allowed},\n]" if allow else "allow = []"
         lines = [
             f"site = {_toml_str(self.site)}",
             f"gate = {_toml_str(gate)}",
@@ -200,7 +242,7 @@ class SimulatedSite:
             f"capacity = {self.outbox_capacity}",
             "",
             "[access]",
-            f"allow = [\n    {allowed},\n]",
+            allow_line,
             "",
             "[metrics]",
             'listen = "127.0.0.1:0"  # any free port: many gates on one machine (the log says which)',
@@ -315,6 +357,46 @@ class SimulatedSite:
             self.osdp_buses[gate] = bus.start()
         return self.osdp_buses[gate]
 
+    def _lane_sections(self, gate: str) -> list[str]:
+        """An entrance lane read by its own (synthetic) camera, gated by its loop, and an exit lane whose
+        LPR camera pushes plates to the agent (:meth:`lpr_client`)."""
+        port = self.lpr_ports.setdefault(gate, _free_port())
+        password = self._secret(f"lpr-{gate}", f"lpr-{gate}-secret")
+        plates = ",".join(self.vehicles.schedule)
+        return [
+            "[gpio]",
+            'pin_factory = "mock"',
+            "",
+            "[[lane]]",
+            'name = "car-in"',
+            'direction = "in"',
+            'barrier = { open = "GPIO5", close = "GPIO6", loop = "GPIO13", pulse_s = 0.5 }',
+            f'camera = {{ source = "sim://plates?plates={plates}&every=9&dwell=4&repeat=1'
+            f'&conditions=plain,night,glare,perspective,blur", region = [120, 200, 400, 240] }}',
+            "",
+            "[[lane]]",
+            'name = "car-out"',
+            'direction = "out"',
+            'barrier = { open = "GPIO16", loop = "GPIO19", pulse_s = 0.5 }',
+            "",
+            "[lpr]",
+            f'listen = "127.0.0.1:{port}"',
+            "",
+            "[[lpr.cameras]]",
+            'name = "exit-camera"',
+            'lane = "car-out"',
+            'format = "hikvision"',
+            'username = "camera"',
+            f"password_file = {_toml_str(str(password))}",
+        ]
+
+    def lpr_client(self, gate: str) -> LprCameraClient:
+        """The exit lane's simulated LPR camera, pushing to ``gate``'s endpoint."""
+        self.gate_config(gate)
+        return LprCameraClient(
+            "127.0.0.1", self.lpr_ports[gate], "exit-camera", "camera", f"lpr-{gate}-secret"
+        )
+
     def scanner(self, gate: str) -> VirtualScanner:
         if gate not in self.scanners:
             self.scanners[gate] = VirtualScanner(
@@ -356,7 +438,7 @@ class SimulatedSite:
     def start(self) -> None:
         self.start_broker()
         self.start_console()
-        for gate in [*self.gates, *self.door_gates, *self.camera_gates, *self.osdp_gates]:
+        for gate in [*self.gates, *self.door_gates, *self.camera_gates, *self.osdp_gates, *self.lane_gates]:
             self.start_gate(gate)
 
     def stop(self) -> None:

@@ -54,6 +54,7 @@ def routes() -> list[BaseRoute]:
         passes,
         roster,
         session,
+        vehicles,
     )
 
     return [
@@ -64,6 +65,7 @@ def routes() -> list[BaseRoute]:
         *admin.routes,
         *passes.routes,
         *cards.routes,
+        *vehicles.routes,
         *flow.routes,
         *roster.routes,
         *join.routes,

@@ -1,4 +1,4 @@
-"""The guard screen's HTTP side: one page, one event stream, two guard actions, photos.
+"""The guard screen's HTTP side: one page, one event stream, the guard actions, photos and plate crops.
 
 Everything is served from the agent (templates, script, style, locales; no CDN, no web
 fonts), so the kiosk browser at ``http://127.0.0.1:8088/`` works with the network down.
@@ -41,6 +41,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from edge.guard.server import parse_listen
 from edge.guard.texts import LANGUAGES, MANUAL_REASONS
+from edge.guard.vehicle_panel import OPEN_REASONS, REFUSE_REASONS
 from edge.guard.views import DIGEST_RE
 
 if TYPE_CHECKING:
@@ -175,6 +176,8 @@ def create_app(screen: GuardScreen) -> ASGIApp:
                 "languages": LANGUAGES,
                 "texts": screen.texts,
                 "manual_reasons": MANUAL_REASONS,
+                "open_reasons": OPEN_REASONS,
+                "refuse_reasons": REFUSE_REASONS,
                 "idle_s": screen.config.idle_s,
             },
             headers={"Cache-Control": "no-store"},
@@ -215,6 +218,13 @@ def create_app(screen: GuardScreen) -> ASGIApp:
             return _error("not_found", 404)
         return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
+    async def crop(request: Request) -> Response:
+        name = request.path_params["name"]
+        data = screen.vehicles.crop(name.removesuffix(".jpg")) if name.endswith(".jpg") else None
+        if data is None:
+            return _error("not_found", 404)
+        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
     def action(
         run: Callable[[dict[str, Any], str], dict[str, Any]],
     ) -> Callable[[Request], Awaitable[Response]]:
@@ -249,6 +259,11 @@ def create_app(screen: GuardScreen) -> ASGIApp:
             Route("/photo/{name}", photo),
             Route("/api/manual", action(screen.let_through), methods=["POST"]),
             Route("/api/visitors", action(screen.register_visitor), methods=["POST"]),
+            Route("/crop/{name}", crop),
+            Route("/api/vehicles/correct", action(screen.vehicles.correct), methods=["POST"]),
+            Route("/api/vehicles/register", action(screen.vehicles.register), methods=["POST"]),
+            Route("/api/vehicles/open", action(screen.vehicles.open), methods=["POST"]),
+            Route("/api/vehicles/refuse", action(screen.vehicles.refuse), methods=["POST"]),
             Route("/healthz", health),
             Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
         ],

@@ -55,6 +55,8 @@ class GateHost(Protocol):
 
     def record(self, event_type: str, data: dict[str, Any], reading: Any = None) -> Any: ...
 
+    def present(self, shown: Any) -> Any: ...
+
 
 class GuardActionError(Exception):
     """A guard action refused: ``code`` is a key of the locales' ``error`` section."""
@@ -128,6 +130,9 @@ class GuardScreen:
         self.texts = load_locales()
         self.visitors = VisitorBook(config.visitor_db, hours=config.visitor_pass_hours)
         host.decider.visitors = self.visitors  # GateDecider asks the book first (edge/decision.py)
+        from edge.guard.vehicle_panel import VehiclePanel
+
+        self.vehicles = VehiclePanel(self)
         from edge.guard.app import create_app
 
         self.app = create_app(self)
@@ -159,6 +164,7 @@ class GuardScreen:
             self._server.stop()
             self._server = None
         self.visitors.close()
+        self.vehicles.close()
 
     # -- what the screen shows -----------------------------------------------------------
 
@@ -166,17 +172,19 @@ class GuardScreen:
         """Put a decision on every open page.  Never raises: the door has already answered."""
         try:
             visitor = shown.kind == "pass" and is_visitor_code(shown.credential)
-            self.live.publish(
-                decision_view(
-                    decision,
-                    kind=shown.kind,
-                    reader=shown.reader,
-                    visitor=visitor,
-                    card_photo=decision.card_photo,
-                    photo_dir=self.photo_dir,
-                    idle_s=self.config.idle_s,
-                )
+            view = decision_view(
+                decision,
+                kind=shown.kind,
+                reader=shown.reader,
+                visitor=visitor,
+                card_photo=decision.card_photo,
+                photo_dir=self.photo_dir,
+                idle_s=self.config.idle_s,
             )
+            if shown.kind == "plate":
+                view.update(self.vehicles.view(shown, decision))
+                view["check_by_hand"] = view["check_by_hand"] or view["held"] is not None
+            self.live.publish(view)
         except Exception:
             log.exception("guard screen could not show a decision")
 
@@ -204,6 +212,10 @@ class GuardScreen:
         }
 
     # -- guard actions ---------------------------------------------------------------
+
+    def check_pin(self, pin: object, action: str, address: str) -> None:
+        """Let a guard action through only with the PIN (the vehicle panel's actions call it too)."""
+        self._check_pin(pin, action, address)
 
     def _check_pin(self, pin: object, action: str, address: str) -> None:
         check = self.pins.check(pin, address)

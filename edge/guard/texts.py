@@ -33,6 +33,7 @@ def load_locales() -> dict[str, dict[str, Any]]:
 
 def required_keys() -> dict[str, set[str]]:
     """Every key each language must have: the code's vocabularies, not just the other file's keys."""
+    from edge.guard.vehicle_panel import OPEN_REASONS, REFUSE_REASONS
     from edge.visitors import FieldProblem
 
     return {
@@ -43,6 +44,9 @@ def required_keys() -> dict[str, set[str]]:
         "card_reject": set(CARD_REJECT_REASONS),
         "door": set(DOOR_ALARMS),
         "problem": {problem.value for problem in FieldProblem},
+        "open_reason": set(OPEN_REASONS),
+        "refuse_reason": set(REFUSE_REASONS),
+        "vehicle": {"resident", "visitor", "blacklisted", "unknown"},
     }
 
 

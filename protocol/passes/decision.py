@@ -66,6 +66,10 @@ class Reason(StrEnum):
     """A dynamic code already used at this gate (a fresh screenshot)."""
     PASSBACK = "passback"
     STALE_REVOCATION_LIST = "stale_revocation_list"
+    PLATE_NEAR_MISS = "plate_near_miss"
+    """A plate one character off a registered one (a misread, or a copied plate): the guard decides."""
+    BLACKLISTED = "blacklisted"
+    """On the site's blacklist (a ``deny:`` entry of the card list): refused, and the console alarms."""
 
 
 class Flag(StrEnum):

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from console.credentials import CardRegistry
 from protocol import GateTopics
 from protocol.mqtt import BrokerEndpoint, make_client
 from simulator.site import SimulatedSite
@@ -217,3 +218,81 @@ def test_malformed_payloads_on_every_topic_are_rejected_and_nothing_is_lost(site
     assert rejected >= len(junk)  # every junk event was refused (status junk too)
     refused_commands = site.console_rows("SELECT COUNT(*) FROM events WHERE type = 'command.rejected'")[0][0]
     assert refused_commands >= len(junk)
+
+
+# -- a vehicle lane: plates pushed by its LPR camera, and read by its own camera ---------------
+
+
+def test_vehicle_events_through_a_broker_kill_and_an_agent_kill_arrive_exactly_once(tmp_path: Path):
+    """Plates from the lane camera and the LPR camera's pushes, with the broker and then the agent killed
+    mid-stream: every event the gate took is stored once, and every push the gate answered is there once."""
+    site = SimulatedSite(
+        tmp_path / "site",
+        gates=[],
+        lane_gates=["carpark"],
+        residents=60,
+        resend_after_s=2.0,
+        log_level="WARNING",
+    )
+    try:
+        site.console_config()
+        with CardRegistry(site.card_registry) as registry:  # resident cars reach the gate in the card list
+            registry.put(site.vehicles.card_entries())
+        site.start()
+        wait_started(site, "carpark")
+        camera = site.lpr_client("carpark")
+        pushed: list[str] = []
+
+        def push(start: int, count: int) -> None:
+            for i in range(start, start + count):
+                plate = f"京A{i:05d}"
+                for _ in range(200):  # as a camera does: until the endpoint is up (after a start or restart)
+                    try:
+                        status, _answer = camera.push(plate, confidence=95)
+                    except ConnectionRefusedError:
+                        time.sleep(0.1)
+                        continue
+                    if status == 200:
+                        pushed.append(plate)
+                    break
+
+        worker = threading.Thread(target=push, args=(0, 300), daemon=True)
+        worker.start()
+        site.wait_for(lambda: len(pushed) >= 100, timeout=60)
+        site.broker.kill()
+        time.sleep(1.0)
+        site.broker.restart()
+        worker.join(timeout=120)
+        assert len(pushed) == 300
+        site.agents["carpark"].kill()  # SIGKILL: what the gate had taken must still arrive once
+        site.start_gate("carpark")
+        push(300, 50)
+        last = settle(site, "carpark")
+        assert console_seqs(site, "carpark") == list(range(1, last + 1)), "every taken event exactly once"
+        plates = [
+            row[0]
+            for row in site.console_rows(
+                "SELECT json_extract(data, '$.plate') FROM events WHERE gate = ? AND type = 'access.scan'"
+                " AND json_extract(data, '$.reader') = 'car-out'",
+                ["carpark"],
+            )
+        ]
+        assert sorted(plates) == sorted(pushed), "each answered push stored once"
+        read = site.console_rows(
+            "SELECT json_extract(data, '$.plate'), json_extract(data, '$.granted') FROM events"
+            " WHERE gate = ? AND type = 'access.scan' AND json_extract(data, '$.reader') = 'car-in'",
+            ["carpark"],
+        )
+        assert read, "the entrance camera read cars meanwhile"
+        assert all(plate in site.vehicles.schedule for plate, _ in read)
+        assert any(granted for plate, granted in read if plate in site.vehicles.residents), read
+        # Plate crops are taken out of the stored JSON into event_crops, one per event that carried one.
+        assert not site.console_rows("SELECT id FROM events WHERE json_extract(data, '$.crop') IS NOT NULL")
+        referenced = site.console_rows(
+            "SELECT count(*) FROM events WHERE json_extract(data, '$.crop_ref') IS NOT NULL AND gate = ?",
+            ["carpark"],
+        )[0][0]
+        assert referenced >= len(read)
+        assert site.console_rows("SELECT count(*) FROM event_crops")[0][0] == referenced
+    finally:
+        site.stop()

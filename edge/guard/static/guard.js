@@ -1,4 +1,4 @@
-// The guard screen: live decisions over Server-Sent Events, two guard actions, zh/en.
+// The guard screen: live decisions over Server-Sent Events, the guard actions, zh/en.
 // Reasons are always shown in both languages; the toggle switches only the interface.
 "use strict";
 
@@ -121,11 +121,83 @@ function show(message, ageS = 0) {
       const role = both(`role.${message.role}`);
       addFact(facts, "ui.role", `${role.zh} · ${role.en}`);
     }
-    addFact(facts, "ui.reader", message.reader);
+    if (message.plate) {
+      addFact(facts, "ui.plate", message.plate);
+      addFact(facts, "ui.resembles", message.resembles);
+      if (message.vehicle) {
+        const role = both(`vehicle.${message.vehicle}`);
+        addFact(facts, "ui.vehicle_role", `${role.zh} · ${role.en}`);
+      }
+      addFact(facts, "ui.lane", message.lane);
+      if (message.confidence !== null && message.confidence !== undefined) addFact(facts, "ui.confidence", message.confidence);
+    } else {
+      addFact(facts, "ui.reader", message.reader);
+    }
   }
+  showVehicle(message);
 
   const remaining = Math.max(0.5, (message.idle_after_s || Number(document.body.dataset.idleS)) - ageS);
   idleTimer = setTimeout(idle, remaining * 1000);
+}
+
+// -- a plate held for the guard: the crop and the answers ------------------------------
+
+let heldPlate = null;
+
+function showVehicle(message) {
+  const plate = message.kind === "decision" && message.plate;
+  $("crop").hidden = !plate;
+  $("no-crop").hidden = !plate || Boolean(message.crop);
+  $("crop-img").hidden = !message.crop;
+  if (plate && message.crop) $("crop-img").src = message.crop;
+  else $("crop-img").removeAttribute("src");
+  heldPlate = plate && message.held ? message : null;
+  $("vehicle-actions").hidden = !heldPlate;
+  const itIs = $("it-is");
+  itIs.hidden = !(heldPlate && heldPlate.resembles);
+  if (heldPlate && heldPlate.resembles) {
+    itIs.dataset.plate = heldPlate.resembles;
+    itIs.textContent = t("ui.it_is", { plate: heldPlate.resembles });
+  }
+}
+
+function openVehicleForm(action, plate) {
+  if (!heldPlate) return;
+  clearTimeout(idleTimer); // the guard is answering: keep the car on the screen
+  const held = heldPlate;
+  $("vehicle-plate").textContent = held.plate;
+  for (const form of document.querySelectorAll(".vehicle-form")) form.hidden = form.id !== `vehicle-${action}`;
+  const form = $(`vehicle-${action}`);
+  form.reset();
+  form.querySelector(".message").textContent = "";
+  form.elements.namedItem("held").value = held.held;
+  const plateField = form.elements.namedItem("plate");
+  if (plateField) plateField.value = plate || (action === "register" ? held.plate : "");
+  $("vehicle-dialog").showModal();
+  (form.querySelector("input:not([type=hidden]):placeholder-shown, select") || form.querySelector("input")).focus();
+}
+
+for (const button of document.querySelectorAll("#vehicle-actions button")) {
+  button.addEventListener("click", () => openVehicleForm(button.dataset.action, button.dataset.plate));
+}
+
+for (const form of document.querySelectorAll(".vehicle-form")) {
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const body = await post(form, form.dataset.url);
+    if (!body) return;
+    const pin = form.elements.namedItem("pin");
+    if (pin) pin.value = "";
+    const message = form.querySelector(".message");
+    message.className = "message ok";
+    if (body.opened === true) message.textContent = t("ui.done_open");
+    else if (body.opened === false) message.textContent = t("ui.done_not_open");
+    else if (body.reason) {
+      const reason = both(`reason.${body.reason}`);
+      message.textContent = t("ui.done_decided", { reason: `${reason.zh} · ${reason.en}` });
+    } else message.textContent = t("ui.done_vehicle");
+    setTimeout(() => $("vehicle-dialog").close(), 1500);
+  });
 }
 
 // -- the live stream: EventSource reconnects by itself; we restart it if it gave up ----

@@ -78,6 +78,10 @@ ADMIN_ONLY = frozenset(
         ("POST", "/cards/import"),
         ("GET", "/cards/import/{job:str}"),
         ("GET", "/cards/import/{job:str}/events"),
+        ("GET", "/vehicles/import"),
+        ("POST", "/vehicles/import"),
+        ("GET", "/vehicles/import/{job:str}"),
+        ("GET", "/vehicles/import/{job:str}/events"),
     }
 )
 ENDPOINTS = sorted(
