@@ -269,35 +269,41 @@ class VehicleBook:
 
 
 class PlateIndex:
-    """The registered plates grouped by length, reread only when the card list's version changes.
+    """The registered plates keyed by every one-character mask, reread only when their version changes.
 
-    A near miss is looked for on every plate that is not registered exactly, so the
-    comparison must not reread the list each time; a compound's few thousand plates
-    compare in well under a millisecond.
+    A near miss is looked for on every plate that is not registered exactly, so it must
+    not compare with each registered plate in turn: each plate is filed under its text
+    with one position blanked (``京A1_345`` at position 4, …), and a plate's near misses
+    are the plates filed under its own masks — as many dictionary probes as it has
+    characters, whatever the size of the list.
     """
 
     def __init__(self, source: Callable[[], tuple[int, Iterable[str]]]) -> None:
         self._source = source
         self._version: int | None = None
-        self._by_length: dict[int, list[tuple[Plate, str]]] = {}
+        self._masks: dict[str, list[tuple[Plate, str]]] = {}
+
+    @staticmethod
+    def _keys(text: str) -> list[str]:
+        return [f"{i}:{text[:i]}{text[i + 1 :]}" for i in range(len(text))]
 
     def near(self, plate: Plate) -> list[tuple[Plate, str]]:
         """Registered plates exactly one character off ``plate``, with the credential each was under."""
         version, credentials = self._source()
         if version != self._version:
-            by_length: dict[int, list[tuple[Plate, str]]] = {}
+            masks: dict[str, list[tuple[Plate, str]]] = {}
             for credential in credentials:
                 try:
                     known = plate_from_credential(credential.removeprefix(BLOCK_PREFIX))
                 except PlateError:
                     continue
-                by_length.setdefault(len(known.text), []).append((known, credential))
-            self._by_length, self._version = by_length, version
-        return [
-            (known, credential)
-            for known, credential in self._by_length.get(len(plate.text), ())
-            if differences(known, plate) == 1
-        ]
+                for key in self._keys(known.text):
+                    masks.setdefault(key, []).append((known, credential))
+            self._masks, self._version = masks, version
+        found = []
+        for key in self._keys(plate.text):
+            found += [(k, c) for k, c in self._masks.get(key, ()) if differences(k, plate) == 1]
+        return found
 
 
 # -- the decision --------------------------------------------------------------------------
