@@ -278,6 +278,23 @@ class Broker:
             self.reload(creds)
         return creds
 
+    def add_gates(self, site: str, gates: list[str]) -> list[Credentials]:
+        """Provision many gates at once, each with its own key and certificate (the fleet harness).
+
+        One registry write and one issued-list write for all of them; a running broker
+        takes them up in one reload.
+        """
+        made = self.provisioning.add_gates(site, gates)
+        self._ensure_pki()
+        issued = self.ca.issue_keys([creds.username for creds in made])
+        out = [
+            Credentials(c.username, c.password, self.ca.ca_cert, i.cert_path, self.ca.key_path(c.username))
+            for c, i in zip(made, issued, strict=True)
+        ]
+        if self.running:
+            self.reload()
+        return out
+
     def add_console(self, name: str = "console", *, workers: int | None = None) -> Credentials:
         """Provision a console; a running broker takes it up at once.
 

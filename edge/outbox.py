@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.held import HeldRecord, HeldState
+from edge.writers import WriterPool
 from protocol import Event, GatepostError, encode
 from protocol.events import OUTBOX_DEGRADED, OUTBOX_LOST, OUTBOX_OVERFLOW, OUTBOX_RECOVERED
 
@@ -209,6 +210,7 @@ class Outbox:
         held_records: Sequence[Path | str] = (),
         retry_min_s: float = RETRY_MIN_S,
         retry_max_s: float = RETRY_MAX_S,
+        writers: WriterPool | None = None,
     ) -> None:
         if capacity < 2:
             raise ValueError("outbox capacity must be at least 2")
@@ -225,6 +227,9 @@ class Outbox:
         self.retry_min_s = retry_min_s
         self.retry_max_s = retry_max_s
         self._sync = sync
+        self._writers: WriterPool | None = None
+        """``None``: a writer thread of its own; else a pool's threads shared by many outboxes
+        (edge/writers.py, the fleet harness).  Either way the same commit pass runs."""
         self._record = HeldRecord([self.path.with_name(self.path.name + ".held"), *map(Path, held_records)])
         self._writer_db: sqlite3.Connection | None = None
         self._reader_db: sqlite3.Connection | None = None
@@ -281,7 +286,13 @@ class Outbox:
         self._visible_seq = self._last_seq
         self._state_changed = False
         self._writer = threading.Thread(target=self._run, name="outbox-writer", daemon=True)
-        self._writer.start()
+        if writers is None:
+            self._writer.start()
+        else:
+            self._writers = writers
+            writers.register(self, self._pool_pass)
+            if self._degraded is not None:
+                writers.kick(self)
 
     # -- opening ---------------------------------------------------------------------
 
@@ -537,6 +548,8 @@ class Outbox:
             self._pending.append(item)
             if wake_writer:
                 self._work.set()
+        if wake_writer and self._writers is not None:
+            self._writers.kick(self)
 
     @property
     def backlog(self) -> int:
@@ -592,7 +605,10 @@ class Outbox:
             return
         self._closed = True
         self._work.set()
-        self._writer.join()
+        if self._writers is None:
+            self._writer.join()
+        else:
+            self._writers.unregister(self)
         with self._commit_lock:
             self._commit_pending()  # an append that raced close() still gets its answer
             if self._journal or self._db_acks:
@@ -625,6 +641,16 @@ class Outbox:
                 self._commit_pending()
         with self._commit_lock:
             self._commit_pending()  # what was queued before close() is committed, not dropped
+
+    def _pool_pass(self) -> float | None:
+        """One pass of :meth:`_run` on a pool's thread; when to run again (a disk retry) or ``None``."""
+        if self._closed:
+            return None
+        with self._commit_lock:
+            if self._closed:
+                return None
+            self._commit_pending()
+        return self._retry_at if self._degraded is not None else None
 
     def _commit_pending(self) -> None:
         """Commit everything queued so far (and retry a failed disk when due); the caller holds the commit lock."""
@@ -880,6 +906,8 @@ class Outbox:
         self._retry_at = time.monotonic() + self._retry_delay
         self._record_dirty = True
         self._work.set()  # the writer thread times its retries; it may be waiting without a timeout
+        if self._writers is not None:
+            self._writers.kick(self)
 
     def _recover(self) -> None:
         degraded_s = round(time.time() - self._degraded_since, 3)
