@@ -246,7 +246,9 @@ class Fleet:
             "due": due,
             "taken": taken,
             "elapsed_s": time.monotonic() - began,
-            "start_lag_p99_ms": round(lateness[int(0.99 * (len(lateness) - 1))] * 1000, 1) if lateness else None,
+            "start_lag_p99_ms": round(lateness[int(0.99 * (len(lateness) - 1))] * 1000, 1)
+            if lateness
+            else None,
         }
 
     # -- cost --------------------------------------------------------------------------
