@@ -187,7 +187,7 @@ def compare_threads(workdir: Path, gates: int) -> dict[str, dict[str, float]]:
     """Threads, descriptors and memory per gate: shared loop and pool against a thread per client."""
     out: dict[str, dict[str, float]] = {}
     for shared in (True, False):
-        broker = Broker(workdir / f"cmp-{shared}" / "broker")
+        broker = Broker(workdir / f"cmp-{shared}" / "broker", gates=gates)
         creds = broker.add_gates(SITE, [f"c{i:04d}" for i in range(gates)])
         broker.start()
         try:
@@ -226,7 +226,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     url, drop = _database(args.postgres)
     result: dict[str, Any] = {"gates": n, "quick": quick, "open_files_limit": soft}
     sizing = QueueSizing(gates=n, peak_events_per_s=1.0, outage_s=int(outage_s * 1.5), headroom=2.0)
-    broker = Broker(workdir / "broker", max_queued_messages=sizing.messages)
+    broker = Broker(workdir / "broker", max_queued_messages=sizing.messages, gates=n)
     console: Console | None = None
     fleet: Fleet | None = None
     try:
