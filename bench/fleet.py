@@ -282,7 +282,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         thread, stop, _ = _under_load(fleet, 3600)
         time.sleep(2.0)
         began = time.perf_counter()
-        broker.restart()
+        broker.stop()
+        time.sleep(args.broker_down_s)  # an upgrade or a reboot, not only a process restart
+        broker.start()
         online = fleet.wait(lambda: fleet.connected() == n, 120, 0.05)
         online_s = time.perf_counter() - began
         marks = {gate.gate: gate.outbox.last_seq for gate in fleet.gates}
@@ -398,6 +400,7 @@ def main() -> None:
     parser.add_argument(
         "--compare", type=int, default=None, help="gates for the threads comparison (quick: 50)"
     )
+    parser.add_argument("--broker-down-s", type=float, default=3.0, help="how long the broker stays down")
     parser.add_argument("--postgres", default=DEFAULT_POSTGRES)
     args = parser.parse_args()
     if args.compare is None:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime
 
 from console.store import LinkKind, LinkState
 
@@ -48,6 +47,8 @@ class HeldOffline:
     previous: str | None
     release_at: float
     """Monotonic time at which, still offline, it raises ``gate.offline``."""
+    tied: bool = False
+    """Received around a drop of the console's link: waits for the grace after its reconnect."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,11 +92,15 @@ class OutageRule:
             if link.state is LinkKind.CONNECTED and self._drops and self._drops[-1].back_at is None:
                 last = self._drops[-1]
                 self._drops[-1] = BrokerDrop(last.lost_at, last.seen_at, now)
+                for held in self._held.values():
+                    if held.tied:
+                        held.release_at = max(held.release_at, now + self.grace_s)
         if drop is not None:
             self._drops.append(drop)
             self._drops = self._drops[-8:]
             for held in self._held.values():  # wills that came just before the drop was seen
                 if now - held.release_at < self.hold_s + 1:
+                    held.tied = True
                     held.release_at = max(held.release_at, self._release(now))
         return drop
 
@@ -115,9 +120,12 @@ class OutageRule:
     ) -> None:
         now = time.monotonic() if now is None else now
         release = now + self.hold_s
-        if self._drops and (self._drops[-1].back_at is None or now < self._drops[-1].back_at + self.grace_s):
+        tied = bool(self._drops) and (
+            self._drops[-1].back_at is None or now < self._drops[-1].back_at + self.grace_s
+        )
+        if tied:
             release = max(release, self._release(now))
-        self._held[site, gate] = HeldOffline(site, gate, received_at, outage, previous, release)
+        self._held[site, gate] = HeldOffline(site, gate, received_at, outage, previous, release, tied)
 
     def back(self, site: str, gate: str) -> None:
         """The gate said ``online``/``degraded`` or ``stopped``: nothing to raise for its held ``offline``."""
@@ -141,7 +149,3 @@ class OutageRule:
 
 def drop_source(drop: BrokerDrop) -> str:
     return f"broker@{drop.lost_at}"
-
-
-def describe(drop: BrokerDrop) -> dict[str, str | float | None]:
-    return {"lost_at": drop.lost_at, "detected": datetime.now().astimezone().isoformat(timespec="seconds")}
