@@ -119,19 +119,17 @@ class Console:
     def stored(self) -> int:
         return int(self.store.db.query("SELECT COUNT(*) FROM events WHERE site = ?", (SITE,))[0][0])
 
-    def integrity(self, taken: dict[str, int]) -> tuple[int, int]:
-        """(lost, duplicated) against what each gate says it took (its last seq)."""
+    def integrity(self, owed: dict[str, int]) -> tuple[int, int]:
+        """(lost, duplicated): per gate, numbers 1..owed not stored, and numbers stored twice."""
         rows = self.store.db.query(
-            "SELECT gate, COUNT(*), COUNT(DISTINCT seq), COUNT(DISTINCT id) FROM events WHERE site = ?"
-            " GROUP BY gate",
-            (SITE,),
+            "SELECT gate, seq, COUNT(*) FROM events WHERE site = ? GROUP BY gate, seq", (SITE,)
         )
-        seen = {gate: (int(n), int(seqs), int(ids)) for gate, n, seqs, ids in rows}
-        lost = dup = 0
-        for gate, last in taken.items():
-            n, seqs, _ids = seen.get(gate, (0, 0, 0))
-            lost += max(0, last - seqs)
-            dup += n - seqs
+        seqs: dict[str, set[int]] = {}
+        dup = 0
+        for gate, seq, count in rows:
+            seqs.setdefault(gate, set()).add(int(seq))
+            dup += int(count) - 1
+        lost = sum(last - sum(1 for seq in seqs.get(gate, ()) if seq <= last) for gate, last in owed.items())
         return lost, dup
 
     def latencies_ms(self, since: str) -> list[float]:
@@ -163,12 +161,14 @@ def _stamp() -> str:
     return now_text()
 
 
-def _under_load(fleet: Fleet, seconds: float) -> tuple[threading.Thread, threading.Event, dict[str, Any]]:
+def _under_load(
+    fleet: Fleet, seconds: float, rate: float
+) -> tuple[threading.Thread, threading.Event, dict[str, Any]]:
     stop = threading.Event()
     result: dict[str, Any] = {}
 
     def run() -> None:
-        result.update(fleet.run_load(seconds, stop=stop))
+        result.update(fleet.run_load(seconds, per_gate_per_s=rate, stop=stop))
 
     thread = threading.Thread(target=run, name="fleet-load", daemon=True)
     thread.start()
@@ -224,8 +224,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     soft, _hard = raise_open_files()  # mosquitto, started from here, inherits it
     workdir = Path(tempfile.mkdtemp(prefix="gatepost-fleet-"))
     url, drop = _database(args.postgres)
-    result: dict[str, Any] = {"gates": n, "quick": quick, "open_files_limit": soft}
-    sizing = QueueSizing(gates=n, peak_events_per_s=1.0, outage_s=int(outage_s * 1.5), headroom=2.0)
+    result: dict[str, Any] = {
+        "gates": n,
+        "quick": quick,
+        "rate_per_gate": args.rate,
+        "open_files_limit": soft,
+    }
+    sizing = QueueSizing(
+        gates=n, peak_events_per_s=max(args.rate, 0.1), outage_s=int(outage_s * 1.5), headroom=2.0
+    )
     broker = Broker(workdir / "broker", max_queued_messages=sizing.messages, gates=n)
     console: Console | None = None
     fleet: Fleet | None = None
@@ -252,7 +259,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         since = _stamp()
         groups = {"workers": console.pids(), "broker": [broker.pid or 0], "database": pids_named("postgres")}
         stored0, ticks = console.stored(), Ticks(groups).start()
-        load = fleet.run_load(steady_s)
+        load = fleet.run_load(steady_s, per_gate_per_s=args.rate)
         drained = fleet.wait(lambda: fleet.backlog() == 0, 60)
         used = ticks.stop()
         stored = console.stored() - stored0
@@ -279,7 +286,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         # 2. broker restart under load
         alarm_mark = console.last_alarm()
-        thread, stop, _ = _under_load(fleet, 3600)
+        thread, stop, _ = _under_load(fleet, 3600, args.rate)
         time.sleep(2.0)
         began = time.perf_counter()
         broker.stop()
@@ -288,7 +295,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         online = fleet.wait(lambda: fleet.connected() == n, 120, 0.05)
         online_s = time.perf_counter() - began
         marks = {gate.gate: gate.outbox.last_seq for gate in fleet.gates}
-        caught_up = fleet.wait(lambda: _acked_through(fleet, marks), 120, 0.1)
+        caught_up = fleet.wait(lambda: _acked_through(fleet, marks), args.drain_timeout, 0.1)
         recovery_s = time.perf_counter() - began
         stop.set()
         thread.join()
@@ -307,7 +314,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         # 3. console outage, then the drain, with one worker and then two
         for workers, seconds in ((1, outage_s), (2, outage_s / 2)):
             console.stop()
-            thread, stop, _ = _under_load(fleet, 3600)
+            thread, stop, _ = _under_load(fleet, 3600, args.rate)
             time.sleep(seconds)
             backlog = fleet.backlog()
             marks = {gate.gate: gate.outbox.last_seq for gate in fleet.gates}
@@ -316,14 +323,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             ticks = Ticks(groups).start()
             began, taken0 = time.perf_counter(), fleet.taken()
             console.start(workers)
-            caught_up = fleet.wait(lambda m=marks: _acked_through(fleet, m), 900, 0.1)
+            caught_up = fleet.wait(lambda m=marks: _acked_through(fleet, m), args.drain_timeout, 0.1)
             drain_s = time.perf_counter() - began
             used = ticks.stop()
             drained = console.stored() - stored0
             arrived = fleet.taken() - taken0
             stop.set()
             thread.join()
-            fleet.wait(lambda: fleet.backlog() == 0, 120)
+            fleet.wait(lambda: fleet.backlog() == 0, args.drain_timeout)
             rate = drained / drain_s
             result[f"drain_{workers}w"] = {
                 "outage_s": seconds,
@@ -331,6 +338,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "drain_s": round(drain_s, 2),
                 "stored_per_s": round(rate, 1),
                 "arrival_per_s": round(arrived / drain_s, 1),
+                "nominal_arrival_per_s": round(n * args.rate, 1),
                 "busy_cores": round(used["machine"] * TICK_S / drain_s, 2),
                 "caught_up": caught_up,
             }
@@ -343,7 +351,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             result["drain_2w"]["stored_per_s"] / result["drain_1w"]["stored_per_s"], 2
         )
 
-        lost, duplicates = console.integrity(fleet.last_seqs())
+        result["backlog_at_end"] = fleet.backlog()  # still in the gates' outboxes: not lost, not counted
+        fleet.wait(lambda: fleet.backlog() == 0, args.drain_timeout)
+        lost, duplicates = console.integrity(fleet.pending_excluded())
         result["lost"] = lost
         result["duplicates"] = duplicates
         result["taken"] = fleet.taken()
@@ -399,6 +409,10 @@ def main() -> None:
     parser.add_argument("--outage-s", type=float, default=None)
     parser.add_argument(
         "--compare", type=int, default=None, help="gates for the threads comparison (quick: 50)"
+    )
+    parser.add_argument("--rate", type=float, default=1.0, help="scans per second per gate")
+    parser.add_argument(
+        "--drain-timeout", type=float, default=900.0, help="longest wait for a backlog to drain, seconds"
     )
     parser.add_argument("--broker-down-s", type=float, default=3.0, help="how long the broker stays down")
     parser.add_argument("--postgres", default=DEFAULT_POSTGRES)
