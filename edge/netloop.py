@@ -276,7 +276,9 @@ class SharedNetwork:
 
     def _closed(self, member: _Member, sock: Any) -> None:
         """paho closed the socket: the connection was lost, or ``disconnect()`` finished."""
-        if member.sock is not None and member.sock is sock:
+        if member.sock is not None and member.sock is not sock:
+            return  # an old connection's close, heard after the next one was registered
+        if member.sock is not None:
             self._unregister(member)
         if member.removed or member.connecting:
             return
