@@ -18,9 +18,12 @@ watcher (alarms) in a thread here:
    file descriptors per gate — and the same gates with today's threads (paho's loop
    thread, a sender, an outbox writer per gate), the comparison, at ``--compare`` gates.
 
-``--quick``: 200 gates, 8 s phases, a 15 s console outage (the issue's 10 minutes)
-and a 10 s alarm grace (the console's is 60 s), under a minute and a half on a loaded
-two-core machine.  Full: 1,000 gates, 60 s phases, the 10-minute outage.
+``--quick``: 200 gates, 8 s phases, the broker down 3 s, a 15 s console outage (the
+issue's 10 minutes) and a 10 s alarm grace (the console's is 60 s).  Its phases take
+about a minute; the drains after the console outages take what the console needs, which
+on the loaded two-core development machine was 4-5 minutes more (docs/fleet.md).  Full:
+1,000 gates, 60 s phases, the 10-minute outage; ``--rate`` lowers the scans per gate
+where the console cannot take a thousand a second.
 
 Usage: ``python bench/fleet.py [--quick] [--gates N] [--postgres URL]``.  Prints a
 table, then one JSON line.
