@@ -203,14 +203,19 @@ def compare_threads(workdir: Path, gates: int) -> dict[str, dict[str, float]]:
                 codes=resident_codes(50),
                 shared=shared,
             )
+            began = time.perf_counter()
             fleet.start()
-            if not fleet.wait(lambda f=fleet: f.connected() == gates, 60):
-                raise SystemExit(f"only {fleet.connected()} of {gates} gates connected (shared={shared})")
+            # A thread per client connecting at once on a busy machine may not all get through
+            # their TLS handshakes in time: that is a finding, not a reason to lose the run.
+            connected = fleet.wait(lambda f=fleet: f.connected() == gates, 60)
+            connect_s = time.perf_counter() - began
             fleet.run_load(3.0)
             out["shared" if shared else "threads"] = {
                 "kb_per_gate": round((rss_kb() - rss0) / gates, 1),
                 "fds_per_gate": round((open_fds() - fds0) / gates, 2),
                 "threads_per_gate": round((threading.active_count() - threads0) / gates, 2),
+                "connected": fleet.connected(),
+                "connect_s": round(connect_s, 2) if connected else None,
             }
             fleet.stop()
         finally:
