@@ -387,7 +387,7 @@ def table(result: dict[str, Any]) -> str:
     lines = [
         f"fleet: {result['gates']} gates, PostgreSQL store ({'quick' if result['quick'] else 'full'})",
         f"  provision {result['provision_s']} s, all connected in {result['connect_all_s']} s",
-        f"  steady 1/s/gate: {steady['taken']} taken, {steady['stored']} stored, "
+        f"  steady {result['rate_per_gate']:g}/s/gate: {steady['taken']} taken, {steady['stored']} stored, "
         f"{steady['scans_per_s']}/s, scan-to-console p50 {steady['p50_ms']} ms p99 {steady['p99_ms']} ms",
         f"  broker restart: all online in {restart['all_online_s']} s, caught up in "
         f"{result['broker_restart_recovery_s']} s; alarms {restart['alarms']}",
