@@ -56,7 +56,9 @@ def test_links_on_one_thread_publish_and_come_back_after_a_broker_restart(
         broker.restart()
         assert wait(lambda: all(link.connected for link in links), 40), "each reconnects by itself"
         assert min(link.connects for link in links) >= 2
-        console = mqtt_client_factory(broker.add_console(f"d{unique_name[:8]}"))  # the first one's session went
+        console = mqtt_client_factory(
+            broker.add_console(f"d{unique_name[:8]}")
+        )  # the first one's session went
         console.subscribe(f"gatepost/v1/{site}/+/event")
         for box in outboxes:
             box.append("access.scan", {"n": 2}, time=datetime.now(UTC), clock_trusted=True)
