@@ -38,6 +38,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -113,13 +114,14 @@ def bench_outbox(workdir: Path, n: int) -> dict[str, float]:
 # -- 2. scan to outbox -------------------------------------------------------------------
 
 
-def bench_scan_to_outbox(workdir: Path, broker: Broker, n: int) -> dict[str, float]:
+def bench_scan_to_outbox(workdir: Path, broker: Broker, n: int, gate: str = "g-outbox") -> dict[str, Any]:
     from edge.agent import GateAgent
     from edge.config import EdgeConfig
     from simulator.scanner import VirtualScanner
 
-    creds = broker.add_gate("bench", "g-outbox")
-    secret = workdir / "g-outbox.secret"
+    workdir.mkdir(parents=True, exist_ok=True)
+    creds = broker.add_gate("bench", gate)
+    secret = workdir / f"{gate}.secret"
     secret.write_text(creds.password)
     scanner = VirtualScanner(workdir / "tty-outbox", baudrate=9600, pace=True)
     typed: dict[str, int] = {}
@@ -134,7 +136,7 @@ def bench_scan_to_outbox(workdir: Path, broker: Broker, n: int) -> dict[str, flo
     config = EdgeConfig.model_validate(
         {
             "site": "bench",
-            "gate": "g-outbox",
+            "gate": gate,
             "mqtt": {
                 "host": broker.host,
                 "port": broker.port,
@@ -158,15 +160,22 @@ def bench_scan_to_outbox(workdir: Path, broker: Broker, n: int) -> dict[str, flo
         agent.stop(drain_s=0)
         scanner.close()
     latencies = [(committed[c] - typed[c]) / 1e6 for c in typed if c in committed]
-    return {"n": len(latencies), "p50": pct(latencies, 50), "p99": pct(latencies, 99), "max": max(latencies)}
+    return {
+        "n": len(latencies),
+        "p50": pct(latencies, 50),
+        "p99": pct(latencies, 99),
+        "max": max(latencies),
+        "samples": latencies,
+    }
 
 
-def bench_naive_serial(workdir: Path, n: int) -> dict[str, float]:
+def bench_naive_serial(workdir: Path, n: int) -> dict[str, Any]:
     """The usual first attempt: ``read_until(CR)`` and one durable commit per scan."""
     import serial
 
     from simulator.scanner import VirtualScanner
 
+    workdir.mkdir(parents=True, exist_ok=True)
     scanner = VirtualScanner(workdir / "tty-naive", baudrate=9600, pace=True)
     port = serial.serial_for_url(str(scanner.link_path), baudrate=9600, timeout=1.0)
     db = sqlite3.connect(workdir / "naive-scan.db", isolation_level=None, check_same_thread=False)
@@ -197,7 +206,30 @@ def bench_naive_serial(workdir: Path, n: int) -> dict[str, float]:
     port.close()
     scanner.close()
     latencies = [(committed[c] - typed[c]) / 1e6 for c in typed if c in committed]
-    return {"n": len(latencies), "p50": pct(latencies, 50), "p99": pct(latencies, 99)}
+    return {"n": len(latencies), "p50": pct(latencies, 50), "p99": pct(latencies, 99), "samples": latencies}
+
+
+def interleaved_scans(
+    workdir: Path, broker: Broker, n: int, rounds: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The shipped scan path and the naive one in alternating rounds, samples pooled.
+
+    Run one after the other, the two met different moments of a shared machine's load, and
+    a p99 of a few milliseconds compared the noise more than the code; alternating puts
+    both through the same noise.  Each round is a fresh gate (its own outbox file).
+    """
+    shipped: list[float] = []
+    naive: list[float] = []
+    per_round = max(20, n // rounds)
+    for index in range(rounds):
+        run = bench_scan_to_outbox(workdir / f"scan-{index}", broker, per_round, f"g-outbox-{index}")
+        shipped += run["samples"]
+        naive += bench_naive_serial(workdir / f"naive-{index}", per_round)["samples"]
+
+    def summary(values: list[float]) -> dict[str, Any]:
+        return {"n": len(values), "p50": pct(values, 50), "p99": pct(values, 99), "max": max(values)}
+
+    return summary(shipped), summary(naive)
 
 
 # -- 3. scan to console ------------------------------------------------------------------
@@ -595,8 +627,7 @@ def main() -> None:
         broker = Broker(workdir / "broker")
         broker.start()
         try:
-            scan = bench_scan_to_outbox(workdir, broker, n_scan)
-            naive = bench_naive_serial(workdir, n_scan)
+            scan, naive = interleaved_scans(workdir, broker, n_scan, 5 if quick else 10)
             # Interleaved rounds, median of each: the two share the machine's noise.
             raw_rates, ingest_rates, tls_rates = [], [], []
             for _ in range(rounds):
@@ -713,6 +744,8 @@ def main() -> None:
         "scan_to_outbox_p50_ms": round(scan["p50"], 3),
         "scan_to_outbox_p99_ms": round(scan["p99"], 3),
         "naive_scan_to_commit_p99_ms": round(naive["p99"], 3),
+        "naive_scan_to_commit_p50_ms": round(naive["p50"], 3),
+        "scan_to_outbox_vs_naive_p99": round(scan["p99"] / naive["p99"], 3),
         "scan_to_console_p50_ms": round(console["p50"], 3),
         "scan_to_console_p99_ms": round(console["p99"], 3),
         "ingest_events_per_s": round(ingest_rate),

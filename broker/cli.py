@@ -59,7 +59,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--address", action="append", default=[], help="an IP address gates use for the broker (repeatable)"
     )
     init.add_argument("--user", default="mosquitto", help="user mosquitto drops to when started as root")
-    init.add_argument("--gates", type=int, default=16, help="gates on the site, for queue sizing")
+    init.add_argument(
+        "--gates", type=int, default=16, help="gates on the site: queue sizing and max_connections"
+    )
     init.add_argument("--peak-rate", type=float, default=2.0, help="peak events per second per gate")
     init.add_argument("--outage", type=int, default=3600, help="console outage to ride out, seconds")
     init.add_argument(
@@ -151,6 +153,10 @@ def _fail(exc: Exception) -> int:
     return 2
 
 
+UNIT_NOFILE = 65536
+"""``LimitNOFILE`` in systemd/gatepost-broker.service (a test keeps the two equal)."""
+
+
 def _init(args: argparse.Namespace) -> int:
     from broker.config import QueueSizing, find_dynsec_plugin, render_config
     from broker.files import write_atomic
@@ -190,6 +196,9 @@ def _init(args: argparse.Namespace) -> int:
         f"wrote the server certificate {ca.server_cert} for {', '.join(args.name + args.address) or '127.0.0.1'}"
     )
     print(f"wrote {state_dir / 'mosquitto.conf'} (queue: {sizing.explain()})")
+    print(f"max_connections {sizing.connections}: the unit's LimitNOFILE must exceed it (docs/broker.md)")
+    if sizing.connections + 256 > UNIT_NOFILE:
+        print(f"warning: raise LimitNOFILE in gatepost-broker.service above {sizing.connections + 256}")
     print(f"wrote {provisioning.dynsec_path} (users and roles, from {provisioning.registry_path})")
     print(f"run it with: mosquitto -c {state_dir / 'mosquitto.conf'}")
     return 0

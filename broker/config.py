@@ -50,6 +50,10 @@ MAX_INFLIGHT_MESSAGES = 100
 """Matches ``make_client(max_inflight=100)``; mosquitto's default of 20 throttles the
 console to 20 round trips' worth of events while it drains a backlog."""
 
+CONNECTION_HEADROOM = 64
+"""Connections beyond the gates': the console's (ingest workers, health, commands, web), the
+administrator's, and a gate's replacement logging in while its old session still closes."""
+
 PERSISTENT_CLIENT_EXPIRATION = "14d"
 """A backstop above ``protocol.mqtt.SESSION_EXPIRY_S`` for clients that ask for none."""
 
@@ -83,6 +87,17 @@ class QueueSizing:
     @property
     def bytes(self) -> int:
         return self.messages * self.mean_message_bytes
+
+    @property
+    def connections(self) -> int:
+        """``max_connections``: every gate and a quarter more, plus :data:`CONNECTION_HEADROOM`.
+
+        A bound, not a target: past it mosquitto refuses the connection, so a runaway
+        client (or a thousand reconnecting at once after a restart) cannot use up the file
+        descriptors the real gates need.  Each connection costs mosquitto one descriptor;
+        the unit's ``LimitNOFILE`` must exceed this (docs/broker.md, systemd/).
+        """
+        return math.ceil(self.gates * 1.25) + CONNECTION_HEADROOM
 
     def explain(self) -> str:
         return (
@@ -183,6 +198,8 @@ def render_config(
         max_queued_messages=queued,
         max_queued_bytes=queued * sizing.mean_message_bytes,
         max_inflight_messages=max_inflight_messages,
+        max_connections=sizing.connections,
+        connections_comment=f"{sizing.gates} gates x 1.25 + {CONNECTION_HEADROOM}",
         message_size_limit=MAX_MESSAGE_BYTES,
         persistent_client_expiration=persistent_client_expiration,
     )

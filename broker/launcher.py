@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-from broker.config import AUTOSAVE_INTERVAL_S, DYNSEC_FILE, find_dynsec_plugin, render_config
+from broker.config import AUTOSAVE_INTERVAL_S, DYNSEC_FILE, QueueSizing, find_dynsec_plugin, render_config
 from broker.control import ApplyReport, apply_registry
 from broker.errors import BrokerError
 from broker.files import write_atomic
@@ -119,6 +119,7 @@ class Broker:
         autosave_interval: int = AUTOSAVE_INTERVAL_S,
         tls_port: int | None = None,
         plain: bool = True,
+        gates: int | None = None,
     ) -> None:
         self.state_dir = Path(state_dir).absolute()
         self.host = host
@@ -129,6 +130,8 @@ class Broker:
         self.ca = SiteCA(self.state_dir)
         self.max_queued_messages = max_queued_messages
         self.autosave_interval = autosave_interval
+        self.gates = gates
+        """Gates this broker is sized for (``max_connections``); ``None``: the production default."""
         self.provisioning = Provisioning(self.state_dir, dynsec_path=self.state_dir / DYNSEC_FILE)
         self._proc: subprocess.Popen[bytes] | None = None
         self._finalizer: weakref.finalize | None = None
@@ -209,6 +212,7 @@ class Broker:
             user=_current_user(),
             plugin=plugin,
             max_queued_messages=self.max_queued_messages,
+            sizing=QueueSizing(gates=self.gates) if self.gates is not None else None,
             autosave_interval=self.autosave_interval,
         )
         write_atomic(self.config_path, text, mode=0o640)
@@ -277,6 +281,23 @@ class Broker:
         if self.running:
             self.reload(creds)
         return creds
+
+    def add_gates(self, site: str, gates: list[str]) -> list[Credentials]:
+        """Provision many gates at once, each with its own key and certificate (the fleet harness).
+
+        One registry write and one issued-list write for all of them; a running broker
+        takes them up in one reload.
+        """
+        made = self.provisioning.add_gates(site, gates)
+        self._ensure_pki()
+        issued = self.ca.issue_keys([creds.username for creds in made])
+        out = [
+            Credentials(c.username, c.password, self.ca.ca_cert, i.cert_path, self.ca.key_path(c.username))
+            for c, i in zip(made, issued, strict=True)
+        ]
+        if self.running:
+            self.reload()
+        return out
 
     def add_console(self, name: str = "console", *, workers: int | None = None) -> Credentials:
         """Provision a console; a running broker takes it up at once.

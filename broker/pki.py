@@ -32,6 +32,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -201,6 +202,34 @@ class SiteCA:
         write_atomic(self.key_path(cns[0]), key_pem(key).decode(), mode=0o600)
         return out
 
+    def issue_keys(self, cns: list[str], *, days: int = CLIENT_DAYS) -> list[Issued]:
+        """A key of its own and a certificate for each name (many gates at once); the issued
+        list is written once, not once per certificate as :meth:`issue_with_key` would."""
+        issued = self._load_issued()
+        out: list[Issued] = []
+        ca_key = load_key(self.ca_key)
+        ca_cert = x509.load_pem_x509_certificate(self.ca_cert.read_bytes())
+        for cn in cns:
+            self.key_path(cn).parent.mkdir(mode=0o700, exist_ok=True)
+            key = new_key()
+            cert = self._sign(
+                key.public_key(), cn, days, ExtendedKeyUsageOID.CLIENT_AUTH, None, ca=(ca_key, ca_cert)
+            )
+            path = self.cert_path(cn)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, cert.public_bytes(serialization.Encoding.PEM).decode(), mode=0o644)
+            write_atomic(self.key_path(cn), key_pem(key).decode(), mode=0o600)
+            issued.append(
+                {
+                    "serial": str(cert.serial_number),
+                    "cn": cn,
+                    "not_after": cert.not_valid_after_utc.isoformat(),
+                }
+            )
+            out.append(Issued(cn, path, cert.not_valid_after_utc, cert.serial_number))
+        self._save_issued(issued)
+        return out
+
     def revoke(self, cns: set[str]) -> list[int]:
         """Revoke every unrevoked certificate issued to a name in ``cns`` and rewrite the CRL."""
         issued = self._load_issued()
@@ -265,11 +294,15 @@ class SiteCA:
         usage: x509.ObjectIdentifier,
         sans: x509.SubjectAlternativeName | None,
         valid_from: dt.datetime | None = None,
+        *,
+        ca: tuple[Any, x509.Certificate] | None = None,
     ) -> x509.Certificate:
         if not self.exists:
             raise PkiError(f"no site CA in {self.dir}: run `gatepost broker init` first")
-        ca_key = load_key(self.ca_key)
-        ca_cert = x509.load_pem_x509_certificate(self.ca_cert.read_bytes())
+        ca_key, ca_cert = ca or (
+            load_key(self.ca_key),
+            x509.load_pem_x509_certificate(self.ca_cert.read_bytes()),
+        )
         start = valid_from or _now() - _CLOCK_SKEW
         builder = (
             x509.CertificateBuilder()

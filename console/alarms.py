@@ -14,6 +14,10 @@ kind                        raised when
 ``outbox.lost``             a gate restarted while events were held in memory only
 ``gate.offline``            a gate's status became ``offline`` (its last will: the link
                             died), from another state or from another outage
+``broker.outage``           the console's own broker connection dropped (a broker restart):
+                            one alarm, site ``*``; the gates' ``offline`` statuses around it
+                            raise ``gate.offline`` only for gates not back within a grace
+                            (console/outage.py)
 ``access.denied_burst``     ``denials`` refused credentials at one gate within ``window_s``
                             of gate time (default 5 in 60 s: someone trying cards or codes)
 ``guard.pin_lockout``       wrong guard PINs paused a source's guard actions at a gate
@@ -83,6 +87,7 @@ class AlarmKind(StrEnum):
     OUTBOX_DEGRADED = "outbox.degraded"
     OUTBOX_LOST = "outbox.lost"
     GATE_OFFLINE = "gate.offline"
+    BROKER_OUTAGE = "broker.outage"
     DENIED_BURST = "access.denied_burst"
     GUARD_PIN_LOCKOUT = "guard.pin_lockout"
     SEQ_GAP = "seq.gap"

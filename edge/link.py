@@ -32,6 +32,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edge.commands import CommandVerifier
 from edge.failover import BrokerRotation
+from edge.netloop import SharedNetwork
 from edge.outbox import Outbox, OutboxClosed, Pending
 from edge.resend import ResendTracker
 from protocol import (
@@ -81,6 +82,7 @@ class Link:
         subscriptions: Sequence[tuple[str, Callable[[str, bytes], None]]] = (),
         on_connected: Callable[[], None] | None = None,
         failover: Sequence[BrokerEndpoint] = (),
+        network: SharedNetwork | None = None,
     ) -> None:
         self.topics = topics
         self.outbox = outbox
@@ -113,6 +115,9 @@ class Link:
         self._next_seq = 1
         self._resend_log_at = 0.0
         self._resends_unlogged = 0
+        self._network = network
+        """``None``: paho's own thread and a sender thread, as on a gate's board; else the shared
+        network thread runs both for many links (edge/netloop.py, the fleet harness)."""
         self._sender = threading.Thread(target=self._send_loop, name="link-sender", daemon=True)
         self.published = 0
         self.acked = 0
@@ -129,6 +134,9 @@ class Link:
     def start(self) -> None:
         self._running = True
         self.brokers.start(self._client)
+        if self._network is not None:
+            self._network.add(self._client, self._tick)
+            return
         self._client.loop_start()
         self._sender.start()
 
@@ -147,6 +155,12 @@ class Link:
             except (RuntimeError, ValueError):
                 log.warning("could not publish stopped status before disconnecting")
         self._client.disconnect()
+        if self._network is not None:
+            deadline = time.monotonic() + timeout
+            while self._client.socket() is not None and time.monotonic() < deadline:
+                time.sleep(0.01)  # the network thread writes the DISCONNECT, then paho closes
+            self._network.remove(self._client)
+            return
         self._client.loop_stop()
 
     def wait_connected(self, timeout: float = 10.0) -> bool:
@@ -159,6 +173,8 @@ class Link:
         with self._wake:
             self._dirty = True
             self._wake.notify()
+        if self._network is not None:
+            self._network.wake(self._client)
 
     def _status(self, state: GateState) -> GateStatus:
         return GateStatus(
@@ -367,29 +383,45 @@ class Link:
             with self._wake:
                 if not self._dirty:
                     self._wake.wait(timeout=self._sleep_s())
-                self._dirty = False
-                if not self._connected or not self._running:
-                    continue
-                if self._restart:
-                    self._inflight.clear()
-                    self._next_seq = self.outbox.first_pending_seq() or self.outbox.last_seq + 1
-                    self._restart = False
-                due = self._inflight.due()
-                room = self.window - len(self._inflight)
-                start = self._next_seq
-            if due and not self._resend(due):
-                continue
-            if room <= 0:
-                continue
-            try:
-                batch = self.outbox.pending(after_seq=start - 1, limit=room)
-            except Exception:
-                log.exception("could not read the outbox")
-                continue
-            if not self._publish(batch, first_send=True):
-                continue
-            if len(batch) == room:
-                self.wake()
+            self._send_step()
+
+    def _tick(self) -> None:
+        """The shared network's call (edge/netloop.py): a step only when woken or a resend is due.
+
+        The sender thread steps at least every half second and reads the outbox each time;
+        a thousand links doing so would cost thousands of queries a second for nothing.
+        """
+        with self._wake:
+            if not self._dirty and self._sleep_s() > 0:
+                return
+        self._send_step()
+
+    def _send_step(self) -> None:
+        """Resend what is due, then publish what fits in the window; one pass."""
+        with self._wake:
+            self._dirty = False
+            if not self._connected or not self._running:
+                return
+            if self._restart:
+                self._inflight.clear()
+                self._next_seq = self.outbox.first_pending_seq() or self.outbox.last_seq + 1
+                self._restart = False
+            due = self._inflight.due()
+            room = self.window - len(self._inflight)
+            start = self._next_seq
+        if due and not self._resend(due):
+            return
+        if room <= 0:
+            return
+        try:
+            batch = self.outbox.pending(after_seq=start - 1, limit=room)
+        except Exception:
+            log.exception("could not read the outbox")
+            return
+        if not self._publish(batch, first_send=True):
+            return
+        if len(batch) == room:
+            self.wake()
 
     def _sleep_s(self) -> float:
         """Until the next resend deadline, but never long: the loop also checks it is still wanted."""

@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.held import HeldRecord, HeldState
+from edge.writers import WriterPool
 from protocol import Event, GatepostError, encode
 from protocol.events import OUTBOX_DEGRADED, OUTBOX_LOST, OUTBOX_OVERFLOW, OUTBOX_RECOVERED
 
@@ -209,6 +210,7 @@ class Outbox:
         held_records: Sequence[Path | str] = (),
         retry_min_s: float = RETRY_MIN_S,
         retry_max_s: float = RETRY_MAX_S,
+        writers: WriterPool | None = None,
     ) -> None:
         if capacity < 2:
             raise ValueError("outbox capacity must be at least 2")
@@ -225,6 +227,9 @@ class Outbox:
         self.retry_min_s = retry_min_s
         self.retry_max_s = retry_max_s
         self._sync = sync
+        self._writers: WriterPool | None = None
+        """``None``: a writer thread of its own; else a pool's threads shared by many outboxes
+        (edge/writers.py, the fleet harness).  Either way the same commit pass runs."""
         self._record = HeldRecord([self.path.with_name(self.path.name + ".held"), *map(Path, held_records)])
         self._writer_db: sqlite3.Connection | None = None
         self._reader_db: sqlite3.Connection | None = None
@@ -234,6 +239,10 @@ class Outbox:
         self._count = 0
         self._overflow = _Overflow()
         self._meta_dirty = False
+        self._meta_rows = True
+        """Whether the next commit must write the ``meta`` rows.  A commit that only adds rows
+        need not: numbering and the last event time are read back from the newest row
+        (:func:`_read_meta`), so a scan's commit touches one table, not two."""
         self.last_event_time = ""
         self._journal: dict[int, _Held] = {}  # seq order: numbers only grow
         self._held_types: dict[str, int] = {}  # the journal's events by type, for the held record
@@ -281,7 +290,13 @@ class Outbox:
         self._visible_seq = self._last_seq
         self._state_changed = False
         self._writer = threading.Thread(target=self._run, name="outbox-writer", daemon=True)
-        self._writer.start()
+        if writers is None:
+            self._writer.start()
+        else:
+            self._writers = writers
+            writers.register(self, self._pool_pass)
+            if self._degraded is not None:
+                writers.kick(self)
 
     # -- opening ---------------------------------------------------------------------
 
@@ -311,7 +326,7 @@ class Outbox:
             writer = self._connect(self.path)
             try:
                 writer.executescript(_SCHEMA)
-                meta = dict(writer.execute("SELECT key, value FROM meta").fetchall())
+                meta = _read_meta(writer)
                 count = writer.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
                 reader = self._connect(self.path)
             except BaseException:
@@ -353,7 +368,7 @@ class Outbox:
                 return
             db = sqlite3.connect(self.path.resolve().as_uri() + "?immutable=1", uri=True)
             try:
-                meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+                meta = _read_meta(db)
                 self._count = db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
             finally:
                 db.close()
@@ -537,6 +552,8 @@ class Outbox:
             self._pending.append(item)
             if wake_writer:
                 self._work.set()
+        if wake_writer and self._writers is not None:
+            self._writers.kick(self)
 
     @property
     def backlog(self) -> int:
@@ -592,7 +609,10 @@ class Outbox:
             return
         self._closed = True
         self._work.set()
-        self._writer.join()
+        if self._writers is None:
+            self._writer.join()
+        else:
+            self._writers.unregister(self)
         with self._commit_lock:
             self._commit_pending()  # an append that raced close() still gets its answer
             if self._journal or self._db_acks:
@@ -625,6 +645,16 @@ class Outbox:
                 self._commit_pending()
         with self._commit_lock:
             self._commit_pending()  # what was queued before close() is committed, not dropped
+
+    def _pool_pass(self) -> float | None:
+        """One pass of :meth:`_run` on a pool's thread; when to run again (a disk retry) or ``None``."""
+        if self._closed:
+            return None
+        with self._commit_lock:
+            if self._closed:
+                return None
+            self._commit_pending()
+        return self._retry_at if self._degraded is not None else None
 
     def _commit_pending(self) -> None:
         """Commit everything queued so far (and retry a failed disk when due); the caller holds the commit lock."""
@@ -663,6 +693,7 @@ class Outbox:
                 # Room came back after refusals: the loss becomes an event of its own.
                 self._note(OUTBOX_OVERFLOW, self._overflow.to_dict(), datetime.now(UTC), self._trusted)
                 self._overflow = _Overflow()
+                self._meta_rows = True
                 self._flush()
         if self._degraded is not None:
             self._acks_done += self._db_acks  # the file keeps their rows until a write succeeds
@@ -709,6 +740,7 @@ class Outbox:
             # Room came back: record the loss first, in its place in the sequence.
             self._note(OUTBOX_OVERFLOW, self._overflow.to_dict(), item.time, item.clock_trusted)
             self._overflow = _Overflow()
+            self._meta_rows = True
         self._trusted = item.clock_trusted
         if self._total() >= self.capacity:
             return self._refuse(item, journal=False)
@@ -720,7 +752,7 @@ class Outbox:
         self._overflow.count(item.type, item.time, journal=journal)
         self.refused += 1
         self.journal_dropped += journal
-        self._meta_dirty = self._record_dirty = True
+        self._meta_dirty = self._record_dirty = self._meta_rows = True
         return None
 
     def _number(self, event_type: str, data: dict[str, Any], at: datetime, trusted: bool) -> Event | None:
@@ -804,14 +836,17 @@ class Outbox:
                         "INSERT INTO outbox (seq, id, type, body) VALUES (?, ?, ?, ?)",
                         [(h.seq, h.id, h.type, h.body) for h in chunk],
                     )
-                db.executemany(
-                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                    [
-                        ("last_seq", str(upto)),
-                        ("overflow", self._overflow.to_json()),
-                        ("last_event_time", self.last_event_time),
-                    ],
-                )
+                # Rows added and none deleted: the newest row says what meta would.
+                write_meta = self._meta_rows or bool(self._db_acks) or not chunk or rest is not None
+                if write_meta:
+                    db.executemany(
+                        "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                        [
+                            ("last_seq", str(upto)),
+                            ("overflow", self._overflow.to_json()),
+                            ("last_event_time", self.last_event_time),
+                        ],
+                    )
                 db.execute("COMMIT")
             except (sqlite3.Error, OSError) as exc:  # a full disk, a read-only card, an I/O error
                 try:
@@ -838,6 +873,7 @@ class Outbox:
                 self._acks_done.append(pending)
             self._db_acks = []
             self._meta_dirty = False
+            self._meta_rows = self._meta_rows and not write_meta
             if not self._journal and self._degraded is not None:
                 self._recover()  # notes outbox.recovered: the loop writes it next
         if self._record_used and not self._journal:
@@ -880,6 +916,8 @@ class Outbox:
         self._retry_at = time.monotonic() + self._retry_delay
         self._record_dirty = True
         self._work.set()  # the writer thread times its retries; it may be waiting without a timeout
+        if self._writers is not None:
+            self._writers.kick(self)
 
     def _recover(self) -> None:
         degraded_s = round(time.time() - self._degraded_since, 3)
@@ -934,6 +972,27 @@ class Outbox:
             type=event_type,
             data=data,
         )
+
+
+def _read_meta(db: sqlite3.Connection) -> dict[str, str]:
+    """The ``meta`` rows, brought up to the newest row still in the file.
+
+    Commits that only add events do not rewrite ``meta`` (see ``Outbox._meta_rows``);
+    the newest row then carries the last number and the last event's time.
+    """
+    meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+    row = db.execute("SELECT seq, body FROM outbox ORDER BY seq DESC LIMIT 1").fetchone()
+    if row is None or row[0] <= int(meta.get("last_seq", "0")):
+        return meta
+    meta["last_seq"] = str(row[0])
+    try:
+        newest = datetime.fromisoformat(json.loads(row[1])["time"])
+    except (ValueError, KeyError, TypeError):
+        return meta
+    known = meta.get("last_event_time")
+    if not known or datetime.fromisoformat(known) < newest:
+        meta["last_event_time"] = newest.isoformat()
+    return meta
 
 
 def _merge(stored: list[Pending], held: list[Pending], limit: int | None) -> list[Pending]:

@@ -98,7 +98,9 @@ def test_demo_writes_history_then_runs_a_compressed_day_with_web_and_guard_scree
             process.kill()
             process.wait()
     text = out.text()
-    assert re.search(r"events from 7 gates, 0 missing", text), text[-2000:]  # 3 pass gates, 2 doors, a camera, a lane
+    assert re.search(r"events from 7 gates, 0 missing", text), text[
+        -2000:
+    ]  # 3 pass gates, 2 doors, a camera, a lane
 
     written = int(history.group(1).replace(",", ""))
     db = sqlite3.connect(state / "console" / "events.db")

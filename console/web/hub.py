@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from console.alarms import AlarmKind, Draft, outage_of
 from console.db import format_time
 from console.follow import EventFollower
+from console.outage import OutageRule, drop_source
 from console.store import (
     CONTRADICT_GRACE_S,
     EVENT_COLUMNS,
@@ -452,6 +453,8 @@ class Watcher:
         self.passes = 0
         self.contradict_grace_s = CONTRADICT_GRACE_S
         self.contradict_confirm_s = CONTRADICT_CONFIRM_S
+        self.outages = OutageRule()
+        """New ``offline`` statuses wait here: a broker outage is one alarm (console/outage.py)."""
 
     @property
     def cursor(self) -> int:
@@ -547,6 +550,13 @@ class Watcher:
         new receipt of the same state, not a new outage, so the alarm rule is given the
         state the board showed before (at start, the one stored).
         """
+        link = self.store.link_state()
+        drop = self.outages.observe_link(link)
+        if drop is not None:
+            log.warning("the console's broker connection dropped (%s): one broker.outage alarm", drop.lost_at)
+            draft = Draft(AlarmKind.BROKER_OUTAGE, "*", "broker", drop_source(drop), drop.lost_at, None, {})
+            for alarm in self.alarms.raise_drafts([draft]):
+                self.hub.publish("alarm", alarm.to_dict())
         newest = max(self._statuses.values(), default=None)
         since = (
             format_time(datetime.fromisoformat(newest) - timedelta(seconds=STATUS_LOOKBACK_S))
@@ -564,12 +574,21 @@ class Watcher:
             previous = self.board.outage(site, gate)
             row = self.board.apply_status(site, gate, state, received_at, payload)
             outage = self.board.outage(site, gate)
-            for alarm in self.alarms.observe_outage(site, gate, received_at, outage, previous=previous):
-                self.hub.publish("alarm", alarm.to_dict())
+            if outage is not None and outage != previous:
+                self.outages.offline(site, gate, received_at, outage, previous)
+            elif outage is None:
+                self.outages.back(site, gate)
             for alarm in self.alarms.observe_certificate(site, gate, received_at, payload):
                 self.hub.publish("alarm", alarm.to_dict())
             self.hub.publish("gate", row.to_dict())
-        for row in self.board.apply_link(self.store.link_state(), datetime.now(UTC)):
+        for held in self.outages.due():
+            if self.board.outage(held.site, held.gate) != held.outage:
+                continue  # back meanwhile (its events contradicted the will)
+            for alarm in self.alarms.observe_outage(
+                held.site, held.gate, held.received_at, held.outage, previous=held.previous
+            ):
+                self.hub.publish("alarm", alarm.to_dict())
+        for row in self.board.apply_link(link, datetime.now(UTC)):
             self.hub.publish("gate", row.to_dict())
         for site, gate, gaps, missing, ranges, oldest, changed in self.store.gap_summaries(self._gaps_seen):
             self._gaps_seen = max(self._gaps_seen, changed)

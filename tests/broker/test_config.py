@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -132,3 +133,18 @@ def test_provisioning_reads_where_a_written_config_points(tmp_path):
     path.write_text(render_config(port=None, tls_port=18831, bind="10.0.0.5"))
     assert configured_listener(path) == ("10.0.0.5", 18831), "no plain listener: the TLS one"
     assert configured_tls_listener(path) == ("10.0.0.5", 18831)
+
+
+def test_max_connections_follows_the_number_of_gates():
+    """``broker init --gates`` bounds the clients at once; the unit's open-file limit stays above it."""
+    small, fleet = QueueSizing(gates=16), QueueSizing(gates=1000)
+    assert settings(render_config(sizing=small))["max_connections"] == [str(small.connections)]
+    assert settings(render_config(sizing=fleet))["max_connections"] == ["1314"]
+    assert fleet.connections >= 1000 + 64, "every gate and the console's connections must fit"
+
+
+def test_the_broker_unit_allows_more_open_files_than_the_cli_assumes():
+    from broker.cli import UNIT_NOFILE
+
+    unit = (Path(__file__).resolve().parents[2] / "systemd" / "gatepost-broker.service").read_text()
+    assert f"LimitNOFILE={UNIT_NOFILE}" in unit

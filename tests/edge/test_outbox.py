@@ -178,3 +178,30 @@ def test_blocking_appends_from_many_threads_are_led_into_shared_commits(tmp_path
         assert sorted(seqs) == list(range(1, 801))
         assert outbox.commits < 800
         assert [row.seq for row in outbox.pending(limit=1000)] == list(range(1, 801))
+
+
+def test_numbering_continues_from_rows_whose_commits_did_not_rewrite_meta(tmp_path: Path):
+    """A scan's commit writes its row only (one page, not three); meta catches up on open."""
+    import sqlite3 as _sqlite3
+    from datetime import UTC as _UTC
+    from datetime import datetime as _datetime
+
+    path = tmp_path / "outbox.db"
+    box = Outbox(path, site="s", gate="g")
+    stamps = [_datetime.now(_UTC) for _ in range(3)]
+    for stamp in stamps:
+        box.append("access.scan", {}, time=stamp, clock_trusted=True)
+    box.close()
+    with _sqlite3.connect(path) as db:
+        meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+    assert int(meta["last_seq"]) < 3, "the appends' commits left meta behind (the cheap path ran)"
+    again = Outbox(path, site="s", gate="g")
+    assert again.last_seq == 3
+    assert again.last_event_time == stamps[-1].isoformat()
+    event = again.append("access.scan", {}, time=_datetime.now(_UTC), clock_trusted=True)
+    assert event is not None and event.seq == 4
+    again.ack([(1, 4)])
+    again.close()
+    emptied = Outbox(path, site="s", gate="g")
+    assert emptied.last_seq == 4, "with every row acknowledged, meta carries the number"
+    emptied.close()

@@ -32,6 +32,7 @@ def store(db_url: str | Path) -> Iterator[EventStore]:
 def _watcher(store: EventStore) -> Watcher:
     """A watcher with its position and board loaded, stepped by the test (its thread stopped)."""
     watcher = Watcher(store, store.db, AlarmBook(store.db), Hub(), GateBoard())
+    watcher.outages.hold_s = 0  # stepped by hand: an offline raises at the step that reads it
     watcher.start()
     watcher.stop()
     return watcher

@@ -1,0 +1,437 @@
+"""Fleet benchmark: hundreds to a thousand real gates on one broker and one console.
+
+All in one run, PostgreSQL store, the gates of :mod:`simulator.fleet` (real outbox with
+fsync, real link with its own TLS session and certificate, real decision) in this
+process, mosquitto and the console's ingest workers in theirs, the web console's
+watcher (alarms) in a thread here:
+
+1. **steady load**, one scan per second per gate (Poisson arrivals): lost, duplicated,
+   scan-to-console p50/p99 (the gate's decision time to the console's receipt stamp);
+   console CPU per stored event (workers, broker, database: :mod:`bench.cpu`);
+2. **broker restart** under the same load: seconds until every gate is online again and
+   every event taken up to then is acknowledged; alarms raised (target: one
+   ``broker.outage``, no ``gate.offline``);
+3. **console outage**, the ingest workers stopped while the gates keep scanning, then
+   started: drain rate against the arrival rate; the same with two workers, with the
+   cores that were busy (the ratio is a fact about the machine, not the software);
+4. **cost**: broker memory per connected gate, harness memory per gate, threads and
+   file descriptors per gate — and the same gates with today's threads (paho's loop
+   thread, a sender, an outbox writer per gate), the comparison, at ``--compare`` gates.
+
+``--quick``: 200 gates, 8 s phases, the broker down 3 s, a 15 s console outage (the
+issue's 10 minutes) and a 10 s alarm grace (the console's is 60 s).  Its phases take
+about a minute; the drains after the console outages take what the console needs, which
+on the loaded two-core development machine was 4-5 minutes more (docs/fleet.md).  Full:
+1,000 gates, 60 s phases, the 10-minute outage; ``--rate`` lowers the scans per gate
+where the console cannot take a thousand a second.
+
+Usage: ``python bench/fleet.py [--quick] [--gates N] [--postgres URL]``.  Prints a
+table, then one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.cpu import TICK_S, Ticks, pids_named  # noqa: E402
+from broker.config import QueueSizing  # noqa: E402
+from broker.launcher import Broker  # noqa: E402
+from simulator.fleet import Fleet, open_fds, raise_open_files, rss_kb  # noqa: E402
+from simulator.scenario import resident_codes  # noqa: E402
+
+DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
+SITE = "fleet"
+
+
+def pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def _database(server: str) -> tuple[str, Callable[[], None]]:
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg
+
+    name = f"gp_fleet_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
+        with psycopg.connect(server, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return urlunsplit(urlsplit(server)._replace(path=f"/{name}")), drop
+
+
+def _time(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+class Console:
+    """The console's ingest workers (processes) and the web console's watcher (a thread here)."""
+
+    def __init__(self, broker: Broker, url: str, grace_s: float) -> None:
+        from console.alarms import AlarmBook
+        from console.ingest import WorkerSpec
+        from console.store import EventStore
+        from console.web.hub import GateBoard, Hub, Watcher
+
+        creds = broker.add_console("fleet")
+        self.spec = WorkerSpec(broker.endpoint(creds), url, name="fleet", site=SITE, log_level="WARNING")
+        self.store = EventStore(url)
+        self.alarms = AlarmBook(self.store.db)
+        self.watcher = Watcher(self.store, self.store.db, self.alarms, Hub(), GateBoard())
+        self.watcher.outages.grace_s = grace_s
+        self.workers: Any = None
+
+    def start(self, workers: int = 1) -> None:
+        from console.ingest import IngestWorkers
+
+        self.workers = IngestWorkers(self.spec, workers).start()
+        if not self.workers.wait_ready(120):
+            raise SystemExit("the console's ingest workers did not subscribe")
+        if not self.watcher._thread:
+            self.watcher.start()
+
+    def stop(self) -> None:
+        if self.workers is not None:
+            self.workers.stop()
+            self.workers = None
+
+    def pids(self) -> list[int]:
+        return [pid for pid in self.workers.pids() if pid is not None] if self.workers else []
+
+    def stored(self) -> int:
+        return int(self.store.db.query("SELECT COUNT(*) FROM events WHERE site = ?", (SITE,))[0][0])
+
+    def integrity(self, owed: dict[str, int]) -> tuple[int, int]:
+        """(lost, duplicated): per gate, numbers 1..owed not stored, and numbers stored twice."""
+        rows = self.store.db.query(
+            "SELECT gate, seq, COUNT(*) FROM events WHERE site = ? GROUP BY gate, seq", (SITE,)
+        )
+        seqs: dict[str, set[int]] = {}
+        dup = 0
+        for gate, seq, count in rows:
+            seqs.setdefault(gate, set()).add(int(seq))
+            dup += int(count) - 1
+        lost = sum(last - sum(1 for seq in seqs.get(gate, ()) if seq <= last) for gate, last in owed.items())
+        return lost, dup
+
+    def latencies_ms(self, since: str) -> list[float]:
+        rows = self.store.db.query(
+            "SELECT time, received_at FROM events WHERE site = ? AND type = 'access.scan' AND received_at >= ?",
+            (SITE, since),
+        )
+        return [(_time(received) - _time(at)) * 1000 for at, received in rows]
+
+    def alarms_since(self, row_id: int) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for alarm in self.alarms.list(limit=100_000):
+            if alarm.row_id > row_id:
+                counts[alarm.kind] = counts.get(alarm.kind, 0) + 1
+        return counts
+
+    def last_alarm(self) -> int:
+        return max((alarm.row_id for alarm in self.alarms.list(limit=1)), default=0)
+
+    def close(self) -> None:
+        self.stop()
+        self.watcher.stop()
+        self.store.close()
+
+
+def _stamp() -> str:
+    from console.db import now_text
+
+    return now_text()
+
+
+def _under_load(
+    fleet: Fleet, seconds: float, rate: float
+) -> tuple[threading.Thread, threading.Event, dict[str, Any]]:
+    stop = threading.Event()
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        result.update(fleet.run_load(seconds, per_gate_per_s=rate, stop=stop))
+
+    thread = threading.Thread(target=run, name="fleet-load", daemon=True)
+    thread.start()
+    return thread, stop, result
+
+
+def _acked_through(fleet: Fleet, marks: dict[str, int]) -> bool:
+    for gate in fleet.gates:
+        first = gate.outbox.first_pending_seq()
+        if first is not None and first <= marks[gate.gate]:
+            return False
+    return True
+
+
+def compare_threads(workdir: Path, gates: int) -> dict[str, dict[str, float]]:
+    """Threads, descriptors and memory per gate: shared loop and pool against a thread per client."""
+    out: dict[str, dict[str, float]] = {}
+    for shared in (True, False):
+        broker = Broker(workdir / f"cmp-{shared}" / "broker", gates=gates)
+        creds = broker.add_gates(SITE, [f"c{i:04d}" for i in range(gates)])
+        broker.start()
+        try:
+            rss0, fds0, threads0 = rss_kb(), open_fds(), threading.active_count()
+            fleet = Fleet(
+                workdir / f"cmp-{shared}" / "gates",
+                SITE,
+                creds,
+                broker.endpoint,
+                codes=resident_codes(50),
+                shared=shared,
+            )
+            began = time.perf_counter()
+            fleet.start()
+            # A thread per client connecting at once on a busy machine may not all get through
+            # their TLS handshakes in time: that is a finding, not a reason to lose the run.
+            connected = fleet.wait(lambda f=fleet: f.connected() == gates, 60)
+            connect_s = time.perf_counter() - began
+            fleet.run_load(3.0)
+            out["shared" if shared else "threads"] = {
+                "kb_per_gate": round((rss_kb() - rss0) / gates, 1),
+                "fds_per_gate": round((open_fds() - fds0) / gates, 2),
+                "threads_per_gate": round((threading.active_count() - threads0) / gates, 2),
+                "connected": fleet.connected(),
+                "connect_s": round(connect_s, 2) if connected else None,
+            }
+            fleet.stop()
+        finally:
+            broker.stop()
+    return out
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    quick = args.quick
+    n = args.gates or (200 if quick else 1000)
+    steady_s = args.steady_s or (8.0 if quick else 60.0)
+    outage_s = args.outage_s or (15.0 if quick else 600.0)
+    grace_s = 10.0 if quick else 60.0
+    soft, _hard = raise_open_files()  # mosquitto, started from here, inherits it
+    workdir = Path(tempfile.mkdtemp(prefix="gatepost-fleet-"))
+    url, drop = _database(args.postgres)
+    result: dict[str, Any] = {
+        "gates": n,
+        "quick": quick,
+        "rate_per_gate": args.rate,
+        "open_files_limit": soft,
+    }
+    sizing = QueueSizing(
+        gates=n, peak_events_per_s=max(args.rate, 0.1), outage_s=int(outage_s * 1.5), headroom=2.0
+    )
+    broker = Broker(workdir / "broker", max_queued_messages=sizing.messages, gates=n)
+    console: Console | None = None
+    fleet: Fleet | None = None
+    try:
+        began = time.perf_counter()
+        creds = broker.add_gates(SITE, [f"g{i:04d}" for i in range(n)])
+        result["provision_s"] = round(time.perf_counter() - began, 2)
+        broker.start()
+        broker_kb0 = rss_kb(broker.pid)
+        console = Console(broker, url, grace_s)
+        console.start(1)
+        harness_kb0 = rss_kb()
+        fleet = Fleet(workdir / "gates", SITE, creds, broker.endpoint, codes=resident_codes(500))
+        began = time.perf_counter()
+        fleet.start()
+        if not fleet.wait(lambda: fleet.connected() == n, 120):
+            raise SystemExit(f"only {fleet.connected()} of {n} gates connected")
+        result["connect_all_s"] = round(time.perf_counter() - began, 2)
+        time.sleep(1.0)
+        result["broker_kb_per_gate"] = round((rss_kb(broker.pid) - broker_kb0) / n, 1)
+        fleet.wait(lambda: fleet.backlog() == 0, 30)
+
+        # 1. steady load
+        since = _stamp()
+        groups = {"workers": console.pids(), "broker": [broker.pid or 0], "database": pids_named("postgres")}
+        stored0, ticks = console.stored(), Ticks(groups).start()
+        load = fleet.run_load(steady_s, per_gate_per_s=args.rate)
+        drained = fleet.wait(lambda: fleet.backlog() == 0, 60)
+        used = ticks.stop()
+        stored = console.stored() - stored0
+        latencies = console.latencies_ms(since)
+        result["steady"] = {
+            "due": load["due"],
+            "taken": load["taken"],
+            "stored": stored,
+            "drained": drained,
+            "scans_per_s": round(load["taken"] / load["elapsed_s"], 1),
+            "p50_ms": round(pct(latencies, 50) or 0, 1),
+            "p99_ms": round(pct(latencies, 99) or 0, 1),
+            "reader_lag_p99_ms": load["start_lag_p99_ms"],
+        }
+        result["scan_to_console_p99_ms"] = result["steady"]["p99_ms"]
+        result["console_cpu_us_per_event"] = round(
+            sum(used[g] for g in ("workers", "broker", "database")) * TICK_S / max(1, stored) * 1e6, 1
+        )
+        result["console_cpu_split_us"] = {
+            g: round(used[g] * TICK_S / max(1, stored) * 1e6, 1)
+            for g in ("workers", "broker", "database", "other")
+        }
+        result["harness_mb_per_gate"] = round((rss_kb() - harness_kb0) / n / 1024, 3)
+
+        # 2. broker restart under load
+        alarm_mark = console.last_alarm()
+        thread, stop, _ = _under_load(fleet, 3600, args.rate)
+        time.sleep(2.0)
+        began = time.perf_counter()
+        broker.stop()
+        time.sleep(args.broker_down_s)  # an upgrade or a reboot, not only a process restart
+        broker.start()
+        online = fleet.wait(lambda: fleet.connected() == n, 120, 0.05)
+        online_s = time.perf_counter() - began
+        marks = {gate.gate: gate.outbox.last_seq for gate in fleet.gates}
+        caught_up = fleet.wait(lambda: _acked_through(fleet, marks), args.drain_timeout, 0.1)
+        recovery_s = time.perf_counter() - began
+        stop.set()
+        thread.join()
+        fleet.wait(lambda: fleet.backlog() == 0, 60)
+        time.sleep(grace_s + console.watcher.outages.hold_s + 3)  # let held offlines raise, if any
+        alarms = console.alarms_since(alarm_mark)
+        result["restart"] = {
+            "all_online_s": round(online_s, 2),
+            "recovered": online and caught_up,
+            "alarms": alarms,
+            "suppressed_offline": console.watcher.outages.suppressed,
+        }
+        result["broker_restart_recovery_s"] = round(recovery_s, 2)
+        result["offline_alarms_on_restart"] = alarms.get("broker.outage", 0) + alarms.get("gate.offline", 0)
+
+        # 3. console outage, then the drain, with one worker and then two
+        for workers, seconds in ((1, outage_s), (2, outage_s / 2)):
+            console.stop()
+            thread, stop, _ = _under_load(fleet, 3600, args.rate)
+            time.sleep(seconds)
+            backlog = fleet.backlog()
+            marks = {gate.gate: gate.outbox.last_seq for gate in fleet.gates}
+            stored0 = console.stored()
+            groups = {"workers": [], "broker": [broker.pid or 0], "database": pids_named("postgres")}
+            ticks = Ticks(groups).start()
+            began, taken0 = time.perf_counter(), fleet.taken()
+            console.start(workers)
+            caught_up = fleet.wait(lambda m=marks: _acked_through(fleet, m), args.drain_timeout, 0.1)
+            drain_s = time.perf_counter() - began
+            used = ticks.stop()
+            drained = console.stored() - stored0
+            arrived = fleet.taken() - taken0
+            stop.set()
+            thread.join()
+            fleet.wait(lambda: fleet.backlog() == 0, args.drain_timeout)
+            rate = drained / drain_s
+            result[f"drain_{workers}w"] = {
+                "outage_s": seconds,
+                "backlog": backlog,
+                "drain_s": round(drain_s, 2),
+                "stored_per_s": round(rate, 1),
+                "arrival_per_s": round(arrived / drain_s, 1),
+                "nominal_arrival_per_s": round(n * args.rate, 1),
+                "busy_cores": round(used["machine"] * TICK_S / drain_s, 2),
+                "caught_up": caught_up,
+            }
+        # The console's rate while catching up, against the rate at which events kept arriving.
+        first = result["drain_1w"]
+        result["console_outage_drain_ratio"] = round(
+            first["stored_per_s"] / max(1.0, first["arrival_per_s"]), 2
+        )
+        result["ingest_2w_over_1w"] = round(
+            result["drain_2w"]["stored_per_s"] / result["drain_1w"]["stored_per_s"], 2
+        )
+
+        result["backlog_at_end"] = fleet.backlog()  # still in the gates' outboxes: not lost, not counted
+        fleet.wait(lambda: fleet.backlog() == 0, args.drain_timeout)
+        lost, duplicates = console.integrity(fleet.pending_excluded())
+        result["lost"] = lost
+        result["duplicates"] = duplicates
+        result["taken"] = fleet.taken()
+    finally:
+        if fleet is not None:
+            fleet.stop()
+        if console is not None:
+            console.close()
+        broker.stop()
+        drop()
+    if args.compare:
+        result["per_gate"] = compare_threads(workdir, args.compare)
+    result["failover_s"] = None
+    result["failover_note"] = (
+        "broker failover is helper i17-failover's (edge/link.py broker list); not merged here"
+    )
+    result["broker_queue_messages"] = sizing.messages
+    return result
+
+
+def table(result: dict[str, Any]) -> str:
+    steady, restart = result["steady"], result["restart"]
+    lines = [
+        f"fleet: {result['gates']} gates, PostgreSQL store ({'quick' if result['quick'] else 'full'})",
+        f"  provision {result['provision_s']} s, all connected in {result['connect_all_s']} s",
+        f"  steady {result['rate_per_gate']:g}/s/gate: {steady['taken']} taken, {steady['stored']} stored, "
+        f"{steady['scans_per_s']}/s, scan-to-console p50 {steady['p50_ms']} ms p99 {steady['p99_ms']} ms",
+        f"  broker restart: all online in {restart['all_online_s']} s, caught up in "
+        f"{result['broker_restart_recovery_s']} s; alarms {restart['alarms']}",
+    ]
+    for workers in (1, 2):
+        d = result[f"drain_{workers}w"]
+        lines.append(
+            f"  console outage {d['outage_s']:g} s, {workers} worker(s): backlog {d['backlog']}, drained in "
+            f"{d['drain_s']} s at {d['stored_per_s']}/s vs {d['arrival_per_s']}/s arriving "
+            f"({d['busy_cores']} cores busy)"
+        )
+    lines += [
+        f"  lost {result['lost']}, duplicates {result['duplicates']} of {result['taken']} taken",
+        f"  broker {result['broker_kb_per_gate']} KB/gate, harness {result['harness_mb_per_gate']} MB/gate, "
+        f"console {result['console_cpu_us_per_event']} us CPU/event {result['console_cpu_split_us']}",
+    ]
+    for mode, cost in result.get("per_gate", {}).items():
+        lines.append(f"  per gate ({mode}): {cost}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--gates", type=int, default=None)
+    parser.add_argument("--steady-s", type=float, default=None)
+    parser.add_argument("--outage-s", type=float, default=None)
+    parser.add_argument(
+        "--compare", type=int, default=None, help="gates for the threads comparison (quick: 50)"
+    )
+    parser.add_argument("--rate", type=float, default=1.0, help="scans per second per gate")
+    parser.add_argument(
+        "--drain-timeout", type=float, default=900.0, help="longest wait for a backlog to drain, seconds"
+    )
+    parser.add_argument("--broker-down-s", type=float, default=3.0, help="how long the broker stays down")
+    parser.add_argument("--postgres", default=DEFAULT_POSTGRES)
+    args = parser.parse_args()
+    if args.compare is None:
+        args.compare = 50 if args.quick else 200
+    logging.basicConfig(level=logging.ERROR)
+    result = run(args)
+    print(table(result))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

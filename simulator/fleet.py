@@ -1,0 +1,269 @@
+"""Hundreds of gates in one process, each running the real gate code: the fleet harness.
+
+A district runs thousands of gates; every other figure here comes from a handful.  Each
+:class:`FleetGate` is what a gate agent is on the access path and the link — the same
+:class:`~edge.decision.GateDecider`, :class:`~edge.agent.RepeatFilter`, durable
+:class:`~edge.outbox.Outbox` (its own folder, ``synchronous=FULL`` as shipped) and
+:class:`~edge.link.Link` (its own MQTT session, client id, certificate and will) — with a
+simulated reader: :meth:`FleetGate.present` is what a reader thread's scan does.  What
+a gate agent adds beyond that (the health reporter, metrics, guard screen, door) is
+per-board equipment and left out; docs/fleet.md says so.
+
+What makes several hundred fit in one process is sharing threads, not changing the
+gate's logic: the links share one network thread per :class:`~edge.netloop.SharedNetwork`
+(``loops`` of them) and the outboxes a :class:`~edge.writers.WriterPool`; with
+``shared=False`` every gate has the threads a gate agent has today (paho's loop, a
+sender, an outbox writer), the comparison :mod:`bench.fleet` measures.
+
+Arrivals: :meth:`Fleet.run_load` drives every gate with Poisson arrivals through
+:func:`simulator.day.next_arrival` — a constant rate (the benchmark's one scan per
+second per gate) or a compound-day rate function (:class:`simulator.day.CompressedDay`).
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import os
+import random
+import resource
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from broker.provision import Credentials
+from edge.agent import RepeatFilter
+from edge.clock import ClockReading
+from edge.decision import AllowList, GateDecider
+from edge.link import Link
+from edge.netloop import SharedNetwork
+from edge.outbox import Outbox
+from edge.writers import WriterPool
+from protocol import GateTopics
+from protocol import events as ev
+from protocol.mqtt import BrokerEndpoint
+from simulator.day import next_arrival
+
+log = logging.getLogger("gatepost.simulator.fleet")
+
+
+def raise_open_files() -> tuple[int, int]:
+    """Soft RLIMIT_NOFILE up to the hard limit: each gate holds a socket and its outbox's files."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)
+
+
+def rss_kb(pid: int | None = None) -> int:
+    """Resident set size of a process (this one by default), from ``/proc``."""
+    text = Path(f"/proc/{pid or os.getpid()}/status").read_text()
+    for line in text.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def open_fds(pid: int | None = None) -> int:
+    return len(os.listdir(f"/proc/{pid or os.getpid()}/fd"))
+
+
+@dataclass
+class FleetGate:
+    """One gate: decision, repeat filter, outbox, link; :meth:`present` is a reader's scan."""
+
+    site: str
+    gate: str
+    outbox: Outbox
+    link: Link
+    decider: GateDecider
+    repeats: RepeatFilter
+    taken: int = 0
+    last_seq: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def present(self, code: str) -> float | None:
+        """Decide on ``code`` and take the event, as GateAgent._present does; the commit's
+        wall time (``None``: a repeat, or refused)."""
+        now_ns = time.monotonic_ns()
+        if not self.repeats.fresh(code, now_ns):
+            return None
+        reading = ClockReading(datetime.now(UTC), True, 0.0)
+        decision = self.decider.decide(code, reading, "in")
+        data: dict[str, Any] = {
+            "credential": "pass",
+            "code": code,
+            "granted": decision.granted,
+            "reason": decision.reason.value,
+            "reader": "scanner",
+            "direction": "in",
+            **decision.event_fields(),
+        }
+        event = self.outbox.append(ev.ACCESS_SCAN, data, time=reading.wall, clock_trusted=True)
+        if event is None:
+            return None
+        with self.lock:
+            self.taken += 1
+            self.last_seq = max(self.last_seq, event.seq)
+        return time.time()
+
+
+class Fleet:
+    """``gates`` gates of ``site`` under ``root``, each logging in with its own credentials."""
+
+    def __init__(
+        self,
+        root: Path,
+        site: str,
+        credentials: Sequence[Credentials],
+        endpoint: Callable[[Credentials], BrokerEndpoint],
+        *,
+        codes: Sequence[str],
+        shared: bool = True,
+        loops: int = 2,
+        writer_threads: int = 4,
+        sync: str = "full",
+        resend_after_s: float = 15.0,
+        seed: int = 17,
+    ) -> None:
+        raise_open_files()
+        self.root = Path(root)
+        self.site = site
+        self.shared = shared
+        self.codes = list(codes)
+        allow = AllowList(frozenset(self.codes))
+        self.networks = (
+            [SharedNetwork(f"mqtt-shared-{i}", seed=seed + i) for i in range(loops)] if shared else []
+        )
+        self.writers = WriterPool(writer_threads) if shared else None
+        self.gates: list[FleetGate] = []
+        for index, creds in enumerate(credentials):
+            gate = creds.username.split(".", 2)[2]
+            folder = self.root / gate
+            folder.mkdir(parents=True, exist_ok=True)
+            outbox = Outbox(folder / "outbox.db", site=site, gate=gate, sync=sync, writers=self.writers)
+            link = Link(
+                endpoint(creds),
+                GateTopics(site, gate),
+                outbox,
+                version="fleet",
+                resend_after_s=resend_after_s,
+                clock_trusted=lambda: True,
+                network=self.networks[index % loops] if shared else None,
+            )
+            self.gates.append(FleetGate(site, gate, outbox, link, GateDecider(allow), RepeatFilter(2.0)))
+        self._rng = random.Random(seed)
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        for gate in self.gates:
+            gate.link.start()
+
+    def stop(self) -> None:
+        def stop_one(gate: FleetGate) -> None:
+            gate.link.stop(timeout=2.0)
+            gate.outbox.close()
+
+        with ThreadPoolExecutor(16) as pool:
+            list(pool.map(stop_one, self.gates))
+        for network in self.networks:
+            network.close()
+        if self.writers is not None:
+            self.writers.close()
+
+    def connected(self) -> int:
+        return sum(gate.link.connected for gate in self.gates)
+
+    def backlog(self) -> int:
+        return sum(gate.outbox.backlog for gate in self.gates)
+
+    def wait(self, condition: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                return True
+            time.sleep(interval)
+        return condition()
+
+    def taken(self) -> int:
+        return sum(gate.taken for gate in self.gates)
+
+    def last_seqs(self) -> dict[str, int]:
+        return {gate.gate: gate.last_seq for gate in self.gates}
+
+    def pending_excluded(self) -> dict[str, int]:
+        """Per gate, the last seq the console must have: everything taken and acknowledged.
+
+        An event still in a gate's outbox is owed, not lost; a count taken before every
+        backlog drained compares the console with the acknowledged part only.
+        """
+        out = {}
+        for gate in self.gates:
+            first = gate.outbox.first_pending_seq()
+            out[gate.gate] = gate.last_seq if first is None else min(gate.last_seq, first - 1)
+        return out
+
+    # -- load --------------------------------------------------------------------------
+
+    def run_load(
+        self,
+        duration_s: float,
+        *,
+        per_gate_per_s: float = 1.0,
+        rate: Callable[[float], float] | None = None,
+        readers: int = 32,
+        stop: threading.Event | None = None,
+    ) -> dict[str, Any]:
+        """Scans at every gate for ``duration_s``: Poisson arrivals of ``rate(t)`` per second per
+        gate (default the constant ``per_gate_per_s``), each presented on one of ``readers``
+        threads, as a gate's reader thread would.  Returns how many were due, taken, late."""
+        peak = per_gate_per_s
+        if rate is None:
+            rate = lambda _t: per_gate_per_s  # noqa: E731
+        heap: list[tuple[float, int]] = []
+        for index in range(len(self.gates)):
+            heapq.heappush(heap, (next_arrival(0.0, rate, peak, self._rng), index))
+        began = time.monotonic()
+        due = taken = 0
+        lateness: list[float] = []
+        lock = threading.Lock()
+
+        def scan(index: int, at: float) -> None:
+            nonlocal taken
+            lag = time.monotonic() - began - at
+            if self.gates[index].present(self._rng.choice(self.codes)) is not None:
+                with lock:
+                    taken += 1
+                    lateness.append(lag)
+
+        with ThreadPoolExecutor(readers, thread_name_prefix="fleet-reader") as pool:
+            while heap and not (stop is not None and stop.is_set()):
+                at, index = heapq.heappop(heap)
+                if at >= duration_s:
+                    break
+                wait = began + at - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
+                pool.submit(scan, index, at)
+                due += 1
+                heapq.heappush(heap, (next_arrival(at, rate, peak, self._rng), index))
+        lateness.sort()
+        return {
+            "due": due,
+            "taken": taken,
+            "elapsed_s": time.monotonic() - began,
+            "start_lag_p99_ms": round(lateness[int(0.99 * (len(lateness) - 1))] * 1000, 1)
+            if lateness
+            else None,
+        }
+
+    # -- cost --------------------------------------------------------------------------
+
+    def threads(self) -> int:
+        return threading.active_count()
