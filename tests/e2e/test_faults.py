@@ -50,8 +50,10 @@ def site(tmp_path: Path) -> Iterator[SimulatedSite]:
 def outbox_last_seq(site: SimulatedSite, gate: str) -> int:
     db = sqlite3.connect(f"file:{site.outbox_path(gate)}?mode=ro", uri=True, timeout=10)
     try:
+        # A commit that only adds events leaves ``meta`` as it was: the newest row has the number.
         row = db.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()
-        return int(row[0]) if row else 0
+        newest = db.execute("SELECT MAX(seq) FROM outbox").fetchone()
+        return max(int(row[0]) if row else 0, int(newest[0] or 0))
     finally:
         db.close()
 
