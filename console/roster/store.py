@@ -278,3 +278,48 @@ class RosterStore:
                 "UPDATE roster_people SET active = 0 WHERE id = ? AND pending = 1", (person_id,)
             )
         return changed > 0
+
+
+def broken_rule(people: Iterable[Person], assignment: Assignment, person: str) -> str | None:
+    """``"roster.rule.<rule>"`` for the first hard rule ``assignment`` breaks for ``person``, else None."""
+    from console.roster.check import violations
+    from console.roster.model import Problem
+
+    kept = {k: v for k, v in assignment.items() if v}
+    posts = {p for _, p in kept}
+    problem = Problem(tuple(sorted(posts)), tuple(people), {p: [0] * 168 for p in posts})
+    broken = [v for v in violations(problem, kept) if v.person == person]
+    return f"roster.rule.{broken[0].rule.value}" if broken else None
+
+
+def with_hours(
+    assignment: Assignment, person: str, post: str, hours: frozenset[int], *, add: bool
+) -> Assignment | None:
+    """The assignment with ``hours`` added to (or taken from) one person's post; None to take hours not held."""
+    changed = dict(assignment)
+    held = changed.get((person, post), frozenset())
+    if not add and not hours <= held:
+        return None
+    changed[person, post] = held | hours if add else held - hours
+    return {k: v for k, v in changed.items() if v}
+
+
+def change_shift(
+    store: RosterStore, week: date, person: str, post: str, hours: frozenset[int], *, add: bool, made_by: str
+) -> str | None:
+    """Add or remove ``hours`` of one person's shift at ``post``, if no rule breaks; the reason key if one does.
+
+    The one path for every hand edit — an operator's on ``/roster``, a volunteer's on their own
+    page — so both are judged alike by :func:`console.roster.check.violations`, for that person.
+    Returns ``None`` when stored, ``"roster.error.no_such_shift"`` for a removal of hours not
+    held, or ``"roster.rule.<rule>"`` naming the first rule the change would break.
+    """
+    changed = with_hours(store.week_assignment(week), person, post, hours, add=add)
+    if changed is None:
+        return "roster.error.no_such_shift"
+    refused = broken_rule(store.people(active_only=False), changed, person)
+    if refused is not None:
+        return refused
+    summary = store.week_summary(week)
+    store.replace_week(week, changed, status="edited", made_by=made_by, summary=summary[1] if summary else {})
+    return None

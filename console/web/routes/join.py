@@ -26,10 +26,10 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from console.flow import FlowSettings
-from console.roster.check import shortfalls, violations
-from console.roster.model import Person, Problem, Team
+from console.roster.check import shortfalls
+from console.roster.model import Person, Team
 from console.roster.plan import problem_for_week, week_start
-from console.roster.store import RosterStore
+from console.roster.store import RosterStore, broken_rule, change_shift, with_hours
 from console.web.auth import client_address
 from console.web.forms import field_text
 from console.web.render import render
@@ -149,6 +149,7 @@ def _open_shifts(request: Request, store: RosterStore, person: Person) -> list[O
     for week in (this_week, this_week + timedelta(days=7)):
         if store.week_summary(week) is None:
             continue  # no roster yet: nothing is open before the office drafts one
+        people = store.people(active_only=False)
         problem = problem_for_week(request.app.state.ctx.db, settings, store.people(), week)
         assignment = store.week_assignment(week)
         earliest = (now.weekday() * 24 + now.hour + 1) if week == this_week else 0
@@ -164,12 +165,21 @@ def _open_shifts(request: Request, store: RosterStore, person: Person) -> list[O
                 or hour != block[-1][1] + 1
                 or len(block) == problem.rules.max_shift_hours
             ):
-                if len(block) >= problem.rules.min_shift_hours:
-                    found.append(OpenShift(week, block[0][0], block[0][1], len(block)))
+                candidate = OpenShift(week, block[0][0], block[0][1], len(block))
+                span = frozenset(range(candidate.start_hour, candidate.start_hour + candidate.hours))
+                trial = with_hours(assignment, person.id, candidate.post, span, add=True) or {}
+                # Only shifts this person may take without breaking a rule: a refusal after a tap is no help.
+                if (
+                    len(block) >= problem.rules.min_shift_hours
+                    and broken_rule(people, trial, person.id) is None
+                ):
+                    found.append(candidate)
                 block = []
             if post:
                 block.append((post, hour))
-    return found[:MAX_OPEN_SHIFTS]
+            if len(found) >= MAX_OPEN_SHIFTS:
+                return found
+    return found
 
 
 def _own_shifts(store: RosterStore, person: Person, today: date) -> list[OpenShift]:
@@ -245,34 +255,16 @@ async def me_change(request: Request) -> Response:
             return "join.error.bad_shift"
         if week == this_week and first <= now.weekday() * 24 + now.hour:
             return "join.error.started"
-        assignment = dict(store.week_assignment(week))
-        key = (person.id, post)
-        span = frozenset(range(first, min(168, first + hours)))
-        if action == "take":
-            if post not in person.posts:
-                return "join.error.bad_shift"
-            assignment[key] = assignment.get(key, frozenset()) | span
-        elif action == "cancel":
-            if not span <= assignment.get(key, frozenset()):
-                return "join.error.bad_shift"
-            assignment[key] = assignment[key] - span
-        else:
+        if action not in ("take", "cancel") or (action == "take" and post not in person.posts):
             return "join.error.bad_shift"
-        people = tuple(store.people(active_only=False))
-        posts = {p for _, p in assignment}
-        problem = Problem(tuple(sorted(posts)), people, {p: [0] * 168 for p in posts})
-        kept = {k: v for k, v in assignment.items() if v}
-        broken = [v for v in violations(problem, kept) if v.person == person.id]
-        if broken:
-            return f"roster.rule.{broken[0].rule.value}"
-        summary = store.week_summary(week)
-        store.replace_week(
-            week,
-            kept,
-            status="edited",
-            made_by=f"volunteer:{person.id}",
-            summary=summary[1] if summary else {},
+        span = frozenset(range(first, min(168, first + hours)))
+        refused = change_shift(
+            store, week, person.id, post, span, add=action == "take", made_by=f"volunteer:{person.id}"
         )
+        if refused == "roster.error.no_such_shift":
+            return "join.error.bad_shift"
+        if refused is not None:
+            return refused
         request.app.state.ctx.audit.record(
             f"volunteer:{person.id}",
             f"roster.volunteer_{action}",

@@ -26,10 +26,10 @@ from starlette.routing import BaseRoute, Route
 
 from console.flow import FlowSettings
 from console.roster.check import violations
-from console.roster.model import Assignment, Problem
+from console.roster.model import Problem
 from console.roster.people import PeopleFileError, RowError, read_people
 from console.roster.plan import week_start
-from console.roster.store import RosterStore, StoredShift
+from console.roster.store import RosterStore, StoredShift, change_shift
 from console.web.auth import admin_required, client_address, login_required, sees, site_limit
 from console.web.forms import PageError, audit, field_text
 from console.web.render import render
@@ -247,35 +247,11 @@ async def edit(request: Request) -> Response:
         return await _page(request, 403, PageError("roster.error.not_your_site"))
     first = day * 24 + start
 
-    def work() -> str | None:
-        assignment: dict[tuple[str, str], frozenset[int]] = dict(store.week_assignment(week))
-        key = (person, post)
-        span = frozenset(range(first, min(168, first + hours)))
-        if action == "add":
-            assignment[key] = assignment.get(key, frozenset()) | span
-        else:
-            if not span <= assignment.get(key, frozenset()):
-                return "roster.error.no_such_shift"
-            assignment[key] = assignment[key] - span
-        problem = Problem(
-            posts=tuple(sorted({p for _, p in assignment} | {post})),
-            people=tuple(store.people(active_only=False)),
-            demand={p: [0] * 168 for p in {p for _, p in assignment} | {post}},
-        )
-        broken = [v for v in violations(problem, _nonempty(assignment)) if v.person == person]
-        if broken:
-            return f"roster.rule.{broken[0].rule.value}"
-        summary = store.week_summary(week)
-        store.replace_week(
-            week,
-            _nonempty(assignment),
-            status="edited",
-            made_by=request.state.user.name,
-            summary=summary[1] if summary else {},
-        )
-        return None
-
-    refused = await run_in_threadpool(work)
+    user = request.state.user.name
+    span = frozenset(range(first, min(168, first + hours)))
+    refused = await run_in_threadpool(
+        lambda: change_shift(store, week, person, post, span, add=action == "add", made_by=user)
+    )
     if refused is not None:
         return await _page(request, 400, PageError(refused, person=person))
     await audit(
@@ -285,10 +261,6 @@ async def edit(request: Request) -> Response:
         {"post": post, "day": DAY_KEYS[day], "start": start, "hours": hours},
     )
     return RedirectResponse(f"/roster?week={week.isoformat()}", status_code=303)
-
-
-def _nonempty(assignment: dict[tuple[str, str], frozenset[int]]) -> Assignment:
-    return {key: hours for key, hours in assignment.items() if hours}
 
 
 @login_required

@@ -157,3 +157,35 @@ def test_a_sign_up_without_posts_or_hours_is_refused_with_the_reason(web_factory
     _, answer = _sign_up(web, link, **{"from": "22", "to": "8"})
     assert answer.status_code == 400  # type: ignore[attr-defined]
     assert web.ctx.db.query("SELECT COUNT(*) FROM roster_people")[0][0] == 0
+
+
+def test_only_hours_the_volunteer_may_take_are_offered(web_factory: Callable[..., Web]) -> None:
+    """A volunteer whose limit allows no shift at all is offered none, though hours stand open."""
+    from dataclasses import replace
+    from datetime import date
+
+    from console.roster.model import Person, Team
+    from console.roster.store import RosterStore
+
+    web = web_factory(watch=False)
+    web.store.commit(statuses=[make_status("longtan", "north", "online")])
+    admin = _admin(web)
+    link = _make_link(admin)
+    phone, answer = _sign_up(web, link)
+    mine = answer.headers["location"]  # type: ignore[attr-defined]
+    roster = RosterStore(web.ctx.db)
+    mornings = frozenset(d * 24 + h for d in range(7) for h in range(6, 14))
+    roster.put_people([Person("g1", "Guard", Team.GUARD, frozenset({"longtan/north"}), mornings, True)])
+    today = date.today()
+    for week in (today, date.fromordinal(today.toordinal() + 7)):
+        week_text = week.isoformat()
+        assert post_form(admin, f"/roster/draft?week={week_text}", {}, page="/roster").status_code == 303  # type: ignore[arg-type]
+        assert wait_until(
+            lambda w=week_text: 'id="roster-drafting"' not in admin.get(f"/roster?week={w}").text, timeout=60
+        )  # type: ignore[attr-defined]
+    (volunteer,) = roster.pending()
+    roster.decide(volunteer.id, approve=True)
+    assert '<button type="submit">' in phone.get(mine).text.split('id="me-open"')[1]  # type: ignore[attr-defined]
+    roster.put_people([replace(volunteer, max_hours_week=1)])  # shorter than the shortest shift
+    offered = phone.get(mine).text.split('id="me-open"')[1].split("</ul>")[0]  # type: ignore[attr-defined]
+    assert "<button" not in offered, offered[:600]
