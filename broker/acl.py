@@ -104,6 +104,8 @@ def gate_rules(site: str, gate: str) -> list[Rule]:
         Rule(Access.READ, photo_filter(site)),
         Rule(Access.READ, topics.cards),
         Rule(Access.WRITE, topics.cards_request),
+        # Who is rostered at this post and their PIN hashes: this gate's alone.
+        Rule(Access.READ, topics.duty),
     ]
 
 
@@ -125,6 +127,7 @@ def console_rules() -> list[Rule]:
         Rule(Access.WRITE, f"{ROOT}/+/{CONSOLE_NODE}/photo/+"),
         Rule(Access.WRITE, all_sites_filter(TopicKind.CARDS)),
         Rule(Access.READ, all_sites_filter(TopicKind.CARDS_REQUEST)),
+        Rule(Access.WRITE, all_sites_filter(TopicKind.DUTY)),
     ]
 
 

@@ -16,6 +16,7 @@
     gatepost/v1/<site>/$console/photo/<hex>  console -> gates  retained holder thumbnail (JPEG)
     gatepost/v1/<site>/<gate>/cards          console -> gate   card-list chunks answering a request
     gatepost/v1/<site>/<gate>/cards_request  gate -> console  "my list is (version, hash); send an update"
+    gatepost/v1/<site>/<gate>/duty           console -> gate   retained duty sheet: who is rostered here, staff PINs
 
 A gate may write the first four of its own subtree, read the next two, and read its
 site's console documents; that is the whole of its ACL.  Site and gate names are restricted to a small alphabet so that they
@@ -47,6 +48,7 @@ class TopicKind(StrEnum):
     CARDS = "cards"
     CARDS_REQUEST = "cards_request"
     HEALTH = "health"
+    DUTY = "duty"
 
 
 def validate_name(value: str, what: str = "name") -> str:
@@ -112,6 +114,11 @@ class GateTopics:
     @property
     def health(self) -> str:
         return self.topic(TopicKind.HEALTH)
+
+    @property
+    def duty(self) -> str:
+        """The gate's duty sheet (protocol/duty.py): retained, console -> this gate only."""
+        return self.topic(TopicKind.DUTY)
 
 
 def site_filter(site: str, kind: TopicKind) -> str:

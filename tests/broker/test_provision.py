@@ -143,6 +143,7 @@ def test_gate_acl_is_exactly_its_own_subtree():
         ("read", "gatepost/v1/s1/$console/photo/+"),
         ("read", "gatepost/v1/s1/g1/cards"),
         ("write", "gatepost/v1/s1/g1/cards_request"),
+        ("read", "gatepost/v1/s1/g1/duty"),
     ]
     # Wildcards only where the gate reads what its site's console publishes to every gate,
     # and nothing under $share.
@@ -167,6 +168,7 @@ def test_console_acl():
         ("write", "gatepost/v1/+/$console/photo/+"),
         ("write", "gatepost/v1/+/+/cards"),
         ("read", "gatepost/v1/+/+/cards_request"),
+        ("write", "gatepost/v1/+/+/duty"),
     ]
 
 
