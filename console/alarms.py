@@ -39,6 +39,10 @@ kind                        raised when
                             factory key, no key installed); closed likewise
 ``vehicle.blacklisted``     a vehicle lane read a plate on the site's blacklist (the
                             arm stayed down; ``detail`` names the plate and the listing)
+``patrol.late``             a patrol route's station not checked in by its expected time
+                            plus tolerance (console/patrols/, docs/patrols.md); one
+                            occurrence per round station
+``patrol.missed``           a patrol route's station with no check-in by the end of its round
 ``tls.cert_expiring``       a gate's status says its broker certificate expires within
                             ``CERT_WARNING_DAYS`` (30): renew it (``gatepost edge enroll
                             --renew``) before the broker refuses the gate
@@ -103,6 +107,8 @@ class AlarmKind(StrEnum):
     LANE_OPEN_TOO_LONG = "lane.open_too_long"
     LANE_FORCED_OPEN = "lane.forced_open"
     VEHICLE_BLACKLISTED = "vehicle.blacklisted"
+    PATROL_LATE = "patrol.late"
+    PATROL_MISSED = "patrol.missed"
 
 
 CERT_WARNING_DAYS = 30

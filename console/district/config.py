@@ -54,6 +54,7 @@ class Subset(StrEnum):
     ACCESS = "access"
     ALARMS = "alarms"
     FLOW = "flow"
+    PATROLS = "patrols"
 
 
 class _Section(BaseModel):

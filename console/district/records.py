@@ -52,6 +52,8 @@ ALARM_EVENT_TYPES = frozenset(
     }
 )
 """What a door reports that a guard must act on: the ``alarms`` subset."""
+PATROL_EVENT_TYPES = frozenset({"patrol.checkin"})
+"""A patrol guard's check-ins at the stations of a route: the ``patrols`` subset (docs/patrols.md)."""
 
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
@@ -123,6 +125,8 @@ def selector(select: Collection[Subset], sites: Collection[str] | None) -> Calla
         types |= ACCESS_EVENT_TYPES
     if Subset.ALARMS in select:
         types |= ALARM_EVENT_TYPES
+    if Subset.PATROLS in select:
+        types |= PATROL_EVENT_TYPES
     site_set = frozenset(sites) if sites is not None else None
 
     def wanted(event: StoredEvent) -> bool:

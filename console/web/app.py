@@ -24,6 +24,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from console.flow import PlanCache
+from console.patrols.watcher import PatrolWatcher
 from console.web.context import WebContext
 from console.web.hub import GateBoard, Hub, Watcher
 from console.web.middleware import SecurityMiddleware
@@ -52,6 +53,7 @@ def routes() -> list[BaseRoute]:
         gates,
         join,
         passes,
+        patrols,
         roster,
         session,
         vehicles,
@@ -68,6 +70,7 @@ def routes() -> list[BaseRoute]:
         *vehicles.routes,
         *flow.routes,
         *roster.routes,
+        *patrols.routes,
         *join.routes,
         *api_v1.routes,
         *district_tokens.routes,
@@ -93,6 +96,7 @@ def create_app(ctx: WebContext, *, watch: bool = True) -> Starlette:
     """The application around ``ctx``; ``watch=False`` leaves the watcher to the caller (tests)."""
     board = GateBoard()
     watcher = Watcher(ctx.store, ctx.db, ctx.alarms, ctx.hub, board)
+    patrol_watcher = _patrol_watcher(ctx)
     plan_cache = PlanCache()
 
     @contextlib.asynccontextmanager
@@ -104,6 +108,7 @@ def create_app(ctx: WebContext, *, watch: bool = True) -> Starlette:
             ctx.health.start()
         if watch:
             await asyncio.to_thread(watcher.start)
+            patrol_watcher.start()
             plan_cache.submit(lambda: _work_out_todays_staffing(ctx, plan_cache))
         try:
             yield
@@ -113,6 +118,7 @@ def create_app(ctx: WebContext, *, watch: bool = True) -> Starlette:
             ctx.hub.close()
             if watch:
                 await asyncio.to_thread(watcher.stop)
+                await asyncio.to_thread(patrol_watcher.stop)
             if ctx.commands is not None:
                 ctx.commands.stop()
             if ctx.health is not None:
@@ -128,7 +134,18 @@ def create_app(ctx: WebContext, *, watch: bool = True) -> Starlette:
     app.state.board = board
     app.state.watcher = watcher
     app.state.plan_cache = plan_cache
+    app.state.patrol_watcher = patrol_watcher
     return app
+
+
+def _patrol_watcher(ctx: WebContext) -> PatrolWatcher:
+    """Late and missed patrol stations are absences: a clock raises them (console/patrols/watcher.py)."""
+    from console.flow import FlowSettings
+
+    zone = FlowSettings.from_config(getattr(ctx.config, "flow", None)).zone
+    return PatrolWatcher(
+        ctx.db, ctx.alarms, zone, publish=lambda alarm: ctx.hub.publish("alarm", alarm.to_dict())
+    )
 
 
 def _write_last_refusals(app: Starlette, ctx: WebContext) -> None:

@@ -33,6 +33,9 @@ from starlette.testclient import TestClient
 
 from console import documents
 from console.passes.office import PassRequest
+from console.patrols.model import Route as PatrolRoute
+from console.patrols.model import Station
+from console.patrols.store import PatrolStore
 from console.roster.model import Person, Team
 from console.roster.store import RosterStore
 from console.web import middleware
@@ -125,7 +128,7 @@ UNREAD_PARAMETERS = ("page", "limit", "hour", "hours", "from", "to", "lang", "da
 FORM_FIELDS = (
     "name", "password", "next", "lang", "action", "role", "note", "confirm", "holder", "unit", "days",
     "until", "zones", "window", "dynamic", "reason", "replace", "confirm_replace", "credential", "from",
-    "photo_digest", "remove_photo", "photo", "file",
+    "photo_digest", "remove_photo", "photo", "file", "site", "stations", "first", "last", "every", "active",
 )  # fmt: skip
 """Every field a console form sends."""
 FORM_VALUES = (
@@ -160,6 +163,8 @@ BASELINES: dict[str, dict[str, str]] = {
     "/cards/{credential:str}/remove": {"confirm": "no"},
     "/passes/new": {"holder": "张伟", "unit": "5-1-302", "role": "resident", "days": "30", "zones": "0"},
     "/passes/{serial:int}/revoke": {"reason": "lost", "confirm": "no"},
+    "/patrols": {"site": "s1", "name": "bad-input", "stations": "north/card, 0, 5"},
+    "/patrols/routes/{route_id:int}": {"site": "s1", "name": "walk", "stations": "north, 0, 5"},
 }
 """A form each route accepts (or refuses for one reason), so that one bad field at a time reaches its check.
 
@@ -227,6 +232,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         volunteer = Person("v-1", "志愿者", Team.VOLUNTEER, frozenset({"s1/north"}), frozenset(range(168)))
         secret = roster.sign_up(volunteer, link)
         roster.decide("v-1", approve=True)
+        patrol = PatrolStore(ctx.db).save(PatrolRoute("s1", "walk", (Station("north", 0, 5),)), "test")
         samples = {
             "link": link,
             "secret": secret,
@@ -238,6 +244,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             "job": "0123456789abcdef",
             "serial": str(serial),
             "credential": CARD,
+            "route_id": str(patrol.id),
+            "round_id": f"{patrol.id}-20261207T0900",
         }
         yield Site(console, samples)
     patch.undo()
