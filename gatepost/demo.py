@@ -35,6 +35,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 if TYPE_CHECKING:
     from gatepost.demo_office import DemoOffice
+    from gatepost.demo_patrol import DemoPatrol
     from simulator.present_page import PresentPage
     from simulator.site import SimulatedSite
 
@@ -105,6 +106,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from gatepost.demo_office import DemoOffice, configure_gates, start_present_page
+    from gatepost.demo_patrol import PatrolGuard
     from gatepost.processes import Child, gatepost_command
     from gatepost.stopping import StopSignals
     from simulator.day import CompressedDay, DayClock, ProfiledArrivals
@@ -150,6 +152,8 @@ def run(args: argparse.Namespace) -> int:
     clock: DayClock | None = None
     replays: ScreenshotReplays | None = None
     osdp_people: list[OsdpPeople] = []
+    patrol: DemoPatrol | None = None
+    guard: PatrolGuard | None = None
     present: PresentPage | None = None
     exits: list[Any] = []
     print(
@@ -169,6 +173,7 @@ def run(args: argparse.Namespace) -> int:
         _configure_flow(site, args.timezone)
         _register_vehicles(site)
         screens = _configure_screens(site, web=args.web, guard_gate=guard_gate, office=office)
+        patrol = _prepare_patrol(args, site, gates, osdp_doors) if args.web else None
         configure_gates(site, [*gates, *cameras], _set_table, doors=doors, timezone=args.timezone)
         _start_site(site)
         if gates:
@@ -218,6 +223,9 @@ def run(args: argparse.Namespace) -> int:
         for door in osdp_doors:  # residents' cards at the OSDP readers, a stranger's now and then
             bus = site.osdp_bus(door)
             osdp_people.append(OsdpPeople(bus.readers, site.cards[:50], seed=args.seed).start())
+        if patrol is not None and osdp_doors:  # the patrol guard walks the OSDP door's readers
+            readers = {reader.name: reader for reader in site.osdp_bus(osdp_doors[0]).readers}
+            guard = PatrolGuard(readers, patrol, ZoneInfo(args.timezone)).start()
         if gates:  # a resident's phone at the first gate, and a friend's screenshot of it
             replays = ScreenshotReplays(site.office, site.scanners[gates[0]], every_s=15.0)
             replays.start()
@@ -244,6 +252,8 @@ def run(args: argparse.Namespace) -> int:
             replays.stop()
         for people in osdp_people:
             people.stop()
+        if guard is not None:
+            guard.stop()
         if present is not None:
             present.stop()
         for traffic in exits:
@@ -422,6 +432,25 @@ def _configure_flow(site: SimulatedSite, timezone: str) -> None:
     _set_table(
         site.console_config(), "flow", [f"timezone = {json.dumps(timezone)}", 'open_on = "last_full_day"']
     )
+
+
+def _prepare_patrol(
+    args: argparse.Namespace, site: SimulatedSite, gates: list[str], osdp_doors: list[str]
+) -> DemoPatrol:
+    """Today's people, roster and patrol route in the console's database (gatepost/demo_patrol.py)."""
+    from gatepost.demo_patrol import prepare
+
+    door = (osdp_doors or gates or ["gate"])[0]
+    patrol = prepare(
+        site.console_db, site.card_registry, args.site, gates or [door], door, ZoneInfo(args.timezone)
+    )
+    print(
+        f"  patrol   {patrol.shifts} shifts rostered today; route 'demo round' at {', '.join(patrol.stations)},"
+        f" first round {patrol.first_round:%H:%M}, hourly: station 2 is late (patrol.late on the Alarms page;"
+        " the rounds under Patrols)",
+        flush=True,
+    )
+    return patrol
 
 
 def _describe_office(office: DemoOffice, root: Path) -> str:
