@@ -83,9 +83,9 @@ def test_a_watcher_raises_each_round_station_once_however_often_it_looks(tmp_pat
             PatrolWatcher(db, book, ZONE),
         ]  # two console processes, say
         after = datetime(2026, 12, 7, 11, 30, tzinfo=ZONE).astimezone(UTC)  # both of the day's rounds over
-        for _ in range(3):
+        for minutes in range(3):  # later passes, each a minute on
             for watcher in watchers:
-                watcher.step(after)
+                watcher.step(after + timedelta(minutes=minutes))
         alarms = book.list()
         sources = [(a.kind, a.source) for a in alarms]
         assert len(sources) == len(set(sources))
