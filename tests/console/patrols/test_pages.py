@@ -18,9 +18,10 @@ from starlette.testclient import TestClient
 from console.alarms import AlarmKind
 from console.patrols.importer import read_routes
 from console.patrols.store import PatrolStore
+from console.web.middleware import SESSION_COOKIE
 from protocol import Event
 from protocol.duty import PATROL_CHECKIN, PatrolCheck
-from tests.console.web.pages_support import audit_actions, csrf_of, web_console
+from tests.console.web.pages_support import PASSWORD, audit_actions, csrf_of, web_console
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(60)
@@ -153,3 +154,25 @@ def test_the_running_watcher_raises_a_late_station_once(tmp_path: Path) -> None:
         assert (alarm.site, alarm.gate, alarm.count) == ("longtan", "north", 1)
         assert alarm.detail["route"] == "now" and alarm.detail["station"] == 1
         assert not [a for a in console.ctx.alarms.list() if a.kind == AlarmKind.PATROL_MISSED.value]
+
+
+def test_a_user_limited_to_a_site_sees_and_edits_only_its_routes(tmp_path: Path) -> None:
+    with web_console(tmp_path) as console:
+        store = PatrolStore(console.ctx.db)
+        (theirs,) = [
+            store.save(r, "t") for r in read_routes(ROUTES_CSV.replace("longtan", "other").encode())[:1]
+        ]
+        console.ctx.users.add("nearby", PASSWORD, "operator", sites="longtan")
+        client = console.client(None)
+        client.cookies.set(SESSION_COOKIE, console.ctx.users.login("nearby", PASSWORD).token)
+        assert "east loop" not in client.get("/patrols").text
+        assert client.get(f"/patrols/routes/{theirs.id}").status_code == 404
+        assert client.get(f"/patrols/rounds/{theirs.id}-20261207T0900/print").status_code == 404
+        assert theirs.name not in client.get(f"/patrols/rounds?date={DAY}").text
+        assert "other" not in client.get(f"/patrols/export.csv?from={DAY}&to={DAY}").text
+        refused = _post(client, "/patrols", {"site": "other", "name": "mine now", "stations": "north, 0, 5"})
+        assert refused.status_code == 403 and 'class="error"' in refused.text
+        other = ROUTES_CSV.replace("longtan", "other").encode()
+        refused = _post(client, "/patrols/import", {}, files={"file": ("r.csv", other, "text/csv")})
+        assert refused.status_code == 403
+        assert [r.name for r in store.routes()] == ["east loop"]
