@@ -68,6 +68,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     add_roster_parser(commands)
 
+    from console.patrols.cli import add_patrols_parser
+
+    add_patrols_parser(commands)
+
     from console.store_backup import add_backup_parsers
 
     add_backup_parsers(commands)
