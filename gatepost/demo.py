@@ -174,7 +174,10 @@ def run(args: argparse.Namespace) -> int:
         _register_vehicles(site)
         screens = _configure_screens(site, web=args.web, guard_gate=guard_gate, office=office)
         patrol = _prepare_patrol(args, site, gates, osdp_doors) if args.web else None
-        configure_gates(site, [*gates, *cameras], _set_table, doors=doors, timezone=args.timezone)
+        # the OSDP door takes the card list too: the patrol guard's duty card reaches it (demo_patrol.py)
+        configure_gates(
+            site, [*gates, *cameras], _set_table, doors=[*doors, *osdp_doors], timezone=args.timezone
+        )
         _start_site(site)
         if gates:
             present, screens.present_url = start_present_page(site, office, screens.web_url)
