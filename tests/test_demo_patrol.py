@@ -62,3 +62,11 @@ def test_the_demo_rosters_a_day_and_raises_its_late_patrol_station(tmp_path: Pat
     assert len(shifts) == 4 and {post for _, post in shifts} == {"longtan/north", "longtan/east"}
     # the late alarm is one, however many passes the watcher made
     assert len(_rows(db, "SELECT row_id FROM alarms WHERE kind = 'patrol.late'")) == 1
+    if (ROOT / "edge" / "duty.py").exists():  # the gate side of issue 18 records the patrol card's check-ins
+        readers = [
+            row[0]
+            for row in _rows(
+                db, "SELECT json_extract(data, '$.reader') FROM events WHERE type = 'patrol.checkin'"
+            )
+        ]
+        assert readers[:2] == ["osdp-in", "osdp-out"], readers
