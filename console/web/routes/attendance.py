@@ -85,18 +85,21 @@ async def attendance_page(request: Request) -> Response:
             day=today,
             post=None,
             posts=[],
+            names={},
             error_key=exc.key,
             previous=today - timedelta(days=1),
             following=today + timedelta(days=1),
             zone=zone,
         )
     posts = await run_in_threadpool(_report, request, day, post)
+    people = await run_in_threadpool(_store(request).people, active_only=False)
     return render(
         request,
         "roster/attendance.html",
         day=day,
         post=post,
         posts=posts,
+        names={p.id: p.name for p in people},
         error_key=None,
         previous=day - timedelta(days=1),
         following=day + timedelta(days=1),

@@ -16,7 +16,7 @@ from console.roster.store import RosterStore
 from console.store import EventStore
 from console.web.app import build_context, create_app
 from edge.guard.pin import verify_pin
-from protocol.duty import DutyMethod, DutyRole
+from protocol.duty import DUTY_CHECK_OUT, DutyMethod, DutyRole
 from tests.console.roster.attendance_support import DAY, duty_event, local, seed_roster
 from tests.console.web.pages_support import closed_port
 from tests.console.web.web_support import Web, login, post_form
@@ -47,7 +47,10 @@ def web(tmp_path: Path) -> Iterator[Web]:
         [
             duty_event(SITE, "north", 1, local(8, 2), "g0", name="王伟"),
             duty_event(SITE, "north", 2, local(8, 40), "g1", name="Li Na", method=DutyMethod.PIN),
+            duty_event(SITE, "north", 3, local(12, 3), "g0", type_=DUTY_CHECK_OUT),
+            duty_event(SITE, "north", 4, local(16, 5), "g1", type_=DUTY_CHECK_OUT),
             duty_event(OTHER, "west", 1, local(8, 0), "o1", name="Other One"),
+            duty_event(OTHER, "west", 2, local(12, 0), "o1", type_=DUTY_CHECK_OUT),
         ]
     )
     yield instance
