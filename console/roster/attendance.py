@@ -76,6 +76,8 @@ class ShiftAttendance:
     status: str
     checked_in: datetime | None
     late_minutes: int = 0
+    duty: OnDuty | None = None
+    """The first time on duty at this post overlapping the shift (its check-out, methods)."""
 
 
 @dataclass(slots=True)
@@ -213,11 +215,12 @@ def report(
 def _keeping(span: RosterSpan, duty: Sequence[OnDuty], name: str, now: datetime) -> ShiftAttendance:
     mine = [d for d in duty if d.person == span.person and d.overlaps(span.start, span.end, now)]
     if mine:
-        first = min(d.start for d in mine)
+        duty = min(mine, key=lambda d: d.start)
+        first = duty.start
         late = first - span.start
         if late > LATE_AFTER:
-            return ShiftAttendance(span, name, "late", first, int(late.total_seconds() // 60))
-        return ShiftAttendance(span, name, "on_time", first)
+            return ShiftAttendance(span, name, "late", first, int(late.total_seconds() // 60), duty)
+        return ShiftAttendance(span, name, "on_time", first, 0, duty)
     if now < span.start + LATE_AFTER:
         return ShiftAttendance(span, name, "upcoming", None)
     return ShiftAttendance(span, name, "no_show", None)
@@ -265,10 +268,10 @@ def export_rows(posts: Sequence[PostDay], day: date, zone: ZoneInfo) -> list[lis
                     shift.status,
                     local(shift.checked_in),
                     shift.late_minutes,
-                    "",
-                    "",
-                    "",
-                    "",
+                    local(shift.duty.start) if shift.duty else "",
+                    local(shift.duty.end) if shift.duty else "",
+                    shift.duty.method if shift.duty else "",
+                    (shift.duty.end_method or "") if shift.duty else "",
                 ]
             )
         for duty in post.unrostered:

@@ -105,6 +105,10 @@ def test_exports_carry_every_shift_and_are_audited(web: Web):
     )
     assert by_person["g1"]["status"] == "late" and by_person["g1"]["late_minutes"] == 40
     assert by_person["g1"]["rostered_from"] == "2026-11-30T08:00:00+08:00"
+    assert (by_person["g1"]["on_duty_until"], by_person["g1"]["method"]) == (
+        "2026-11-30T16:05:00+08:00",
+        "pin",
+    )
     csv_text = client.get(f"/roster/attendance/export.csv?date={DAY}").text
     assert csv_text.splitlines()[0].startswith('"date","post","person"')
     audited = web.ctx.db.query("SELECT action, target FROM audit_log WHERE action = 'export' ORDER BY row_id")
