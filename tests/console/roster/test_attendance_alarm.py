@@ -20,8 +20,9 @@ pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[EventStore]:
-    with EventStore(tmp_path / "events.db") as instance:
+def store(db_url: str | Path) -> Iterator[EventStore]:
+    """SQLite and PostgreSQL alike (tests/console/conftest.py): attendance is a query over either."""
+    with EventStore(db_url) as instance:
         yield instance
 
 

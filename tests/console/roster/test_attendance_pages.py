@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -77,6 +78,12 @@ def test_the_page_names_late_arrivals_and_no_shows_per_post(web: Web):
     assert 'class="shift-late"' in html and "40 min" in html  # g1 came at 08:40 for 08:00
     assert 'class="shift-no_show"' in html and "did not come" in html  # g2 never checked in at east
     assert "personal PIN" in html  # how g1 checked in
+    visible = re.sub(r"<[^>]+>", " ", re.sub(r"<script[^>]*>.*?</script>", "", html, flags=re.S))
+    assert not re.findall(r"\b(?:roster|duty_method)\.[a-z_.]+", visible), "a label key shown raw"
+    assert post_form(client, "/lang", {"lang": "zh", "next": "/roster/attendance"}).status_code == 303
+    chinese = client.get(f"/roster/attendance?date={DAY}").text
+    assert "迟到" in chinese and "缺勤" in chinese and "个人 PIN" in chinese
+    assert post_form(client, "/lang", {"lang": "en", "next": "/roster/attendance"}).status_code == 303
     only_north = client.get(f"/roster/attendance?date={DAY}&post=longtan/north").text
     assert "longtan/north" in only_north and "Zhao Lei" not in only_north
 
