@@ -144,11 +144,11 @@ async def attendance_export(request: Request) -> Response:
 # -- duty credentials and PINs (admins, on the people page) ---------------------------------
 
 
-def _person(request: Request, person_id: str) -> tuple[str, str] | None:
-    """(id, name) of an active person the admin may see, or None."""
+def _person(request: Request, person_id: str) -> tuple[str, str, frozenset[str]] | None:
+    """(id, name, posts) of a person the admin may see, or None."""
     for person in _store(request).people(active_only=False):
         if person.id == person_id and (not person.posts or any(_visible(request, p) for p in person.posts)):
-            return person.id, person.name
+            return person.id, person.name, person.posts
     return None
 
 
@@ -173,6 +173,9 @@ async def duty_credential(request: Request) -> Response:
     found = await run_in_threadpool(_person, request, person_id)
     if found is None or action not in ("give", "remove"):
         return await _people(request, 400, error_key="roster.error.no_such_person")
+    if action == "give" and not any(post.startswith(ctx.config.cards.site + "/") for post in found[2]):
+        # the card list reaches [cards] site's gates only: a credential given here would check in nowhere
+        return await _people(request, 400, error_key="roster.duty_error.other_site")
     if action == "give":
         try:
             version = await run_in_threadpool(give, registry, found[0], found[1], role, credential)

@@ -171,6 +171,8 @@ def test_duty_credentials_go_into_the_card_list_and_follow_changes(web: Web):
     assert duty("g1", "staff", "give", "not a credential").status_code == 400
     assert duty("g1", "boss", "give", CARD).status_code == 400
     assert duty("nobody", "staff", "give", "wiegand26:13:5").status_code == 400
+    elsewhere = duty("o1", "staff", "give", "wiegand26:13:6")  # o1 stands at beiyuan; the list is longtan's
+    assert elsewhere.status_code == 400 and "reach none of their gates" in elsewhere.text
 
     assert duty("g0", "staff", "remove").status_code == 303
     assert [c.role for c in duty_credentials(registry, "g0")] == [DutyRole.PATROL]
