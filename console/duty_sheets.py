@@ -24,6 +24,7 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -114,7 +115,7 @@ class DutySheetPublisher:
         hours: int = 36,
         every_s: float = 3600.0,
         poll_s: float = 15.0,
-        clock: Any = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.roster = RosterStore(db)

@@ -22,7 +22,7 @@ end of what is read is on duty until then.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Final
@@ -176,7 +176,7 @@ def report(
     zone: ZoneInfo,
     *,
     now: datetime | None = None,
-    visible: Any = None,
+    visible: Callable[[str], bool] | None = None,
 ) -> list[PostDay]:
     """Per post, the day's hours (rostered against on duty) and each shift's keeping.
 
