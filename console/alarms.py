@@ -39,6 +39,10 @@ kind                        raised when
                             factory key, no key installed); closed likewise
 ``vehicle.blacklisted``     a vehicle lane read a plate on the site's blacklist (the
                             arm stayed down; ``detail`` names the plate and the listing)
+``post.understaffed``      a post rostered today had fewer people checked in than the
+                            staffing advice for longer than ``[roster]
+                            understaffed_after_minutes``; closed by the console when
+                            staffed again (console/roster/attendance_watch.py)
 ``patrol.late``             a patrol route's station not checked in by its expected time
                             plus tolerance (console/patrols/, docs/patrols.md); one
                             occurrence per round station
@@ -107,6 +111,7 @@ class AlarmKind(StrEnum):
     LANE_OPEN_TOO_LONG = "lane.open_too_long"
     LANE_FORCED_OPEN = "lane.forced_open"
     VEHICLE_BLACKLISTED = "vehicle.blacklisted"
+    POST_UNDERSTAFFED = "post.understaffed"
     PATROL_LATE = "patrol.late"
     PATROL_MISSED = "patrol.missed"
 
