@@ -77,10 +77,12 @@ class PeopleFileError(Rejection[PeopleRejectReason], ValueError):
 
 
 def parse_availability(text: str) -> frozenset[int]:
-    """Week hours (0 = Monday 00:00) from ``Mon-Fri 08-18; Sat 17-22``, ``* 06-22`` or ``always``."""
+    """Week hours (0 = Monday 00:00) from ``Mon-Fri 08-18; Sat 17-22``, ``* 06-22``, ``always`` or ``never``."""
     text = text.strip().lower()
     if text in ("", "always", "*"):
         return frozenset(range(168))
+    if text == "never":  # offered no hours (yet): kept on the list, rostered nowhere
+        return frozenset()
     hours: set[int] = set()
     for part in (p.strip() for p in text.split(";")):
         if not part:
@@ -142,6 +144,51 @@ def read_people(data: bytes) -> list[Person]:
     if errors:
         raise PeopleFileError(errors[0].reason, f"{len(errors)} mistake(s); first: {errors[0]}", errors)
     return people
+
+
+def read_person(fields: dict[str, str], *, taken: Iterable[str] = ()) -> Person:
+    """One person from a form's fields (the CSV columns), or :class:`PeopleFileError` naming each field.
+
+    The same checks as a file's row, so a person typed on the People page is held to what an
+    import would be; mistakes carry line 0 and the field's column name.  ``taken``: ids that
+    may not be used (a new person's id must be new).
+    """
+    person, errors = _person(0, {k: (v or "").strip() for k, v in fields.items()}, set(taken))
+    if errors or person is None:
+        raise PeopleFileError(errors[0].reason, f"{len(errors)} mistake(s); first: {errors[0]}", errors)
+    return person
+
+
+def format_availability(hours: frozenset[int]) -> str:
+    """The week hours back in the words :func:`parse_availability` reads: ``always`` or ``Mon-Fri 08-18; Sat 17-22``.
+
+    Each day's hours become spans; days in a row with the same spans share one entry, so an
+    edit form shows what a person would have typed, and reading it back gives the same hours.
+    """
+    if hours >= frozenset(range(168)):
+        return "always"
+    if not hours:
+        return "never"
+    per_day: list[tuple[tuple[int, int], ...]] = []
+    for day in range(7):
+        spans: list[tuple[int, int]] = []
+        for hour in range(24):
+            if day * 24 + hour in hours:
+                if spans and spans[-1][1] == hour:
+                    spans[-1] = (spans[-1][0], hour + 1)
+                else:
+                    spans.append((hour, hour + 1))
+        per_day.append(tuple(spans))
+    parts: list[str] = []
+    day = 0
+    while day < 7:
+        last = day
+        while last + 1 < 7 and per_day[last + 1] == per_day[day]:
+            last += 1
+        days = DAYS[day].title() if last == day else f"{DAYS[day].title()}-{DAYS[last].title()}"
+        parts.extend(f"{days} {first:02d}-{end:02d}" for first, end in per_day[day])
+        day = last + 1
+    return "; ".join(parts)
 
 
 def _person(line: int, row: dict[str, str], seen: set[str]) -> tuple[Person | None, list[RowError]]:

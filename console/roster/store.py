@@ -169,6 +169,29 @@ class RosterStore:
             for row in rows
         ]
 
+    def ids(self) -> set[str]:
+        """Every id ever used, retired and pending included: a new person may take none of them."""
+        return {row[0] for row in self.db.query("SELECT id FROM roster_people")}
+
+    def shifts_from(self, person: str, week: date) -> list[StoredShift]:
+        """``person``'s stored shifts in ``week`` and the weeks after it."""
+        rows = self.db.query(
+            "SELECT person, post, start_hour, hours, week FROM roster_shifts WHERE person = ? AND week >= ?"
+            " ORDER BY week, start_hour",
+            (person, week.isoformat()),
+        )
+        return [StoredShift(row[0], row[1], row[2], row[3]) for row in rows]
+
+    def retire(self, person: str) -> bool:
+        """Take ``person`` off the list (kept, with the past rosters naming them) and drop their PIN."""
+        with self.db.transaction():
+            self.db.execute("DELETE FROM roster_pins WHERE person = ?", (person,))
+            changed = self.db.execute(
+                "UPDATE roster_people SET active = 0, updated_at = ? WHERE id = ? AND active = 1 AND pending = 0",
+                (now_text(), person),
+            )
+        return changed > 0
+
     # -- rosters ----------------------------------------------------------------------
 
     def replace_week(

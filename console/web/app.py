@@ -56,6 +56,7 @@ def routes() -> list[BaseRoute]:
         passes,
         patrols,
         roster,
+        roster_people,
         session,
         vehicles,
     )
@@ -72,6 +73,7 @@ def routes() -> list[BaseRoute]:
         *flow.routes,
         *attendance.routes,
         *roster.routes,
+        *roster_people.routes,
         *patrols.routes,
         *join.routes,
         *api_v1.routes,
