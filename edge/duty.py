@@ -221,8 +221,12 @@ class DutyDesk:
 
     # -- a personal PIN on the guard screen ----------------------------------------------
 
-    def pin(self, pin: object, address: str, reading: Any) -> DutyOutcome:
-        """Check in or out by personal PIN; :class:`DutyPinError` says why not (and its event is taken)."""
+    def pin(self, pin: object, address: str, reading: Any, *, person: object = None) -> DutyOutcome:
+        """Check in or out by personal PIN; :class:`DutyPinError` says why not (and its event is taken).
+
+        ``person`` (optional, picked from the sheet's names on the screen) limits the match
+        to that person's hash: one scrypt instead of one per PIN on the sheet.
+        """
         from edge.guard.pin import PinFormatError, PinOutcome, verify_pin
 
         sheet = self.current_sheet(reading.wall) or self.sheets.sheet
@@ -232,9 +236,12 @@ class DutyDesk:
             )
             raise DutyPinError("no_sheet", 409, event=DUTY_REFUSED)
         found: list[SheetPin] = []
+        candidates = _likely_first(sheet, reading.wall)
+        if isinstance(person, str) and person:
+            candidates = [entry for entry in candidates if entry.person == person]
 
         def matches(candidate: str) -> bool:
-            for entry in _likely_first(sheet, reading.wall):
+            for entry in candidates:
                 try:
                     if verify_pin(candidate, entry.pin_hash):
                         found.append(entry)
@@ -352,6 +359,10 @@ class DutyDesk:
                 for c in held.values()
             ],
             "pin_check_in": sheet is not None and bool(sheet.pins),
+            "people": sorted(
+                ({"person": p.person, "name": p.name} for p in (sheet.pins if sheet is not None else [])),
+                key=lambda p: (p["name"], p["person"]),
+            ),
             "min_pin_digits": 6,  # edge/guard/pin.py MIN_PIN_DIGITS: the screen's hint only
         }
 

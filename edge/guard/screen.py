@@ -212,7 +212,7 @@ class GuardScreen:
 
         reading = self.host.clock.now()
         try:
-            outcome = self.host.duty.pin(body.get("pin"), address, reading)
+            outcome = self.host.duty.pin(body.get("pin"), address, reading, person=body.get("person"))
         except DutyPinError as exc:
             raise GuardActionError(exc.code, exc.status, field="pin", seconds=exc.seconds) from None
         if self.host.feedback is not None:

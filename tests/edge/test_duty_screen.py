@@ -44,8 +44,9 @@ def url(gate: DutyGate) -> str:
     return gate.agent.guard.url.rstrip("/")
 
 
-def pin(gate: DutyGate, value: object) -> httpx.Response:
-    return httpx.post(f"{url(gate)}/api/duty/pin", json={"pin": value}, timeout=20)
+def pin(gate: DutyGate, value: object, person: str | None = None) -> httpx.Response:
+    body = {"pin": value} if person is None else {"pin": value, "person": person}
+    return httpx.post(f"{url(gate)}/api/duty/pin", json=body, timeout=20)
 
 
 def test_a_sheet_over_mqtt_shows_on_the_screen_and_a_staff_pin_checks_in_and_out(
@@ -64,6 +65,7 @@ def test_a_sheet_over_mqtt_shows_on_the_screen_and_a_staff_pin_checks_in_and_out
 
         page = httpx.get(f"{url(gate)}/", timeout=10).text
         assert 'data-roster="current"' in page
+        assert '<option value="p-liu">刘洋</option>' in page  # the optional "who are you" choice
         now_part = page.split('id="duty-now"')[1].split("</ul>")[0]
         next_part = page.split('id="duty-next"')[1].split("</ul>")[0]
         assert "王芳" in now_part and "刘洋" in now_part and "陈静" not in now_part
@@ -102,7 +104,8 @@ def test_pin_check_ins_are_events_with_rostered_and_refusals_have_their_reason(
         sheet = duty_sheet(SITE, unique_name, SHIFTS[:1] + SHIFTS[2:], PINS)  # 刘洋 not on shift now
         gate.agent.duty.on_sheet(GateTopics(SITE, unique_name).duty, encode_sheet(sheet))
         assert pin(gate, LIU_PIN).status_code == 200
-        assert pin(gate, WANG_PIN).status_code == 200
+        assert pin(gate, WANG_PIN, person="p-liu").status_code == 403  # the name picked limits the match
+        assert pin(gate, WANG_PIN, person="p-wang").status_code == 200
         checks = gate.events("duty.check_in")
         assert [(c.data["person"], c.data["method"], c.data["rostered"]) for c in checks] == [
             ("p-liu", "pin", False),
@@ -110,13 +113,15 @@ def test_pin_check_ins_are_events_with_rostered_and_refusals_have_their_reason(
         ]
         assert checks[0].data["reader"] is None
         assert pin(gate, "12").json()["error"] == "duty_pin_too_short"
-        for _ in range(5):  # the guard PIN's lockout: 5 wrong in a row, then a pause
+        for _ in range(
+            5
+        ):  # the guard PIN's lockout: 5 wrong in a row (a right PIN reset the count), then a pause
             answer = pin(gate, "999999")
         assert (answer.status_code, answer.json()["error"]) == (429, "pin_locked")
         locked = pin(gate, WANG_PIN)  # even the right PIN waits now
         assert locked.status_code == 429
         reasons = [e.data["reason"] for e in gate.events("duty.refused")]
-        assert reasons.count("wrong_pin") == 5 and reasons.count("pin_lockout") == 1
+        assert reasons.count("wrong_pin") == 6 and reasons.count("pin_lockout") == 1
         assert len(gate.events("duty.check_out")) == 0
         # The guard's own actions still need the guard PIN: a staff PIN is not it.
         manual = httpx.post(

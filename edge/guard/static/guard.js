@@ -380,6 +380,17 @@ async function refreshDuty() {
   $("duty-now").replaceChildren(...panel.now.map((s) => dutyItem(s, true)));
   $("duty-next").replaceChildren(...panel.next.map((s) => dutyItem(s, false)));
   $("duty-here").replaceChildren(...panel.checked_in.map((c) => dutyItem(c, false)));
+  const select = $("duty-person");
+  const chosen = select.value;
+  const anyone = select.options[0];
+  const options = panel.people.map((p) => {
+    const option = document.createElement("option");
+    option.value = p.person;
+    option.textContent = p.name;
+    return option;
+  });
+  select.replaceChildren(anyone, ...options);
+  select.value = panel.people.some((p) => p.person === chosen) ? chosen : "";
 }
 setInterval(refreshDuty, 30000);
 
