@@ -104,6 +104,12 @@ def test_pin_check_ins_are_events_with_rostered_and_refusals_have_their_reason(
         sheet = duty_sheet(SITE, unique_name, SHIFTS[:1] + SHIFTS[2:], PINS)  # 刘洋 not on shift now
         gate.agent.duty.on_sheet(GateTopics(SITE, unique_name).duty, encode_sheet(sheet))
         assert pin(gate, LIU_PIN).status_code == 200
+        shown, _age = gate.agent.guard.live.last()  # what every open page was sent
+        assert shown is not None and (shown["kind"], shown["event"], shown["holder"]) == (
+            "duty",
+            "duty_check_in",
+            "刘洋",
+        )
         assert pin(gate, WANG_PIN, person="p-liu").status_code == 403  # the name picked limits the match
         assert pin(gate, WANG_PIN, person="p-wang").status_code == 200
         checks = gate.events("duty.check_in")
