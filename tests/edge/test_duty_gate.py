@@ -174,3 +174,60 @@ def test_patrol_card_at_two_osdp_readers_is_two_station_checkins_and_the_readers
             assert not gate.events("access.scan")
         finally:
             gate.stop()
+
+
+def test_a_staff_code_at_a_serial_qr_scanner_checks_in_and_out(tmp_path: Path, unique_name: str):
+    """A scanner's code is a card-list credential too when the list has ``duty:<code>``."""
+    from protocol.duty import DutyRole
+    from simulator.duty import duty_card
+    from simulator.scanner import VirtualScanner
+    from tests.edge.duty_support import duty_entries
+
+    code = "900000000001"
+    entries = [*duty_entries(), duty_card(DutyRole.STAFF, code, "p-sun", "孙丽")]
+    with VirtualScanner(tmp_path / "ttyACM0", baudrate=115200, pace=False) as scanner:
+        readers = {"scanners": [{"name": "qr", "url": str(scanner.link_path), "baudrate": 115200}]}
+        gate = DutyGate(gate_config(tmp_path, unique_name, readers=readers, entries=entries))
+        try:
+            assert wait_until(lambda: gate.agent.reader_states.get("qr") == "connected", 10)
+            scanner.type(code)
+            gate.wait_for("duty.check_in")
+            scanner.type(code)
+            out = gate.wait_for("duty.check_out")[0].data
+            assert (out["person"], out["reader"], out["method"]) == ("p-sun", "qr", "credential")
+            settle()
+            assert not gate.relay_ever_energised() and not gate.events("access.scan")
+        finally:
+            gate.stop()
+
+
+def test_a_staff_tag_at_a_serial_em4100_reader_checks_in_and_out(tmp_path: Path, unique_name: str):
+    """The serial card reader (RDM6300 on a pty): a tag held, taken away, held again."""
+    from drivers.em4100 import frame
+    from protocol.duty import DutyRole
+    from simulator.duty import duty_card
+    from simulator.rdm6300 import VirtualRdm6300
+    from tests.edge.duty_support import duty_entries
+
+    tag = 0x1A2B3C4D5E
+    credential = f"em4100:{frame(tag)[1:11].decode()}"
+    entries = [*duty_entries(), duty_card(DutyRole.STAFF, credential, "p-zhou", "周杰")]
+    with VirtualRdm6300() as rdm:
+        readers = {"rdm6300": [{"name": "rfid", "url": rdm.port}]}
+        gate = DutyGate(gate_config(tmp_path, unique_name, readers=readers, entries=entries))
+        try:
+            settle(0.5)
+            rdm.present(tag)
+            gate.wait_for("duty.check_in")
+            rdm.remove()
+            settle(0.5)
+            rdm.present(tag)
+            out = gate.wait_for("duty.check_out")[0].data
+            rdm.remove()
+            assert (out["person"], out["reader"]) == ("p-zhou", "rfid")
+            settle()
+            # a tag held in the field is one presentation, not a check-in and an immediate check-out
+            assert len(gate.events("duty.check_in")) == len(gate.events("duty.check_out")) == 1
+            assert not gate.relay_ever_energised() and not gate.events("access.scan")
+        finally:
+            gate.stop()
