@@ -531,7 +531,11 @@ class GateAgent:
 
     def _duty(self, shown: Presented, entry: Any, reading: ClockReading) -> Decision:
         """A staff or patrol credential: record the check, acknowledge it, never touch the door or lane."""
-        outcome = self.duty.take(entry, reader=shown.reader, reading=reading)
+        try:
+            outcome = self.duty.take(entry, reader=shown.reader, reading=reading)
+        except Exception:  # a fault here must not kill the reader's thread; nothing was opened
+            log.exception("duty credential at %s not recorded", shown.reader)
+            return Decision(False, Reason.UNKNOWN, detail="duty error", duty="error")
         if self.osdp is not None:
             self.osdp.show(shown.reader, outcome.pattern)
         if self.feedback is not None:

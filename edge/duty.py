@@ -54,6 +54,7 @@ from protocol.duty import (
     parse_duty_unit,
 )
 from protocol.passes import UntrustedClockPolicy
+from protocol.passes.decision import clock_error
 
 if TYPE_CHECKING:
     from edge.guard.pin import PinCheck
@@ -135,8 +136,6 @@ class DutyDesk:
         self.pins = PinGate(
             None, attempts=pin_attempts, lockout_s=pin_lockout_s, max_lockout_s=pin_lockout_max_s
         )
-        self.on_change: Callable[[], None] | None = None
-        """Called after every check or new sheet (the guard screen refreshes its panel)."""
 
     @property
     def sheet(self) -> DutySheet | None:
@@ -153,12 +152,9 @@ class DutyDesk:
     def on_sheet(self, _topic: str, payload: bytes) -> None:
         """The link's network thread: keep a newer sheet; refuse garbage with its reason.  Never raises."""
         try:
-            result = self.sheets.offer(payload)
+            self.sheets.offer(payload)  # logs what became of it; garbage is a typed rejection there
         except Exception:  # the network thread must live; the reason is logged
             log.exception("duty sheet not handled")
-            return
-        if result.outcome.value == "kept":
-            self._changed()
 
     def current_sheet(self, now: datetime) -> DutySheet | None:
         """The held sheet while it is valid; ``None`` past its ``valid_until`` (the screen says "no roster")."""
@@ -200,7 +196,7 @@ class DutyDesk:
             self._timezone,
             zone=None,
             untrusted_clock=self._untrusted_clock,
-            time_bounded=reading.error_s is not None,
+            time_bounded=clock_error(reading) is not None,  # as edge/decision.py judges a card
         )
         if not result.granted:
             refusal = DutyRefusal(
@@ -215,7 +211,6 @@ class DutyDesk:
             data = PatrolCheck(person=person, name=name, reader=reader[:64]).model_dump(mode="json")
             event = self._record(PATROL_CHECKIN, data, reading)
             log.info("patrol station %s/%s: %s", self.gate, reader, person)
-            self._changed()
             return DutyOutcome(PATROL_CHECKIN, data, PATROL, name, _id(event))
         return self._toggle_duty(person, name, DutyMethod.CREDENTIAL, reader[:64], reading)
 
@@ -303,7 +298,6 @@ class DutyDesk:
                 self.state.check_out(person)
                 outcome = DutyOutcome(DUTY_CHECK_OUT, data, OFF_DUTY, name or held.name, _id(event))
         log.info("%s %s by %s%s", outcome.event_type, person, method.value, f" at {reader}" if reader else "")
-        self._changed()
         return outcome
 
     def _refuse(
@@ -313,13 +307,6 @@ class DutyDesk:
         log.warning("duty refused: %s %s", refusal.reason.value, refusal.detail)
         event = self._record(DUTY_REFUSED, data, reading)
         return DutyOutcome(DUTY_REFUSED, data, pattern or WRONG_TIME_OR_PLACE, name, _id(event))
-
-    def _changed(self) -> None:
-        if self.on_change is not None:
-            try:
-                self.on_change()
-            except Exception:  # the screen is a view; the event is already taken
-                log.exception("duty change listener failed")
 
     # -- what the guard screen shows ---------------------------------------------------------
 
