@@ -60,6 +60,7 @@ def gate_config(
     readers: dict[str, Any] | None = None,
     guard_pin_hash: str | None = None,
     entries: list[Any] | None = None,
+    failover: list[str] | None = None,
 ) -> EdgeConfig:
     """A gate of site :data:`SITE`: duty cards in its list, a door and a light tower on mock pins."""
     store = tmp_path / f"{gate}-cards.db"
@@ -78,6 +79,7 @@ def gate_config(
             "tls_cert": str(creds.tls_cert),
             "tls_key": str(creds.tls_key),
             "resend_after_s": 1.0,
+            "failover": failover or [],
         }
     raw: dict[str, Any] = {
         "site": SITE,

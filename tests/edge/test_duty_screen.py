@@ -190,3 +190,40 @@ def test_a_sheet_past_valid_until_shows_no_roster(tmp_path: Path, unique_name: s
         )
     finally:
         gate.stop()
+
+
+def test_the_sheet_arrives_through_the_failover_broker(tmp_path: Path, broker: Broker, unique_name: str):
+    """The duty topic is in the link's subscriptions, so the broker the gate moved to delivers it too."""
+    from broker.launcher import free_port
+    from broker.twin import copy_identity
+    from tests.conftest import MqttTestClient
+
+    second_port = free_port()
+    config = gate_config(
+        tmp_path,
+        unique_name,
+        broker=broker,
+        guard_pin_hash=GUARD_PIN_HASH,
+        failover=[f"127.0.0.1:{second_port}"],
+    )
+    console_creds = broker.add_console(f"c{unique_name}")
+    copy_identity(broker.state_dir, tmp_path / "second")  # same CA, same accounts (broker/twin.py)
+    second = Broker(tmp_path / "second", tls_port=second_port)
+    second.start()
+    gate = DutyGate(config)
+    console = MqttTestClient(second.endpoint(console_creds))
+    try:
+        assert gate.agent.link.wait_connected(15)
+        broker.kill()
+        assert wait_until(lambda: gate.agent.link.connected and gate.agent.link.brokers.index == 1, 30)
+        console.connect()
+        sheet = duty_sheet(SITE, unique_name, SHIFTS, PINS)
+        assert not console.publish(
+            GateTopics(SITE, unique_name).duty, encode_sheet(sheet), retain=True
+        ).is_failure
+        assert wait_until(lambda: gate.agent.duty.sheet == sheet, 15)
+        assert "王芳" in httpx.get(f"{url(gate)}/", timeout=10).text
+    finally:
+        console.close()
+        gate.stop()
+        second.stop()
