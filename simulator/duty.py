@@ -4,6 +4,8 @@ A simulated reader presents a staff or patrol card like any card (``VirtualWiega
 send_card``, ``SimulatedOsdpReader.present_card``, ``VirtualRdm6300.present``); what makes
 it a duty card is the card list's ``duty:<credential>`` entry, which these helpers write
 the way the console does (``protocol.duty``), and the sheet the console would publish.
+Only ``protocol`` is imported: the simulator depends on neither the gate nor the console,
+so PINs come in already hashed (``edge/guard/pin.py`` ``hash_pin``, done by the caller).
 """
 
 from __future__ import annotations
@@ -11,13 +13,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from protocol.credentials import CardEntry
 from protocol.duty import DutyRole, DutySheet, SheetPin, SheetShift, duty_credential, duty_unit
-
-TEST_PIN_N = 2**12
-"""scrypt cost for test PINs: cheaper than a real one (2**14), same format."""
 
 
 def duty_card(
@@ -43,20 +41,6 @@ def duty_card(
     )
 
 
-def load_cards(store_path: Path, registry_path: Path, entries: Iterable[CardEntry]) -> None:
-    """Give a gate's card store ``entries`` as the console would: a snapshot of its registry."""
-    from console.credentials import CardRegistry
-    from edge.credentials import CardStore
-
-    registry = CardRegistry(registry_path)
-    registry.put(list(entries))
-    store = CardStore(store_path)
-    try:
-        store.apply_snapshot_chunks(registry.snapshot())
-    finally:
-        store.close()
-
-
 @dataclass(frozen=True, slots=True)
 class Shift:
     """One shift for :func:`duty_sheet`: hours from ``now`` (negative: it began before)."""
@@ -72,16 +56,13 @@ def duty_sheet(
     site: str,
     gate: str,
     shifts: Iterable[Shift],
-    pins: dict[str, tuple[str, str]] | None = None,
+    pin_hashes: dict[str, tuple[str, str]] | None = None,
     *,
     now: datetime | None = None,
     issued_at: datetime | None = None,
     valid_h: float = 24.0,
-    n: int = TEST_PIN_N,
 ) -> DutySheet:
-    """A duty sheet as the console publishes it; ``pins`` is ``{person: (name, PIN)}``, hashed here."""
-    from edge.guard.pin import hash_pin
-
+    """A duty sheet as the console publishes it; ``pin_hashes`` is ``{person: (name, scrypt hash)}``."""
     now = (now or datetime.now(UTC)).replace(microsecond=0)
     return DutySheet(
         site=site,
@@ -99,7 +80,7 @@ def duty_sheet(
             for s in shifts
         ],
         pins=[
-            SheetPin(person=person, name=name, pin_hash=hash_pin(pin, n=n))
-            for person, (name, pin) in (pins or {}).items()
+            SheetPin(person=person, name=name, pin_hash=pin_hash)
+            for person, (name, pin_hash) in (pin_hashes or {}).items()
         ],
     )

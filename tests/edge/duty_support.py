@@ -15,7 +15,7 @@ from edge.config import EdgeConfig
 from protocol import decode_event
 from protocol.duty import DutyRole
 from simulator.door import DoorModel
-from simulator.duty import duty_card, load_cards
+from simulator.duty import duty_card
 from tests.waiting import wait_until
 
 SITE = "longtan"
@@ -34,6 +34,27 @@ EXPIRED_STAFF = (13, 5003)
 BAD_UNIT = (13, 5004)
 RESIDENT = (13, 1001)
 NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def load_cards(store_path: Path, registry_path: Path, entries: list[Any]) -> None:
+    """Give a gate's card store ``entries`` as the console would: a snapshot of its registry."""
+    from console.credentials import CardRegistry
+    from edge.credentials import CardStore
+
+    registry = CardRegistry(registry_path)
+    registry.put(entries)
+    store = CardStore(store_path)
+    try:
+        store.apply_snapshot_chunks(registry.snapshot())
+    finally:
+        store.close()
+
+
+def pin_hashes(pins: dict[str, tuple[str, str]]) -> dict[str, tuple[str, str]]:
+    """``{person: (name, PIN)}`` → ``{person: (name, scrypt hash)}``, cheaper than a real hash (same format)."""
+    from edge.guard.pin import hash_pin
+
+    return {person: (name, hash_pin(pin, n=2**12)) for person, (name, pin) in pins.items()}
 
 
 def card(pair: tuple[int, int]) -> str:

@@ -16,7 +16,7 @@ from protocol.credentials import CardEntry
 from protocol.duty import DUTY_CHECK_IN, DUTY_CHECK_OUT, DUTY_REFUSED, PATROL_CHECKIN, encode_sheet
 from protocol.topics import GateTopics
 from simulator.duty import Shift, duty_sheet
-from tests.edge.duty_support import SITE, STAFF, DutyGate, card, gate_config, settle
+from tests.edge.duty_support import SITE, STAFF, DutyGate, card, gate_config, pin_hashes, settle
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -102,7 +102,9 @@ def test_no_duty_credential_ever_opens_the_door(tmp_path: Path, unique_name: str
 def test_who_is_checked_in_and_the_sheet_survive_a_restart_without_network(tmp_path: Path, unique_name: str):
     config = gate_config(tmp_path, unique_name)
     gate = DutyGate(config)
-    sheet = duty_sheet(SITE, unique_name, [Shift("p-wang", "王芳", -1, 8)], {"p-wang": ("王芳", "135790")})
+    sheet = duty_sheet(
+        SITE, unique_name, [Shift("p-wang", "王芳", -1, 8)], pin_hashes({"p-wang": ("王芳", "135790")})
+    )
     try:
         gate.agent.duty.on_sheet(GateTopics(SITE, unique_name).duty, encode_sheet(sheet))
         gate.agent.present(Presented(card(STAFF), "card", "gate-in", time.monotonic_ns(), card(STAFF)))

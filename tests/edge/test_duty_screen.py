@@ -20,7 +20,7 @@ from protocol import GateTopics
 from protocol.duty import encode_sheet
 from simulator.duty import Shift, duty_sheet
 from tests.conftest import ClientFactory
-from tests.edge.duty_support import SITE, DutyGate, gate_config
+from tests.edge.duty_support import SITE, DutyGate, gate_config, pin_hashes
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -32,7 +32,7 @@ SHIFTS = [
     Shift("p-liu", "刘洋", -2, 4, team="volunteer"),  # on shift now
     Shift("p-chen", "陈静", 7, 8),  # next
 ]
-PINS = {"p-wang": ("王芳", WANG_PIN), "p-liu": ("刘洋", LIU_PIN)}
+PINS = pin_hashes({"p-wang": ("王芳", WANG_PIN), "p-liu": ("刘洋", LIU_PIN)})
 
 
 def screen_gate(tmp_path: Path, gate: str, broker: Broker | None = None) -> DutyGate:
