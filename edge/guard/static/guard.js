@@ -335,7 +335,8 @@ $("print").addEventListener("click", () => window.print());
 // -- on duty: the roster panel and the staff PIN check-in --------------------------------
 
 function hhmm(iso) {
-  return iso ? iso.slice(11, 16) : "";
+  // The page is rendered with UTC times; here they become the gate's local time.
+  return iso ? new Date(iso).toLocaleTimeString("zh-CN", { hour12: false, hour: "2-digit", minute: "2-digit" }) : "";
 }
 
 function dutyItem(entry, mark) {
@@ -353,7 +354,7 @@ function dutyItem(entry, mark) {
   }
   const hours = document.createElement("span");
   hours.className = "hours";
-  hours.textContent = entry.start ? `${hhmm(entry.start)}–${hhmm(entry.end)} UTC` : `${hhmm(entry.since)} UTC`;
+  hours.textContent = entry.start ? `${hhmm(entry.start)}–${hhmm(entry.end)}` : hhmm(entry.since);
   li.append(hours);
   if (mark) {
     li.className = entry.checked_in ? "in" : "out";
@@ -393,6 +394,7 @@ async function refreshDuty() {
   select.value = panel.people.some((p) => p.person === chosen) ? chosen : "";
 }
 setInterval(refreshDuty, 30000);
+refreshDuty();
 
 $("open-duty").addEventListener("click", () => openDialog($("duty-dialog"), $("duty-form")));
 $("duty-form").addEventListener("submit", async (event) => {
