@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -227,3 +228,28 @@ def test_the_sheet_arrives_through_the_failover_broker(tmp_path: Path, broker: B
         console.close()
         gate.stop()
         second.stop()
+
+
+def test_in_a_browser_the_panel_lists_the_roster_and_the_pin_form_checks_in(
+    tmp_path: Path, unique_name: str, browser_page: object
+):
+    """Chromium (Playwright): the script builds the panel, the dialog posts the PIN, no CSP violation."""
+    page: Any = browser_page
+    gate = screen_gate(tmp_path, unique_name)
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if "Content Security Policy" in m.text else None)
+    try:
+        gate.agent.duty.on_sheet("", encode_sheet(duty_sheet(SITE, unique_name, SHIFTS, PINS)))
+        page.goto(f"{url(gate)}/")
+        page.wait_for_selector('#duty-now li[data-person="p-wang"].out')
+        page.click("#open-duty")
+        page.select_option("#duty-person", "p-wang")
+        page.fill("#duty-form input[name=pin]", WANG_PIN)
+        page.click("#duty-form button.go")
+        page.wait_for_selector('#duty-here li[data-person="p-wang"]')
+        page.wait_for_selector('#duty-now li[data-person="p-wang"].in')
+        assert page.text_content("#verdict-en") == "CHECKED IN"
+        assert [e.data["method"] for e in gate.events("duty.check_in")] == ["pin"]
+        assert problems == []
+    finally:
+        gate.stop()
