@@ -39,6 +39,10 @@ kind                        raised when
                             factory key, no key installed); closed likewise
 ``vehicle.blacklisted``     a vehicle lane read a plate on the site's blacklist (the
                             arm stayed down; ``detail`` names the plate and the listing)
+``post.understaffed``      a post rostered today had fewer people checked in than the
+                            staffing advice for longer than ``[roster]
+                            understaffed_after_minutes``; closed by the console when
+                            staffed again (console/roster/attendance_watch.py)
 ``tls.cert_expiring``       a gate's status says its broker certificate expires within
                             ``CERT_WARNING_DAYS`` (30): renew it (``gatepost edge enroll
                             --renew``) before the broker refuses the gate
@@ -103,6 +107,7 @@ class AlarmKind(StrEnum):
     LANE_OPEN_TOO_LONG = "lane.open_too_long"
     LANE_FORCED_OPEN = "lane.forced_open"
     VEHICLE_BLACKLISTED = "vehicle.blacklisted"
+    POST_UNDERSTAFFED = "post.understaffed"
 
 
 CERT_WARNING_DAYS = 30

@@ -357,6 +357,7 @@ def _run(args: argparse.Namespace) -> int:
         # The card list is retained state on each broker: a gate reads it from the one it is on.
         brokers = config.mqtt.endpoints() if config.mqtt.failover else [endpoint]
         publishers = [p for p in (start_card_publisher(config, e) for e in brokers) if p is not None]
+        publishers += _duty_parts(config, store, web, brokers)
         supervisor.ready()  # the store is open and ingest is subscribed or trying
         reported = ingestor.counters
         while not stop.wait(_REPORT_S):
@@ -423,6 +424,29 @@ def _district_feed(config: Any, store: EventStore) -> Any:
         return None
     feed = MqttFeed(endpoint, inflight=section.mqtt.inflight, ack_timeout_s=section.mqtt.ack_timeout_s)
     return DistrictRunner(store, section, feed)
+
+
+def _duty_parts(config: Any, store: EventStore, web: Any, brokers: list[Any]) -> list[Any]:
+    """Duty sheets to the gates (console/duty_sheets.py) and the understaffed alarm; each ``stop()``s.
+
+    Either failing to start is logged and leaves the rest of the console running: events
+    are still stored, and attendance is read from them whenever the page is asked.
+    """
+    import logging
+
+    from console.duty_sheets import start_duty_sheets
+    from console.roster.attendance_watch import start_understaffed_watch
+
+    parts: list[Any] = []
+    for endpoint in brokers:  # retained state on each broker, like the card list
+        try:
+            parts.append(start_duty_sheets(config, store.db, endpoint))
+        except Exception as exc:
+            logging.getLogger("gatepost.console").error("duty sheets are off: %s", exc)
+    watch = start_understaffed_watch(config, store, web)
+    if watch is not None:
+        parts.append(watch)
+    return parts
 
 
 def _gap_watch(config: Any, store: EventStore, web: Any) -> Any:

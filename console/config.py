@@ -29,6 +29,9 @@ from ``password_file`` or from a systemd credential (``credential = "NAME"`` rea
     [homeassistant]             # MQTT discovery for a site's Home Assistant (docs/homeassistant.md)
     enabled = false
 
+    [roster]                    # duty sheets and the understaffed alarm (docs/roster.md)
+    understaffed_after_minutes = 15
+
     [backup]                    # scheduled store backups (docs/console.md "Backups")
     directory = "/var/lib/gatepost/backups"
     interval_hours = 24
@@ -195,6 +198,21 @@ class FlowConfig(_Section):
     )
 
 
+class RosterConfig(_Section):
+    """The duty roster on duty (docs/roster.md): duty sheets to the gates and the understaffed alarm."""
+
+    understaffed_after_minutes: float = Field(
+        15.0,
+        gt=0,
+        le=24 * 60,
+        title="A rostered post below the staffing advice this long raises post.understaffed",
+    )
+    sheet_hours: int = Field(36, ge=24, le=72, title="How far ahead a gate's duty sheet reaches")
+    sheet_every_minutes: float = Field(
+        60.0, ge=1, le=60, title="A duty sheet is sent again at least this often (and on every roster change)"
+    )
+
+
 class CardsConfig(_Section):
     """The site's door-card list and holder thumbnails, published to its gates (docs/cards.md)."""
 
@@ -288,6 +306,7 @@ class ConsoleConfig(_Section):
     log: LogConfig = Field(default_factory=LogConfig)
     flow: FlowConfig = Field(default_factory=FlowConfig)
     cards: CardsConfig | None = None
+    roster: RosterConfig = Field(default_factory=RosterConfig)
     web: WebConfig = Field(default_factory=WebConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     homeassistant: HomeAssistantConfig = Field(default_factory=HomeAssistantConfig)

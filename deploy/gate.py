@@ -68,6 +68,7 @@ def plan_install(request: common.Request) -> Plan:
         raise InstallError("--kiosk shows the guard screen, which this gate's configuration does not enable")
     if show_kiosk:
         wanted.extend(kiosk.PACKAGES)
+    wanted.extend(camera_packages(config))
     extras = ["pyzbar"] if any(c.decoder == "pyzbar" for c in config.cameras) else []
 
     plan.add(common.packages(request, [*wanted, *system_python]))
@@ -84,6 +85,17 @@ def plan_install(request: common.Request) -> Plan:
     plan.add(*common.mqtt_credential(request, mqtt.credential, mqtt.password_file is not None, plan))
     plan.after.append(common.check_config("gate", config_path("gate")))
     return plan
+
+
+CV2_LIBRARIES = ("libgl1", "libglib2.0-0")
+"""What ``cv2`` links: plate recognition's rapidocr-onnxruntime pulls in opencv-python beside our
+headless build, and whichever of the two was installed last provides ``cv2``; the full build needs
+``libGL.so.1`` and ``libglib-2.0``, which a Raspberry Pi OS Lite image lacks."""
+
+
+def camera_packages(config: EdgeConfig) -> list[str]:
+    """The Debian libraries a gate needs to import ``cv2``: only a gate with a camera or a vehicle lane does."""
+    return list(CV2_LIBRARIES) if config.cameras or config.lane else []
 
 
 def _udev(config: EdgeConfig) -> list[Change]:

@@ -61,6 +61,8 @@ class ConsoleConnection(StrEnum):
     HOMEASSISTANT = "homeassistant"
     """Publishes Home Assistant discovery and states, and reads Home Assistant's commands
     (console.homeassistant); the console, never Home Assistant, then commands the gate."""
+    DUTY = "duty"
+    """Publishes each gate's retained duty sheet: who is rostered there, and their PIN hashes (console.duty_sheets)."""
 
 
 MAX_INGEST_WORKERS = 16
@@ -68,7 +70,7 @@ MAX_INGEST_WORKERS = 16
 
 It was 64 while any client id would do.  Now each possible worker must exist beforehand
 as its own broker client bound to its own client id, so the number is a provisioning
-decision: every console account is 16 + 7 dynamic-security clients, each a login the
+decision: every console account is 16 + 8 dynamic-security clients, each a login the
 broker keeps in memory and in its file.  16 is still beyond what a console host can use:
 a worker is a process that wants a core of its own, and the measured gain is 1.68× for
 two workers on two cores with PostgreSQL, none on SQLite (docs/BENCHMARKS.md)."""

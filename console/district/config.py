@@ -54,6 +54,10 @@ class Subset(StrEnum):
     ACCESS = "access"
     ALARMS = "alarms"
     FLOW = "flow"
+    ATTENDANCE = "attendance"
+    """Staff check-ins and check-outs at their posts, and refused ones (``duty.*``, protocol/duty.py)."""
+    PATROLS = "patrols"
+    """Patrol guards' station check-ins (``patrol.checkin``)."""
 
 
 class _Section(BaseModel):

@@ -22,10 +22,13 @@ from typing import Any
 
 from console.district.config import PrivacyConfig, Subset
 from console.store import ACCESS_TYPES, EventFlag, FlowRow, StoredEvent
+from protocol.duty import DUTY_CHECK_IN, DUTY_CHECK_OUT, DUTY_REFUSED, PATROL_CHECKIN
 
 __all__ = [
     "ACCESS_EVENT_TYPES",
     "ALARM_EVENT_TYPES",
+    "ATTENDANCE_EVENT_TYPES",
+    "PATROL_EVENT_TYPES",
     "SCHEMA_VERSION",
     "encode",
     "event_record",
@@ -52,6 +55,10 @@ ALARM_EVENT_TYPES = frozenset(
     }
 )
 """What a door reports that a guard must act on: the ``alarms`` subset."""
+ATTENDANCE_EVENT_TYPES = frozenset({DUTY_CHECK_IN, DUTY_CHECK_OUT, DUTY_REFUSED})
+"""Staff coming on and going off duty at their posts: the ``attendance`` subset."""
+PATROL_EVENT_TYPES = frozenset({PATROL_CHECKIN})
+"""Patrol station check-ins: the ``patrols`` subset."""
 
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
@@ -123,6 +130,10 @@ def selector(select: Collection[Subset], sites: Collection[str] | None) -> Calla
         types |= ACCESS_EVENT_TYPES
     if Subset.ALARMS in select:
         types |= ALARM_EVENT_TYPES
+    if Subset.ATTENDANCE in select:
+        types |= ATTENDANCE_EVENT_TYPES
+    if Subset.PATROLS in select:
+        types |= PATROL_EVENT_TYPES
     site_set = frozenset(sites) if sites is not None else None
 
     def wanted(event: StoredEvent) -> bool:

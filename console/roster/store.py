@@ -77,6 +77,18 @@ def _migrations() -> list[Migration]:
                 "ALTER TABLE roster_people ADD COLUMN joined_by TEXT",
             ),
         ),
+        Migration(
+            3,
+            "personal duty PINs (scrypt hashes in the guard PIN's format) for check-in on a guard screen",
+            (
+                """CREATE TABLE roster_pins (
+                    person     TEXT PRIMARY KEY,
+                    pin_hash   TEXT NOT NULL,
+                    set_by     TEXT NOT NULL,
+                    set_at     TEXT NOT NULL
+                )""",
+            ),
+        ),
     ]
 
 
@@ -200,6 +212,37 @@ class RosterStore:
     def week_summary(self, week: date) -> tuple[str, dict[str, object]] | None:
         rows = self.db.query("SELECT status, summary FROM roster_weeks WHERE week = ?", (week.isoformat(),))
         return (rows[0][0], json.loads(rows[0][1])) if rows else None
+
+    def weeks_with_shifts(self, weeks: Iterable[date]) -> set[date]:
+        """Which of ``weeks`` have a stored roster at all."""
+        wanted = sorted({w.isoformat() for w in weeks})
+        if not wanted:
+            return set()
+        marks = ", ".join("?" * len(wanted))
+        rows = self.db.query(f"SELECT week FROM roster_weeks WHERE week IN ({marks})", wanted)
+        return {date.fromisoformat(row[0]) for row in rows}
+
+    # -- personal duty PINs ----------------------------------------------------------------
+
+    def set_pin(self, person: str, pin_hash: str, set_by: str) -> None:
+        """Give ``person`` this PIN hash (:func:`console.duty_pins.hash_duty_pin`), replacing any before."""
+        with self.db.transaction():
+            self.db.execute("DELETE FROM roster_pins WHERE person = ?", (person,))
+            self.db.execute(
+                "INSERT INTO roster_pins (person, pin_hash, set_by, set_at) VALUES (?, ?, ?, ?)",
+                (person, pin_hash, set_by, now_text()),
+            )
+
+    def clear_pin(self, person: str) -> bool:
+        return self.db.execute("DELETE FROM roster_pins WHERE person = ?", (person,)) > 0
+
+    def pins(self) -> dict[str, str]:
+        """``person id -> PIN hash`` of everyone with a personal PIN."""
+        return {row[0]: row[1] for row in self.db.query("SELECT person, pin_hash FROM roster_pins")}
+
+    def pin_set_at(self) -> dict[str, str]:
+        """``person id -> when their PIN was set`` (the people page shows that a PIN exists, never it)."""
+        return {row[0]: row[1] for row in self.db.query("SELECT person, set_at FROM roster_pins")}
 
     # -- volunteer sign-up --------------------------------------------------------------
 

@@ -44,7 +44,7 @@ def test_an_empty_broker_gets_roles_then_clients(registry):
     passwords = {"gate.s.g1": "g1-password-123", "console.main": "console-password-1"}
     commands, pending = plan(state, [], [], passwords)
     kinds = [command["command"] for command in commands]
-    assert kinds == ["createRole"] * 3 + ["createClient"] * (1 + 23), "roles first; the admin is pending"
+    assert kinds == ["createRole"] * 3 + ["createClient"] * (1 + 24), "roles first; the admin is pending"
     assert pending == [ADMIN_ACCOUNT], "no password at hand for it: it is in the file the broker started from"
     created = {command["username"]: command for command in commands if command["command"] == "createClient"}
     assert all(command["clientid"] == name for name, command in created.items())
@@ -79,7 +79,7 @@ def test_only_the_difference_is_sent(registry):
     assert ("deleteClient", "intruder") in described and ("deleteRole", "everything") in described
     assert ("deleteRole", "console") in described
     assert (
-        sum(1 for kind, name in described if kind == "deleteClient" and name.startswith("console.main")) == 23
+        sum(1 for kind, name in described if kind == "deleteClient" and name.startswith("console.main")) == 24
     )
     assert pending == ["gate.s.g1"], "rotated, but its new password is not at hand"
     assert all(name != "gate.s.g1" for _, name in described), "and it is not touched (that would kick it)"

@@ -80,7 +80,7 @@ def test_a_console_is_one_password_and_a_client_per_connection(tmp_path):
     prov = Provisioning(tmp_path)
     creds = prov.add_console("main")
     connections = account_connections("console.main")
-    assert len(connections) == MAX_INGEST_WORKERS + 7
+    assert len(connections) == MAX_INGEST_WORKERS + 8
     assert connections[:3] == ["console.main", "console.main.w1", "console.main.w2"]
     assert {"console.main.commands", "console.main.watch", "console.main.web", "console.main.health"} <= set(
         connections

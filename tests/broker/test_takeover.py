@@ -105,7 +105,7 @@ def test_no_credential_takes_over_another_clients_session(broker, site, unique_n
             reason, port = attempt(broker, creds.username, creds.password, client_id)
             assert reason == NOT_AUTHORIZED, f"{creds.username} connected as {client_id}: reason {reason:#x}"
             tried.append((creds.username, client_id, port))
-    assert len(tried) == 3 * (2 + 23) + (3 + 22)
+    assert len(tried) == 3 * (2 + 24) + (3 + 23)
 
     # No real client was ever disconnected.
     assert all(client.disconnects == 0 for client in real.values()), {

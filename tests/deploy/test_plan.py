@@ -227,3 +227,22 @@ def test_broker_plan_disables_debians_mosquitto_and_rotates_its_log(root: Path, 
 def test_target_accounts_are_the_roots_not_this_machines(root: Path):
     (root / "etc/passwd").write_text("root:x:0:0::/root:/bin/sh\nsomeone:x:4242:4242::/:/bin/false\n")
     assert Target(root).accounts().uid("someone") == 4242
+
+
+def _wanted_packages(root: Path, wheel: Path, config: Path) -> list[str]:
+    from deploy.changes import Packages
+
+    plan = gate.plan_install(request(root, wheel, config))
+    return [p for change in plan.changes if isinstance(change, Packages) for p in change.wanted]
+
+
+def test_a_camera_gate_gets_the_libraries_cv2_links_and_a_plain_gate_does_not(
+    root: Path, gate_folder: Path, wheel: Path
+):
+    """rapidocr's opencv-python may be the ``cv2`` a gate imports; it links libGL and GLib, absent on Pi OS Lite."""
+    assert not set(gate.CV2_LIBRARIES) & set(_wanted_packages(root, wheel, gate_folder / "gate.toml"))
+    config = gate_folder / "gate.toml"
+    config.write_text(
+        config.read_text() + '\n[[cameras]]\nname = "camera"\ndirection = "in"\nsource = "/dev/video0"\n'
+    )
+    assert set(gate.CV2_LIBRARIES) <= set(_wanted_packages(root, wheel, config))

@@ -29,7 +29,7 @@ def test_accounts_and_their_connections():
     assert console[0] == "console.main", "ingest worker 0 is the account itself"
     assert console[1:MAX_INGEST_WORKERS] == [f"console.main.w{i}" for i in range(1, MAX_INGEST_WORKERS)]
     assert console[MAX_INGEST_WORKERS:] == [f"console.main.{c.value}" for c in ConsoleConnection]
-    assert len(set(console)) == len(console) == 23
+    assert len(set(console)) == len(console) == 24
 
 
 def test_parse_splits_every_name_it_makes():

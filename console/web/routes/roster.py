@@ -303,6 +303,7 @@ async def _people(
     store = _store(request)
     people, pending, links = await run_in_threadpool(lambda: (store.people(), store.pending(), store.links()))
     people = [p for p in people if any(_visible(request, post) for post in p.posts)]
+    duty, pins = await run_in_threadpool(_duty_of, request, store)
     qr = None
     if new_link is not None:
         import segno
@@ -320,7 +321,19 @@ async def _people(
         errors=errors,
         error_key=error_key,
         day_keys=DAY_KEYS,
+        duty=duty,
+        pins=pins,
+        card_list=request.app.state.ctx.cards is not None,
     )
+
+
+def _duty_of(request: Request, store: RosterStore) -> tuple[dict[tuple[str, str], str], dict[str, str]]:
+    """``(person, role) -> credential`` from the card list, and ``person -> when their PIN was set``."""
+    from console.duty_credentials import duty_credentials
+
+    registry = request.app.state.ctx.cards
+    held = duty_credentials(registry) if registry is not None else []
+    return {(c.person, c.role.value): c.credential for c in held}, store.pin_set_at()
 
 
 @admin_required

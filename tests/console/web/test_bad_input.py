@@ -82,6 +82,9 @@ ADMIN_ONLY = frozenset(
         ("POST", "/vehicles/import"),
         ("GET", "/vehicles/import/{job:str}"),
         ("GET", "/vehicles/import/{job:str}/events"),
+        # a person's duty credentials (the card list) and personal PIN (console/web/routes/attendance.py)
+        ("POST", "/roster/people/duty"),
+        ("POST", "/roster/people/pin"),
     }
 )
 ENDPOINTS = sorted(

@@ -162,18 +162,23 @@ def _code_enums() -> dict[str, list[type[StrEnum]]]:
     from protocol.passes.decision import Flag
 
     found["flag"].append(Flag)
+    from protocol.duty import DutyMethod, DutyRole  # how and as what staff check in (issue 18)
+
+    found["duty_method"] = [DutyMethod]
+    found["duty_role"] = [DutyRole]
     return found
 
 
 def _event_type_constants() -> set[str]:
     """``protocol/events.py`` names its event types as module constants, not as an enum."""
+    import protocol.duty as duty
     import protocol.events as events
 
     return {
         value
         for name, value in vars(events).items()
         if name.isupper() and isinstance(value, str) and re.fullmatch(r"[a-z_]+(\.[a-z_]+)+", value)
-    }
+    } | set(duty.EVENT_TYPES)
 
 
 def missing_code_labels(
@@ -191,7 +196,8 @@ def test_every_event_type_reason_and_flag_has_a_label_in_both_languages():
     enums = _code_enums()
     assert len(enums["reason"]) >= 10 and enums["event_type"]  # the walk found the enums at all
     events = _event_type_constants()
-    assert {"access.scan", "scanner.rejected", "clock.untrusted"} <= events
+    assert {"access.scan", "scanner.rejected", "clock.untrusted", "duty.check_in", "patrol.checkin"} <= events
+    assert "not_valid_now" in {m.value for enum in enums["reason"] for m in enum}  # protocol.duty's reasons
     missing = missing_code_labels(enums, events, load_catalogues())
     assert missing == {lang: [] for lang in LANGUAGES}, f"codes without a label: {missing}"
 
