@@ -38,8 +38,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 WIEGAND = {
     "wiegand": [
-        {"name": "gate-in", "d0": "GPIO5", "d1": "GPIO6", "min_silence_ms": 60},
-        {"name": "garage", "d0": "GPIO12", "d1": "GPIO13", "min_silence_ms": 60},
+        {"name": "gate-in", "d0": "GPIO5", "d1": "GPIO6", "min_silence_ms": 150},
+        {"name": "garage", "d0": "GPIO12", "d1": "GPIO13", "min_silence_ms": 150},
     ]
 }
 
@@ -65,7 +65,7 @@ def test_staff_and_patrol_cards_reach_the_console_and_the_door_never_opens(
             front.send_card(*STAFF, H10301)  # on the allow-list too: duty is looked up first
             assert wait_until(lambda: stored(store, unique_name, "duty.check_in"), 20), everything(store)
             front.send_card(*PATROL, H10301)
-            settle(0.3)  # a frame ends with silence on the wires; two cards back to back would be one
+            settle(0.5)  # a frame ends with silence on the wires; two cards back to back would be one
             garage.send_card(*PATROL, H10301)
             assert wait_until(lambda: len(stored(store, unique_name, "patrol.checkin")) == 2, 20), everything(
                 store
@@ -73,7 +73,7 @@ def test_staff_and_patrol_cards_reach_the_console_and_the_door_never_opens(
             front.send_card(*STAFF, H10301)
             assert wait_until(lambda: stored(store, unique_name, "duty.check_out"), 20), everything(store)
             front.send_card(*EXPIRED_STAFF, H10301)
-            settle(0.3)
+            settle(0.5)
             front.send_card(*BAD_UNIT, H10301)
             assert wait_until(lambda: len(stored(store, unique_name, "duty.refused")) == 2, 20), everything(
                 store
@@ -118,7 +118,7 @@ def test_duty_cards_never_energise_the_relay_and_the_light_tower_acknowledges(
     try:
         for pair in (STAFF, PATROL, STAFF, EXPIRED_STAFF, BAD_UNIT):
             front.send_card(*pair, H10301)
-            settle(0.3)
+            settle(0.5)
         gate.wait_for("duty.refused", 2)
         settle()
         assert not gate.relay_ever_energised()
