@@ -253,3 +253,46 @@ def test_in_a_browser_the_panel_lists_the_roster_and_the_pin_form_checks_in(
         assert problems == []
     finally:
         gate.stop()
+
+
+def test_the_consoles_own_sheet_publisher_feeds_the_screen_and_its_pin_hash_checks_in(
+    tmp_path: Path, broker: Broker, unique_name: str
+):
+    """End to end with the console side (console/duty_sheets.py, console/duty_pins.py): a roster
+    shift under way now and a PIN set on the console reach the gate, and that PIN checks in there."""
+    from zoneinfo import ZoneInfo
+
+    from console.duty_pins import hash_duty_pin
+    from console.duty_sheets import DutySheetPublisher
+    from console.roster.model import Person, Team
+    from console.roster.store import RosterStore
+    from console.store import EventStore
+
+    zone = ZoneInfo("Asia/Shanghai")
+    local = datetime.now(zone)
+    monday = (local - timedelta(days=local.weekday())).date()
+    hour = local.weekday() * 24 + local.hour  # the roster's week hour under way now
+    post = f"{SITE}/{unique_name}"
+    gate = screen_gate(tmp_path, unique_name, broker)
+    console = broker.endpoint(broker.add_console(f"c{unique_name}"))
+    with EventStore(tmp_path / "events.db") as store:
+        roster = RosterStore(store.db)
+        roster.put_people(
+            [Person("g1", "Li Na", Team.GUARD, frozenset({post}), frozenset(range(168)), trained=True)]
+        )
+        roster.replace_week(
+            monday, {("g1", post): frozenset({hour})}, status="draft", made_by="test", summary={}
+        )
+        roster.set_pin("g1", hash_duty_pin("246810"), "test")
+        publisher = DutySheetPublisher(console, store.db, zone, poll_s=0.1).start()
+        try:
+            assert wait_until(lambda: gate.agent.duty.sheet is not None, 20)
+            page = httpx.get(f"{url(gate)}/", timeout=10).text
+            assert "Li Na" in page.split('id="duty-now"')[1].split("</ul>")[0]
+            answer = pin(gate, "246810")
+            assert answer.status_code == 200, answer.text
+            check = gate.events("duty.check_in")[0].data
+            assert (check["person"], check["method"], check["rostered"]) == ("g1", "pin", True)
+        finally:
+            publisher.stop()
+            gate.stop()
