@@ -41,7 +41,7 @@ from gatepost.supervision import InFlight
 from protocol import Command, Event, GateTopics
 from protocol import events as ev
 from protocol.certs import not_after
-from protocol.passes import GateState
+from protocol.passes import GateState, Reason
 from protocol.topics import SiteDocument
 
 log = logging.getLogger("gatepost.edge.agent")
@@ -198,6 +198,8 @@ class GateAgent:
                 lambda topic, body: self.link.publish(topic, body),
             )
             subscriptions += self.card_sync.subscriptions()
+        self.duty = _duty_desk(self)
+        subscriptions += self.duty.subscriptions(self.topics.duty)
         self.thumbnails = (
             ThumbnailStore(config.photos.dir, config.site) if config.photos is not None else None
         )
@@ -260,6 +262,7 @@ class GateAgent:
         except BaseException:
             self._close_devices()
             self.command_memory.close()
+            self.duty.close()
             self.outbox.close()
             raise
 
@@ -424,6 +427,7 @@ class GateAgent:
         if self.pass_memory is not None:
             self.pass_memory.close()
         self.command_memory.close()
+        self.duty.close()
         self.outbox.close()
 
     def _close_devices(self) -> None:
@@ -476,6 +480,9 @@ class GateAgent:
             return None
         direction = shown.direction or self.directions.get(shown.reader)
         reading = self.clock.now()  # one reading: the event says the time the decision used
+        duty_entry = self.duty.entry_for(shown.credential)  # duty:<credential> first: it never opens
+        if duty_entry is not None:
+            return self._duty(shown, duty_entry, reading)
         decision = self.decider.decide(shown.credential, reading, direction)
         lane = self.lanes.get(shown.reader)
         if lane is not None:
@@ -520,6 +527,30 @@ class GateAgent:
         event = self.record(ev.ACCESS_SCAN, data, reading)
         if self.on_taken is not None:
             self.on_taken(shown, decision, event, time.monotonic_ns())
+        return decision
+
+    def _duty(self, shown: Presented, entry: Any, reading: ClockReading) -> Decision:
+        """A staff or patrol credential: record the check, acknowledge it, never touch the door or lane."""
+        try:
+            outcome = self.duty.take(entry, reader=shown.reader, reading=reading)
+        except Exception:  # a fault here must not kill the reader's thread; nothing was opened
+            log.exception("duty credential at %s not recorded", shown.reader)
+            return Decision(False, Reason.UNKNOWN, detail="duty error", duty="error")
+        if self.osdp is not None:
+            self.osdp.show(shown.reader, outcome.pattern)
+        if self.feedback is not None:
+            self.feedback.show(outcome.pattern)
+        if self.guard is not None:
+            self.guard.show_duty(outcome)
+        decision = Decision(
+            False,  # the door's answer: a duty credential never opens anything
+            Reason.GRANTED if outcome.taken else Reason.UNKNOWN,
+            detail=outcome.event_type,
+            card_holder=outcome.name or None,
+            duty=outcome.event_type,
+        )
+        if self.on_taken is not None:
+            self.on_taken(shown, decision, None, time.monotonic_ns())
         return decision
 
     def _on_scan(self, reader: str, scan: Scan) -> None:
@@ -748,6 +779,38 @@ def _guard_screen(agent: GateAgent) -> Any:
     from edge.guard import GuardScreen
 
     return GuardScreen(agent, agent.config.guard_screen)
+
+
+def _duty_desk(agent: GateAgent) -> Any:
+    """Staff and patrol check-ins (edge/duty.py): always, since a sheet and PINs need no card list."""
+    from edge.duty import DutyDesk
+
+    config = agent.config
+    guard = config.guard_screen
+    policy = agent.decider.card_policy
+
+    def desk(state_path: Path) -> DutyDesk:
+        return DutyDesk(
+            site=config.site,
+            gate=config.gate,
+            state_path=state_path,
+            sheet_path=config.outbox.path.with_suffix(".duty-sheet.json"),
+            record=agent.record,
+            cards=agent.decider.cards,
+            cards_lock=agent.decider.cards_lock,
+            timezone=policy.timezone,
+            untrusted_clock=policy.untrusted_clock,
+            pin_attempts=guard.pin_attempts,
+            pin_lockout_s=guard.pin_lockout_s,
+            pin_lockout_max_s=guard.pin_lockout_max_s,
+        )
+
+    state_path = config.outbox.path.with_suffix(".duty.db")
+    try:
+        return desk(state_path)
+    except (sqlite3.Error, OSError) as exc:  # a failed disk must not keep the gate from deciding
+        log.error("cannot open the duty state %s (%s): who is checked in is kept in memory", state_path, exc)
+        return desk(Path(":memory:"))
 
 
 def _card_store(config: EdgeConfig) -> tuple[Any, Any]:

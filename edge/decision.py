@@ -38,6 +38,9 @@ class Decision:
     """For a plate: ``resident``, ``visitor``, ``blacklisted`` or ``unknown`` (edge/plate_decisions.py)."""
     resembles: str | None = None
     """For a near miss: the registered plate (text) the one read is one character off."""
+    duty: str | None = None
+    """For a duty credential (edge/duty.py): the event it made (``duty.check_in``, ``patrol.checkin``,
+    ``duty.refused``…).  ``granted`` is then always false: the door's answer, and it never opens."""
 
     def event_fields(self) -> dict[str, Any]:
         """What the access event says about the holder beyond granted/reason."""
@@ -119,6 +122,11 @@ class GateDecider:
         self.plates = PlateDecider(
             self.cards, self._cards_lock, self.card_policy, lambda: self.vehicles, allow=self.allow
         )
+
+    @property
+    def cards_lock(self) -> threading.Lock:
+        """Held around every card-list lookup (the duty desk's too, edge/duty.py)."""
+        return self._cards_lock
 
     def __len__(self) -> int:
         cards = self.cards.state.count if self.cards is not None else 0

@@ -179,6 +179,7 @@ def create_app(screen: GuardScreen) -> ASGIApp:
                 "open_reasons": OPEN_REASONS,
                 "refuse_reasons": REFUSE_REASONS,
                 "idle_s": screen.config.idle_s,
+                "duty": screen.duty_panel(),
             },
             headers={"Cache-Control": "no-store"},
         )
@@ -245,6 +246,10 @@ def create_app(screen: GuardScreen) -> ASGIApp:
 
         return endpoint
 
+    async def duty(request: Request) -> Response:
+        panel = await run_in_threadpool(screen.duty_panel)
+        return JSONResponse(panel, headers={"Cache-Control": "no-store"})
+
     async def health(request: Request) -> Response:
         return JSONResponse({"ok": True, "listeners": screen.live.listeners})
 
@@ -264,6 +269,8 @@ def create_app(screen: GuardScreen) -> ASGIApp:
             Route("/api/vehicles/register", action(screen.vehicles.register), methods=["POST"]),
             Route("/api/vehicles/open", action(screen.vehicles.open), methods=["POST"]),
             Route("/api/vehicles/refuse", action(screen.vehicles.refuse), methods=["POST"]),
+            Route("/api/duty", duty),
+            Route("/api/duty/pin", action(screen.duty_pin), methods=["POST"]),
             Route("/healthz", health),
             Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
         ],

@@ -160,14 +160,16 @@ class PinGate:
 
     def __init__(
         self,
-        stored: str,
+        stored: str | None,
         *,
         attempts: int = 5,
         lockout_s: float = 60.0,
         max_lockout_s: float = 86400.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.stored = parse_hash(stored)  # a bad hash is a startup error, not a PIN that never matches
+        # A bad hash is a startup error, not a PIN that never matches.  ``None``: no PIN of its
+        # own; the caller matches with :meth:`check_with` (the duty sheet's staff PINs, edge/duty.py).
+        self.stored = parse_hash(stored) if stored is not None else None
         self._hash = stored
         self._attempts = attempts
         self._lockout_s = lockout_s
@@ -201,6 +203,17 @@ class PinGate:
 
     def check(self, pin: object, address: str = "127.0.0.1") -> PinCheck:
         """Check ``pin`` sent from ``address`` (the request's peer address)."""
+        stored = self._hash
+        if stored is None:
+            raise ValueError("this PinGate has no PIN of its own: use check_with")
+        return self.check_with(pin, address, lambda candidate: verify_pin(candidate, stored))
+
+    def check_with(self, pin: object, address: str, matches: Callable[[str], bool]) -> PinCheck:
+        """Check ``pin`` from ``address`` with ``matches`` (called under the lock, with a well-formed PIN).
+
+        The same per-source counts and pauses as :meth:`check`, for PINs that are not one
+        stored hash: a staff member's PIN matched against every PIN on the duty sheet.
+        """
         with self._lock:
             source, streaks = self._streaks(address)
             own = streaks[0]
@@ -210,7 +223,7 @@ class PinGate:
                 return PinCheck(PinOutcome.LOCKED, own.failures, round(wait, 1), source, address)
             if isinstance(pin, str) and pin.isascii() and pin.isdigit() and len(pin) < MIN_PIN_DIGITS:
                 return PinCheck(PinOutcome.TOO_SHORT, own.failures, 0.0, source, address)
-            if isinstance(pin, str) and 0 < len(pin) <= 64 and verify_pin(pin, self._hash):
+            if isinstance(pin, str) and 0 < len(pin) <= 64 and matches(pin):
                 for streak in streaks:
                     streak.failures = 0
                 return PinCheck(PinOutcome.OK, 0, 0.0, source, address)

@@ -29,7 +29,7 @@ from edge.guard.live import Broadcaster
 from edge.guard.pin import MIN_PIN_DIGITS, PinGate, PinOutcome
 from edge.guard.server import ThreadedServer, parse_listen
 from edge.guard.texts import MANUAL_REASONS, load_locales
-from edge.guard.views import alarm_view, decision_view, manual_view
+from edge.guard.views import alarm_view, decision_view, duty_view, manual_view
 from edge.visitors import FieldProblem, VisitorBook, VisitorError, VisitorRequest, clean_text, is_visitor_code
 from protocol import events as ev
 from protocol.passes import Reason
@@ -52,6 +52,8 @@ class GateHost(Protocol):
     door: Any
     feedback: Any
     clock: Any
+    duty: Any
+    """edge.duty.DutyDesk: the "On duty" panel and PIN check-ins."""
 
     def record(self, event_type: str, data: dict[str, Any], reading: Any = None) -> Any: ...
 
@@ -120,7 +122,7 @@ class GuardScreen:
             lockout_s=config.pin_lockout_s,
             max_lockout_s=config.pin_lockout_max_s,
         )
-        if self.pins.stored.digits is None:
+        if self.pins.stored is not None and self.pins.stored.digits is None:
             log.warning(
                 "guard screen: pin_hash does not record the PIN's length (made before PINs had %d digits):"
                 " a shorter PIN no longer works; make a new one with gatepost edge hash-pin",
@@ -187,6 +189,43 @@ class GuardScreen:
             self.live.publish(view)
         except Exception:
             log.exception("guard screen could not show a decision")
+
+    def show_duty(self, outcome: Any) -> None:
+        """Put a staff or patrol check (edge/duty.py) on every open page.  Never raises."""
+        try:
+            self.live.publish(duty_view(outcome, idle_s=self.config.idle_s))
+        except Exception:
+            log.exception("guard screen could not show a duty check")
+
+    def duty_panel(self) -> dict[str, Any]:
+        """The "On duty" panel: who is rostered now (and checked in) and next, or "no roster"."""
+        return self.host.duty.panel(self.host.clock.now().wall)
+
+    def duty_pin(self, body: dict[str, Any], address: str) -> dict[str, Any]:
+        """A staff member checks in or out with their personal PIN (not the guard PIN).
+
+        The PIN is matched against the duty sheet's hashes, with the guard PIN's lockout
+        per source; a wrong PIN is ``duty.refused`` ``wrong_pin``, the one that starts a
+        pause also ``pin_lockout``, no sheet ``no_sheet`` (edge/duty.py).
+        """
+        from edge.duty import DutyPinError
+
+        reading = self.host.clock.now()
+        try:
+            outcome = self.host.duty.pin(body.get("pin"), address, reading, person=body.get("person"))
+        except DutyPinError as exc:
+            raise GuardActionError(exc.code, exc.status, field="pin", seconds=exc.seconds) from None
+        if self.host.feedback is not None:
+            self.host.feedback.show(outcome.pattern)
+        self.show_duty(outcome)
+        return {
+            "ok": True,
+            "event": outcome.event_type,
+            "event_id": outcome.event_id,
+            "person": outcome.data.get("person"),
+            "name": outcome.name,
+            "on_duty_s": outcome.data.get("on_duty_s"),
+        }
 
     def door_alarm(self, name: str) -> None:
         """Put a door alarm (``forced``, ``held_open``, ``tamper``…) on every open page.  Never raises.

@@ -12,6 +12,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from protocol.duty import DutyRefusalReason
 from protocol.passes import Flag, Reason, Role
 
 LANGUAGES = ("zh", "en")
@@ -47,6 +48,8 @@ def required_keys() -> dict[str, set[str]]:
         "open_reason": set(OPEN_REASONS),
         "refuse_reason": set(REFUSE_REASONS),
         "vehicle": {"resident", "visitor", "blacklisted", "unknown"},
+        "duty": {"duty_check_in", "duty_check_out", "duty_refused", "patrol_checkin"},
+        "duty_refusal": {reason.value for reason in DutyRefusalReason},
     }
 
 

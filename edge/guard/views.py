@@ -112,3 +112,30 @@ def alarm_view(door_event: str, *, idle_s: float) -> dict[str, Any]:
         "photo": None,
         "idle_after_s": idle_s,
     }
+
+
+def duty_view(outcome: Any, *, idle_s: float) -> dict[str, Any]:
+    """The screen message for a staff or patrol check (edge/duty.py): its own colour, never "granted"."""
+    data = outcome.data
+    event = outcome.event_type.replace(
+        ".", "_"
+    )  # duty_check_in, duty_check_out, duty_refused, patrol_checkin
+    return {
+        "kind": "duty",
+        "id": uuid.uuid4().hex,
+        "at": _now(),
+        "granted": False,
+        "reason": event,
+        "event": event,
+        "refusal": data.get("reason") if outcome.event_type == "duty.refused" else None,
+        "person": data.get("person"),
+        "holder": outcome.name or data.get("name") or None,
+        "method": data.get("method"),
+        "reader": data.get("reader"),
+        "rostered": data.get("rostered"),
+        "on_duty_s": data.get("on_duty_s"),
+        "flags": [],
+        "check_by_hand": outcome.event_type == "duty.refused",
+        "photo": None,
+        "idle_after_s": idle_s,
+    }

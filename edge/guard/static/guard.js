@@ -75,7 +75,8 @@ function addFact(list, key, value) {
 function show(message, ageS = 0) {
   clearTimeout(idleTimer);
   const alarm = message.kind === "alarm";
-  const state = message.kind === "manual" ? "manual" : message.granted ? "granted" : "denied";
+  const duty = message.kind === "duty";
+  const state = duty ? "duty" : message.kind === "manual" ? "manual" : message.granted ? "granted" : "denied";
   const panel = $("panel");
   panel.className = state;
   panel.dataset.id = message.id;
@@ -83,10 +84,17 @@ function show(message, ageS = 0) {
   $("idle-view").hidden = true;
   $("result").hidden = false;
 
-  const verdict = both(alarm ? "ui.alarm" : `ui.${state}`);
+  const verdict = both(alarm ? "ui.alarm" : duty ? `duty.${message.event}` : `ui.${state}`);
   $("verdict-zh").textContent = verdict.zh;
   $("verdict-en").textContent = verdict.en;
-  const reason = both(alarm ? `door.${message.door}` : `reason.${message.reason}`);
+  const reasonKey = duty
+    ? message.refusal
+      ? `duty_refusal.${message.refusal}`
+      : "ui.door_stays_shut"
+    : alarm
+      ? `door.${message.door}`
+      : `reason.${message.reason}`;
+  const reason = both(reasonKey);
   $("reason-zh").textContent = reason.zh;
   $("reason-en").textContent = reason.en;
 
@@ -110,7 +118,19 @@ function show(message, ageS = 0) {
 
   const facts = $("facts");
   facts.replaceChildren();
-  if (message.kind === "manual") {
+  if (duty) {
+    addFact(facts, "ui.holder", message.holder);
+    addFact(facts, "ui.person", message.person);
+    addFact(facts, "ui.reader", message.reader);
+    if (message.rostered !== null && message.rostered !== undefined) {
+      const yes = both(message.rostered ? "ui.yes" : "ui.no");
+      addFact(facts, "ui.rostered", `${yes.zh} · ${yes.en}`);
+    }
+    if (message.on_duty_s !== null && message.on_duty_s !== undefined) {
+      addFact(facts, "ui.on_duty_for", `${Math.floor(message.on_duty_s / 3600)} h ${Math.floor((message.on_duty_s % 3600) / 60)} min`);
+    }
+    refreshDuty();
+  } else if (message.kind === "manual") {
     const why = both(`manual_reason.${message.manual_reason}`);
     addFact(facts, "ui.reason", message.note ? `${why.zh} · ${why.en} — ${message.note}` : `${why.zh} · ${why.en}`);
     addFact(facts, "ui.by_guard", message.guard);
@@ -311,6 +331,84 @@ $("visitor-form").addEventListener("submit", async (event) => {
   $("visitor-slip").hidden = false;
 });
 $("print").addEventListener("click", () => window.print());
+
+// -- on duty: the roster panel and the staff PIN check-in --------------------------------
+
+function hhmm(iso) {
+  // The page is rendered with UTC times; here they become the gate's local time.
+  return iso ? new Date(iso).toLocaleTimeString("zh-CN", { hour12: false, hour: "2-digit", minute: "2-digit" }) : "";
+}
+
+function dutyItem(entry, mark) {
+  const li = document.createElement("li");
+  li.dataset.person = entry.person;
+  const name = document.createElement("span");
+  name.className = "name";
+  name.textContent = entry.name;
+  li.append(name, " ");
+  if (entry.team) {
+    const team = document.createElement("span");
+    team.className = "team";
+    team.textContent = entry.team;
+    li.append(team, " ");
+  }
+  const hours = document.createElement("span");
+  hours.className = "hours";
+  hours.textContent = entry.start ? `${hhmm(entry.start)}–${hhmm(entry.end)}` : hhmm(entry.since);
+  li.append(hours);
+  if (mark) {
+    li.className = entry.checked_in ? "in" : "out";
+    const badge = document.createElement("span");
+    badge.className = "mark";
+    badge.dataset.t = entry.checked_in ? "ui.duty_checked_in" : "ui.duty_not_checked_in";
+    badge.textContent = t(badge.dataset.t);
+    li.append(" ", badge);
+  }
+  return li;
+}
+
+async function refreshDuty() {
+  let panel;
+  try {
+    const response = await fetch("/api/duty", { cache: "no-store" });
+    if (!response.ok) return;
+    panel = await response.json();
+  } catch (_) {
+    return;
+  }
+  $("duty").dataset.roster = panel.roster;
+  $("duty-none").hidden = panel.roster === "current";
+  $("duty-now").replaceChildren(...panel.now.map((s) => dutyItem(s, true)));
+  $("duty-next").replaceChildren(...panel.next.map((s) => dutyItem(s, false)));
+  $("duty-here").replaceChildren(...panel.checked_in.map((c) => dutyItem(c, false)));
+  const select = $("duty-person");
+  const chosen = select.value;
+  const anyone = select.options[0];
+  const options = panel.people.map((p) => {
+    const option = document.createElement("option");
+    option.value = p.person;
+    option.textContent = p.name;
+    return option;
+  });
+  select.replaceChildren(anyone, ...options);
+  select.value = panel.people.some((p) => p.person === chosen) ? chosen : "";
+}
+setInterval(refreshDuty, 30000);
+refreshDuty();
+
+$("open-duty").addEventListener("click", () => openDialog($("duty-dialog"), $("duty-form")));
+$("duty-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = event.currentTarget;
+  const body = await post(form, "/api/duty/pin");
+  form.elements.namedItem("pin").value = "";
+  if (!body) return;
+  const message = form.querySelector(".message");
+  message.className = "message ok";
+  message.textContent = t(body.event === "duty.check_out" ? "ui.duty_done_out" : "ui.duty_done_in", { name: body.name });
+  refreshDuty();
+  setTimeout(() => $("duty-dialog").close(), 1500);
+});
 
 applyLanguage();
 setLink(false);
