@@ -153,8 +153,16 @@ class PatrolGuard:
         except Exception:  # a reader gone at shutdown: the demo goes on
             log.warning("patrol guard could not present at %s", reader, exc_info=True)
 
+    def _bus_up(self) -> bool:
+        """Wait until the gate polls the readers (their replies are on the wire), then a little for its card list."""
+        while not self._stop.is_set():
+            if all(getattr(reader, "writes", [None]) for reader in self.readers.values()):
+                return not self._stop.wait(3.0)
+            self._stop.wait(0.2)
+        return False
+
     def _run(self) -> None:
-        if self._stop.wait(5.0):  # the gate has started and taken the card list
+        if not self._bus_up():  # a card shown before the gate polls would wait in the reader
             return
         self._present("osdp-in")
         if self._stop.wait(4.0):
