@@ -30,7 +30,7 @@ import csv
 import io
 import json
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 FORMULA_STARTS = frozenset("=+-@")
 CONTROL_STARTS = frozenset("\t\r\n")
@@ -77,3 +77,22 @@ def rows_text(header: Iterable[str], rows: Iterable[Iterable[object]], *, every:
             buffer.seek(0)
             buffer.truncate()
     yield buffer.getvalue()
+
+
+def table_download(
+    columns: Sequence[str], rows: Iterable[Sequence[object]], fmt: str, filename: str
+) -> tuple[bytes, str, dict[str, str]]:
+    """A small table as a download: ``(body, media type, headers)`` for CSV (escaped as above) or JSON lines.
+
+    The roster, attendance and patrol exports are a day's or a week's rows, so they are
+    built whole rather than streamed; every JSON line is an object keyed by the columns.
+    """
+    if fmt == "csv":
+        body, media = "".join(rows_text(columns, rows)), "text/csv; charset=utf-8"
+    else:
+        body = "".join(
+            json.dumps(dict(zip(columns, row, strict=True)), ensure_ascii=False) + "\n" for row in rows
+        )
+        media = "application/json"
+    headers = {"content-disposition": f'attachment; filename="{filename}.{fmt}"', "cache-control": "no-store"}
+    return body.encode("utf-8"), media, headers

@@ -13,7 +13,6 @@ and the duty sheets, and every change is audited.
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import UTC, date, datetime, timedelta
 
@@ -110,7 +109,7 @@ async def attendance_page(request: Request) -> Response:
 @login_required
 async def attendance_export(request: Request) -> Response:
     """One row per rostered shift (and per unrostered time on duty), CSV or JSON lines; audited as ``export``."""
-    from console.web.spreadsheet import rows_text
+    from console.web.spreadsheet import table_download
 
     fmt = request.path_params["fmt"]
     if fmt not in ("csv", "json"):
@@ -123,22 +122,8 @@ async def attendance_export(request: Request) -> Response:
     rows = attendance.export_rows(posts, day, _settings(request).zone)
     await audit(request, "export", f"attendance.{fmt}", {"date": day.isoformat(), "post": post or ""})
     columns = attendance.EXPORT_COLUMNS
-    if fmt == "csv":
-        body = "".join(rows_text(columns, rows))
-        media = "text/csv; charset=utf-8"
-    else:
-        body = "".join(
-            json.dumps(dict(zip(columns, row, strict=True)), ensure_ascii=False) + "\n" for row in rows
-        )
-        media = "application/json"
-    return Response(
-        body.encode("utf-8"),
-        media_type=media,
-        headers={
-            "content-disposition": f'attachment; filename="attendance-{day.isoformat()}.{fmt}"',
-            "cache-control": "no-store",
-        },
-    )
+    body, media, headers = table_download(columns, rows, fmt, f"attendance-{day.isoformat()}")
+    return Response(body, media_type=media, headers=headers)
 
 
 # -- duty credentials and PINs (admins, on the people page) ---------------------------------

@@ -10,7 +10,6 @@ and the exports always agree with the alarms.
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -394,7 +393,7 @@ def export_rows(records: list[RoundRecord], zone: ZoneInfo) -> list[list[Any]]:
 @login_required
 async def export(request: Request) -> Response:
     """Rounds of ``from``..``to`` (days, at most 31) as CSV or JSON lines, audited as ``export``."""
-    from console.web.spreadsheet import rows_text
+    from console.web.spreadsheet import table_download
 
     fmt = request.path_params["fmt"]
     if fmt not in ("csv", "json"):
@@ -410,22 +409,10 @@ async def export(request: Request) -> Response:
     records = await _records(request, first, (last - first).days + 1)
     rows = export_rows(records, zone)
     await audit(request, "export", f"patrols.{fmt}", {"from": first.isoformat(), "to": last.isoformat()})
-    if fmt == "csv":
-        body = "".join(rows_text(EXPORT_COLUMNS, rows))
-        media = "text/csv; charset=utf-8"
-    else:
-        body = "".join(
-            json.dumps(dict(zip(EXPORT_COLUMNS, row, strict=True)), ensure_ascii=False) + "\n" for row in rows
-        )
-        media = "application/json"
-    return Response(
-        body.encode("utf-8"),
-        media_type=media,
-        headers={
-            "content-disposition": f'attachment; filename="patrols-{first.isoformat()}-{last.isoformat()}.{fmt}"',
-            "cache-control": "no-store",
-        },
+    body, media, headers = table_download(
+        EXPORT_COLUMNS, rows, fmt, f"patrols-{first.isoformat()}-{last.isoformat()}"
     )
+    return Response(body, media_type=media, headers=headers)
 
 
 routes: list[BaseRoute] = [

@@ -11,7 +11,6 @@ can change everyone's posts and hours).
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import threading
@@ -398,7 +397,7 @@ EXPORT_COLUMNS = ("week", "person", "name", "team", "post", "date", "start", "en
 @login_required
 async def export(request: Request) -> Response:
     """The week's shifts as CSV or JSON lines, one row a shift, posts limited to the user's sites."""
-    from console.web.spreadsheet import rows_text
+    from console.web.spreadsheet import table_download
 
     fmt = request.path_params["fmt"]
     if fmt not in ("csv", "json"):
@@ -432,22 +431,8 @@ async def export(request: Request) -> Response:
             ]
         )
     await audit(request, "export", f"roster.{fmt}", {"week": week.isoformat()})
-    if fmt == "csv":
-        body = "".join(rows_text(EXPORT_COLUMNS, rows))
-        media = "text/csv; charset=utf-8"
-    else:
-        body = "".join(
-            json.dumps(dict(zip(EXPORT_COLUMNS, row, strict=True)), ensure_ascii=False) + "\n" for row in rows
-        )
-        media = "application/json"
-    return Response(
-        body.encode("utf-8"),
-        media_type=media,
-        headers={
-            "content-disposition": f'attachment; filename="roster-{week.isoformat()}.{fmt}"',
-            "cache-control": "no-store",
-        },
-    )
+    body, media, headers = table_download(EXPORT_COLUMNS, rows, fmt, f"roster-{week.isoformat()}")
+    return Response(body, media_type=media, headers=headers)
 
 
 routes: list[BaseRoute] = [
