@@ -229,6 +229,67 @@ def solve(
     )
 
 
+def lp_bound(problem: Problem, shortfall: int, *, time_limit_s: float = 60.0) -> float:
+    """The linear relaxation's bound on the hours objective among rosters of ``shortfall``, by HiGHS.
+
+    A reference for ``bench/roster.py``, not part of :func:`solve`: on the benchmark week
+    the relaxation is far stronger than the bound CP-SAT's own LP reaches in seconds, but
+    HiGHS needs 5-7 CPU-seconds for it, so it cannot certify a roster within the 10 s
+    target.  Every roster of that shortfall stands at least this many hours (plus shift
+    costs); NaN when HiGHS did not finish.  HiGHS ships inside OR-Tools (``pywraplp``):
+    https://developers.google.com/optimization/lp/lp_example
+    """
+    from ortools.linear_solver import pywraplp
+
+    built = _Built(problem)
+    built.model.add(built.missing <= shortfall)
+    built.model.minimize(built.hours)
+    proto = built.model.proto
+    if not proto.objective.vars:  # nothing to stand: no shift can help any post
+        return 0.0
+    lp = pywraplp.Solver.CreateSolver("HIGHS")
+    if lp is None:
+        return math.nan
+    infinity = lp.infinity()
+
+    def limit(value: int) -> float:
+        return -infinity if value <= -(2**62) else infinity if value >= 2**62 else float(value)
+
+    def column(literal: int) -> pywraplp.Variable:
+        if literal < 0:  # the model writes no negated literal; relaxing one would need 1 - x
+            raise TypeError("lp_bound cannot relax a negated literal")
+        return columns[literal]
+
+    columns = []
+    for variable in proto.variables:
+        domain = list(variable.domain)
+        columns.append(lp.NumVar(limit(domain[0]), limit(domain[-1]), ""))
+    for constraint in proto.constraints:
+        if constraint.has_at_most_one():
+            row = lp.Constraint(-infinity, 1)
+            for literal in constraint.at_most_one.literals:
+                row.SetCoefficient(column(literal), 1)
+        elif constraint.has_bool_or():
+            row = lp.Constraint(1, infinity)
+            for literal in constraint.bool_or.literals:
+                row.SetCoefficient(column(literal), 1)
+        elif constraint.has_linear():
+            domain = list(constraint.linear.domain)
+            row = lp.Constraint(limit(domain[0]), limit(domain[-1]))
+            for index, coefficient in zip(constraint.linear.vars, constraint.linear.coeffs, strict=True):
+                row.SetCoefficient(column(index), coefficient)
+        else:  # the model uses no other kind; a new one must be added here, not skipped
+            raise TypeError(f"lp_bound cannot relax constraint {constraint}")
+    objective = lp.Objective()
+    for index, coefficient in zip(proto.objective.vars, proto.objective.coeffs, strict=True):
+        objective.SetCoefficient(column(index), coefficient)
+    objective.SetMinimization()
+    lp.SetTimeLimit(int(time_limit_s * 1000))
+    if lp.Solve() != pywraplp.Solver.OPTIMAL:
+        return math.nan
+    return objective.Value() + proto.objective.offset
+
+
 def _shortfall_bound(bound: float, weight: int) -> int:
     """The least shortfall a bound on ``weight * missing + hours`` proves (0 <= hours < weight)."""
     if math.isnan(bound) or bound <= 0:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from console.roster.check import violations
 from console.roster.model import Person, Problem, Rules, Team
-from console.roster.solver import candidate_shifts, solve
+from console.roster.solver import SHIFT_COST, candidate_shifts, lp_bound, solve
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -101,3 +101,22 @@ def test_a_greedy_shift_the_model_left_out_is_hinted_as_the_shorter_one() -> Non
     result = solve(problem, time_limit_s=5, workers=2, hint=hint)
     assert violations(problem, result.assignment) == []
     assert result.shortfall_hours == 0
+
+
+@pytest.mark.slow
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(small_weeks())
+def test_the_lp_bound_never_exceeds_the_best_roster(problem: Problem) -> None:
+    """The relaxation's bound is a bound: no proven-best roster stands fewer hours than it says."""
+    best = _best(problem, prune=True)
+    assume(best is not None)
+    assert best is not None
+    missing, hours = best
+    assert lp_bound(problem, missing) <= hours + 1e-6
+
+
+def test_the_lp_bound_of_an_open_morning_is_its_one_shift() -> None:
+    guard = Person("g", "Guard", Team.GUARD, frozenset({"gate"}), frozenset(range(24)), trained=True)
+    demand = [1 if 8 <= hour < 12 else 0 for hour in range(24)]
+    problem = Problem(("gate",), (guard,), {"gate": demand}, Rules(shift_starts=(6, 8)), hours=24)
+    assert lp_bound(problem, 0) == pytest.approx(4 + SHIFT_COST)
