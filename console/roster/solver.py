@@ -72,6 +72,8 @@ class RosterResult:
     seconds: float
     shortfall_bound: int = 0
     """Proven: no roster within the rules falls short by fewer person-hours (and untrained hours)."""
+    shortfall_proven_s: float = math.nan
+    """Seconds from the start until a roster of the least shortfall was in hand and proven so."""
 
     @property
     def gap(self) -> float:
@@ -190,6 +192,7 @@ def solve(
     )
     hours_bound = solved.best_objective_bound
     shortfall_bound = floor
+    proven_at = solved.first_roster  # the first roster at the floor proves the least shortfall
     if solved.status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         if solved.status == cp_model.INFEASIBLE:
             shortfall_bound = floor + 1
@@ -197,7 +200,9 @@ def solve(
         built.shortfall_floor = shortfall_bound
         if hint is not None:
             built.hint(hint)
-        solved, shortfall_bound, hours_bound = _least_shortfall(built, deadline, workers, relative_gap)
+        solved, shortfall_bound, hours_bound, proven_at = _least_shortfall(
+            built, deadline, workers, relative_gap
+        )
     if solved.status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         # Out of time before any roster: the starting roster, if one was given, is still a
         # roster within the rules (the caller checks it); better than none.
@@ -233,28 +238,31 @@ def solve(
         hours_bound,
         time.perf_counter() - started,
         shortfall_bound=min(shortfall_bound, least),
+        shortfall_proven_s=proven_at - started if shortfall_proven else math.nan,
     )
 
 
 def _least_shortfall(
     built: _Built, deadline: float, workers: int, relative_gap: float
-) -> tuple[_Solved, int, float]:
+) -> tuple[_Solved, int, float, float]:
     """When the floor cannot be met (or not found in time): the least shortfall, then the fewest hours.
 
     Phase 1 minimises the weighted sum, stopping as soon as the shortfall is proven (the
     core-based worker meets the heavy terms first); phase 2 holds that shortfall and
     minimises the hours from phase 1's roster.  Returns the solve, the proven shortfall
-    bound and the bound on the hours among rosters of that shortfall (NaN if not proven).
+    bound, the bound on the hours among rosters of that shortfall (NaN if not proven) and
+    when phase 1 ended (the least shortfall in hand).
     """
     model = built.model
     first = _run(model, deadline - time.perf_counter(), workers, stop=_proven_shortfall(built), core=True)
     if first.status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        return first, built.shortfall_floor, math.nan
+        return first, built.shortfall_floor, math.nan, math.nan
+    phase_1_ended = time.perf_counter()
     least = built.missing_of(first)
     shortfall_bound = max(built.shortfall_floor, _shortfall_bound(first.best_objective_bound, built.weight))
     hours_bound = first.best_objective_bound - built.weight * least if shortfall_bound >= least else math.nan
     if time.perf_counter() >= deadline - 0.5 or first.status == cp_model.OPTIMAL:
-        return first, shortfall_bound, hours_bound
+        return first, shortfall_bound, hours_bound, phase_1_ended
     model.add(built.missing <= least)
     model.clear_hints()
     for var in built.chosen:
@@ -262,8 +270,8 @@ def _least_shortfall(
     model.minimize(built.hours)
     second = _run(model, deadline - time.perf_counter(), workers, relative_gap=relative_gap)
     if second.status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        return first, shortfall_bound, hours_bound
-    return second, shortfall_bound, max(hours_bound, second.best_objective_bound)
+        return first, shortfall_bound, hours_bound, phase_1_ended
+    return second, shortfall_bound, max(hours_bound, second.best_objective_bound), phase_1_ended
 
 
 def lp_bound(problem: Problem, shortfall: int, *, time_limit_s: float = 60.0) -> float:
@@ -607,8 +615,12 @@ def _run(
         if best[0] < math.inf and check(best[0], bound):
             solver.stop_search()
 
+    first_roster = [math.nan]
+
     class OnRoster(cp_model.CpSolverSolutionCallback):
         def on_solution_callback(self) -> None:
+            if best[0] == math.inf:
+                first_roster[0] = time.perf_counter()
             best[0] = min(best[0], self.objective_value)
             trace("roster", best[0], self.best_objective_bound)
             if check(best[0], self.best_objective_bound):
@@ -630,15 +642,17 @@ def _run(
     finally:
         if timer is not None:
             timer.cancel()
-    return _Solved(solver, status)
+    return _Solved(solver, status, first_roster[0])
 
 
 class _Solved:
     """A finished solve: its status and the solver that holds its values."""
 
-    def __init__(self, solver: cp_model.CpSolver, status: int) -> None:
+    def __init__(self, solver: cp_model.CpSolver, status: int, first_roster: float = math.nan) -> None:
         self.solver = solver
         self.status = status
+        self.first_roster = first_roster
+        """When (``time.perf_counter()``) the solve found its first roster; NaN if none."""
         self.objective_value = (
             solver.objective_value if status in (cp_model.OPTIMAL, cp_model.FEASIBLE) else 0.0
         )
