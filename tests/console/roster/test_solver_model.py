@@ -120,3 +120,32 @@ def test_the_lp_bound_of_an_open_morning_is_its_one_shift() -> None:
     demand = [1 if 8 <= hour < 12 else 0 for hour in range(24)]
     problem = Problem(("gate",), (guard,), {"gate": demand}, Rules(shift_starts=(6, 8)), hours=24)
     assert lp_bound(problem, 0) == pytest.approx(4 + SHIFT_COST)
+
+
+def test_a_floor_no_roster_meets_falls_back_and_still_proves_the_least_shortfall() -> None:
+    """One guard, a gate open all day: every hour has someone who could stand it (floor 0),
+    yet no roster covers more than 10 of the 24 hours; the solver proves 14 short, no trained
+    person in those 14 hours, and says when."""
+    guard = Person("g", "Guard", Team.GUARD, frozenset({"gate"}), frozenset(range(24)), trained=True)
+    problem = Problem(("gate",), (guard,), {"gate": [1] * 24}, Rules(), hours=24)
+    result = solve(problem, time_limit_s=10, workers=2)
+    assert violations(problem, result.assignment) == []
+    assert result.shortfall_hours == 14
+    assert result.shortfall_bound == 14 + 14  # person-hours short plus hours with no trained person
+    assert result.status == "optimal"
+    assert 0 < result.shortfall_proven_s < 10
+
+
+def test_a_coverable_week_is_proven_by_its_first_roster() -> None:
+    """Two guards, a gate open all day: the first roster at the floor (0) proves it least."""
+    guards = tuple(
+        Person(f"g{n}", f"Guard {n}", Team.GUARD, frozenset({"gate"}), frozenset(range(24)), trained=True)
+        for n in range(3)
+    )
+    problem = Problem(("gate",), guards, {"gate": [1] * 24}, Rules(), hours=24)
+    result = solve(problem, time_limit_s=10, workers=2)
+    assert violations(problem, result.assignment) == []
+    assert result.shortfall_hours == 0 and result.shortfall_bound == 0
+    assert 0 < result.shortfall_proven_s < 10
+    assert result.status == "optimal"  # 24 hours in 3 eight-hour shifts: 24 + 3 x SHIFT_COST, proven
+    assert result.objective == 24 + 3 * SHIFT_COST
