@@ -15,8 +15,8 @@ the rules cannot meet the advice, the result says which hours fall short and by 
 instead of failing.  A time limit bounds every solve; the result carries the solver's
 proven bound, so "within 1 % of the best roster possible" is a figure, not a hope.
 
-What makes a week of 120 people solve in seconds (``docs/BENCHMARKS.md`` keeps the table
-of what was tried and what each gave):
+What makes a week of 120 people prove its least shortfall in seconds (``docs/BENCHMARKS.md``
+keeps the table of what was tried and what each gave):
 
 * **Whole shifts, and only the useful ones.**  The variables are candidate shifts
   (:func:`candidate_shifts`); a shift whose first or last hours the post does not need is
@@ -27,9 +27,12 @@ of what was tried and what each gave):
   before the first's end plus the rest, so the clashes form an interval graph and one
   at-most-one per shift start covers them all — the tightest linear form of the rule, and
   far fewer constraints than one per hour plus one per shift end.
-* **One solve, not two.**  Both objectives go into one weighted sum whose shortfall weight
-  exceeds every possible hours figure, which is the lexicographic order exactly; the
-  model is presolved once instead of twice, and the linear relaxation bounds both at once.
+* **Satisfaction first.**  A roster short by no more than the floor (the hours nobody could
+  stand, counted) is asked for as a hard constraint; its first roster proves the least
+  shortfall, and the same solve goes on to the fewest hours.  The weighted least-shortfall
+  search (:func:`_least_shortfall`) runs only when the floor cannot be met.
+* **The right workers.**  As many as cores, with the reduced-costs LP worker leading: the
+  one that proves the bound on the hours on this model.
 
 CP-SAT's model API: https://developers.google.com/optimization/reference/python/sat/python/cp_model
 """
