@@ -181,7 +181,7 @@ def solve(
     # minimising the shortfall from the greedy roster took tens.  If none is found in 70 %
     # of the time (or there is none), the weighted search below finds the least shortfall.
     at_floor = built.model
-    at_floor.add(built.missing <= floor)
+    floor_rule = at_floor.add(built.missing <= floor)
     at_floor.minimize(built.hours)
     if hint is not None:
         built.hint(hint)
@@ -199,7 +199,11 @@ def solve(
     if solved.status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         if solved.status == cp_model.INFEASIBLE:
             shortfall_bound = floor + 1
-        built = _Built(problem, prune=prune)
+        # The same model without the floor (emptied, not rebuilt: under load a rebuild cost
+        # seconds of the limit) and with the weighted objective again.
+        floor_rule.proto.clear_linear()
+        built.model.minimize(built.weighted)
+        built.model.clear_hints()
         built.shortfall_floor = shortfall_bound
         if hint is not None:
             built.hint(hint)
@@ -438,11 +442,10 @@ class _Built:
         missing = [*self.short.values(), *self.untrained.values()]
         self.missing = cp_model.LinearExpr.sum(missing)
         self.hours = cp_model.LinearExpr.weighted_sum(hours_terms, hours_weights)
-        model.minimize(
-            cp_model.LinearExpr.weighted_sum(
-                [*missing, *hours_terms], [weight] * len(missing) + hours_weights
-            )
+        self.weighted = cp_model.LinearExpr.weighted_sum(
+            [*missing, *hours_terms], [weight] * len(missing) + hours_weights
         )
+        model.minimize(self.weighted)
 
     def missing_of(self, solved: _Solved) -> int:
         """Person-hours short plus hours with no trained person, of a solved roster (counted)."""
