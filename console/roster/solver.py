@@ -10,27 +10,52 @@ Every hard rule of :class:`~console.roster.model.Rules` is a hard constraint her
 roster the solver returns always passes :func:`console.roster.check.violations`.  Meeting
 the advice and having a trained person at every post are *soft*, solved lexicographically:
 first the least shortfall the rules allow (person-hours below the advice plus hours with
-no trained person), proven; then, holding that, the fewest hours stood and shifts
-started.  Where the rules cannot meet the advice, the result says which hours fall short
-and by how much instead of failing.  A time limit bounds every solve; the result carries the solver's proven bound,
-so "within 1 % of the best roster possible" is a figure, not a hope.
+no trained person), then, holding that, the fewest hours stood and shifts started.  Where
+the rules cannot meet the advice, the result says which hours fall short and by how much
+instead of failing.  A time limit bounds every solve; the result carries the solver's
+proven bound, so "within 1 % of the best roster possible" is a figure, not a hope.
+
+What makes a week of 120 people prove its least shortfall in seconds (``docs/BENCHMARKS.md``
+keeps the table of what was tried and what each gave):
+
+* **Whole shifts, and only the useful ones.**  The variables are candidate shifts
+  (:func:`candidate_shifts`); a shift whose first or last hours the post does not need is
+  dropped when a shorter standard shift inside it covers every needed hour (it keeps every
+  rule the longer one keeps, with fewer hours), and a shift over hours the post never needs
+  is dropped outright.  Neither removes a best roster.
+* **Rest as cliques.**  Two shifts of one person clash exactly when the second starts
+  before the first's end plus the rest, so the clashes form an interval graph and one
+  at-most-one per shift start covers them all — the tightest linear form of the rule, and
+  far fewer constraints than one per hour plus one per shift end.
+* **Satisfaction first.**  A roster short by no more than the floor (the hours nobody could
+  stand, counted) is asked for as a hard constraint; its first roster proves the least
+  shortfall, and the same solve goes on to the fewest hours.  The weighted least-shortfall
+  search (:func:`_least_shortfall`) runs only when the floor cannot be met.
+* **The right workers.**  As many as cores, with the reduced-costs LP worker leading: the
+  one that proves the bound on the hours on this model.
 
 CP-SAT's model API: https://developers.google.com/optimization/reference/python/sat/python/cp_model
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+import threading
 import time
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ortools.sat.python import cp_model
 
 from console.roster.check import shifts as runs
 from console.roster.check import shortfalls
-from console.roster.model import Assignment, Problem, Shortfall
+from console.roster.model import HOURS_PER_DAY, Assignment, Problem, Shortfall
+
+log = logging.getLogger(__name__)
 
 SHIFT_COST = 2
 """Each shift started: fewer, longer shifts are kinder to people than many short ones."""
@@ -44,12 +69,14 @@ class RosterResult:
     """``optimal``; ``feasible`` (stopped at the gap or time limit with a roster); ``hint`` (no
     roster of its own in the time, the starting roster returned); ``unknown`` (none at all)."""
     objective: float
-    """Hours stood plus the cost of shifts started, at the least shortfall (phase 2)."""
+    """Hours stood plus the cost of shifts started, at the least shortfall (the second objective)."""
     bound: float
-    """The solver's proven lower bound on ``objective``."""
+    """The solver's proven lower bound on ``objective`` among rosters of the least shortfall."""
     seconds: float
     shortfall_bound: int = 0
     """Proven: no roster within the rules falls short by fewer person-hours (and untrained hours)."""
+    shortfall_proven_s: float = math.nan
+    """Seconds from the start until a roster of the least shortfall was in hand and proven so."""
 
     @property
     def gap(self) -> float:
@@ -74,23 +101,56 @@ class Shift:
     def covers(self) -> range:
         return range(self.start, self.start + self.hours)
 
+    @property
+    def last(self) -> int:
+        return self.start + self.hours - 1
 
-def candidate_shifts(problem: Problem) -> list[Shift]:
-    """Every shift a person could stand: allowed post, every hour offered, a standard length."""
+
+def candidate_shifts(problem: Problem, *, prune: bool = True) -> list[Shift]:
+    """Every shift worth choosing: allowed post, every hour offered, a standard length and start.
+
+    A shift is left out when it cannot be in a best roster: when the post needs nobody in
+    any of its hours, or when a shorter standard shift of the same person at the same post,
+    lying inside it, covers every hour of it the post needs.  Swapping the longer for the
+    shorter keeps every rule (its hours, days, rest and rotation periods are a subset) and
+    meets the same demand with fewer hours, so some best roster uses only the shifts kept.
+    ``prune=False`` keeps them all (the tests compare the two).
+    """
     found = []
     lengths = problem.rules.lengths()
     starts = set(problem.rules.shift_starts)
+    needed = {post: [want > 0 for want in problem.demand[post]] for post in problem.demand}
     for person in problem.people:
         posts = sorted(post for post in person.posts if post in problem.demand)
         offered = person.available
+        cap = problem.max_day(person)
+        standard: set[tuple[int, int]] = set()
         for start in range(problem.hours):
-            if start % 24 not in starts:
+            if start % HOURS_PER_DAY not in starts:
                 continue
             for hours in lengths:
-                if start + hours > problem.hours or hours > problem.max_day(person):
+                if start + hours > problem.hours or hours > cap:
                     break
                 if all(hour in offered for hour in range(start, start + hours)):
-                    found.extend(Shift(person.id, post, start, hours) for post in posts)
+                    standard.add((start, hours))
+        for post in posts:
+            need = needed[post]
+            for start, hours in sorted(standard):
+                wanted = [hour for hour in range(start, start + hours) if need[hour]]
+                if not prune:
+                    found.append(Shift(person.id, post, start, hours))
+                    continue
+                if not wanted:
+                    continue
+                first, last = wanted[0], wanted[-1]
+                if any(
+                    (inner, length) in standard
+                    for inner in range(start, first + 1)
+                    for length in lengths
+                    if length < hours and last < inner + length <= start + hours
+                ):
+                    continue
+                found.append(Shift(person.id, post, start, hours))
     return found
 
 
@@ -99,107 +159,58 @@ def solve(
     *,
     time_limit_s: float = 10.0,
     relative_gap: float = 0.01,
-    workers: int = 8,
+    workers: int | None = None,
     hint: Assignment | None = None,
+    prune: bool = True,
 ) -> RosterResult:
     """The best roster the solver proves within ``relative_gap`` of optimal, or finds in the time limit.
 
-    The model chooses whole shifts (:func:`candidate_shifts`) rather than single hours:
-    shift lengths and rest then become which shifts may coexist, a covering structure whose
-    linear relaxation is tight, so CP-SAT proves its bound in seconds where an hour-by-hour
-    model of the same week stalls far from it.
+    ``workers`` defaults to the machine's cores (at most 8): CP-SAT's portfolio with more
+    workers than cores only time-slices them, and on a 2-core machine 8 workers spent most
+    of a 10 s limit before any of them had searched.  ``prune=False`` offers every candidate
+    shift (:func:`candidate_shifts`): the same best roster, a larger model.
     """
     started = time.perf_counter()
-    model = cp_model.CpModel()
-    rules = problem.rules
-    shifts = candidate_shifts(problem)
-    chosen_vars = [model.new_bool_var(f"z{n}") for n in range(len(shifts))]
-    at_post: dict[tuple[str, int], list[cp_model.IntVar]] = defaultdict(list)
-    trained_at_post: dict[tuple[str, int], list[cp_model.IntVar]] = defaultdict(list)
-    by_person: dict[str, list[tuple[Shift, cp_model.IntVar]]] = defaultdict(list)
-    trained = {person.id for person in problem.people if person.trained}
-    for shift, var in zip(shifts, chosen_vars, strict=True):
-        by_person[shift.person].append((shift, var))
-        for hour in shift.covers:
-            at_post[shift.post, hour].append(var)
-            if shift.person in trained:
-                trained_at_post[shift.post, hour].append(var)
-
-    people = {person.id: person for person in problem.people}
-    period_vars: dict[tuple[str, str, int], cp_model.IntVar] = {}
-    short_vars: dict[tuple[str, int], cp_model.IntVar] = {}
-    untrained_vars: dict[tuple[str, int], cp_model.IntVar] = {}
-    for person_id, options in by_person.items():
-        person = people[person_id]
-        # On duty at most once an hour; after a shift ends, no shift starts within the rest.
-        covering: dict[int, list[cp_model.IntVar]] = defaultdict(list)
-        starting: dict[int, list[cp_model.IntVar]] = defaultdict(list)
-        ending: dict[int, list[cp_model.IntVar]] = defaultdict(list)
-        per_day: dict[int, list[cp_model.LinearExprT]] = defaultdict(list)
-        periods: dict[tuple[str, int], cp_model.IntVar] = {}
-        at_post_hour: dict[tuple[str, int], list[cp_model.IntVar]] = defaultdict(list)
-        week: list[cp_model.LinearExprT] = []
-        for shift, var in options:
-            starting[shift.start].append(var)
-            ending[shift.start + shift.hours - 1].append(var)
-            for hour in shift.covers:
-                covering[hour].append(var)
-                per_day[problem.day_of(hour)].append(var)
-            week.append(shift.hours * var)
-            for hour in shift.covers:
-                at_post_hour[shift.post, hour].append(var)
-        for overlapping in covering.values():
-            if len(overlapping) > 1:
-                model.add_at_most_one(overlapping)
-        if len({post for post, _ in at_post_hour}) > 1:
-            # Rotation: one post per period.  Bounding each hour's shifts at a post by that
-            # post's period choice (not each shift by it) keeps the linear relaxation tight.
-            for (post, hour), here in at_post_hour.items():
-                key = (post, problem.rotation_of(hour))
-                if key not in periods:
-                    periods[key] = model.new_bool_var(f"y[{person_id},{post},{key[1]}]")
-                    period_vars[person_id, post, key[1]] = periods[key]
-                model.add(sum(here) <= periods[key])
-        for end, finished in ending.items():
-            soon = [v for h in range(end + 1, end + 1 + rules.min_rest_hours) for v in starting.get(h, [])]
-            if soon:
-                model.add(sum(finished) + sum(soon) <= 1)
-        for day_terms in per_day.values():
-            model.add(sum(day_terms) <= problem.max_day(person))
-        model.add(sum(week) <= problem.max_week(person))
-        by_period: dict[int, list[cp_model.IntVar]] = defaultdict(list)
-        for (_, period), var in periods.items():
-            by_period[period].append(var)
-        for choices in by_period.values():
-            if len(choices) > 1:
-                model.add_at_most_one(choices)
-
-    short_terms = []
-    untrained_terms = []
-    for post in problem.posts:
-        for hour in range(problem.hours):
-            want = problem.demand[post][hour]
-            if want <= 0:
-                continue
-            short = model.new_int_var(0, want, f"short[{post},{hour}]")
-            short_vars[post, hour] = short
-            model.add(sum(at_post.get((post, hour), [])) + short >= want)
-            short_terms.append(short)
-            if rules.trained_every_hour:
-                none = model.new_bool_var(f"untrained[{post},{hour}]")
-                untrained_vars[post, hour] = none
-                model.add(sum(trained_at_post.get((post, hour), [])) + none >= 1)
-                untrained_terms.append(none)
-
-    # Phase 1: meet the advice as closely as the rules allow.  Extra hours are free here,
-    # so the solver finds cover quickly and proves the least shortfall possible.
-    missing = sum(short_terms) + sum(untrained_terms)
-    model.minimize(missing)
-    if hint is not None:
-        _hint(model, problem, hint, shifts, chosen_vars, period_vars, short_vars, untrained_vars)
     deadline = started + time_limit_s
-    first = _run(model, deadline - time.perf_counter(), 0.0, workers)
-    if first.status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+    workers = workers or max(1, min(8, os.cpu_count() or 1))
+    built = _Built(problem, prune=prune)
+    floor = built.shortfall_floor
+    # First: a roster short by no more than the floor (the hours nobody could cover at all),
+    # the fewest hours among them.  Its first roster proves the least shortfall outright, and
+    # as a satisfaction problem CP-SAT finds one in ~2 CPU-seconds on the bench week, where
+    # minimising the shortfall from the greedy roster took tens.  If none is found in 70 %
+    # of the time (or there is none), the weighted search below finds the least shortfall.
+    at_floor = built.model
+    floor_rule = at_floor.add(built.missing <= floor)
+    at_floor.minimize(built.hours)
+    if hint is not None:
+        built.hint(hint)
+    first_roster_by = started + 0.7 * time_limit_s
+    solved = _run(
+        at_floor,
+        deadline - time.perf_counter(),
+        workers,
+        relative_gap=relative_gap,
+        give_up_at=first_roster_by,
+    )
+    hours_bound = solved.best_objective_bound
+    shortfall_bound = floor
+    proven_at = solved.first_roster  # the first roster at the floor proves the least shortfall
+    if solved.status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        if solved.status == cp_model.INFEASIBLE:
+            shortfall_bound = floor + 1
+        # The same model without the floor (emptied, not rebuilt: under load a rebuild cost
+        # seconds of the limit) and with the weighted objective again.
+        floor_rule.proto.clear_linear()
+        built.model.minimize(built.weighted)
+        built.model.clear_hints()
+        built.shortfall_floor = shortfall_bound
+        if hint is not None:
+            built.hint(hint)
+        solved, shortfall_bound, hours_bound, proven_at = _least_shortfall(
+            built, deadline, workers, relative_gap
+        )
+    if solved.status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         # Out of time before any roster: the starting roster, if one was given, is still a
         # roster within the rules (the caller checks it); better than none.
         fallback: Assignment = hint or {}
@@ -211,107 +222,450 @@ def solve(
             float("nan"),
             time.perf_counter() - started,
         )
-    least_missing = round(first.objective_value)
-    shortfall_proven = first.status == cp_model.OPTIMAL
-
-    # Phase 2: with that shortfall held, stand no more hours and start no more shifts than needed.
-    model.add(missing <= least_missing)
-    model.clear_hints()
-    for var in chosen_vars:
-        model.add_hint(var, first.boolean_value(var))
-    model.minimize(
-        sum(shift.hours * var for shift, var in zip(shifts, chosen_vars, strict=True))
-        + SHIFT_COST * sum(chosen_vars)
-    )
-    second = _run(model, max(0.5, deadline - time.perf_counter()), relative_gap, workers)
-    solver = second if second.status in (cp_model.OPTIMAL, cp_model.FEASIBLE) else first
     chosen: dict[tuple[str, str], set[int]] = defaultdict(set)
-    for shift, var in zip(shifts, chosen_vars, strict=True):
-        if solver.boolean_value(var):
+    hours_objective = 0
+    for shift, var in zip(built.shifts, built.chosen, strict=True):
+        if solved.boolean_value(var):
             chosen[shift.person, shift.post].update(shift.covers)
+            hours_objective += shift.hours + SHIFT_COST
     assignment = {key: frozenset(value) for key, value in chosen.items()}
-    if solver is first:
-        objective, bound = float("nan"), float("nan")
-    else:
-        objective, bound = second.objective_value, second.best_objective_bound
-    within = solver is second and (
-        second.status == cp_model.OPTIMAL or _gap(objective, bound) <= relative_gap
+    found = tuple(shortfalls(problem, assignment))
+    least = sum(s.missing for s in found) + sum(1 for s in found if s.trained_missing)
+    shortfall_proven = shortfall_bound >= least
+    if not shortfall_proven:
+        hours_bound = math.nan
+    within = shortfall_proven and (
+        solved.status == cp_model.OPTIMAL or _gap(hours_objective, hours_bound) <= relative_gap
     )
     return RosterResult(
         assignment,
-        tuple(shortfalls(problem, assignment)),
-        "optimal" if shortfall_proven and within else "feasible",
-        objective,
-        bound,
+        found,
+        "optimal" if within else "feasible",
+        float(hours_objective),
+        hours_bound,
         time.perf_counter() - started,
-        shortfall_bound=round(first.best_objective_bound),
+        shortfall_bound=min(shortfall_bound, least),
+        shortfall_proven_s=proven_at - started if shortfall_proven else math.nan,
     )
 
 
-def _hint(
-    model: cp_model.CpModel,
-    problem: Problem,
-    hint: Assignment,
-    shifts: list[Shift],
-    chosen_vars: list[cp_model.IntVar],
-    period_vars: dict[tuple[str, str, int], cp_model.IntVar],
-    short_vars: dict[tuple[str, int], cp_model.IntVar],
-    untrained_vars: dict[tuple[str, int], cp_model.IntVar],
-) -> None:
-    """Give the solver a whole roster to start from, every variable of it, so it need not repair it.
+def _least_shortfall(
+    built: _Built, deadline: float, workers: int, relative_gap: float
+) -> tuple[_Solved, int, float, float]:
+    """When the floor cannot be met (or not found in time): the least shortfall, then the fewest hours.
 
-    A partial hint (shifts only) leaves CP-SAT to complete the rest, which on a week this
-    size can take longer than the solve itself; the derived variables — each person's post
-    per period, each hour's shortfall — follow from the roster, so they are hinted too.
+    Phase 1 minimises the weighted sum, stopping as soon as the shortfall is proven (the
+    core-based worker meets the heavy terms first); phase 2 holds that shortfall and
+    minimises the hours from phase 1's roster.  Returns the solve, the proven shortfall
+    bound, the bound on the hours among rosters of that shortfall (NaN if not proven) and
+    when phase 1 ended (the least shortfall in hand).
     """
-    hinted = {
-        (person, post, start, end - start + 1)
-        for (person, post), hours in hint.items()
-        for start, end in runs(hours)
-    }
-    for shift, var in zip(shifts, chosen_vars, strict=True):
-        model.add_hint(var, (shift.person, shift.post, shift.start, shift.hours) in hinted)
-    trained = {person.id for person in problem.people if person.trained}
-    stood: dict[tuple[str, int], int] = defaultdict(int)
-    trained_stood: dict[tuple[str, int], int] = defaultdict(int)
-    periods_held: set[tuple[str, str, int]] = set()
-    for (person, post), hours in hint.items():
-        for hour in hours:
-            stood[post, hour] += 1
-            trained_stood[post, hour] += person in trained
-            periods_held.add((person, post, problem.rotation_of(hour)))
-    for key, var in period_vars.items():
-        model.add_hint(var, key in periods_held)
-    for (post, hour), var in short_vars.items():
-        model.add_hint(var, max(0, problem.demand[post][hour] - stood[post, hour]))
-    for key, var in untrained_vars.items():
-        model.add_hint(var, trained_stood[key] == 0)
+    model = built.model
+    first = _run(model, deadline - time.perf_counter(), workers, stop=_proven_shortfall(built), core=True)
+    if first.status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        return first, built.shortfall_floor, math.nan, math.nan
+    phase_1_ended = time.perf_counter()
+    least = built.missing_of(first)
+    shortfall_bound = max(built.shortfall_floor, _shortfall_bound(first.best_objective_bound, built.weight))
+    hours_bound = first.best_objective_bound - built.weight * least if shortfall_bound >= least else math.nan
+    if time.perf_counter() >= deadline - 0.5 or first.status == cp_model.OPTIMAL:
+        return first, shortfall_bound, hours_bound, phase_1_ended
+    model.add(built.missing <= least)
+    model.clear_hints()
+    for var in built.chosen:
+        model.add_hint(var, first.boolean_value(var))
+    model.minimize(built.hours)
+    second = _run(model, deadline - time.perf_counter(), workers, relative_gap=relative_gap)
+    if second.status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        return first, shortfall_bound, hours_bound, phase_1_ended
+    return second, shortfall_bound, max(hours_bound, second.best_objective_bound), phase_1_ended
+
+
+def lp_bound(problem: Problem, shortfall: int, *, time_limit_s: float = 60.0) -> float:
+    """The linear relaxation's bound on the hours objective among rosters of ``shortfall``, by HiGHS.
+
+    A reference for ``bench/roster.py``, not part of :func:`solve`: on the benchmark week
+    the relaxation is far stronger than the bound CP-SAT's own LP reaches in seconds, but
+    HiGHS needs 5-7 CPU-seconds for it, so it cannot certify a roster within the 10 s
+    target.  Every roster of that shortfall stands at least this many hours (plus shift
+    costs); NaN when HiGHS did not finish.  HiGHS ships inside OR-Tools (``pywraplp``):
+    https://developers.google.com/optimization/lp/lp_example
+    """
+    from ortools.linear_solver import pywraplp
+
+    built = _Built(problem)
+    built.model.add(built.missing <= shortfall)
+    built.model.minimize(built.hours)
+    proto = built.model.proto
+    if not proto.objective.vars:  # nothing to stand: no shift can help any post
+        return 0.0
+    lp = pywraplp.Solver.CreateSolver("HIGHS")
+    if lp is None:
+        return math.nan
+    infinity = lp.infinity()
+
+    def limit(value: int) -> float:
+        return -infinity if value <= -(2**62) else infinity if value >= 2**62 else float(value)
+
+    def column(literal: int) -> pywraplp.Variable:
+        if literal < 0:  # the model writes no negated literal; relaxing one would need 1 - x
+            raise TypeError("lp_bound cannot relax a negated literal")
+        return columns[literal]
+
+    columns = []
+    for variable in proto.variables:
+        domain = list(variable.domain)
+        columns.append(lp.NumVar(limit(domain[0]), limit(domain[-1]), ""))
+    for constraint in proto.constraints:
+        if constraint.has_at_most_one():
+            row = lp.Constraint(-infinity, 1)
+            for literal in constraint.at_most_one.literals:
+                row.SetCoefficient(column(literal), 1)
+        elif constraint.has_bool_or():
+            row = lp.Constraint(1, infinity)
+            for literal in constraint.bool_or.literals:
+                row.SetCoefficient(column(literal), 1)
+        elif constraint.has_linear():
+            domain = list(constraint.linear.domain)
+            row = lp.Constraint(limit(domain[0]), limit(domain[-1]))
+            for index, coefficient in zip(constraint.linear.vars, constraint.linear.coeffs, strict=True):
+                row.SetCoefficient(column(index), coefficient)
+        else:  # the model uses no other kind; a new one must be added here, not skipped
+            raise TypeError(f"lp_bound cannot relax constraint {constraint}")
+    objective = lp.Objective()
+    for index, coefficient in zip(proto.objective.vars, proto.objective.coeffs, strict=True):
+        objective.SetCoefficient(column(index), coefficient)
+    objective.SetMinimization()
+    lp.SetTimeLimit(int(time_limit_s * 1000))
+    if lp.Solve() != pywraplp.Solver.OPTIMAL:
+        return math.nan
+    return objective.Value() + proto.objective.offset
+
+
+def _shortfall_bound(bound: float, weight: int) -> int:
+    """The least shortfall a bound on ``weight * missing + hours`` proves (0 <= hours < weight)."""
+    if math.isnan(bound) or bound <= 0:
+        return 0
+    return math.floor(bound / weight + 1e-9)
+
+
+def _proven_shortfall(built: _Built) -> Callable[[float, float], bool]:
+    """Phase 1's stop: the best roster's shortfall meets what the bound proves (or the floor)."""
+
+    def done(objective: float, bound: float) -> bool:
+        missing = math.floor(objective / built.weight + 1e-9)
+        return missing <= max(built.shortfall_floor, _shortfall_bound(bound, built.weight))
+
+    return done
+
+
+class _Built:
+    """The CP-SAT model of one week: the shifts it may choose and the variables a hint needs."""
+
+    def __init__(self, problem: Problem, *, prune: bool = True) -> None:
+        self.problem = problem
+        self.model = model = cp_model.CpModel()
+        rules = problem.rules
+        self.shifts = shifts = candidate_shifts(problem, prune=prune)
+        self.chosen = chosen_vars = [model.new_bool_var(f"z{n}") for n in range(len(shifts))]
+        at_post: dict[tuple[str, int], list[cp_model.IntVar]] = defaultdict(list)
+        trained_at_post: dict[tuple[str, int], list[cp_model.IntVar]] = defaultdict(list)
+        by_person: dict[str, list[tuple[Shift, cp_model.IntVar]]] = defaultdict(list)
+        trained = {person.id for person in problem.people if person.trained}
+        for shift, var in zip(shifts, chosen_vars, strict=True):
+            by_person[shift.person].append((shift, var))
+            for hour in shift.covers:
+                if problem.demand[shift.post][hour] > 0:
+                    at_post[shift.post, hour].append(var)
+                    if shift.person in trained:
+                        trained_at_post[shift.post, hour].append(var)
+
+        people = {person.id: person for person in problem.people}
+        self.periods: dict[tuple[str, str, int], cp_model.IntVar] = {}
+        hours_terms: list[cp_model.IntVar] = []
+        hours_weights: list[int] = []
+        most_hours = 0
+        for person_id, options in by_person.items():
+            person = people[person_id]
+            week = min(problem.max_week(person), len(person.available))
+            most_hours += week + SHIFT_COST * (week // min(s.hours for s, _ in options))
+            self._person(person_id, options, rules.min_rest_hours)
+            per_day: dict[int, list[tuple[cp_model.IntVar, int]]] = defaultdict(list)
+            for shift, var in options:
+                days: dict[int, int] = defaultdict(int)
+                for hour in shift.covers:
+                    days[problem.day_of(hour)] += 1
+                for day, count in days.items():
+                    per_day[day].append((var, count))
+                hours_terms.append(var)
+                hours_weights.append(shift.hours + SHIFT_COST)
+            limit = problem.max_day(person)
+            for day, terms in per_day.items():
+                offered = sum(1 for h in person.available if problem.day_of(h) == day)
+                if offered > limit:  # otherwise the day cannot exceed it
+                    model.add(
+                        cp_model.LinearExpr.weighted_sum([v for v, _ in terms], [c for _, c in terms])
+                        <= limit
+                    )
+            if len(person.available) > problem.max_week(person):
+                model.add(
+                    cp_model.LinearExpr.weighted_sum([v for _, v in options], [s.hours for s, _ in options])
+                    <= problem.max_week(person)
+                )
+
+        self.short: dict[tuple[str, int], cp_model.IntVar] = {}
+        self.untrained: dict[tuple[str, int], cp_model.IntVar] = {}
+        floor = 0
+        for post in problem.posts:
+            for hour in range(problem.hours):
+                want = problem.demand[post][hour]
+                if want <= 0:
+                    continue
+                standing = at_post.get((post, hour), [])
+                short = model.new_int_var(max(0, want - len(standing)), want, f"short[{post},{hour}]")
+                floor += max(0, want - len(standing))
+                self.short[post, hour] = short
+                model.add(cp_model.LinearExpr.sum(standing) + short >= want)
+                if rules.trained_every_hour:
+                    guards = trained_at_post.get((post, hour), [])
+                    none = model.new_bool_var(f"untrained[{post},{hour}]")
+                    self.untrained[post, hour] = none
+                    if guards:
+                        model.add_bool_or([*guards, none])
+                    else:
+                        model.add(none == 1)
+                        floor += 1
+        self.shortfall_floor = floor
+        """Shortfall no roster can avoid: more wanted than anyone could stand (counted, not solved)."""
+        # Lexicographic by weight: any difference in shortfall outweighs every hours figure.
+        self.weight = weight = most_hours + 1
+        missing = [*self.short.values(), *self.untrained.values()]
+        self.missing = cp_model.LinearExpr.sum(missing)
+        self.hours = cp_model.LinearExpr.weighted_sum(hours_terms, hours_weights)
+        self.weighted = cp_model.LinearExpr.weighted_sum(
+            [*missing, *hours_terms], [weight] * len(missing) + hours_weights
+        )
+        model.minimize(self.weighted)
+
+    def missing_of(self, solved: _Solved) -> int:
+        """Person-hours short plus hours with no trained person, of a solved roster (counted)."""
+        assignment: dict[tuple[str, str], set[int]] = defaultdict(set)
+        for shift, var in zip(self.shifts, self.chosen, strict=True):
+            if solved.boolean_value(var):
+                assignment[shift.person, shift.post].update(shift.covers)
+        found = shortfalls(self.problem, {key: frozenset(v) for key, v in assignment.items()})
+        return sum(s.missing for s in found) + sum(1 for s in found if s.trained_missing)
+
+    def _person(self, person_id: str, options: list[tuple[Shift, cp_model.IntVar]], rest: int) -> None:
+        """No two shifts of a person closer than the rest, and one post per rotation period.
+
+        Shift ``a`` and a later-starting ``b`` clash when ``b`` starts no later than ``a``'s
+        last hour plus the rest (overlap included).  Stretching each shift by the rest makes
+        the clashes an interval graph, whose maximal cliques sit at the shifts' starts: one
+        at-most-one per distinct start says it all.  Rotation: within a clique at most one
+        shift is chosen, so the shifts at one post touching one period sum to at most that
+        post's period choice — the same rule as one implication per shift, tighter in the LP.
+        """
+        problem = self.problem
+        model = self.model
+        # (start, reach, variable, [(post, period) it binds]) sorted by start; reach is the
+        # last hour plus the rest, so shift a clashes with any later b starting <= a's reach.
+        spans = [
+            (
+                shift.start,
+                shift.last + rest,
+                var,
+                [
+                    (shift.post, p)
+                    for p in {problem.rotation_of(shift.start), problem.rotation_of(shift.last)}
+                ],
+            )
+            for shift, var in options
+        ]
+        spans.sort(key=lambda span: (span[0], span[1]))
+        periods: dict[tuple[str, int], cp_model.IntVar] = {}
+        if len({shift.post for shift, _ in options}) > 1:
+            for *_, binds in spans:
+                for key in binds:
+                    if key not in periods:
+                        periods[key] = var = model.new_bool_var(f"y[{person_id},{key[0]},{key[1]}]")
+                        self.periods[person_id, *key] = var
+            by_period: dict[int, list[cp_model.IntVar]] = defaultdict(list)
+            for (_, period), var in periods.items():
+                by_period[period].append(var)
+            for choices in by_period.values():
+                model.add_at_most_one(choices)
+        starts = [start for start, *_ in spans]
+        widest = max(reach - start for start, reach, *_ in spans)
+        for point in sorted(set(starts)):
+            # Only shifts starting within ``widest`` hours before the point can reach it.
+            window = spans[bisect_left(starts, point - widest) : bisect_right(starts, point)]
+            clique = [(var, binds) for _, reach, var, binds in window if reach >= point]
+            if len(clique) > 1:
+                model.add_at_most_one([var for var, _ in clique])
+            if periods:
+                linked: dict[tuple[str, int], list[cp_model.IntVar]] = defaultdict(list)
+                for var, binds in clique:
+                    for key in binds:
+                        linked[key].append(var)
+                for key, here in linked.items():
+                    model.add(cp_model.LinearExpr.sum(here) <= periods[key])
+
+    def hint(self, hint: Assignment) -> None:
+        """Give the solver a whole roster to start from, every variable of it, so it need not repair it.
+
+        A partial hint (shifts only) leaves CP-SAT to complete the rest, which on a week this
+        size can take longer than the solve itself; the derived variables — each person's post
+        per period, each hour's shortfall — follow from the roster, so they are hinted too.  A
+        hinted shift the model left out (a shorter one inside it covers its needed hours) is
+        hinted as that shorter shift: the roster stays within the rules and meets the same need.
+        """
+        problem = self.problem
+        model = self.model
+        index = {
+            (shift.person, shift.post, shift.start, shift.hours): n for n, shift in enumerate(self.shifts)
+        }
+        lengths = problem.rules.lengths()
+        picked: set[int] = set()
+        for (person, post), hours in hint.items():
+            for start, end in runs(hours):
+                wanted = [h for h in range(start, end + 1) if problem.demand[post][h] > 0]
+                key = (person, post, start, end - start + 1)
+                if key in index:
+                    picked.add(index[key])
+                elif wanted:
+                    inner = [
+                        index[person, post, s, n]
+                        for s in range(start, wanted[0] + 1)
+                        for n in lengths
+                        if (person, post, s, n) in index and wanted[-1] < s + n <= end + 1
+                    ]
+                    if inner:
+                        picked.add(inner[0])
+        roster: dict[tuple[str, str], set[int]] = defaultdict(set)
+        for n, var in enumerate(self.chosen):
+            model.add_hint(var, n in picked)
+            if n in picked:
+                shift = self.shifts[n]
+                roster[shift.person, shift.post].update(shift.covers)
+        trained = {person.id for person in problem.people if person.trained}
+        stood: dict[tuple[str, int], int] = defaultdict(int)
+        trained_stood: dict[tuple[str, int], int] = defaultdict(int)
+        periods_held: set[tuple[str, str, int]] = set()
+        for (person, post), hours in roster.items():
+            for hour in hours:
+                stood[post, hour] += 1
+                trained_stood[post, hour] += person in trained
+                periods_held.add((person, post, problem.rotation_of(hour)))
+        for key, var in self.periods.items():
+            model.add_hint(var, key in periods_held)
+        for (post, hour), var in self.short.items():
+            model.add_hint(var, max(0, problem.demand[post][hour] - stood[post, hour]))
+        for key, var in self.untrained.items():
+            model.add_hint(var, trained_stood[key] == 0)
 
 
 def _gap(objective: float, bound: float) -> float:
-    """NaN when there is no second-phase figure to compare (the solve stopped in phase 1)."""
+    """NaN when there is no figure to compare (no roster, or its shortfall not proven least)."""
     if math.isnan(objective) or math.isnan(bound):
         return math.nan
     return 0.0 if objective <= 0 else max(0.0, (objective - bound) / objective)
 
 
-def _run(model: cp_model.CpModel, seconds: float, relative_gap: float, workers: int) -> _Solved:
+def _run(
+    model: cp_model.CpModel,
+    seconds: float,
+    workers: int,
+    *,
+    relative_gap: float = 0.0,
+    stop: Callable[[float, float], bool] | None = None,
+    core: bool = False,
+    give_up_at: float | None = None,
+) -> _Solved:
+    """One bounded CP-SAT solve; ``stop`` ends it early, on a new roster or a better bound.
+
+    Probing in presolve is off and presolve runs one round: on this model the repeated
+    probing rounds took 3-7 s of a 10 s limit and changed nothing the search needed.  With
+    ``core``, the core-based worker leads the portfolio (the weighted least-shortfall
+    search); otherwise the reduced-costs LP worker does, for the bound on the hours.  One
+    worker of the given number is left to CP-SAT's first-solution and LNS workers.
+    ``give_up_at`` (a ``time.perf_counter()`` instant) stops the solve then if it has found
+    no roster yet.
+    """
     solver = cp_model.CpSolver()
-    solver.parameters.max_time_in_seconds = max(0.1, seconds)
-    solver.parameters.relative_gap_limit = relative_gap
-    solver.parameters.num_workers = workers
-    solver.parameters.linearization_level = 2
-    solver.parameters.log_search_progress = bool(os.environ.get("GATEPOST_ROSTER_LOG"))
-    status = solver.solve(model)
-    return _Solved(solver, status)
+    params = solver.parameters
+    params.max_time_in_seconds = max(0.1, seconds)
+    params.relative_gap_limit = relative_gap
+    params.num_workers = workers
+    params.linearization_level = 2
+    params.cp_model_probing_level = 0
+    params.max_presolve_iterations = 1
+    params.log_search_progress = bool(os.environ.get("GATEPOST_ROSTER_LOG"))
+    if workers <= 4:
+        # Few workers: choose them.  CP-SAT's small portfolios leave out the worker whose
+        # LP proves the bound on this model (reduced_costs reached the relaxation's 2318 on
+        # the bench week in under 4 CPU-seconds; with default_lp alone the bound stayed at
+        # 1802, and a 3-guard day was never proven with 2 workers where it took 0.3 s).
+        first = ["core", "default_lp"] if core else ["reduced_costs", "default_lp", "core"]
+        params.subsolvers.extend(first[: max(1, workers - 1)])
+    best = [math.inf]
+    check = stop or (lambda objective, bound: False)
+    began, cpu = time.perf_counter(), time.process_time()
+
+    def trace(what: str, objective: float, bound: float) -> None:
+        """Progress for ``bench/roster.py --trace`` and the console's debug log: wall and CPU time apart."""
+        log.debug(
+            "roster %s at %.2f s (cpu %.2f s): objective %s bound %s",
+            what,
+            time.perf_counter() - began,
+            time.process_time() - cpu,
+            objective,
+            bound,
+        )
+
+    def on_bound(bound: float) -> None:
+        trace("bound", best[0], bound)
+        if best[0] < math.inf and check(best[0], bound):
+            solver.stop_search()
+
+    first_roster = [math.nan]
+
+    class OnRoster(cp_model.CpSolverSolutionCallback):
+        def on_solution_callback(self) -> None:
+            if best[0] == math.inf:
+                first_roster[0] = time.perf_counter()
+            best[0] = min(best[0], self.objective_value)
+            trace("roster", best[0], self.best_objective_bound)
+            if check(best[0], self.best_objective_bound):
+                self.stop_search()
+
+    solver.best_bound_callback = on_bound
+    timer = None
+    if give_up_at is not None:
+
+        def give_up() -> None:
+            if best[0] == math.inf:
+                solver.stop_search()
+
+        timer = threading.Timer(max(0.0, give_up_at - time.perf_counter()), give_up)
+        timer.daemon = True
+        timer.start()
+    try:
+        status = solver.solve(model, OnRoster())
+    finally:
+        if timer is not None:
+            timer.cancel()
+    return _Solved(solver, status, first_roster[0])
 
 
 class _Solved:
     """A finished solve: its status and the solver that holds its values."""
 
-    def __init__(self, solver: cp_model.CpSolver, status: int) -> None:
+    def __init__(self, solver: cp_model.CpSolver, status: int, first_roster: float = math.nan) -> None:
         self.solver = solver
         self.status = status
+        self.first_roster = first_roster
+        """When (``time.perf_counter()``) the solve found its first roster; NaN if none."""
         self.objective_value = (
             solver.objective_value if status in (cp_model.OPTIMAL, cp_model.FEASIBLE) else 0.0
         )
