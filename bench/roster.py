@@ -3,7 +3,7 @@
 Usage: ``python bench/roster.py [--quick] [--seconds N] [--trace] [--lp-bound]``.  Prints a
 table, then one JSON line.
 
-Both rosters are drawn for the same synthetic compound week (``simulator/staff.py``: a
+Both rosters are drawn for the same synthetic compound week (``console/roster/sample.py``: a
 third of the people guards, staff on weekday office hours, volunteers offering evenings
 and weekends) and both are judged by the same independent checker
 (``console/roster/check.py``): a roster that breaks a hard rule is reported as such, not
@@ -40,8 +40,8 @@ if str(ROOT) not in sys.path:
 
 from console.roster import greedy  # noqa: E402
 from console.roster.check import shortfall_hours, shortfalls, violations  # noqa: E402
+from console.roster.sample import compound_week  # noqa: E402
 from console.roster.solver import lp_bound, solve  # noqa: E402
-from simulator.staff import compound_week  # noqa: E402
 
 
 def main() -> None:

@@ -13,8 +13,8 @@ from console.db import Database
 from console.roster.check import violations
 from console.roster.model import Team
 from console.roster.people import PeopleFileError, PeopleRejectReason, parse_availability, read_people
+from console.roster.sample import compound_week
 from console.roster.store import RosterStore
-from simulator.staff import compound_week
 
 GOOD = """id,name,team,posts,available,trained,phone,languages,max_hours_week
 g1,Wang Wei,guard,longtan/north;longtan/south,always,yes,13800000000,zh;en,

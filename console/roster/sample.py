@@ -1,4 +1,4 @@
-"""A compound's people and a week of staffing advice, for tests, the demo and ``bench/roster.py``.
+"""A synthetic compound's people and a week of staffing advice, for tests and `bench/roster.py`.
 
 Shaped after the source article's compounds: seven duty posts; guards who can stand any
 of several posts at any hour; property staff on weekday office hours; and over a hundred
