@@ -54,7 +54,9 @@ class DoorGate:
                         "held_open_s": 0.8,
                     },
                 },
-                "wiegand": [{"name": "reader", "d0": "GPIO5", "d1": "GPIO6", "min_silence_ms": 30}],
+                "wiegand": [
+                    {"name": "reader", "d0": "GPIO5", "d1": "GPIO6", "min_silence_ms": 150}
+                ],  # 150 ms: a loaded machine may pause the simulated reader mid-frame longer than 30
             }
         )
         self.agent = GateAgent(config, pin_factory=self.factory)
