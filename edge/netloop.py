@@ -1,22 +1,22 @@
-"""One network thread for many MQTT links: what lets hundreds of gates share a process.
+"""One network thread for the MQTT links of a process: a gate's own, or hundreds of them.
 
-A gate agent on its own board keeps paho's threaded loop (``loop_start``): one thread,
-one socket, nothing to share.  The fleet harness (simulator/fleet.py) runs hundreds of
-gates in one process, and a Pi Zero 2 running several links (a lane controller, a
-door cluster) is the same problem smaller: a thread per client and a sender thread per
-link cost stacks, wake-ups (each thread polls at least once a second) and the GIL.
+Every :class:`~edge.link.Link` runs on a :class:`SharedNetwork`.  A gate agent on its own
+board has a network of one link (``Link`` makes it); the fleet harness
+(simulator/fleet.py) hands hundreds of links the same few networks.  One code path either
+way, so what the harness measures is what a gate runs.  A thread per client and a sender
+thread per link (paho's ``loop_start`` beside a sender) cost stacks, wake-ups (each thread
+polled at least once a second) and the GIL, and for a gate alone a thread it did not need.
 
-:class:`SharedNetwork` drives many paho clients through paho's external-loop API
+:class:`SharedNetwork` drives paho clients through paho's external-loop API
 (``loop_read``/``loop_write``/``loop_misc``, paho-mqtt's ``examples/loop_select.py``) from
 one ``selectors`` loop, and runs each link's sender step on that same thread when the
 link is woken, so an event costs no thread hand-off beyond the outbox commit.  What the
 threaded loop did besides — reconnecting with back-off — is done here too: a lost
-client is reconnected by a small pool of connector threads (``reconnect()`` blocks for
-the TCP connect and the TLS handshake), with *jittered* exponential back-off, so a
-thousand gates whose broker restarted do not all knock at the same instant.
-
-The link keeps its public interface; it only hands its client to the network instead
-of calling ``loop_start`` (edge/link.py, ``network=``).
+client is reconnected by connector threads (``reconnect()`` blocks for the TCP connect and
+the TLS handshake, which must not stall the other clients), at most ``connectors`` at a
+time, started when a connect is wanted and gone when none is, with *jittered*
+exponential back-off, so a thousand gates whose broker restarted do not all knock at the
+same instant.  A connected gate therefore has one network thread and no other.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ import selectors
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,7 +72,9 @@ class SharedNetwork:
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
-        self._connectors = ThreadPoolExecutor(max_workers=connectors, thread_name_prefix=f"{name}-connect")
+        self._connect_queue: deque[_Member] = deque()
+        self._connect_threads = 0
+        self._max_connectors = max(1, connectors)
         self._random = random.Random(seed)
         self._running = True
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -122,7 +124,8 @@ class SharedNetwork:
         self._post(lambda: None)
         if threading.current_thread() is not self._thread:
             self._thread.join(5.0)
-        self._connectors.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            self._connect_queue.clear()
         for sock in (self._wake_r, self._wake_w):
             sock.close()
         self._selector.close()
@@ -140,10 +143,25 @@ class SharedNetwork:
         if member.removed or member.connecting or not self._running:
             return
         member.connecting = True
-        try:
-            self._connectors.submit(self._reconnect, member)
-        except RuntimeError:  # shut down
-            member.connecting = False
+        with self._lock:
+            self._connect_queue.append(member)
+            if self._connect_threads >= self._max_connectors:
+                return  # a running connector takes it next
+            self._connect_threads += 1
+        threading.Thread(target=self._connector, name=f"{self.name}-connect", daemon=True).start()
+
+    def _connector(self) -> None:
+        """Connect queued clients until none is left, then end: no thread idles between outages."""
+        while True:
+            with self._lock:
+                if not self._connect_queue or not self._running:
+                    self._connect_threads -= 1
+                    for member in self._connect_queue:
+                        member.connecting = False
+                    self._connect_queue.clear()
+                    return
+                member = self._connect_queue.popleft()
+            self._reconnect(member)
 
     def _reconnect(self, member: _Member) -> None:
         """``reconnect()`` blocks on TCP and TLS: here, not on the network thread."""

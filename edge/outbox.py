@@ -8,7 +8,8 @@ queued so far with a single fsync, while later callers queue behind it and find 
 event already committed or lead the next batch.  A burst costs one sync rather than
 one per event, and a lone scan is committed on its own thread with no hand-off.
 ``submit`` and acknowledgements, which must not block their caller, are committed by a
-background writer thread through the same lock.
+writer (edge/writers.py: the outbox's own pool of one thread, or a pool shared by many
+outboxes in the fleet harness — the same pass either way) through the same lock.
 
 Rows leave only through :meth:`Outbox.ack`, which the MQTT link calls when the console
 says it has committed them.  Sequence numbers are assigned at commit, start at 1, and are
@@ -228,8 +229,10 @@ class Outbox:
         self.retry_max_s = retry_max_s
         self._sync = sync
         self._writers: WriterPool | None = None
-        """``None``: a writer thread of its own; else a pool's threads shared by many outboxes
-        (edge/writers.py, the fleet harness).  Either way the same commit pass runs."""
+        """Who runs the commit passes of ``submit``, acks and disk retries (edge/writers.py): a
+        pool shared by many outboxes (the fleet harness), or — ``writers=None`` — this
+        outbox's own pool of one thread.  The same pass either way."""
+        self._own_writers = writers is None
         self._record = HeldRecord([self.path.with_name(self.path.name + ".held"), *map(Path, held_records)])
         self._writer_db: sqlite3.Connection | None = None
         self._reader_db: sqlite3.Connection | None = None
@@ -264,7 +267,6 @@ class Outbox:
         self._pending: list[_Append | _Ack] = []
         self._pending_lock = threading.Lock()
         self._commit_lock = threading.Lock()
-        self._work = threading.Event()
         self._closed = False
         self._db_closed = False
         self._listeners: list[Callable[[], None]] = []
@@ -289,14 +291,10 @@ class Outbox:
         self._save_record()
         self._visible_seq = self._last_seq
         self._state_changed = False
-        self._writer = threading.Thread(target=self._run, name="outbox-writer", daemon=True)
-        if writers is None:
-            self._writer.start()
-        else:
-            self._writers = writers
-            writers.register(self, self._pool_pass)
-            if self._degraded is not None:
-                writers.kick(self)
+        self._writers = writers if writers is not None else WriterPool(1, name="outbox-writer")
+        self._writers.register(self, self._pool_pass)
+        if self._degraded is not None:
+            self._writers.kick(self)
 
     # -- opening ---------------------------------------------------------------------
 
@@ -550,8 +548,6 @@ class Outbox:
     def _enqueue(self, item: _Append | _Ack, *, wake_writer: bool) -> None:
         with self._pending_lock:
             self._pending.append(item)
-            if wake_writer:
-                self._work.set()
         if wake_writer and self._writers is not None:
             self._writers.kick(self)
 
@@ -608,11 +604,10 @@ class Outbox:
         if self._closed:
             return
         self._closed = True
-        self._work.set()
-        if self._writers is None:
-            self._writer.join()
-        else:
-            self._writers.unregister(self)
+        if self._writers is not None:
+            self._writers.unregister(self)  # a pass running now finishes before the commit lock is ours
+            if self._own_writers:
+                self._writers.close()
         with self._commit_lock:
             self._commit_pending()  # an append that raced close() still gets its answer
             if self._journal or self._db_acks:
@@ -636,18 +631,9 @@ class Outbox:
 
     # -- committing ------------------------------------------------------------------
 
-    def _run(self) -> None:
-        """Commit what callers that must not block (``submit``, acks) left queued; retry a failed disk."""
-        while not self._closed:
-            timeout = None if self._degraded is None else max(0.0, self._retry_at - time.monotonic())
-            self._work.wait(timeout)
-            with self._commit_lock:
-                self._commit_pending()
-        with self._commit_lock:
-            self._commit_pending()  # what was queued before close() is committed, not dropped
-
     def _pool_pass(self) -> float | None:
-        """One pass of :meth:`_run` on a pool's thread; when to run again (a disk retry) or ``None``."""
+        """Commit what callers that must not block (``submit``, acks) left queued, and retry a
+        failed disk when due; return when to run again (the next retry) or ``None``."""
         if self._closed:
             return None
         with self._commit_lock:
@@ -660,7 +646,6 @@ class Outbox:
         """Commit everything queued so far (and retry a failed disk when due); the caller holds the commit lock."""
         with self._pending_lock:
             batch, self._pending = self._pending, []
-            self._work.clear()
         if batch and self._db_closed:
             for item in batch:
                 item.future.set_exception(OutboxClosed("outbox is closed"))
@@ -915,8 +900,7 @@ class Outbox:
                 )
         self._retry_at = time.monotonic() + self._retry_delay
         self._record_dirty = True
-        self._work.set()  # the writer thread times its retries; it may be waiting without a timeout
-        if self._writers is not None:
+        if self._writers is not None:  # the writer times the retries
             self._writers.kick(self)
 
     def _recover(self) -> None:
