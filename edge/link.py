@@ -142,7 +142,7 @@ class Link:
         self._running = True
         self.brokers.start(self._client)
         if self._network is None:
-            self._network = SharedNetwork(f"mqtt-{self.topics.gate}", connectors=1)
+            self._network = SharedNetwork(f"mqtt-{self.topics.gate}", connectors=1, few=True)
         self._network.add(self._client, self._tick)
 
     def stop(self, timeout: float = 5.0) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import random
 import selectors
 import socket
@@ -62,16 +63,22 @@ class _Member:
 class SharedNetwork:
     """A ``selectors`` loop over many paho clients, with a few connector threads."""
 
-    def __init__(self, name: str = "mqtt-shared", *, connectors: int = 4, seed: int | None = None) -> None:
+    def __init__(
+        self, name: str = "mqtt-shared", *, connectors: int = 4, seed: int | None = None, few: bool = False
+    ) -> None:
+        """``few``: a network for one link or a handful (a gate's own): ``poll`` rather than an
+        epoll descriptor, which pays only for many sockets."""
         self.name = name
-        self._selector = selectors.DefaultSelector()
+        self._selector: selectors.BaseSelector = (
+            selectors.PollSelector()
+            if few and hasattr(selectors, "PollSelector")
+            else selectors.DefaultSelector()
+        )
         self._members: dict[int, _Member] = {}
         self._lock = threading.Lock()
         self._posted: list[Callable[[], None]] = []
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
-        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._wake = _Waker()
+        self._selector.register(self._wake.fd, selectors.EVENT_READ, None)
         self._connect_queue: deque[_Member] = deque()
         self._connect_threads = 0
         self._max_connectors = max(1, connectors)
@@ -126,8 +133,7 @@ class SharedNetwork:
             self._thread.join(5.0)
         with self._lock:
             self._connect_queue.clear()
-        for sock in (self._wake_r, self._wake_w):
-            sock.close()
+        self._wake.close()
         self._selector.close()
 
     @property
@@ -192,7 +198,7 @@ class SharedNetwork:
         with self._lock:
             self._posted.append(action)
         with contextlib.suppress(BlockingIOError, OSError):
-            self._wake_w.send(b"\0")
+            self._wake.set()
 
     def _run(self) -> None:
         next_misc = time.monotonic()
@@ -206,8 +212,7 @@ class SharedNetwork:
                 member = key.data
                 if member is None:
                     with contextlib.suppress(BlockingIOError, OSError):
-                        while self._wake_r.recv(4096):
-                            pass
+                        self._wake.clear()
                     continue
                 self._service(member, events)
             with self._lock:
@@ -311,3 +316,50 @@ class SharedNetwork:
         wait = member.delay * (0.5 + 0.5 * self._random.random())
         member.delay = min(member.delay * 2, RECONNECT_MAX_S)
         member.retry_at = time.monotonic() + wait
+
+
+class _Waker:
+    """What wakes the loop from another thread: an ``eventfd`` (one descriptor) where Linux has
+    it, else a socket pair.  A raw descriptor closed under a late ``set`` could be reused by
+    another file by then, so setting and closing share a lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._event: int | None = None
+        self._pair: tuple[socket.socket, socket.socket] | None = None
+        if hasattr(os, "eventfd"):
+            self._event = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        else:
+            pair = socket.socketpair()
+            for sock in pair:
+                sock.setblocking(False)
+            self._pair = pair
+
+    @property
+    def fd(self) -> int:
+        return self._event if self._event is not None else self._pair[0].fileno()  # type: ignore[index]
+
+    def set(self) -> None:
+        with self._lock:
+            if self._event is not None:
+                os.eventfd_write(self._event, 1)
+            elif self._pair is not None:
+                self._pair[1].send(b"\0")
+
+    def clear(self) -> None:
+        """Called by the loop's own thread only, which ``close`` joins first."""
+        if self._event is not None:
+            os.eventfd_read(self._event)
+        elif self._pair is not None:
+            while self._pair[0].recv(4096):
+                pass
+
+    def close(self) -> None:
+        with self._lock:
+            if self._event is not None:
+                os.close(self._event)
+                self._event = None
+            elif self._pair is not None:
+                for sock in self._pair:
+                    sock.close()
+                self._pair = None
