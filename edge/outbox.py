@@ -71,6 +71,8 @@ RETRY_LOG_S = 60.0
 DRAIN_CHUNK = 1000
 """Held events written per transaction when the disk comes back: progress even when it has little room."""
 SYNC_MODES = {"full": "FULL", "normal": "NORMAL", "off": "OFF"}
+CHECKPOINT_EVERY = 100
+"""Commits between write-ahead-log checkpoints, which the writer runs, never a scan's commit."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -273,6 +275,7 @@ class Outbox:
         self._state_listeners: list[Callable[[], None]] = []
         self._trusted = False
         self.commits = 0
+        self._since_checkpoint = 0
         self.commit_failures = 0
         """Transactions the disk refused since start."""
         self.journal_dropped = 0
@@ -303,6 +306,10 @@ class Outbox:
         if not uri:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(f"PRAGMA synchronous={SYNC_MODES[self._sync]}")
+            # No automatic checkpoint: it would run inside whichever commit crosses SQLite's
+            # 1,000-page mark — a scan's, now and then, copying the log into the file and
+            # syncing it while the reader thread waits.  The writer checkpoints instead.
+            db.execute("PRAGMA wal_autocheckpoint=0")
         return db
 
     def _open(self) -> None:
@@ -640,7 +647,22 @@ class Outbox:
             if self._closed:
                 return None
             self._commit_pending()
+        if self._since_checkpoint >= CHECKPOINT_EVERY and self._degraded is None:
+            self._checkpoint()
         return self._retry_at if self._degraded is not None else None
+
+    def _checkpoint(self) -> None:
+        """Copy the log into the file, PASSIVE: beside commits, holding neither the commit lock
+        nor the link's reader (a connection of its own, for the moment it takes)."""
+        self._since_checkpoint = 0
+        try:
+            db = sqlite3.connect(self.path, isolation_level=None, timeout=0)
+            try:
+                db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            finally:
+                db.close()
+        except sqlite3.Error as exc:  # a failing disk: the next commits say so and hold events
+            log.debug("outbox checkpoint failed: %s", exc)
 
     def _commit_pending(self) -> None:
         """Commit everything queued so far (and retry a failed disk when due); the caller holds the commit lock."""
@@ -860,6 +882,9 @@ class Outbox:
                 return wrote
             wrote = True
             self.commits += 1
+            self._since_checkpoint += 1
+            if self._since_checkpoint >= CHECKPOINT_EVERY and self._writers is not None:
+                self._writers.kick(self)  # the writer checkpoints, off the scan's path
             with self._journal_lock:
                 for held in chunk:
                     del self._journal[held.seq]

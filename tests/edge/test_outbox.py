@@ -258,3 +258,21 @@ def test_acknowledgements_cost_no_sync_so_a_scan_never_waits_behind_one(tmp_path
     assert acking - taking < 5, f"40 acks cost {acking - taking} syncs"
     with Outbox(tmp_path / "acking.db", site="s", gate="g") as outbox:
         assert outbox.backlog == 0, "the acknowledged rows are gone after a clean close"
+
+
+def test_the_writer_checkpoints_the_log_so_no_scan_commit_does(tmp_path: Path):
+    """SQLite's automatic checkpoint would run inside whichever commit crosses its threshold —
+    now and then a scan's, copying the log into the file and syncing it while the reader
+    waits.  It is off on the outbox's connection; the writer checkpoints every
+    ``CHECKPOINT_EVERY`` commits instead, so the log stays small."""
+    path = tmp_path / "o.db"
+    with Outbox(path, site="s", gate="g", sync="off") as outbox:
+        assert outbox._writer_db is not None
+        assert outbox._writer_db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        for i in range(1500):
+            outbox.append("access.scan", {"i": i, "pad": "x" * 300}, time=NOW, clock_trusted=True)
+            if i % 100 == 99:
+                time.sleep(0.05)  # the writer's checkpoint runs beside the appends
+        wal = path.with_name(path.name + "-wal").stat().st_size
+        assert wal < 2_000_000, f"the log grew to {wal} bytes: nobody checkpointed it"
+        assert outbox.backlog == 1500
