@@ -205,7 +205,10 @@ def paired_scans(workdir: Path, broker: Broker, n: int, gate: str = "g-outbox") 
     def naive_reader() -> None:
         seq = 0
         while not stop.is_set():
-            line = port.read_until(b"\r")
+            try:
+                line = port.read_until(b"\r")
+            except serial.SerialException:  # the pty closed at the end
+                return
             if not line.endswith(b"\r"):
                 continue
             code = line.strip().decode()
