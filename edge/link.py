@@ -251,6 +251,8 @@ class Link:
             self._connected = True
             self._restart = True
             self._dirty = True
+        if self._network is not None:
+            self._network.wake(client)  # the backlog goes out now, not at the next look
         if self._on_connected is not None:
             self._on_connected()
 
@@ -325,6 +327,8 @@ class Link:
             if was_silent:
                 log.info("console acknowledging again")
             self._dirty = True
+        if self._network is not None:
+            self._network.wake(self._client)  # room in the window: send on, this loop round
 
     @property
     def resent(self) -> int:
