@@ -29,6 +29,10 @@ wait in the outbox).
    adds to start a sandboxed ExecStopPost= (namespaces, seccomp), and this machine is an
    x86 server, not a Raspberry Pi, where Python starts several times slower.  Beside it:
    ``gatepost edge relay-off`` run alone (spawn to exit) and a bare ``python -c pass``.
+4. ``agent_threads``, ``agent_fds``, ``agent_rss_mb_connected``: the scanner gate *connected*
+   to a real mosquitto (the other measures run it offline), after 200 scans were taken
+   and published (no console runs, so they stay in the outbox, unacknowledged).  Threads and open descriptors from /proc.  ``--code-root`` runs the agent from another
+   checkout (``PYTHONPATH``), to measure a before/after in one run.
 
 Usage: ``python bench/agent.py [--quick]``.  Prints a table, then one JSON line.
 """
@@ -48,6 +52,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -71,8 +76,12 @@ SAME_IMPORTS = {
 }
 
 
+CODE_ROOT = ROOT
+"""The checkout the spawned agent runs from (``--code-root``)."""
+
+
 def env(**extra: str) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT), **extra}
+    return {**os.environ, "PYTHONPATH": str(CODE_ROOT), **extra}
 
 
 def rss_mb(pid: int) -> tuple[float, float]:
@@ -92,17 +101,21 @@ def folder(prefix: str) -> Iterator[Path]:
         yield Path(name)
 
 
-def gate_config(root: Path, tty: Path, *, door: bool = False, camera: bool = False) -> Path:
+def gate_config(
+    root: Path, tty: Path, *, door: bool = False, camera: bool = False, broker: Any = None
+) -> Path:
+    """A one-scanner gate; ``broker`` (a running broker.launcher.Broker) to connect, else a dead port."""
     secret = root / "mqtt.secret"
-    secret.write_text("unused")
+    creds = broker.add_gate("bench", "g1") if broker is not None else None
+    secret.write_text(creds.password if creds is not None else "unused")
     secret.chmod(0o600)
     lines = [
         'site = "bench"',
         'gate = "g1"',
         "[mqtt]",
         'host = "127.0.0.1"',
-        f"port = {free_port()}",
-        'username = "gate.bench.g1"',
+        f"port = {broker.port if broker is not None else free_port()}",
+        f'username = "{creds.username if creds is not None else "gate.bench.g1"}"',
         f"password_file = {json.dumps(str(secret))}",
         "[[scanners]]",
         'name = "scanner"',
@@ -145,6 +158,7 @@ def spawn_gate(config: Path, notify: NotifySocket, log: Path) -> tuple[subproces
         process = subprocess.Popen(
             [sys.executable, "-m", "gatepost", "edge", "run", "--config", str(config)],
             env=env(NOTIFY_SOCKET=notify.address),
+            cwd=CODE_ROOT,  # ``-m`` puts the working directory first on sys.path
             stdout=output,
             stderr=subprocess.STDOUT,
         )
@@ -260,6 +274,55 @@ def rss_after_scans(kind: str, scans: int) -> dict[str, float]:
     }
 
 
+# -- 4. a connected gate's threads, descriptors and memory ---------------------------------------
+
+
+def proc_counts(pid: int) -> tuple[int, int]:
+    """(threads, open file descriptors) of a process, from /proc."""
+    threads = next(
+        int(line.split()[1])
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+        if line.startswith("Threads:")
+    )
+    return threads, len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def footprint(scans: int = 200) -> dict[str, float]:
+    """The scanner gate connected to a real broker: threads, fds and RSS once its scans are published."""
+    from broker.launcher import Broker
+
+    with folder("gp-footprint-") as root, NotifySocket() as notify:
+        broker = Broker(root / "broker")
+        broker.start()
+        scanner = VirtualScanner(root / "tty", baudrate=115200, pace=False, write_timeout_s=30)
+        config = gate_config(root, scanner.link_path, broker=broker)
+        process, _ = spawn_gate(config, notify, root / "agent.log")
+        try:
+            if notify.wait_for("READY", "1", timeout=60) is None:
+                raise RuntimeError((root / "agent.log").read_text())
+            time.sleep(2.0)  # connected, status published
+            at_ready = proc_counts(process.pid)
+            for i in range(scans):
+                scanner.type(GRANTED if i % 3 == 0 else f"UNKNOWN-{i:08d}")
+            deadline = time.monotonic() + 120
+            while last_seq(root / "outbox.db") < scans and time.monotonic() < deadline:
+                time.sleep(0.1)
+            time.sleep(2.0)  # published; connector threads of the first connect long gone
+            threads, fds = proc_counts(process.pid)
+            rss, _ = rss_mb(process.pid)
+        finally:
+            stop(process)
+            scanner.close()
+            broker.stop()
+    return {
+        "agent_threads": threads,
+        "agent_fds": fds,
+        "agent_rss_mb_connected": rss,
+        "agent_threads_at_ready": at_ready[0],
+        "agent_fds_at_ready": at_ready[1],
+    }
+
+
 # -- 3. relay off after SIGKILL ----------------------------------------------------------------
 
 
@@ -345,7 +408,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (under a minute)")
     parser.add_argument("--scans", type=int, default=10_000)
+    parser.add_argument("--code-root", type=Path, help="run the agent from this checkout (a before/after)")
+    parser.add_argument("--footprint-only", action="store_true", help="only measure 4 (threads, fds, RSS)")
     args = parser.parse_args()
+    global CODE_ROOT
+    if args.code_root is not None:
+        CODE_ROOT = args.code_root.resolve()
+    if args.footprint_only:
+        result = {"code_root": str(CODE_ROOT), **footprint()}
+        print(
+            f"connected gate ({CODE_ROOT}): {result['agent_threads']} threads, {result['agent_fds']} fds, "
+            f"{result['agent_rss_mb_connected']:.1f} MB RSS"
+        )
+        print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()}))
+        return
     runs = 3 if args.quick else 10
     began = time.monotonic()
     result: dict[str, float | int | bool | str] = {"quick": args.quick, "scans": args.scans, "runs": runs}
@@ -353,6 +429,7 @@ def main() -> None:
     result.update(rss_after_scans("scanner", args.scans))
     result.update(rss_after_scans("camera", args.scans))
     result.update(measure_relay_off(runs))
+    result.update(footprint())
     result["seconds"] = round(time.monotonic() - began, 1)
     result["outbox_on"] = "tmpfs" if Path("/dev/shm").is_dir() else "disk"
     for key, target in TARGETS.items():
@@ -396,6 +473,13 @@ def main() -> None:
             f"{result['kill_to_exit_seen_ms']:.0f} ms",
             f"helper start to write {result['helper_start_to_off_ms']:.0f} ms (max total "
             f"{result['relay_off_after_kill_ms_max']:.0f} ms)",
+        )
+    )
+    print(
+        row(
+            "connected gate: threads / fds",
+            f"{result['agent_threads']} / {result['agent_fds']}",
+            f"RSS {result['agent_rss_mb_connected']:.1f} MB after 200 scans published",
         )
     )
     print(

@@ -1,7 +1,7 @@
 """The gate's MQTT link: drains the outbox to the console and nothing else.
 
 The scan path never touches this module: it commits to the outbox and returns.  Here a
-sender thread publishes outbox rows in order, at most ``window`` ahead of the console's
+sender step publishes outbox rows in order, at most ``window`` ahead of the console's
 acknowledgements, and the rows are deleted only when the console's :class:`Ack` names
 them — a broker PUBACK proves nothing about the console's store.  After every reconnect
 the sender starts again from the oldest unacknowledged row; between reconnects each event
@@ -16,6 +16,13 @@ commands are refused, so a stale command can never act on reconnect.
 
 With several brokers (``failover``) the link moves to the next one whenever the current
 one fails; :mod:`edge.failover` holds the policy.
+
+Threads: none of its own.  The MQTT client and the sender step run on a
+:class:`~edge.netloop.SharedNetwork`'s thread — the link's own network of one when none is
+given (a gate agent), or one shared by many links (the fleet harness): the same code
+either way.  The sender step runs when the outbox commits or an ack arrives, and is
+looked at every :data:`edge.netloop.MISC_EVERY_S` for resend deadlines; it reads the
+outbox only when there is something to do.
 """
 
 from __future__ import annotations
@@ -53,7 +60,6 @@ log = logging.getLogger("gatepost.edge.link")
 
 _RESEND_LOG_S = 10.0
 """At most one warning about resends per this many seconds; the rest are counted into it."""
-_IDLE_WAKE_S = 0.5
 
 CommandHandler = Callable[[Command], dict[str, Any]]
 
@@ -106,7 +112,8 @@ class Link:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
-        self._wake = threading.Condition()
+        self._wake = threading.Lock()
+        """Guards the sender's state: the network thread, the outbox's committers and the acks share it."""
         self._connected = False
         self._restart = True
         self._dirty = True
@@ -116,9 +123,9 @@ class Link:
         self._resend_log_at = 0.0
         self._resends_unlogged = 0
         self._network = network
-        """``None``: paho's own thread and a sender thread, as on a gate's board; else the shared
-        network thread runs both for many links (edge/netloop.py, the fleet harness)."""
-        self._sender = threading.Thread(target=self._send_loop, name="link-sender", daemon=True)
+        """Where the client and the sender step run (edge/netloop.py): given, shared by many links
+        (the fleet harness); ``None``, the link's own network of one, made by :meth:`start`."""
+        self._own_network = network is None
         self.published = 0
         self.acked = 0
         self.connects = 0
@@ -134,18 +141,14 @@ class Link:
     def start(self) -> None:
         self._running = True
         self.brokers.start(self._client)
-        if self._network is not None:
-            self._network.add(self._client, self._tick)
-            return
-        self._client.loop_start()
-        self._sender.start()
+        if self._network is None:
+            self._network = SharedNetwork(f"mqtt-{self.topics.gate}", connectors=1, few=True)
+        self._network.add(self._client, self._tick)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Say ``stopped`` (retained), then disconnect; the broker will not fire the will."""
         self._running = False
         self.wake()
-        if self._sender.is_alive():
-            self._sender.join(timeout)
         if self._connected:
             info = self._client.publish(
                 self.topics.status, encode(self._status(GateState.STOPPED)), QOS, True
@@ -155,13 +158,16 @@ class Link:
             except (RuntimeError, ValueError):
                 log.warning("could not publish stopped status before disconnecting")
         self._client.disconnect()
-        if self._network is not None:
-            deadline = time.monotonic() + timeout
-            while self._client.socket() is not None and time.monotonic() < deadline:
-                time.sleep(0.01)  # the network thread writes the DISCONNECT, then paho closes
-            self._network.remove(self._client)
+        network = self._network
+        if network is None:  # never started
             return
-        self._client.loop_stop()
+        deadline = time.monotonic() + timeout
+        while self._client.socket() is not None and time.monotonic() < deadline:
+            time.sleep(0.01)  # the network thread writes the DISCONNECT, then paho closes
+        network.remove(self._client)
+        if self._own_network:
+            network.close()
+            self._network = None
 
     def wait_connected(self, timeout: float = 10.0) -> bool:
         deadline = time.monotonic() + timeout
@@ -172,7 +178,6 @@ class Link:
     def wake(self) -> None:
         with self._wake:
             self._dirty = True
-            self._wake.notify()
         if self._network is not None:
             self._network.wake(self._client)
 
@@ -246,7 +251,8 @@ class Link:
             self._connected = True
             self._restart = True
             self._dirty = True
-            self._wake.notify()
+        if self._network is not None:
+            self._network.wake(client)  # the backlog goes out now, not at the next look
         if self._on_connected is not None:
             self._on_connected()
 
@@ -321,7 +327,8 @@ class Link:
             if was_silent:
                 log.info("console acknowledging again")
             self._dirty = True
-            self._wake.notify()
+        if self._network is not None:
+            self._network.wake(self._client)  # room in the window: send on, this loop round
 
     @property
     def resent(self) -> int:
@@ -376,23 +383,16 @@ class Link:
         if self._on_rejected_command is not None:
             self._on_rejected_command(reason, detail, command_id)
 
-    # -- sender thread ---------------------------------------------------------------
-
-    def _send_loop(self) -> None:
-        while self._running:
-            with self._wake:
-                if not self._dirty:
-                    self._wake.wait(timeout=self._sleep_s())
-            self._send_step()
+    # -- sender step (network thread) ------------------------------------------------
 
     def _tick(self) -> None:
-        """The shared network's call (edge/netloop.py): a step only when woken or a resend is due.
+        """The network's call (edge/netloop.py): a step only when woken or a resend is due.
 
-        The sender thread steps at least every half second and reads the outbox each time;
-        a thousand links doing so would cost thousands of queries a second for nothing.
+        A sender thread that stepped every half second read the outbox each time; a
+        thousand links doing so would cost thousands of queries a second for nothing.
         """
         with self._wake:
-            if not self._dirty and self._sleep_s() > 0:
+            if not self._dirty and not self._resend_due():
                 return
         self._send_step()
 
@@ -423,12 +423,10 @@ class Link:
         if len(batch) == room:
             self.wake()
 
-    def _sleep_s(self) -> float:
-        """Until the next resend deadline, but never long: the loop also checks it is still wanted."""
+    def _resend_due(self) -> bool:
+        """Whether an event in flight has reached its resend deadline; the caller holds ``_wake``."""
         deadline = self._inflight.next_deadline()
-        if deadline is None:
-            return _IDLE_WAKE_S
-        return min(_IDLE_WAKE_S, max(0.0, deadline - time.monotonic()))
+        return deadline is not None and deadline <= time.monotonic()
 
     def _resend(self, seqs: list[int]) -> bool:
         """Publish ``seqs`` again, oldest first; false when the connection failed on the way."""

@@ -1,35 +1,36 @@
-"""One network thread for many MQTT links: what lets hundreds of gates share a process.
+"""One network thread for the MQTT links of a process: a gate's own, or hundreds of them.
 
-A gate agent on its own board keeps paho's threaded loop (``loop_start``): one thread,
-one socket, nothing to share.  The fleet harness (simulator/fleet.py) runs hundreds of
-gates in one process, and a Pi Zero 2 running several links (a lane controller, a
-door cluster) is the same problem smaller: a thread per client and a sender thread per
-link cost stacks, wake-ups (each thread polls at least once a second) and the GIL.
+Every :class:`~edge.link.Link` runs on a :class:`SharedNetwork`.  A gate agent on its own
+board has a network of one link (``Link`` makes it); the fleet harness
+(simulator/fleet.py) hands hundreds of links the same few networks.  One code path either
+way, so what the harness measures is what a gate runs.  A thread per client and a sender
+thread per link (paho's ``loop_start`` beside a sender) cost stacks, wake-ups (each thread
+polled at least once a second) and the GIL, and for a gate alone a thread it did not need.
 
-:class:`SharedNetwork` drives many paho clients through paho's external-loop API
+:class:`SharedNetwork` drives paho clients through paho's external-loop API
 (``loop_read``/``loop_write``/``loop_misc``, paho-mqtt's ``examples/loop_select.py``) from
 one ``selectors`` loop, and runs each link's sender step on that same thread when the
 link is woken, so an event costs no thread hand-off beyond the outbox commit.  What the
 threaded loop did besides — reconnecting with back-off — is done here too: a lost
-client is reconnected by a small pool of connector threads (``reconnect()`` blocks for
-the TCP connect and the TLS handshake), with *jittered* exponential back-off, so a
-thousand gates whose broker restarted do not all knock at the same instant.
-
-The link keeps its public interface; it only hands its client to the network instead
-of calling ``loop_start`` (edge/link.py, ``network=``).
+client is reconnected by connector threads (``reconnect()`` blocks for the TCP connect and
+the TLS handshake, which must not stall the other clients), at most ``connectors`` at a
+time, started when a connect is wanted and gone when none is, with *jittered*
+exponential back-off, so a thousand gates whose broker restarted do not all knock at the
+same instant.  A connected gate therefore has one network thread and no other.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import random
 import selectors
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,17 +63,25 @@ class _Member:
 class SharedNetwork:
     """A ``selectors`` loop over many paho clients, with a few connector threads."""
 
-    def __init__(self, name: str = "mqtt-shared", *, connectors: int = 4, seed: int | None = None) -> None:
+    def __init__(
+        self, name: str = "mqtt-shared", *, connectors: int = 4, seed: int | None = None, few: bool = False
+    ) -> None:
+        """``few``: a network for one link or a handful (a gate's own): ``poll`` rather than an
+        epoll descriptor, which pays only for many sockets."""
         self.name = name
-        self._selector = selectors.DefaultSelector()
+        self._selector: selectors.BaseSelector = (
+            selectors.PollSelector()
+            if few and hasattr(selectors, "PollSelector")
+            else selectors.DefaultSelector()
+        )
         self._members: dict[int, _Member] = {}
         self._lock = threading.Lock()
         self._posted: list[Callable[[], None]] = []
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
-        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
-        self._connectors = ThreadPoolExecutor(max_workers=connectors, thread_name_prefix=f"{name}-connect")
+        self._wake = _Waker()
+        self._selector.register(self._wake.fd, selectors.EVENT_READ, None)
+        self._connect_queue: deque[_Member] = deque()
+        self._connect_threads = 0
+        self._max_connectors = max(1, connectors)
         self._random = random.Random(seed)
         self._running = True
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -122,9 +131,9 @@ class SharedNetwork:
         self._post(lambda: None)
         if threading.current_thread() is not self._thread:
             self._thread.join(5.0)
-        self._connectors.shutdown(wait=False, cancel_futures=True)
-        for sock in (self._wake_r, self._wake_w):
-            sock.close()
+        with self._lock:
+            self._connect_queue.clear()
+        self._wake.close()
         self._selector.close()
 
     @property
@@ -140,10 +149,25 @@ class SharedNetwork:
         if member.removed or member.connecting or not self._running:
             return
         member.connecting = True
-        try:
-            self._connectors.submit(self._reconnect, member)
-        except RuntimeError:  # shut down
-            member.connecting = False
+        with self._lock:
+            self._connect_queue.append(member)
+            if self._connect_threads >= self._max_connectors:
+                return  # a running connector takes it next
+            self._connect_threads += 1
+        threading.Thread(target=self._connector, name=f"{self.name}-connect", daemon=True).start()
+
+    def _connector(self) -> None:
+        """Connect queued clients until none is left, then end: no thread idles between outages."""
+        while True:
+            with self._lock:
+                if not self._connect_queue or not self._running:
+                    self._connect_threads -= 1
+                    for member in self._connect_queue:
+                        member.connecting = False
+                    self._connect_queue.clear()
+                    return
+                member = self._connect_queue.popleft()
+            self._reconnect(member)
 
     def _reconnect(self, member: _Member) -> None:
         """``reconnect()`` blocks on TCP and TLS: here, not on the network thread."""
@@ -174,7 +198,7 @@ class SharedNetwork:
         with self._lock:
             self._posted.append(action)
         with contextlib.suppress(BlockingIOError, OSError):
-            self._wake_w.send(b"\0")
+            self._wake.set()
 
     def _run(self) -> None:
         next_misc = time.monotonic()
@@ -188,8 +212,7 @@ class SharedNetwork:
                 member = key.data
                 if member is None:
                     with contextlib.suppress(BlockingIOError, OSError):
-                        while self._wake_r.recv(4096):
-                            pass
+                        self._wake.clear()
                     continue
                 self._service(member, events)
             with self._lock:
@@ -293,3 +316,50 @@ class SharedNetwork:
         wait = member.delay * (0.5 + 0.5 * self._random.random())
         member.delay = min(member.delay * 2, RECONNECT_MAX_S)
         member.retry_at = time.monotonic() + wait
+
+
+class _Waker:
+    """What wakes the loop from another thread: an ``eventfd`` (one descriptor) where Linux has
+    it, else a socket pair.  A raw descriptor closed under a late ``set`` could be reused by
+    another file by then, so setting and closing share a lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._event: int | None = None
+        self._pair: tuple[socket.socket, socket.socket] | None = None
+        if hasattr(os, "eventfd"):
+            self._event = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        else:
+            pair = socket.socketpair()
+            for sock in pair:
+                sock.setblocking(False)
+            self._pair = pair
+
+    @property
+    def fd(self) -> int:
+        return self._event if self._event is not None else self._pair[0].fileno()  # type: ignore[index]
+
+    def set(self) -> None:
+        with self._lock:
+            if self._event is not None:
+                os.eventfd_write(self._event, 1)
+            elif self._pair is not None:
+                self._pair[1].send(b"\0")
+
+    def clear(self) -> None:
+        """Called by the loop's own thread only, which ``close`` joins first."""
+        if self._event is not None:
+            os.eventfd_read(self._event)
+        elif self._pair is not None:
+            while self._pair[0].recv(4096):
+                pass
+
+    def close(self) -> None:
+        with self._lock:
+            if self._event is not None:
+                os.close(self._event)
+                self._event = None
+            elif self._pair is not None:
+                for sock in self._pair:
+                    sock.close()
+                self._pair = None

@@ -8,7 +8,8 @@ queued so far with a single fsync, while later callers queue behind it and find 
 event already committed or lead the next batch.  A burst costs one sync rather than
 one per event, and a lone scan is committed on its own thread with no hand-off.
 ``submit`` and acknowledgements, which must not block their caller, are committed by a
-background writer thread through the same lock.
+writer (edge/writers.py: the outbox's own pool of one thread, or a pool shared by many
+outboxes in the fleet harness — the same pass either way) through the same lock.
 
 Rows leave only through :meth:`Outbox.ack`, which the MQTT link calls when the console
 says it has committed them.  Sequence numbers are assigned at commit, start at 1, and are
@@ -70,6 +71,8 @@ RETRY_LOG_S = 60.0
 DRAIN_CHUNK = 1000
 """Held events written per transaction when the disk comes back: progress even when it has little room."""
 SYNC_MODES = {"full": "FULL", "normal": "NORMAL", "off": "OFF"}
+CHECKPOINT_EVERY = 100
+"""Commits between write-ahead-log checkpoints, which the writer runs, never a scan's commit."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -228,8 +231,10 @@ class Outbox:
         self.retry_max_s = retry_max_s
         self._sync = sync
         self._writers: WriterPool | None = None
-        """``None``: a writer thread of its own; else a pool's threads shared by many outboxes
-        (edge/writers.py, the fleet harness).  Either way the same commit pass runs."""
+        """Who runs the commit passes of ``submit``, acks and disk retries (edge/writers.py): a
+        pool shared by many outboxes (the fleet harness), or — ``writers=None`` — this
+        outbox's own pool of one thread.  The same pass either way."""
+        self._own_writers = writers is None
         self._record = HeldRecord([self.path.with_name(self.path.name + ".held"), *map(Path, held_records)])
         self._writer_db: sqlite3.Connection | None = None
         self._reader_db: sqlite3.Connection | None = None
@@ -264,13 +269,13 @@ class Outbox:
         self._pending: list[_Append | _Ack] = []
         self._pending_lock = threading.Lock()
         self._commit_lock = threading.Lock()
-        self._work = threading.Event()
         self._closed = False
         self._db_closed = False
         self._listeners: list[Callable[[], None]] = []
         self._state_listeners: list[Callable[[], None]] = []
         self._trusted = False
         self.commits = 0
+        self._since_checkpoint = 0
         self.commit_failures = 0
         """Transactions the disk refused since start."""
         self.journal_dropped = 0
@@ -289,14 +294,10 @@ class Outbox:
         self._save_record()
         self._visible_seq = self._last_seq
         self._state_changed = False
-        self._writer = threading.Thread(target=self._run, name="outbox-writer", daemon=True)
-        if writers is None:
-            self._writer.start()
-        else:
-            self._writers = writers
-            writers.register(self, self._pool_pass)
-            if self._degraded is not None:
-                writers.kick(self)
+        self._writers = writers if writers is not None else WriterPool(1, name="outbox-writer")
+        self._writers.register(self, self._pool_pass)
+        if self._degraded is not None:
+            self._writers.kick(self)
 
     # -- opening ---------------------------------------------------------------------
 
@@ -305,6 +306,10 @@ class Outbox:
         if not uri:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(f"PRAGMA synchronous={SYNC_MODES[self._sync]}")
+            # No automatic checkpoint: it would run inside whichever commit crosses SQLite's
+            # 1,000-page mark — a scan's, now and then, copying the log into the file and
+            # syncing it while the reader thread waits.  The writer checkpoints instead.
+            db.execute("PRAGMA wal_autocheckpoint=0")
         return db
 
     def _open(self) -> None:
@@ -550,8 +555,6 @@ class Outbox:
     def _enqueue(self, item: _Append | _Ack, *, wake_writer: bool) -> None:
         with self._pending_lock:
             self._pending.append(item)
-            if wake_writer:
-                self._work.set()
         if wake_writer and self._writers is not None:
             self._writers.kick(self)
 
@@ -608,11 +611,10 @@ class Outbox:
         if self._closed:
             return
         self._closed = True
-        self._work.set()
-        if self._writers is None:
-            self._writer.join()
-        else:
-            self._writers.unregister(self)
+        if self._writers is not None:
+            self._writers.unregister(self)  # a pass running now finishes before the commit lock is ours
+            if self._own_writers:
+                self._writers.close()
         with self._commit_lock:
             self._commit_pending()  # an append that raced close() still gets its answer
             if self._journal or self._db_acks:
@@ -636,31 +638,36 @@ class Outbox:
 
     # -- committing ------------------------------------------------------------------
 
-    def _run(self) -> None:
-        """Commit what callers that must not block (``submit``, acks) left queued; retry a failed disk."""
-        while not self._closed:
-            timeout = None if self._degraded is None else max(0.0, self._retry_at - time.monotonic())
-            self._work.wait(timeout)
-            with self._commit_lock:
-                self._commit_pending()
-        with self._commit_lock:
-            self._commit_pending()  # what was queued before close() is committed, not dropped
-
     def _pool_pass(self) -> float | None:
-        """One pass of :meth:`_run` on a pool's thread; when to run again (a disk retry) or ``None``."""
+        """Commit what callers that must not block (``submit``, acks) left queued, and retry a
+        failed disk when due; return when to run again (the next retry) or ``None``."""
         if self._closed:
             return None
         with self._commit_lock:
             if self._closed:
                 return None
             self._commit_pending()
+        if self._since_checkpoint >= CHECKPOINT_EVERY and self._degraded is None:
+            self._checkpoint()
         return self._retry_at if self._degraded is not None else None
+
+    def _checkpoint(self) -> None:
+        """Copy the log into the file, PASSIVE: beside commits, holding neither the commit lock
+        nor the link's reader (a connection of its own, for the moment it takes)."""
+        self._since_checkpoint = 0
+        try:
+            db = sqlite3.connect(self.path, isolation_level=None, timeout=0)
+            try:
+                db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            finally:
+                db.close()
+        except sqlite3.Error as exc:  # a failing disk: the next commits say so and hold events
+            log.debug("outbox checkpoint failed: %s", exc)
 
     def _commit_pending(self) -> None:
         """Commit everything queued so far (and retry a failed disk when due); the caller holds the commit lock."""
         with self._pending_lock:
             batch, self._pending = self._pending, []
-            self._work.clear()
         if batch and self._db_closed:
             for item in batch:
                 item.future.set_exception(OutboxClosed("outbox is closed"))
@@ -679,6 +686,9 @@ class Outbox:
         acks = [item for item in batch if isinstance(item, _Ack)]
         changed = bool(batch)
         for ack in acks:
+            if not ack.ranges:  # a liveness probe (edge/supervision.py): answered, no transaction
+                self._acks_done.append(_DbAck((), ack.future, 0))
+                continue
             self._db_acks.append(_DbAck(ack.ranges, ack.future, self._ack_held(ack.ranges)))
         results: list[Event | Exception | None] = []
         for item in appends:
@@ -822,7 +832,15 @@ class Outbox:
                 break
             upto = rest - 1 if rest is not None else self._last_seq
             deleted: list[int] = []
+            # Deletions alone need no fsync: lost to a power cut, the rows come back and are
+            # sent again, and the console drops them by id.  The next commit that adds rows
+            # syncs the log, these frames with it.  So an ack holds the commit lock for
+            # microseconds, not a sync, and a scan arriving meanwhile is not kept waiting.
+            lazy = not chunk and bool(self._db_acks) and not self._meta_rows and not self._overflow.dropped
+            lazy = lazy and self._sync == "full"
             try:
+                if lazy:
+                    db.execute("PRAGMA synchronous=NORMAL")
                 db.execute("BEGIN IMMEDIATE")
                 for pending in self._db_acks:
                     removed = 0
@@ -848,6 +866,8 @@ class Outbox:
                         ],
                     )
                 db.execute("COMMIT")
+                if lazy:
+                    db.execute("PRAGMA synchronous=FULL")
             except (sqlite3.Error, OSError) as exc:  # a full disk, a read-only card, an I/O error
                 try:
                     if db.in_transaction:
@@ -862,6 +882,9 @@ class Outbox:
                 return wrote
             wrote = True
             self.commits += 1
+            self._since_checkpoint += 1
+            if self._since_checkpoint >= CHECKPOINT_EVERY and self._writers is not None:
+                self._writers.kick(self)  # the writer checkpoints, off the scan's path
             with self._journal_lock:
                 for held in chunk:
                     del self._journal[held.seq]
@@ -915,8 +938,7 @@ class Outbox:
                 )
         self._retry_at = time.monotonic() + self._retry_delay
         self._record_dirty = True
-        self._work.set()  # the writer thread times its retries; it may be waiting without a timeout
-        if self._writers is not None:
+        if self._writers is not None:  # the writer times the retries
             self._writers.kick(self)
 
     def _recover(self) -> None:

@@ -3,10 +3,12 @@
 An outbox commits on the caller's thread when the caller waits (a scan, ``append``);
 what must not block its caller — ``submit`` and the console's acknowledgements — is
 committed by a writer, and a failed disk is retried by it on a timer (edge/outbox.py).
-One gate has one outbox and one writer thread, which costs nothing.  Hundreds of gates
-in one process (simulator/fleet.py) would be hundreds of threads that mostly sleep;
-:class:`WriterPool` gives them a few threads that take whichever outbox has work, each
-outbox's passes serialised by its own commit lock, so its commits stay in order.
+Hundreds of gates in one process (simulator/fleet.py) with a writer thread each would be
+hundreds of threads that mostly sleep; :class:`WriterPool` gives them a few threads that
+take whichever outbox has work, each outbox's passes serialised by its own commit lock,
+so its commits stay in order.  A gate agent's outbox, given no pool, makes its own pool of
+one thread: the same code path as the fleet's, so what the harness measures is what a
+gate runs.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -205,3 +206,73 @@ def test_numbering_continues_from_rows_whose_commits_did_not_rewrite_meta(tmp_pa
     emptied = Outbox(path, site="s", gate="g")
     assert emptied.last_seq == 4, "with every row acknowledged, meta carries the number"
     emptied.close()
+
+
+def _syncs(tmp_path: Path, name: str, acks: bool) -> int:
+    """fsync/fdatasync calls (strace) of a process that takes 20 events, acknowledging each if ``acks``."""
+    path = tmp_path / f"{name}.db"
+    script = textwrap.dedent(
+        f"""
+        from datetime import UTC, datetime
+        from edge.outbox import Outbox
+        outbox = Outbox({str(path)!r}, site="s", gate="g")
+        for _ in range(20):
+            event = outbox.append("access.scan", {{}}, time=datetime.now(UTC), clock_trusted=True)
+            if {acks!r}:
+                outbox.ack([(event.seq, event.seq)])
+                outbox.ack([])
+        outbox.close()
+        """
+    )
+    trace = tmp_path / f"{name}.strace"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    subprocess.run(
+        [
+            "strace",
+            "-f",
+            "-qq",
+            "-e",
+            "trace=fsync,fdatasync",
+            "-o",
+            str(trace),
+            sys.executable,
+            "-c",
+            script,
+        ],
+        env=env,
+        check=True,
+        timeout=60,
+    )
+    return sum(1 for line in trace.read_text().splitlines() if "sync(" in line and "resumed" not in line)
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")
+def test_acknowledgements_cost_no_sync_so_a_scan_never_waits_behind_one(tmp_path: Path):
+    """An ack that only deletes rows is committed without an fsync (a power cut that forgets it
+    makes the events be sent again, and the console drops them by id); an empty ack — the
+    supervisor's probe of the writer — opens no transaction at all.  A scan that finds the
+    commit lock held by an ack therefore waits microseconds, not a disk sync."""
+    taking = _syncs(tmp_path, "taking", acks=False)
+    acking = _syncs(tmp_path, "acking", acks=True)
+    assert taking >= 20, "each event taken is synced"
+    assert acking - taking < 5, f"40 acks cost {acking - taking} syncs"
+    with Outbox(tmp_path / "acking.db", site="s", gate="g") as outbox:
+        assert outbox.backlog == 0, "the acknowledged rows are gone after a clean close"
+
+
+def test_the_writer_checkpoints_the_log_so_no_scan_commit_does(tmp_path: Path):
+    """SQLite's automatic checkpoint would run inside whichever commit crosses its threshold —
+    now and then a scan's, copying the log into the file and syncing it while the reader
+    waits.  It is off on the outbox's connection; the writer checkpoints every
+    ``CHECKPOINT_EVERY`` commits instead, so the log stays small."""
+    path = tmp_path / "o.db"
+    with Outbox(path, site="s", gate="g", sync="off") as outbox:
+        assert outbox._writer_db is not None
+        assert outbox._writer_db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        for i in range(1500):
+            outbox.append("access.scan", {"i": i, "pad": "x" * 300}, time=NOW, clock_trusted=True)
+            if i % 100 == 99:
+                time.sleep(0.05)  # the writer's checkpoint runs beside the appends
+        wal = path.with_name(path.name + "-wal").stat().st_size
+        assert wal < 2_000_000, f"the log grew to {wal} bytes: nobody checkpointed it"
+        assert outbox.backlog == 1500
