@@ -290,6 +290,35 @@ def _drain(
     }
 
 
+def _failover_console(endpoints: list[Any], url: str, ready: Any, stop: Any) -> None:
+    """The console of the failover phase, in a process of its own as ``console run`` is:
+    console/brokers.py's one ingestor per broker, one store.  (In the bench's process, with a
+    thousand gate sockets open, paho's ``select`` loop could not take a descriptor above 1,023.)"""
+    from console.brokers import BrokerIngest
+    from console.ingest import share_group_name, sweep_worker_sessions
+    from console.store import EventStore
+
+    logging.basicConfig(level=logging.WARNING)
+    store = EventStore(url)
+    # As ``console run`` does: end the sessions of the workers of before, which would hold a
+    # share of the events, and leave their $share group (console/cli.py).
+    sweep_worker_sessions(endpoints[0], keep=1)
+    ingest = BrokerIngest(
+        endpoints,
+        store,
+        name="fleet",
+        site=SITE,
+        share_group=share_group_name("fleet", endpoints[0].password),
+    )
+    try:
+        ingest.start()
+        ready.put(ingest.wait_connected(60))
+        stop.wait()
+    finally:
+        ingest.stop()
+        store.close()
+
+
 def _failover(
     fleet: Fleet,
     url: str,
@@ -303,29 +332,18 @@ def _failover(
     """Kill the gates' broker (SIGKILL) under load while a twin runs beside it: seconds until every
     gate is connected to the twin, and until every event taken before the kill is acknowledged.
 
-    The console reads both brokers as ``[mqtt] failover`` makes it (console/brokers.py: one
-    ingestor per broker, one store), here in this process.
+    The console reads both brokers as ``[mqtt] failover`` makes it (console/brokers.py).
     """
-    from console.brokers import BrokerIngest
-    from console.ingest import share_group_name, sweep_worker_sessions
-    from console.store import EventStore
+    import multiprocessing
 
     fleet.add_broker(second.endpoint)
-    store = EventStore(url)
-    endpoint = first.endpoint(console_creds)
-    # As ``console run`` does: end the sessions of the workers of before, which would hold a
-    # share of the events, and leave their $share group (console/cli.py).
-    sweep_worker_sessions(endpoint, keep=1)
-    ingest = BrokerIngest(
-        [endpoint, second.endpoint(console_creds)],
-        store,
-        name="fleet",
-        site=SITE,
-        share_group=share_group_name("fleet", endpoint.password),
-    )
+    mp = multiprocessing.get_context("spawn")
+    ready, stop_console = mp.Queue(), mp.Event()
+    endpoints = [first.endpoint(console_creds), second.endpoint(console_creds)]
+    proc = mp.Process(target=_failover_console, args=(endpoints, url, ready, stop_console), daemon=True)
+    proc.start()
     try:
-        ingest.start()
-        if not ingest.wait_connected(60):
+        if not ready.get(timeout=120):
             raise SystemExit("the console did not subscribe on both brokers")
         thread, stop, _ = _under_load(fleet, 3600, rate)
         time.sleep(before_s)
@@ -346,8 +364,10 @@ def _failover(
             "on_second": fleet.on_broker(1),
         }
     finally:
-        ingest.stop()
-        store.close()
+        stop_console.set()
+        proc.join(15)
+        if proc.is_alive():
+            proc.kill()
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

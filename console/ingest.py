@@ -671,23 +671,25 @@ def sweep_worker_sessions(endpoint: BrokerEndpoint, keep: int, timeout: float = 
     with fewer workers than before, those sessions would hold events back until the
     gates resent them.  A clean-start connect with zero expiry ends such a session.
 
-    The connections are opened one after another (a refused one ends the sweep at once: no
-    broker, nothing to sweep) but their CONNACKs are awaited together: waiting for each in
-    turn took up to ``timeout`` per worker in a busy process, over a minute for fifteen
-    (bench/fleet.py's console restarts, docs/fleet.md).
+    The first connection is opened here (refused: no broker, nothing to sweep), the others
+    side by side on their own loops, and all CONNACKs are awaited together: one after
+    another, waiting up to ``timeout`` for each, took over a minute for fifteen in a busy
+    process (bench/fleet.py's console restarts, docs/fleet.md).
     """
     clients: list[paho.Client] = []
     for index in range(max(keep, 1), MAX_WORKERS):
         client = make_client(worker_endpoint(endpoint, index))
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 0
-        try:
-            client.connect(
-                endpoint.host, endpoint.port, keepalive=KEEPALIVE_S, clean_start=True, properties=props
-            )
-        except OSError as exc:
-            log.warning("could not clear the broker session of ingest worker %d: %s", index, exc)
-            break
+        options: dict[str, Any] = {"keepalive": KEEPALIVE_S, "clean_start": True, "properties": props}
+        if clients:  # the broker answered the first: the others' handshakes run side by side
+            client.connect_async(endpoint.host, endpoint.port, **options)
+        else:
+            try:
+                client.connect(endpoint.host, endpoint.port, **options)
+            except OSError as exc:
+                log.warning("could not clear the broker session of ingest worker %d: %s", index, exc)
+                break
         client.loop_start()
         clients.append(client)
     deadline = time.monotonic() + timeout
