@@ -158,6 +158,14 @@ class Console:
         )
         return [(_time(received) - _time(at)) * 1000 for at, received in rows]
 
+    def batches_since(self, since: str) -> int:
+        """Ingest batches committed since ``since``: each stamps all its events with one ``received_at``."""
+        rows = self.store.db.query(
+            "SELECT COUNT(DISTINCT received_at) FROM events WHERE site = ? AND received_at >= ?",
+            (SITE, since),
+        )
+        return int(rows[0][0])
+
     def alarms_since(self, row_id: int) -> dict[str, int]:
         counts: dict[str, int] = {}
         for alarm in self.alarms.list(limit=100_000):
@@ -456,6 +464,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "p50_ms": round(pct(latencies, 50) or 0, 1),
             "p99_ms": round(pct(latencies, 99) or 0, 1),
             "reader_lag_p99_ms": load["start_lag_p99_ms"],
+            "events_per_batch": round(stored / max(1, console.batches_since(since)), 2),
         }
         result["scan_to_console_p99_ms"] = result["steady"]["p99_ms"]
         result["console_cpu_us_per_event"] = round(
