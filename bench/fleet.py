@@ -40,6 +40,7 @@ table, then one JSON line.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import logging
 import shutil
@@ -396,6 +397,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     soft, _hard = raise_open_files()  # mosquitto, started from here, inherits it
     workdir = Path(tempfile.mkdtemp(prefix="gatepost-fleet-"))
     scratch = _scratch_dir()
+    for folder in (scratch, workdir):  # also when a phase ends the run
+        atexit.register(shutil.rmtree, folder, True)
     url, drop = _database(args.postgres)
     result: dict[str, Any] = {
         "gates": n,
@@ -552,12 +555,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if twin is not None:
             twin.stop()
         drop()
-    if args.compare:
-        began = time.perf_counter()
-        result["per_gate"] = compare_threads(scratch, workdir, args.compare)
-        result.setdefault("phase_s", {})["compare"] = round(time.perf_counter() - began, 1)
-    shutil.rmtree(scratch, ignore_errors=True)
-    shutil.rmtree(workdir, ignore_errors=True)
+    try:
+        if args.compare:
+            began = time.perf_counter()
+            result["per_gate"] = compare_threads(scratch, workdir, args.compare)
+            result.setdefault("phase_s", {})["compare"] = round(time.perf_counter() - began, 1)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(workdir, ignore_errors=True)
     result["broker_queue_messages"] = sizing.messages
     result["run_s"] = round(time.perf_counter() - wall, 1)
     return result
