@@ -670,28 +670,36 @@ def sweep_worker_sessions(endpoint: BrokerEndpoint, keep: int, timeout: float = 
     gone (mosquitto 2.0 distributes to offline persistent sessions), so after running
     with fewer workers than before, those sessions would hold events back until the
     gates resent them.  A clean-start connect with zero expiry ends such a session.
+
+    The first connection is opened here (refused: no broker, nothing to sweep), the others
+    side by side on their own loops, and all CONNACKs are awaited together: one after
+    another, waiting up to ``timeout`` for each, took over a minute for fifteen in a busy
+    process (bench/fleet.py's console restarts, docs/fleet.md).
     """
-    ended = 0
+    clients: list[paho.Client] = []
     for index in range(max(keep, 1), MAX_WORKERS):
-        worker = worker_endpoint(endpoint, index)
-        client = make_client(worker)
+        client = make_client(worker_endpoint(endpoint, index))
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 0
-        try:
-            client.connect(
-                endpoint.host, endpoint.port, keepalive=KEEPALIVE_S, clean_start=True, properties=props
-            )
-            client.loop_start()
-            deadline = time.monotonic() + timeout
-            while not client.is_connected() and time.monotonic() < deadline:
-                time.sleep(0.005)
-            if client.is_connected():
-                ended += 1
-            client.disconnect()
-            client.loop_stop()
-        except OSError as exc:
-            log.warning("could not clear the broker session of ingest worker %d: %s", index, exc)
-            break
+        options: dict[str, Any] = {"keepalive": KEEPALIVE_S, "clean_start": True, "properties": props}
+        if clients:  # the broker answered the first: the others' handshakes run side by side
+            client.connect_async(endpoint.host, endpoint.port, **options)
+        else:
+            try:
+                client.connect(endpoint.host, endpoint.port, **options)
+            except OSError as exc:
+                log.warning("could not clear the broker session of ingest worker %d: %s", index, exc)
+                break
+        client.loop_start()
+        clients.append(client)
+    deadline = time.monotonic() + timeout
+    while not all(client.is_connected() for client in clients) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    ended = sum(1 for client in clients if client.is_connected())
+    for client in clients:
+        client.disconnect()
+    for client in clients:
+        client.loop_stop()
     return ended
 
 

@@ -82,6 +82,10 @@ class ResendTracker:
         self._answered = False  # the console answered after a silence: the next round is not a probe
         self._probes = 0  # probes sent during the current silence
         self._probe_at = 0.0  # no probe before this while the console is silent
+        # The last silence: when it began and ended, and until when the events in flight at
+        # its end are spared the overtaken rule because the console is seen draining them.
+        self._silence = (0.0, 0.0)
+        self._draining_until = 0.0
         self.resends = 0
         """Events sent again since start (the link's counter)."""
 
@@ -101,6 +105,7 @@ class ResendTracker:
         self._acked_floor = 0
         self._last_ack = self._clock()
         self._probes, self._probe_at, self._answered = 0, 0.0, False
+        self._silence, self._draining_until = (0.0, 0.0), 0.0
 
     def sent(self, seq: int) -> None:
         """``seq`` went out (first time, or again)."""
@@ -125,16 +130,25 @@ class ResendTracker:
         """The console acknowledged ``seqs``; returns how many of them were in flight."""
         now = self._clock()
         resumed = bool(self._flights) and now - self._last_ack >= self.rto_s
+        if resumed:
+            self._silence = (self._last_ack, now)
         self._last_ack = now
         self._probes, self._probe_at = 0, 0.0
         self._answered = self._answered or resumed
         removed = 0
         floor = self._acked_floor
+        began, ended = self._silence
+        drained = False
         for seq in seqs:
             flight = self._flights.pop(seq, None)
             if flight is not None:
                 removed += 1
                 floor = max(floor, flight.first_tx)
+                # Sent before the console had been silent for a timeout, so not a probe nor
+                # sent into a known silence: it was queued at the broker, and is being drained.
+                drained = drained or flight.last_sent < began + self.rto_s
+        if drained and now < ended + self.rto_s and self._draining_until < ended + self.rto_s:
+            self._spare_the_queued(ended + self.rto_s)
         if resumed:
             # Whatever is still queued at the broker now gets a round of the timeout to arrive.
             for seq, flight in self._flights.items():
@@ -213,8 +227,25 @@ class ResendTracker:
     def _backoff(self, base: float, sends: int) -> float:
         return min(base * 2 ** (sends - 1), self.max_s)
 
+    def _spare_the_queued(self, until: float) -> None:
+        """The console, back from a silence, acknowledged an event sent in its first timeout (not a
+        probe): it is draining what the broker queued meanwhile.  Until one timeout after the
+        silence ended, the events in flight then are not condemned as overtaken: several
+        ``$share`` ingest workers acknowledge fresh events while one still works through that
+        queue, so being overtaken is their order, not a loss (bench/fleet.py counted 2,882
+        needless resends in one such drain, docs/fleet.md).  Those not acknowledged by then
+        are resent.
+        """
+        self._draining_until = until
+        ended = self._silence[1]
+        for seq, flight in self._flights.items():
+            if flight.last_sent <= ended and flight.deadline < until:
+                flight.deadline = until
+                heapq.heappush(self._deadlines, (until, seq))
+
     def _mark_overtaken(self, now: float) -> None:
-        """Every event last sent before the acknowledged one's first send is presumed lost."""
+        """Every event last sent before the acknowledged one's first send is presumed lost
+        (see :meth:`_spare_the_queued` for the exception while the console drains)."""
         sends = self._sends
         while sends and sends[0][0] < self._acked_floor:
             tx, seq = sends.popleft()
@@ -223,6 +254,8 @@ class ResendTracker:
                 continue  # acknowledged, or sent again since (a later entry stands for it)
             flight.overtaken = True
             deadline = now + self._backoff(self.overtaken_s, flight.sends)
+            if now < self._draining_until and flight.last_sent <= self._silence[1]:
+                deadline = max(deadline, self._draining_until)
             if deadline < flight.deadline:
                 flight.deadline = deadline
                 heapq.heappush(self._deadlines, (deadline, seq))

@@ -142,6 +142,7 @@ class Fleet:
         )
         self.writers = WriterPool(writer_threads) if shared else None
         self.gates: list[FleetGate] = []
+        self.credentials = list(credentials)
         for index, creds in enumerate(credentials):
             gate = creds.username.split(".", 2)[2]
             folder = self.root / gate
@@ -193,6 +194,24 @@ class Fleet:
 
     def taken(self) -> int:
         return sum(gate.taken for gate in self.gates)
+
+    def resends(self) -> int:
+        """Events the gates published again before an acknowledgement (edge/resend.py)."""
+        return sum(gate.link.resent for gate in self.gates)
+
+    def add_broker(self, endpoint: Callable[[Credentials], BrokerEndpoint]) -> None:
+        """List a second broker after each gate's first, as ``[mqtt] failover`` does (edge/failover.py).
+
+        A gate reads its list when its broker fails, so adding to it in place is what a
+        restart with the new configuration would give, without losing the sessions; the
+        broker restart before it is then still a restart, not a move.
+        """
+        for gate, creds in zip(self.gates, self.credentials, strict=True):
+            gate.link.brokers.endpoints.append(endpoint(creds))
+
+    def on_broker(self, index: int) -> int:
+        """Gates connected to their ``index``-th broker."""
+        return sum(gate.link.connected and gate.link.brokers.index == index for gate in self.gates)
 
     def last_seqs(self) -> dict[str, int]:
         return {gate.gate: gate.last_seq for gate in self.gates}

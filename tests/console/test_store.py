@@ -7,10 +7,11 @@ import threading
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from console.db import Database, IntegrityError
+from console.db import Database, IntegrityError, format_time
 from console.store import (
     LATEST_VERSION,
     MIGRATIONS,
@@ -265,3 +266,43 @@ def test_a_shared_database_is_not_closed_by_the_store(db_url, make_events):
         with EventStore(db) as store:
             store.insert_events(make_events("s", "g", [1]))
         assert db.query("SELECT COUNT(*) FROM events") == [(1,)]
+
+
+def test_a_batch_over_many_gates_rolls_up_each_gate_in_a_fixed_number_of_statements(db_url, make_events):
+    """A fleet's batch touches one rollup row per gate: the counts must be each gate's own, the
+    newest event each gate's newest, and the statements per batch must not grow with the gates
+    (they did, two per gate, and at 200 gates that was most of the console's CPU per event)."""
+    gates = [f"g{i:02d}" for i in range(40)]
+    by_gate = {gate: make_events("fleet", gate, range(1, 7)) for gate in gates}
+    first = [event for seq in range(4) for gate in gates for event in [by_gate[gate][seq]]]
+    second = [event for seq in range(2, 6) for gate in gates for event in [by_gate[gate][seq]]]
+    with EventStore(db_url) as store:
+        calls: list[str] = []
+        db = store.db
+        for name in ("execute", "executemany", "query"):
+            original = getattr(db, name)
+
+            def counted(*args: object, _name: str = name, _original: Any = original) -> object:
+                calls.append(_name)
+                return _original(*args)
+
+            setattr(db, name, counted)
+        assert store.insert_events(by_gate["g00"][:1]).new == 1
+        few = len(calls)
+        calls.clear()
+        assert store.insert_events(first[1:]).new == 4 * len(gates) - 1
+        assert "executemany" not in calls
+        assert len(calls) == few, calls
+        result = store.insert_events(second)  # seqs 3, 4 again, 5, 6 new: the upserts' update path
+        assert (result.new, result.duplicate) == (2 * len(gates), 2 * len(gates))
+        flow = {
+            gate: (entries, denied, total)
+            for gate, entries, denied, total in store.db.query(
+                "SELECT gate, entries, denied, events FROM flow_hourly WHERE site = 'fleet'"
+            )
+        }
+        last = dict(store.db.query("SELECT gate, time FROM gate_last WHERE site = 'fleet'"))
+    for gate in gates:
+        assert flow[gate] == (3, 3, 6), gate  # granted on even seqs: 2, 4, 6
+        assert last[gate] == format_time(by_gate[gate][-1].time), gate
+    assert flow["*"] == (3 * len(gates), 3 * len(gates), 6 * len(gates))

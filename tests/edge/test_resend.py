@@ -237,3 +237,29 @@ def test_a_console_that_answers_a_probe_and_then_nothing_more_gets_the_rest_at_o
         t.sent(seq)
     clock.advance(30.5)  # their second send: twice the wait
     assert len(t.due()) == 1  # silent again after that round: back to probing
+
+
+def test_a_console_draining_with_several_workers_does_not_condemn_its_queue_as_overtaken(clock):
+    """Two $share ingest workers after an outage: one acknowledges fresh events while the other
+    still works through what the broker queued.  The queued events are not lost and must not be
+    resent 2 s later (bench/fleet.py counted thousands of such copies); those the console never
+    acknowledges are still resent once the drain's timeout has passed."""
+    t = tracker(clock, rto=15.0)
+    for seq in range(1, 301):
+        t.sent(seq)  # published, queued at the broker while the console is down
+    clock.advance(17.0)
+    assert t.due() == [1]  # the silence: one probe
+    t.sent(1)
+    clock.advance(1.0)
+    for seq in range(301, 311):
+        t.sent(seq)  # the gate keeps scanning
+    clock.advance(0.1)
+    t.acked([301])  # worker 1: a fresh event, overtaking the whole queue
+    clock.advance(0.1)
+    t.acked(range(2, 40))  # worker 0: the queue, from its oldest
+    for _ in range(40):
+        clock.advance(0.25)
+        assert t.due() == [], "the queue being drained is not resent"
+    t.acked([*range(40, 290), *range(302, 311)])
+    clock.advance(6.0)  # past the drain's timeout (15 s after the silence ended)
+    assert t.due() == [1, *range(290, 301)]  # never acknowledged: sent again, nothing forgotten

@@ -104,3 +104,58 @@ def test_a_broker_restart_under_fifty_gates_loses_nothing_and_raises_one_alarm(t
         if store is not None:
             store.close()
         broker.stop()
+
+
+def test_thirty_gates_move_to_the_twin_broker_when_theirs_is_killed_and_lose_nothing(tmp_path: Path):
+    """The fleet's failover phase (bench/fleet.py): the gates' broker SIGKILLed under load with a
+    twin beside it that the console also reads; every gate moves, nothing lost or stored twice."""
+    from broker.twin import copy_identity
+    from console.brokers import BrokerIngest
+
+    site, gates = "fleet", 30
+    first = Broker(tmp_path / "a", gates=gates)
+    creds = first.add_gates(site, [f"g{i:02d}" for i in range(gates)])
+    console_creds = first.add_console("fleet")
+    copy_identity(first.state_dir, tmp_path / "b")
+    second = Broker(tmp_path / "b", gates=gates)
+    first.start()
+    second.start()
+    store = EventStore(tmp_path / "events.db")
+    ingest = BrokerIngest([first.endpoint(console_creds), second.endpoint(console_creds)], store, site=site)
+    fleet: Fleet | None = None
+    try:
+        ingest.start()
+        assert ingest.wait_connected(60)
+        fleet = Fleet(tmp_path / "gates", site, creds, first.endpoint, codes=resident_codes(100))
+        fleet.start()
+        assert fleet.wait(lambda: fleet.connected() == gates, 60)
+        fleet.add_broker(second.endpoint)
+        assert fleet.on_broker(0) == gates, "listing a second broker does not move a gate"
+        stop = threading.Event()
+        load = threading.Thread(target=fleet.run_load, args=(600.0,), kwargs={"stop": stop}, daemon=True)
+        load.start()
+        time.sleep(1.5)
+        first.kill()
+        assert fleet.wait(lambda: fleet.on_broker(1) == gates, 60), "every gate moved to the twin"
+        time.sleep(1.0)
+        stop.set()
+        load.join(30)
+        assert fleet.wait(lambda: fleet.backlog() == 0, 60), "every event acknowledged through the twin"
+        taken = fleet.last_seqs()
+        rows = store.db.query(
+            "SELECT gate, COUNT(*), COUNT(DISTINCT seq), MAX(seq) FROM events WHERE site = ? GROUP BY gate",
+            (site,),
+        )
+        stored = {gate: (int(n), int(seqs), int(top)) for gate, n, seqs, top in rows}
+        assert sum(taken.values()) > gates
+        for gate, last in taken.items():
+            n, seqs, top = stored[gate]
+            assert n == seqs, f"{gate}: {n - seqs} duplicated"
+            assert seqs == top == last, f"{gate}: {last - seqs} lost"
+    finally:
+        if fleet is not None:
+            fleet.stop()
+        ingest.stop()
+        store.close()
+        first.stop()
+        second.stop()
