@@ -638,6 +638,8 @@ def parse_message(topic: str, payload: bytes) -> Event | GateStatus | None:
 # -- scale-out: several ingest processes sharing one $share group -------------------------
 
 MAX_WORKERS = MAX_INGEST_WORKERS
+SWEEP_WAIT_S = 30.0
+"""How long the other workers wait for worker 0 to sweep and subscribe before they start anyway."""
 """16, was 64: each worker's client id must exist beforehand as its own broker client bound
 to that id (protocol.identity), so every console account carries one per possible worker.
 16 is more processes than a console host has cores to give them (docs/BENCHMARKS.md)."""
@@ -766,6 +768,8 @@ def _worker_main(spec: WorkerSpec, index: int, workers: int, ready: Any) -> None
         statuses=index == 0,
         limits=spec.limits,
     )
+    if index == 0:  # before subscribing: a stale member of the share group would take a share
+        sweep_worker_sessions(spec.endpoint, workers)
     try:
         ingestor.start()
         while not ingestor.wait_connected(0.2):
@@ -813,9 +817,17 @@ class IngestWorkers:
         the commits happen in other processes.  Readers poll the store (``events_after``)."""
 
     def start(self) -> IngestWorkers:
-        sweep_worker_sessions(self.spec.endpoint, self.count)
-        for index in range(self.count):
-            self._spawn(index)
+        """Worker 0 first: it ends the stale sessions (:func:`sweep_worker_sessions`) in its own
+        fresh process before it subscribes, then the others start.  Swept from this process,
+        fifteen TLS handshakes competed for the GIL with whatever else runs here, and took
+        6 s beside the fleet harness's 200 gates (bench/fleet.py)."""
+        self._spawn(0)
+        if self.count > 1:
+            ready = self._ready[0]
+            with contextlib.suppress(EOFError, OSError):  # dead or still trying: the others start anyway
+                ready.poll(SWEEP_WAIT_S)
+            for index in range(1, self.count):
+                self._spawn(index)
         self._monitor = threading.Thread(target=self._watch, name="ingest-workers", daemon=True)
         self._monitor.start()
         return self
