@@ -361,10 +361,14 @@ class Ingestor:
         self._counts.connects = self._generation
         # Before subscribing: every status the broker now sends again is received after ``since``.
         self._set_link(connected=True)
-        if self._stale_filters:
-            client.unsubscribe(self._stale_filters)
         options = SubscribeOptions(qos=QOS)
         client.subscribe([(topic, options) for topic in self._filters])
+        # Only then drop the other way in (shared <-> not): the other order left a moment with
+        # no subscription at all, and an event published in it went to no one until its gate
+        # resent it (bench/fleet.py, going from one worker to two).  Overlapping, an event may
+        # come twice; the store keeps each id once.
+        if self._stale_filters:
+            client.unsubscribe(self._stale_filters)
         if self.announces:
             client.publish(self.status_topic, self._status_payload(GateState.ONLINE), qos=QOS, retain=True)
         log.info("console %s connected to %r, subscribing to %s", self.name, self.endpoint, self._filters)

@@ -259,3 +259,47 @@ def test_console_run_with_two_workers_stores_and_stops_cleanly(
             proc.wait(10)
         output = proc.stdout.read() if proc.stdout else ""
     assert "Traceback" not in output, output
+
+
+def test_changing_between_shared_and_plain_leaves_no_moment_without_a_subscription(
+    broker, tmp_path, unique_name, mqtt_client_factory, make_events
+):
+    """The new filter is subscribed before the old one is dropped: an event published while the
+    console changes mode reaches it without waiting for the gate to resend (bench/fleet.py lost two
+    of 200 gates' events to that gap when going from one worker to two, until their resend)."""
+    site = unique_name
+    console = broker.add_console("main")
+    endpoint = broker.endpoint(console)
+    group = share_group_name("main", endpoint.password)
+    gate = mqtt_client_factory(broker.add_gate(site, "north"))
+    topic = GateTopics(site, "north").event
+    events = make_events(site, "north", range(1, 6001))
+    stop = threading.Event()
+
+    def flood() -> None:  # QoS 1 without any resend: what the broker drops is gone
+        for event in events:
+            if stop.is_set():
+                return
+            gate.client.publish(topic, encode(event), qos=1)
+            time.sleep(0.0002)
+
+    with EventStore(tmp_path / "events.db") as store:
+        with Ingestor(endpoint, store, name="main", site=site, share_group=group) as ingestor:
+            assert ingestor.wait_connected(10)
+        sender = threading.Thread(target=flood, daemon=True)
+        sender.start()
+        try:
+            for shared in (True, False, True, False, True, False):
+                with Ingestor(
+                    endpoint, store, name="main", site=site, share_group=group, shared=shared
+                ) as ingestor:
+                    assert ingestor.wait_connected(10)
+                    time.sleep(0.2)
+        finally:
+            sender.join(30)
+            stop.set()
+        with Ingestor(endpoint, store, name="main", site=site, share_group=group) as ingestor:
+            assert ingestor.wait_connected(10)
+            assert wait_until(lambda: store.stats().total_events == len(events), 15), (
+                f"{len(events) - store.stats().total_events} of {len(events)} events went to no subscription"
+            )
