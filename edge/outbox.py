@@ -686,10 +686,13 @@ class Outbox:
         acks = [item for item in batch if isinstance(item, _Ack)]
         changed = bool(batch)
         for ack in acks:
-            if not ack.ranges:  # a liveness probe (edge/supervision.py): answered, no transaction
-                self._acks_done.append(_DbAck((), ack.future, 0))
-                continue
-            self._db_acks.append(_DbAck(ack.ranges, ack.future, self._ack_held(ack.ranges)))
+            # An empty one is the supervisor's liveness probe (edge/supervision.py): it goes
+            # through a transaction like any ack, so it is answered only when the file can be
+            # written (a wedged disk or a lock held elsewhere stops the watchdog's pings), and
+            # like any ack it commits without an fsync.
+            self._db_acks.append(
+                _DbAck(ack.ranges, ack.future, self._ack_held(ack.ranges) if ack.ranges else 0)
+            )
         results: list[Event | Exception | None] = []
         for item in appends:
             try:

@@ -250,7 +250,7 @@ def _syncs(tmp_path: Path, name: str, acks: bool) -> int:
 def test_acknowledgements_cost_no_sync_so_a_scan_never_waits_behind_one(tmp_path: Path):
     """An ack that only deletes rows is committed without an fsync (a power cut that forgets it
     makes the events be sent again, and the console drops them by id); an empty ack — the
-    supervisor's probe of the writer — opens no transaction at all.  A scan that finds the
+    supervisor's probe of the writer — takes the write lock the same way, unsynced.  A scan that finds the
     commit lock held by an ack therefore waits microseconds, not a disk sync."""
     taking = _syncs(tmp_path, "taking", acks=False)
     acking = _syncs(tmp_path, "acking", acks=True)
