@@ -196,9 +196,12 @@ class SerialScanner:
         self.connects += 1
         self._set_state(ScannerState.CONNECTED, None)
         while not self._stop.is_set():
-            data = port.read(max(1, port.in_waiting))
+            waiting = port.in_waiting
+            data = port.read(max(1, waiting))
             now = time.monotonic_ns()
-            self._dispatch(self.framer.feed(data, now) if data else self.framer.expire(now))
+            self._dispatch(
+                self.framer.feed(data, now, waited=waiting > 0) if data else self.framer.expire(now)
+            )
 
     def _close_port(self, port: serial.SerialBase) -> None:
         with self._lock:

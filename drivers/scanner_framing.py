@@ -126,9 +126,16 @@ class ScanFramer:
         """Bytes of an unterminated line held right now (0 while discarding an oversize one)."""
         return len(self._buffer)
 
-    def feed(self, data: bytes, at_ns: int) -> list[ScanResult]:
-        """Consume bytes that arrived at ``at_ns``; return what they completed, in order."""
-        out = self.expire(at_ns)
+    def feed(self, data: bytes, at_ns: int, *, waited: bool = False) -> list[ScanResult]:
+        """Consume bytes that arrived at ``at_ns``; return what they completed, in order.
+
+        ``waited``: the bytes were already waiting when the reader came to read them, so
+        when they arrived is not known; a gap since the partial line's last byte may be the
+        reader's own delay (a busy machine, a slow commit), not the scanner's, and the line
+        is not expired for it.  Expiring it tore one code in two under load: its head
+        refused, its tail taken as a code of its own.
+        """
+        out = [] if waited else self.expire(at_ns)
         if not data:
             return out
         self._last_ns = at_ns
