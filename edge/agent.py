@@ -502,14 +502,7 @@ class GateAgent:
                 self.feedback.show(pattern)
         if self.guard is not None:
             self.guard.show(shown, decision)
-        self.metrics.decided(decision.granted, decision.reason.value, shown.at_ns, time.monotonic_ns())
-        log.info(
-            "%s %s at %s (%s)",
-            "GRANTED" if decision.granted else "DENIED",
-            shown.credential,
-            shown.reader,
-            decision.reason,
-        )
+        answered_ns = time.monotonic_ns()
         data: dict[str, Any] = {
             "credential": shown.kind,
             "code": shown.code if decision.holder is None else None,  # a signed pass is named by its serial
@@ -525,8 +518,20 @@ class GateAgent:
         if direction is not None:
             data["direction"] = direction
         event = self.record(ev.ACCESS_SCAN, data, reading)
+        taken_ns = time.monotonic_ns()
+        # Counting and logging wait until the event is taken: neither is needed to answer at
+        # the door or to make the event durable, and a log line on a slow console or journal
+        # would otherwise sit between the scan and its commit.
+        self.metrics.decided(decision.granted, decision.reason.value, shown.at_ns, answered_ns)
+        log.info(
+            "%s %s at %s (%s)",
+            "GRANTED" if decision.granted else "DENIED",
+            shown.credential,
+            shown.reader,
+            decision.reason,
+        )
         if self.on_taken is not None:
-            self.on_taken(shown, decision, event, time.monotonic_ns())
+            self.on_taken(shown, decision, event, taken_ns)
         return decision
 
     def _duty(self, shown: Presented, entry: Any, reading: ClockReading) -> Decision:
