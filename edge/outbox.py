@@ -73,6 +73,20 @@ DRAIN_CHUNK = 1000
 SYNC_MODES = {"full": "FULL", "normal": "NORMAL", "off": "OFF"}
 CHECKPOINT_EVERY = 100
 """Commits between write-ahead-log checkpoints, which the writer runs, never a scan's commit."""
+CHECKPOINT_QUIET_S = 0.02
+"""How long the writer waits after the last commit before it checkpoints."""
+CHECKPOINT_RETRY_AFTER = 10
+"""Commits after a checkpoint that could not copy the whole log before the next try."""
+WAL_ROOM_BYTES = 1 << 20
+"""How large the write-ahead log is made at open, so that commits overwrite it in place.
+
+A commit that appends to the log makes the file longer, and ``fdatasync`` must then write
+the file's new size too: on ext4 a journal commit beside the data, which measured about
+twice the sync of an overwrite here (docs/outbox.md).  SQLite writes the log from its
+start again after a complete checkpoint and does not shrink it (``journal_size_limit`` is
+unset), so once the file has this much room, the ~100 commits between the writer's
+checkpoints fit inside it and every scan's sync is an overwrite.  PostgreSQL zero-fills
+its WAL segments ahead of use for the same reason (``wal_init_zero``)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -276,6 +290,7 @@ class Outbox:
         self._trusted = False
         self.commits = 0
         self._since_checkpoint = 0
+        self._committed_at = 0.0
         self.commit_failures = 0
         """Transactions the disk refused since start."""
         self.journal_dropped = 0
@@ -359,6 +374,36 @@ class Outbox:
                 raise
         self._writer_db = writer
         self._record.prepare()  # allocated while the disk takes new blocks; overwritten in place later
+        self._make_wal_room(writer)
+
+    def _make_wal_room(self, db: sqlite3.Connection) -> None:
+        """Grow the write-ahead log to :data:`WAL_ROOM_BYTES` once, through SQLite itself.
+
+        One transaction writes a zero-filled value of that size and deletes it again (the
+        log keeps the frames; the file keeps the pages free for rows), and a PASSIVE
+        checkpoint lets the next commit start the log over from its beginning.  Best effort:
+        a disk too full for the room only leaves the syncs as they were.
+        """
+        if self._sync != "full":
+            return
+        wal = self.path.with_name(self.path.name + "-wal")
+        try:
+            if wal.stat().st_size >= WAL_ROOM_BYTES:
+                return
+        except OSError:
+            pass  # no log yet: SQLite makes it with the first write
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('wal_room', zeroblob(?))", (WAL_ROOM_BYTES,)
+            )
+            db.execute("DELETE FROM meta WHERE key = 'wal_room'")
+            db.execute("COMMIT")
+            db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            log.info("outbox %s: no room made in its write-ahead log (%s)", self.path, exc)
 
     def _peek(self) -> None:
         """Read where numbering stands from a file that cannot be opened for writing.
@@ -648,21 +693,36 @@ class Outbox:
                 return None
             self._commit_pending()
         if self._since_checkpoint >= CHECKPOINT_EVERY and self._degraded is None:
+            quiet_at = self._committed_at + CHECKPOINT_QUIET_S
+            if time.monotonic() < quiet_at and self._since_checkpoint < 2 * CHECKPOINT_EVERY:
+                return quiet_at  # a moment without commits: then the checkpoint can copy it all
             self._checkpoint()
         return self._retry_at if self._degraded is not None else None
 
     def _checkpoint(self) -> None:
         """Copy the log into the file, PASSIVE: beside commits, holding neither the commit lock
-        nor the link's reader (a connection of its own, for the moment it takes)."""
+        nor the link's reader (a connection of its own, for the moment it takes).
+
+        SQLite starts the log over from its beginning (inside :data:`WAL_ROOM_BYTES`) only
+        after a checkpoint that copied all of it, so the writer waits for
+        :data:`CHECKPOINT_QUIET_S` without a commit first (a gate's scans are seconds apart;
+        under a steady stream it waits at most another :data:`CHECKPOINT_EVERY` commits).
+        One that a commit overtook copied only part, and the log would go on growing, so the
+        next try comes after :data:`CHECKPOINT_RETRY_AFTER` commits.
+        """
         self._since_checkpoint = 0
+        commits = self.commits
         try:
             db = sqlite3.connect(self.path, isolation_level=None, timeout=0)
             try:
-                db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                busy, frames, copied = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             finally:
                 db.close()
         except sqlite3.Error as exc:  # a failing disk: the next commits say so and hold events
             log.debug("outbox checkpoint failed: %s", exc)
+            return
+        if busy or copied < frames or self.commits != commits:
+            self._since_checkpoint = max(self._since_checkpoint, CHECKPOINT_EVERY - CHECKPOINT_RETRY_AFTER)
 
     def _commit_pending(self) -> None:
         """Commit everything queued so far (and retry a failed disk when due); the caller holds the commit lock."""
@@ -885,6 +945,7 @@ class Outbox:
                 return wrote
             wrote = True
             self.commits += 1
+            self._committed_at = time.monotonic()
             self._since_checkpoint += 1
             if self._since_checkpoint >= CHECKPOINT_EVERY and self._writers is not None:
                 self._writers.kick(self)  # the writer checkpoints, off the scan's path

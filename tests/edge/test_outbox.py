@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.outbox import Outbox, OutboxClosed
+from edge.outbox import WAL_ROOM_BYTES, Outbox, OutboxClosed
 from protocol import decode_event
 from protocol.events import OUTBOX_OVERFLOW
 
@@ -258,6 +258,28 @@ def test_acknowledgements_cost_no_sync_so_a_scan_never_waits_behind_one(tmp_path
     assert acking - taking < 5, f"40 acks cost {acking - taking} syncs"
     with Outbox(tmp_path / "acking.db", site="s", gate="g") as outbox:
         assert outbox.backlog == 0, "the acknowledged rows are gone after a clean close"
+
+
+def test_a_commit_overwrites_the_log_in_place_instead_of_making_it_longer(tmp_path: Path):
+    """A commit that makes the log longer has its sync write the file's new size as well (a
+    journal commit on ext4); the outbox makes room in the log at open, so scans and acks,
+    checkpoint after checkpoint, only overwrite it."""
+    path = tmp_path / "o.db"
+    wal = path.with_name(path.name + "-wal")
+    with Outbox(path, site="s", gate="g") as outbox:
+        room = wal.stat().st_size
+        assert room >= WAL_ROOM_BYTES
+        for i in range(300):  # a busy gate's pace: scans milliseconds apart, the console acking
+            event = outbox.append("access.scan", {"code": f"{i:012d}"}, time=NOW, clock_trusted=True)
+            assert event is not None
+            if i % 10 == 9:
+                outbox.ack([(event.seq - 9, event.seq)])
+                time.sleep(0.03)  # a pause between scans: the writer checkpoints in it
+        assert wal.stat().st_size == room, "a commit made the log longer"
+        assert outbox.backlog == 0
+        assert "wal_room" not in dict(outbox._writer_db.execute("SELECT key, value FROM meta").fetchall())
+    with Outbox(path, site="s", gate="g") as outbox:
+        assert outbox.backlog == 0 and outbox.last_seq == 300, "the room is not an event, and numbering goes on"
 
 
 def test_the_writer_checkpoints_the_log_so_no_scan_commit_does(tmp_path: Path):
