@@ -279,7 +279,9 @@ def test_a_commit_overwrites_the_log_in_place_instead_of_making_it_longer(tmp_pa
         assert outbox.backlog == 0
         assert "wal_room" not in dict(outbox._writer_db.execute("SELECT key, value FROM meta").fetchall())
     with Outbox(path, site="s", gate="g") as outbox:
-        assert outbox.backlog == 0 and outbox.last_seq == 300, "the room is not an event, and numbering goes on"
+        assert outbox.backlog == 0 and outbox.last_seq == 300, (
+            "the room is not an event, and numbering goes on"
+        )
 
 
 def test_the_writer_checkpoints_the_log_so_no_scan_commit_does(tmp_path: Path):
