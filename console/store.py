@@ -772,6 +772,10 @@ def _event_row(event: Event, flags: int = 0) -> tuple[object, ...]:
     )
 
 
+def _gate_key(row: tuple[Any, ...]) -> tuple[str, str]:
+    return row[0], row[1]
+
+
 def _status_row(status: GateStatus, received_at: str) -> tuple[object, ...]:
     return (
         status.site,
@@ -894,7 +898,18 @@ class EventStore:
             event_rows = [_event_row(event) for event in events]
         else:
             event_rows = [_event_row(event, flag) for event, flag in zip(events, flags, strict=True)]
-        status_rows = [_status_row(status, received_at) for status in statuses]
+        # One order for every writer: two ingest workers given the same events (a gate's resend
+        # into a shared subscription) in different orders each waited on PostgreSQL for an id
+        # the other had inserted first — "deadlock detected".  By gate and number, each gate's
+        # events also keep their order in ``row_id``.
+        if len(events) > 1:
+            order = sorted(
+                range(len(events)),
+                key=lambda i: (events[i].site, events[i].gate, events[i].seq, events[i].id),
+            )
+            event_rows = [event_rows[i] for i in order]
+        # Statuses by gate too; stable, so a gate's later status in the batch still wins.
+        status_rows = sorted((_status_row(status, received_at) for status in statuses), key=_gate_key)
         rejection_rows = [_rejection_row(rejection) for rejection in rejections]
         db = self.db
         new = 0
