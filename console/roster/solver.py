@@ -128,8 +128,12 @@ def candidate_shifts(problem: Problem, *, prune: bool = True) -> list[Shift]:
         for start in range(problem.hours):
             if start % HOURS_PER_DAY not in starts:
                 continue
+            # The day limit holds each day's hours, not the shift's: a shift over midnight
+            # counts its hours on each side (a cap of 1 allows 23:00-01:00; the checker does).
+            before_midnight = HOURS_PER_DAY - start % HOURS_PER_DAY
             for hours in lengths:
-                if start + hours > problem.hours or hours > cap:
+                on_one_day = max(min(hours, before_midnight), hours - before_midnight)
+                if start + hours > problem.hours or on_one_day > cap:
                     break
                 if all(hour in offered for hour in range(start, start + hours)):
                     standard.add((start, hours))
