@@ -172,3 +172,22 @@ def test_a_polished_roster_keeps_the_rules_and_never_beats_the_proven_best(probl
 
 def _cost(built: _Built, values: list[bool]) -> int:
     return sum(s.hours + SHIFT_COST for s, v in zip(built.shifts, values, strict=True) if v)
+
+
+@pytest.mark.slow
+def test_the_bench_week_returns_a_checked_roster_within_the_gap_and_counts_it_right() -> None:
+    """End to end on the bench week (``bench/roster.py``): the roster ``solve`` returns — the
+    polished one as a rule, adopted over the solve's — passes the checker, meets the advice,
+    and its objective is the hours and shifts it really has.  The limit is generous so that a
+    loaded machine cannot fail it; the bench measures the time."""
+    from console.roster.check import shifts as runs
+    from console.roster.sample import compound_week
+
+    problem = compound_week(seed=0)
+    result = solve(problem, time_limit_s=60, workers=2)
+    assert violations(problem, result.assignment) == []
+    assert result.shortfalls == ()
+    stood = sum(len(hours) for hours in result.assignment.values())
+    started = sum(len(runs(set(hours))) for hours in result.assignment.values())
+    assert result.objective == stood + SHIFT_COST * started
+    assert result.status == "optimal" and result.gap <= 0.01
