@@ -140,3 +140,17 @@ def test_rotation_keeps_a_person_at_one_post_for_the_period() -> None:
     both = {("g0", "gate"): frozenset(range(0, 4)), ("g0", "yard"): frozenset(range(14, 18))}
     assert RuleBroken.ROTATION in {v.rule for v in violations(problem, both)}
     assert violations(problem, solve(problem, time_limit_s=5, workers=2).assignment) == []
+
+
+def test_a_shift_over_midnight_counts_its_hours_on_each_day() -> None:
+    """A person allowed one hour a day may stand 23:00-01:00: one hour on each day.  The
+    candidate shifts once held the whole shift to the day limit, left this one out and
+    "proved" a shortfall the greedy roster beat (found by the property test above)."""
+    person = replace(_guard(0, range(48)), max_hours_day=1)
+    demand = [1 if hour in (23, 24) else 0 for hour in range(48)]
+    rules = Rules(min_shift_hours=1, max_shift_hours=4, min_rest_hours=1, shift_lengths=(1, 2, 4))
+    problem = Problem(("gate",), (person,), {"gate": demand}, rules, hours=48)
+    result = solve(problem, time_limit_s=5, workers=2, relative_gap=0.0)
+    assert violations(problem, result.assignment) == []
+    assert result.shortfall_hours == 0
+    assert result.assignment == {("g0", "gate"): frozenset({23, 24})}
