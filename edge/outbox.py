@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -73,20 +74,23 @@ DRAIN_CHUNK = 1000
 SYNC_MODES = {"full": "FULL", "normal": "NORMAL", "off": "OFF"}
 CHECKPOINT_EVERY = 100
 """Commits between write-ahead-log checkpoints, which the writer runs, never a scan's commit."""
+WAL_ROOM_SPARE = 64
+"""No room is made unless the disk has this many times it free."""
 CHECKPOINT_QUIET_S = 0.02
 """How long the writer waits after the last commit before it checkpoints."""
 CHECKPOINT_RETRY_AFTER = 10
 """Commits after a checkpoint that could not copy the whole log before the next try."""
 WAL_ROOM_BYTES = 1 << 20
-"""How large the write-ahead log is made at open, so that commits overwrite it in place.
+"""How long the write-ahead log is made at open, so that commits overwrite it in place.
 
 A commit that appends to the log makes the file longer, and ``fdatasync`` must then write
 the file's new size too: on ext4 a journal commit beside the data, which measured about
 twice the sync of an overwrite here (docs/outbox.md).  SQLite writes the log from its
 start again after a complete checkpoint and does not shrink it (``journal_size_limit`` is
-unset), so once the file has this much room, the ~100 commits between the writer's
-checkpoints fit inside it and every scan's sync is an overwrite.  PostgreSQL zero-fills
-its WAL segments ahead of use for the same reason (``wal_init_zero``)."""
+unset), so once the file is this long, the ~100 commits between the writer's checkpoints
+fit inside it and a scan's sync is an overwrite.  PostgreSQL fills its WAL segments ahead
+of use for the same reason (``wal_init_zero``,
+https://www.postgresql.org/docs/current/runtime-config-wal.html)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -379,10 +383,12 @@ class Outbox:
     def _make_wal_room(self, db: sqlite3.Connection) -> None:
         """Grow the write-ahead log to :data:`WAL_ROOM_BYTES` once, through SQLite itself.
 
-        One transaction writes a zero-filled value of that size and deletes it again (the
-        log keeps the frames; the file keeps the pages free for rows), and a PASSIVE
-        checkpoint lets the next commit start the log over from its beginning.  Best effort:
-        a disk too full for the room only leaves the syncs as they were.
+        A transaction writes a zero-filled value of that size with a cache too small to hold
+        it, so SQLite spills its pages into the log, and is rolled back: the log keeps its
+        length (the frames past the last commit are ignored, and overwritten by the next
+        commits) and the database file gains nothing.  Nothing is synced for it; the first
+        commit's sync writes the new length once.  Best effort: a disk too full for the room
+        only leaves the syncs as they were.
         """
         if self._sync != "full":
             return
@@ -393,17 +399,25 @@ class Outbox:
         except OSError:
             pass  # no log yet: SQLite makes it with the first write
         try:
+            disk = os.statvfs(self.path.parent)
+            if disk.f_bavail * disk.f_frsize < WAL_ROOM_SPARE * WAL_ROOM_BYTES:
+                return  # a disk this full needs the space for events more than a faster sync
+        except OSError:
+            return
+        cache = db.execute("PRAGMA cache_size").fetchone()[0]
+        try:
+            db.execute("PRAGMA cache_size=16")
             db.execute("BEGIN IMMEDIATE")
             db.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES ('wal_room', zeroblob(?))", (WAL_ROOM_BYTES,)
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('wal_room', zeroblob(?))",
+                (WAL_ROOM_BYTES + 32 * 4096,),  # the pages the cache keeps are never spilled
             )
-            db.execute("DELETE FROM meta WHERE key = 'wal_room'")
-            db.execute("COMMIT")
-            db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         except sqlite3.Error as exc:
+            log.info("outbox %s: no room made in its write-ahead log (%s)", self.path, exc)
+        finally:
             if db.in_transaction:
                 db.execute("ROLLBACK")
-            log.info("outbox %s: no room made in its write-ahead log (%s)", self.path, exc)
+            db.execute(f"PRAGMA cache_size={int(cache)}")
 
     def _peek(self) -> None:
         """Read where numbering stands from a file that cannot be opened for writing.
