@@ -261,5 +261,32 @@ def test_a_console_draining_with_several_workers_does_not_condemn_its_queue_as_o
         clock.advance(0.25)
         assert t.due() == [], "the queue being drained is not resent"
     t.acked([*range(40, 290), *range(302, 311)])
-    clock.advance(6.0)  # past the drain's timeout (15 s after the silence ended)
+    clock.advance(14.9)  # the queue's last acknowledgement was the last sign of it
+    assert t.due() == []
+    clock.advance(0.2)  # one timeout after it
     assert t.due() == [1, *range(290, 301)]  # never acknowledged: sent again, nothing forgotten
+
+
+def test_a_long_drain_after_a_long_outage_sends_nothing_twice(clock):
+    """A 10-minute console outage leaves minutes of queue at the broker; the console works
+    through it in order.  While it does, the rest of the queue is behind, not lost: nothing is
+    resent (1,000 gates once sent 160,388 copies of 120,842 queued events, each gate's queue
+    timed out 15 s into a 112 s drain).  What never arrives is resent one timeout after the
+    queue's last acknowledgement."""
+    t = tracker(clock, rto=15.0)
+    for seq in range(1, 121):
+        t.sent(seq)
+        clock.advance(5.0)  # 10 minutes of a gate's events, the console down
+        for probe in t.due():
+            t.sent(probe)
+    probes = t.resends
+    assert probes <= 6, "a silent console is probed, ever more rarely"
+    for seq in range(1, 110):  # the drain: this gate's share of it, one every second
+        clock.advance(1.0)
+        t.acked([seq])
+        assert t.due() == [], f"resent while the queue drains (at {seq})"
+    assert t.resends == probes
+    clock.advance(14.9)
+    assert t.due() == []
+    clock.advance(0.2)
+    assert t.due() == list(range(110, 121))  # never came: sent again, nothing forgotten
