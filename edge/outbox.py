@@ -386,9 +386,9 @@ class Outbox:
         A transaction writes a zero-filled value of that size with a cache too small to hold
         it, so SQLite spills its pages into the log, and is rolled back: the log keeps its
         length (the frames past the last commit are ignored, and overwritten by the next
-        commits) and the database file gains nothing.  Nothing is synced for it; the first
-        commit's sync writes the new length once.  Best effort: a disk too full for the room
-        only leaves the syncs as they were.
+        commits) and the database file gains nothing.  The log is synced once here, so the
+        first scan's sync does not carry the room's megabyte.  Best effort: a disk too full
+        for the room only leaves the syncs as they were.
         """
         if self._sync != "full":
             return
@@ -418,6 +418,14 @@ class Outbox:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             db.execute(f"PRAGMA cache_size={int(cache)}")
+        try:  # the spilled megabyte to disk now, not with the first scan's sync
+            fd = os.open(wal, os.O_RDONLY)
+            try:
+                os.fdatasync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            log.info("outbox %s: its write-ahead log's room not synced (%s)", self.path, exc)
 
     def _peek(self) -> None:
         """Read where numbering stands from a file that cannot be opened for writing.
