@@ -518,7 +518,7 @@ class GateAgent:
         if direction is not None:
             data["direction"] = direction
         event = self.record(ev.ACCESS_SCAN, data, reading)
-        taken_ns = time.monotonic_ns()
+        taken_ns = self.outbox.taken_ns()  # the commit's own moment, before the link is woken
         # Counting and logging wait until the event is taken: neither is needed to answer at
         # the door or to make the event durable, and a log line on a slow console or journal
         # would otherwise sit between the scan and its commit.

@@ -161,13 +161,15 @@ class _Overflow:
         return cls.from_dict(json.loads(text))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Append:
     type: str
     data: dict[str, Any]
     time: datetime
     clock_trusted: bool
     future: Future[Event | None]
+    taken_ns: int = 0
+    """When its commit returned (or it was held): set before the future is resolved."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,6 +297,9 @@ class Outbox:
         self.commits = 0
         self._since_checkpoint = 0
         self._committed_at = 0.0
+        self._taken_ns = 0
+        """When the last commit returned, or events were last held (monotonic ns)."""
+        self._local = threading.local()
         self.commit_failures = 0
         """Transactions the disk refused since start."""
         self.journal_dropped = 0
@@ -516,17 +521,25 @@ class Outbox:
 
         While the outbox is :attr:`degraded` it returns once the event is held in memory
         (and its number recorded); :attr:`durable_seq` tells how far the file has it.
+        :meth:`taken_ns` then says when that was.
         """
         future: Future[Event | None] = Future()
         if self._closed:
             raise OutboxClosed("outbox is closed")
-        self._enqueue(
-            _Append(event_type, data, time.astimezone(UTC), clock_trusted, future), wake_writer=False
-        )
+        item = _Append(event_type, data, time.astimezone(UTC), clock_trusted, future)
+        self._enqueue(item, wake_writer=False)
         with self._commit_lock:
             if not future.done():
                 self._commit_pending()
-        return future.result()
+        event = future.result()
+        self._local.taken_ns = item.taken_ns
+        return event
+
+    def taken_ns(self) -> int:
+        """When this thread's last :meth:`append` was taken (``time.monotonic_ns()``): its commit
+        returned, or it was held.  The moment a scan is safe, before the outbox wakes the link
+        and resolves the other callers of the same commit (the agent's ``on_taken`` hook)."""
+        return int(getattr(self._local, "taken_ns", 0))
 
     def add_listener(self, callback: Callable[[], None]) -> None:
         """Call ``callback()`` after each group commit (the link uses it to wake its sender)."""
@@ -793,6 +806,7 @@ class Outbox:
         if self._degraded is not None:
             self._acks_done += self._db_acks  # the file keeps their rows until a write succeeds
             self._save_record()
+            self._taken_ns = time.monotonic_ns()  # held, and its number recorded
         with self._journal_lock:
             self._visible_seq = self._last_seq  # recorded (or written): the link may send them
         if any(result is None for result in results) and self._overflow.dropped:
@@ -808,6 +822,7 @@ class Outbox:
                 pending.future = None
         self._acks_done = []
         for item, result in zip(appends, results, strict=True):
+            item.taken_ns = self._taken_ns
             if isinstance(result, Exception):
                 item.future.set_exception(result)
             else:
@@ -966,6 +981,7 @@ class Outbox:
                 db.close()
                 return wrote
             wrote = True
+            self._taken_ns = time.monotonic_ns()
             self.commits += 1
             self._committed_at = time.monotonic()
             self._since_checkpoint += 1

@@ -300,3 +300,22 @@ def test_the_writer_checkpoints_the_log_so_no_scan_commit_does(tmp_path: Path):
         wal = path.with_name(path.name + "-wal").stat().st_size
         assert wal < 2_000_000, f"the log grew to {wal} bytes: nobody checkpointed it"
         assert outbox.backlog == 1500
+
+
+def test_taken_ns_is_the_commit_s_own_moment_before_the_link_is_woken(tmp_path: Path):
+    """The agent's ``on_taken`` hook says when a scan became safe; waking the link's sender (a
+    listener) comes after, and may hand the interpreter to the network thread for a while."""
+    woken: list[int] = []
+    with Outbox(tmp_path / "o.db", site="s", gate="g") as outbox:
+        outbox.add_listener(lambda: (time.sleep(0.005), woken.append(time.monotonic_ns())))
+        before = time.monotonic_ns()
+        assert outbox.append("access.scan", {"code": "1"}, time=NOW, clock_trusted=True) is not None
+        after = time.monotonic_ns()
+        taken = outbox.taken_ns()
+        assert before < taken < woken[-1] <= after
+        assert woken[-1] - taken >= 5_000_000, "stamped before the listeners ran"
+        seen: list[int] = []
+        other = threading.Thread(target=lambda: seen.append(outbox.taken_ns()))
+        other.start()
+        other.join()
+        assert seen == [0], "each thread's own last append"
