@@ -143,8 +143,12 @@ def paired_scans(workdir: Path, broker: Broker, n: int, gate: str = "g-outbox") 
     ``synchronous=FULL`` like the outbox.  Each scan is typed only when the previous one,
     to either, is committed, alternating, so the two paths meet the same moments of a
     shared machine's load (rounds of one then the other met different moments, and a p99 of
-    a few milliseconds compared the noise).  Beside the scan-to-commit latency, the commit
-    alone: ``Outbox.append``'s call against the naive event build and BEGIN/INSERT/COMMIT.
+    a few milliseconds compared the noise).  Both end where their commit returns: the
+    naive loop stamps after its COMMIT, the agent's ``on_taken`` hook gets
+    ``Outbox.taken_ns()``, stamped as the outbox's COMMIT returns (before it wakes the link).
+    One scan to each side first is not counted (a gate's first scan after start is cold).
+    Beside the scan-to-commit latency, the commit alone: ``Outbox.append``'s call against
+    the naive event build and BEGIN/INSERT/COMMIT.
     """
     import serial
 
