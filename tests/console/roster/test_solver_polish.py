@@ -62,18 +62,23 @@ def _guard(n: int) -> Person:
     )
 
 
-def test_polishing_post_by_post_turns_four_half_shifts_into_two_whole_ones() -> None:
-    """Gate and yard open 08:00-16:00, four guards on four-hour halves (4 x (4 + 2) = 24): one
-    post at a time the polish gives each post one eight-hour shift, 2 x (8 + 2) = 20, the best."""
+def _gate_and_yard_day() -> Problem:
+    """Gate and yard open 08:00-16:00, four guards for either, shifts of four or eight hours."""
     demand = [1 if 8 <= hour < 16 else 0 for hour in range(24)]
     rules = Rules(shift_lengths=(4, 8), shift_starts=(8, 12))
-    problem = Problem(
+    return Problem(
         ("gate", "yard"),
         tuple(_guard(n) for n in range(4)),
         {"gate": demand, "yard": demand},
         rules,
         hours=24,
     )
+
+
+def test_polishing_post_by_post_turns_four_half_shifts_into_two_whole_ones() -> None:
+    """Gate and yard open 08:00-16:00, four guards on four-hour halves (4 x (4 + 2) = 24): one
+    post at a time the polish gives each post one eight-hour shift, 2 x (8 + 2) = 20, the best."""
+    problem = _gate_and_yard_day()
     built = _at_floor(problem)
     halves = {("g0", "gate", 8, 4), ("g1", "gate", 12, 4), ("g2", "yard", 8, 4), ("g3", "yard", 12, 4)}
     start = _values(built, halves)
@@ -88,15 +93,7 @@ def test_polishing_post_by_post_turns_four_half_shifts_into_two_whole_ones() -> 
 
 
 def test_a_worse_roster_from_the_solve_is_not_taken() -> None:
-    demand = [1 if 8 <= hour < 16 else 0 for hour in range(24)]
-    rules = Rules(shift_lengths=(4, 8), shift_starts=(8, 12))
-    problem = Problem(
-        ("gate", "yard"),
-        tuple(_guard(n) for n in range(4)),
-        {"gate": demand, "yard": demand},
-        rules,
-        hours=24,
-    )
+    problem = _gate_and_yard_day()
     built = _at_floor(problem)
     whole = _values(built, {("g0", "gate", 8, 8), ("g1", "yard", 8, 8)})
     halves = _values(
