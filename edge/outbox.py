@@ -296,7 +296,6 @@ class Outbox:
         self._trusted = False
         self.commits = 0
         self._since_checkpoint = 0
-        self._committed_at = 0.0
         self._taken_ns = 0
         """When the last commit returned, or events were last held (monotonic ns)."""
         self._local = threading.local()
@@ -399,10 +398,11 @@ class Outbox:
             return
         wal = self.path.with_name(self.path.name + "-wal")
         try:
-            if wal.stat().st_size >= WAL_ROOM_BYTES:
-                return
+            length = wal.stat().st_size
         except OSError:
-            pass  # no log yet: SQLite makes it with the first write
+            length = 0  # no log yet: SQLite makes it with the first write
+        if length >= WAL_ROOM_BYTES:
+            return
         try:
             disk = os.statvfs(self.path.parent)
             if disk.f_bavail * disk.f_frsize < WAL_ROOM_SPARE * WAL_ROOM_BYTES:
@@ -410,12 +410,14 @@ class Outbox:
         except OSError:
             return
         cache = db.execute("PRAGMA cache_size").fetchone()[0]
+        page = db.execute("PRAGMA page_size").fetchone()[0]
+        kept = 16  # pages the cache holds: never spilled, so written on top of the room
         try:
-            db.execute("PRAGMA cache_size=16")
+            db.execute(f"PRAGMA cache_size={kept}")
             db.execute("BEGIN IMMEDIATE")
             db.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('wal_room', zeroblob(?))",
-                (WAL_ROOM_BYTES + 32 * 4096,),  # the pages the cache keeps are never spilled
+                (WAL_ROOM_BYTES + 2 * kept * page,),
             )
         except sqlite3.Error as exc:
             log.info("outbox %s: no room made in its write-ahead log (%s)", self.path, exc)
@@ -728,7 +730,7 @@ class Outbox:
                 return None
             self._commit_pending()
         if self._since_checkpoint >= CHECKPOINT_EVERY and self._degraded is None:
-            quiet_at = self._committed_at + CHECKPOINT_QUIET_S
+            quiet_at = self._taken_ns / 1e9 + CHECKPOINT_QUIET_S  # the last commit (none held: not degraded)
             if time.monotonic() < quiet_at and self._since_checkpoint < 2 * CHECKPOINT_EVERY:
                 return quiet_at  # a moment without commits: then the checkpoint can copy it all
             self._checkpoint()
@@ -983,7 +985,6 @@ class Outbox:
             wrote = True
             self._taken_ns = time.monotonic_ns()
             self.commits += 1
-            self._committed_at = time.monotonic()
             self._since_checkpoint += 1
             if self._since_checkpoint >= CHECKPOINT_EVERY and self._writers is not None:
                 self._writers.kick(self)  # the writer checkpoints, off the scan's path

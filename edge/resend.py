@@ -265,9 +265,7 @@ class ResendTracker:
             if flight is None or flight.last_tx != tx or flight.overtaken:
                 continue  # acknowledged, or sent again since (a later entry stands for it)
             flight.overtaken = True
-            deadline = now + self._backoff(self.overtaken_s, flight.sends)
-            if now < self._draining_until and flight.last_sent <= self._silence[1]:
-                deadline = max(deadline, self._draining_until)
+            deadline = now + self._backoff(self.overtaken_s, flight.sends)  # :meth:`due` spares a drain's
             if deadline < flight.deadline:
                 flight.deadline = deadline
                 heapq.heappush(self._deadlines, (deadline, seq))
