@@ -17,6 +17,7 @@ import logging
 import sqlite3
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -100,21 +101,33 @@ class RepeatFilter:
 
     def __init__(self, window_s: float) -> None:
         self._window_ns = int(window_s * 1e9)
-        self._last: dict[str, int] = {}
+        self._last: OrderedDict[str, int] = OrderedDict()
         self._lock = threading.Lock()
         self.suppressed = 0
 
     def fresh(self, credential: str, at_ns: int) -> bool:
         with self._lock:
+            # Kept in the order seen, so the stale ones are at the front and leave one by one:
+            # sweeping the whole table past a size made every scan pay for thousands of
+            # credentials once that many had been seen inside one window.
+            horizon = at_ns - self._window_ns
+            while self._last:
+                when = next(iter(self._last.values()))
+                if when > horizon:
+                    break
+                self._last.popitem(last=False)
             last = self._last.get(credential)
             if last is not None and at_ns - last < self._window_ns:
                 self.suppressed += 1
                 return False
             self._last[credential] = at_ns
-            if len(self._last) > 4096:  # forget the stale ones; the window is seconds long
-                horizon = at_ns - self._window_ns
-                self._last = {key: t for key, t in self._last.items() if t >= horizon}
+            self._last.move_to_end(credential)
             return True
+
+    def __len__(self) -> int:
+        """Credentials remembered now: those seen within the last window, and no others."""
+        with self._lock:
+            return len(self._last)
 
 
 class GateAgent:
