@@ -22,6 +22,7 @@ second per gate) or a compound-day rate function (:class:`simulator.day.Compress
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import logging
 import os
@@ -216,6 +217,26 @@ class Fleet:
     def last_seqs(self) -> dict[str, int]:
         return {gate.gate: gate.last_seq for gate in self.gates}
 
+    def marks(self) -> dict[str, int]:
+        """Per gate, the last number its outbox gave: what "everything taken so far" means."""
+        return {gate.gate: gate.outbox.last_seq for gate in self.gates}
+
+    def acked_through(self, marks: dict[str, int]) -> bool:
+        """Whether every gate's console has acknowledged everything up to its ``marks`` entry."""
+        for gate in self.gates:
+            first = gate.outbox.first_pending_seq()
+            if first is not None and first <= marks[gate.gate]:
+                return False
+        return True
+
+    def __len__(self) -> int:
+        return len(self.gates)
+
+    @property
+    def pids(self) -> list[int]:
+        """The processes the gates run in (their CPU and memory are the harness's)."""
+        return [os.getpid()]
+
     def pending_excluded(self) -> dict[str, int]:
         """Per gate, the last seq the console must have: everything taken and acknowledged.
 
@@ -238,10 +259,12 @@ class Fleet:
         rate: Callable[[float], float] | None = None,
         readers: int = 32,
         stop: threading.Event | None = None,
+        lateness: bool = False,
     ) -> dict[str, Any]:
         """Scans at every gate for ``duration_s``: Poisson arrivals of ``rate(t)`` per second per
         gate (default the constant ``per_gate_per_s``), each presented on one of ``readers``
-        threads, as a gate's reader thread would.  Returns how many were due, taken, late."""
+        threads, as a gate's reader thread would.  Returns how many were due, taken, late
+        (with ``lateness``, every scan's lateness in seconds too, for merging fleets' figures)."""
         peak = per_gate_per_s
         if rate is None:
             rate = lambda _t: per_gate_per_s  # noqa: E731
@@ -250,7 +273,7 @@ class Fleet:
             heapq.heappush(heap, (next_arrival(0.0, rate, peak, self._rng), index))
         began = time.monotonic()
         due = taken = 0
-        lateness: list[float] = []
+        late: list[float] = []
         lock = threading.Lock()
 
         def scan(index: int, at: float) -> None:
@@ -259,7 +282,7 @@ class Fleet:
             if self.gates[index].present(self._rng.choice(self.codes)) is not None:
                 with lock:
                     taken += 1
-                    lateness.append(lag)
+                    late.append(lag)
 
         with ThreadPoolExecutor(readers, thread_name_prefix="fleet-reader") as pool:
             while heap and not (stop is not None and stop.is_set()):
@@ -272,17 +295,260 @@ class Fleet:
                 pool.submit(scan, index, at)
                 due += 1
                 heapq.heappush(heap, (next_arrival(at, rate, peak, self._rng), index))
-        lateness.sort()
-        return {
+        late.sort()
+        result: dict[str, Any] = {
             "due": due,
             "taken": taken,
             "elapsed_s": time.monotonic() - began,
-            "start_lag_p99_ms": round(lateness[int(0.99 * (len(lateness) - 1))] * 1000, 1)
-            if lateness
-            else None,
+            "start_lag_p99_ms": _p99_ms(late),
         }
+        if lateness:
+            result["lateness_s"] = late
+        return result
 
     # -- cost --------------------------------------------------------------------------
 
     def threads(self) -> int:
         return threading.active_count()
+
+
+def _p99_ms(ordered: list[float]) -> float | None:
+    return round(ordered[int(0.99 * (len(ordered) - 1))] * 1000, 1) if ordered else None
+
+
+class FleetProcesses:
+    """The same gates spread over ``processes`` child processes, each a :class:`Fleet` of its share.
+
+    One interpreter runs Python on one core at a time.  A thousand gates at a scan a
+    second each cost about a core of the gate code's own CPU (bench/fleet.py measures
+    it), which one process cannot give them: its gates' network threads and outbox
+    writers queue behind each other, and the scan-to-console time measured is the
+    harness's queue, not the console's.  A few hundred gates per process, as a district's
+    gates are each their own board, keeps the harness from being the bottleneck it
+    measures.  The methods are :class:`Fleet`'s, answered by every child and summed; each
+    child's gates keep their own sessions, outboxes and arrivals.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        site: str,
+        credentials: Sequence[Credentials],
+        endpoint: Callable[[Credentials], BrokerEndpoint],
+        *,
+        codes: Sequence[str],
+        processes: int = 2,
+        seed: int = 17,
+        **options: Any,
+    ) -> None:
+        import multiprocessing
+
+        self.credentials = list(credentials)
+        context = multiprocessing.get_context("spawn")  # no threads or sockets of ours inherited
+        self._children: list[tuple[Any, Any, threading.Lock]] = []
+        share = -(-len(self.credentials) // max(1, processes))
+        for index in range(0, len(self.credentials), share):
+            part = self.credentials[index : index + share]
+            spec = {
+                "root": Path(root),
+                "site": site,
+                "credentials": part,
+                "endpoints": [endpoint(creds) for creds in part],
+                "codes": list(codes),
+                "seed": seed + index,
+                "options": options,
+            }
+            ours, theirs = context.Pipe()
+            child = context.Process(target=_serve, args=(theirs, spec), name=f"fleet-{index // share}")
+            child.start()
+            theirs.close()
+            self._children.append((child, ours, threading.Lock()))
+        ready = sum(self._all("ready"))
+        if ready != len(self.credentials):
+            raise RuntimeError(f"the fleet processes started {ready} of {len(self.credentials)} gates")
+
+    def _call(self, index: int, method: str, *args: Any) -> Any:
+        child, conn, lock = self._children[index]
+        with lock:
+            conn.send((method, args))
+            status, value = conn.recv()
+        if status != "ok":
+            raise RuntimeError(f"fleet process {child.name}: {method} failed: {value}")
+        return value
+
+    def _all(self, method: str, *args: Any) -> list[Any]:
+        """Ask every child at once (each answers on its own), then collect."""
+        for _child, conn, lock in self._children:
+            lock.acquire()
+            conn.send((method, args))
+        answers = []
+        try:
+            for child, conn, _lock in self._children:
+                status, value = conn.recv()
+                if status != "ok":
+                    raise RuntimeError(f"fleet process {child.name}: {method} failed: {value}")
+                answers.append(value)
+        finally:
+            for _child, _conn, lock in self._children:
+                lock.release()
+        return answers
+
+    # -- Fleet's interface ---------------------------------------------------------------
+
+    def start(self) -> None:
+        self._all("start")
+
+    def stop(self) -> None:
+        try:
+            self._all("stop")
+        finally:
+            for child, conn, _lock in self._children:
+                with contextlib.suppress(OSError):
+                    conn.send(("exit", ()))
+                child.join(30)
+                if child.is_alive():
+                    child.kill()
+                conn.close()
+
+    def connected(self) -> int:
+        return sum(self._all("connected"))
+
+    def backlog(self) -> int:
+        return sum(self._all("backlog"))
+
+    wait = Fleet.wait
+
+    def taken(self) -> int:
+        return sum(self._all("taken"))
+
+    def resends(self) -> int:
+        return sum(self._all("resends"))
+
+    def add_broker(self, endpoint: Callable[[Credentials], BrokerEndpoint]) -> None:
+        for index, (_child, conn, lock) in enumerate(self._children):
+            with lock:
+                conn.send(("add_broker", ([endpoint(c) for c in self._share(index)],)))
+                status, value = conn.recv()
+            if status != "ok":
+                raise RuntimeError(f"fleet process {index}: add_broker failed: {value}")
+
+    def _share(self, index: int) -> list[Credentials]:
+        share = -(-len(self.credentials) // len(self._children))
+        return self.credentials[index * share : (index + 1) * share]
+
+    def on_broker(self, index: int) -> int:
+        return sum(self._all("on_broker", index))
+
+    def last_seqs(self) -> dict[str, int]:
+        return _merged(self._all("last_seqs"))
+
+    def marks(self) -> dict[str, int]:
+        return _merged(self._all("marks"))
+
+    def acked_through(self, marks: dict[str, int]) -> bool:
+        return all(self._all("acked_through", marks))
+
+    def pending_excluded(self) -> dict[str, int]:
+        return _merged(self._all("pending_excluded"))
+
+    def __len__(self) -> int:
+        return len(self.credentials)
+
+    @property
+    def pids(self) -> list[int]:
+        return [child.pid for child, _conn, _lock in self._children if child.pid is not None]
+
+    def run_load(
+        self,
+        duration_s: float,
+        *,
+        per_gate_per_s: float = 1.0,
+        stop: threading.Event | None = None,
+        **options: Any,
+    ) -> dict[str, Any]:
+        """Every child drives its own gates for ``duration_s`` (or until ``stop``); figures merged."""
+        began = time.monotonic()
+        self._all("load_begin", duration_s, per_gate_per_s, options)
+        if stop is None:
+            time.sleep(duration_s)
+        elif stop.wait(duration_s):
+            self._all("load_stop")
+        parts = self._all("load_end")
+        late = sorted(lag for part in parts for lag in part.pop("lateness_s"))
+        return {
+            "due": sum(part["due"] for part in parts),
+            "taken": sum(part["taken"] for part in parts),
+            "elapsed_s": max(time.monotonic() - began, *(part["elapsed_s"] for part in parts)),
+            "start_lag_p99_ms": _p99_ms(late),
+        }
+
+
+def _merged(parts: list[dict[str, int]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for part in parts:
+        out.update(part)
+    return out
+
+
+def _serve(conn: Any, spec: dict[str, Any]) -> None:
+    """A fleet process: build its gates, then answer the parent's calls until told to exit."""
+    logging.basicConfig(level=logging.ERROR, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    by_user = dict(zip((c.username for c in spec["credentials"]), spec["endpoints"], strict=True))
+    fleet = Fleet(
+        spec["root"],
+        spec["site"],
+        spec["credentials"],
+        lambda creds: by_user[creds.username],
+        codes=spec["codes"],
+        seed=spec["seed"],
+        **spec["options"],
+    )
+    load: dict[str, Any] = {}
+
+    def begin(duration_s: float, rate: float, options: dict[str, Any]) -> None:
+        stop = threading.Event()
+
+        def run() -> None:
+            load["result"] = fleet.run_load(
+                duration_s, per_gate_per_s=rate, stop=stop, lateness=True, **options
+            )
+
+        load.update(stop=stop, thread=threading.Thread(target=run, name="fleet-load", daemon=True))
+        load["thread"].start()
+
+    def end() -> dict[str, Any]:
+        load["thread"].join()
+        return load.pop("result")
+
+    def add_broker(endpoints: list[BrokerEndpoint]) -> None:
+        second = dict(zip(by_user, endpoints, strict=True))
+        fleet.add_broker(lambda creds: second[creds.username])
+
+    stopped: list[bool] = []
+
+    def stop() -> None:
+        stopped.append(True)
+        fleet.stop()
+
+    calls: dict[str, Callable[..., Any]] = {
+        "ready": lambda: len(fleet),
+        "stop": stop,
+        "load_begin": begin,
+        "load_stop": lambda: load["stop"].set(),
+        "load_end": end,
+        "add_broker": add_broker,
+    }
+    while True:
+        try:
+            method, args = conn.recv()
+        except EOFError:  # the parent is gone
+            method, args = "exit", ()
+        if method == "exit":
+            break
+        try:
+            call = calls.get(method) or getattr(fleet, method)
+            conn.send(("ok", call(*args)))
+        except Exception as exc:  # said to the parent, which raises it there
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+    if not stopped:
+        fleet.stop()

@@ -159,3 +159,73 @@ def test_thirty_gates_move_to_the_twin_broker_when_theirs_is_killed_and_lose_not
         store.close()
         first.stop()
         second.stop()
+
+
+def test_gates_spread_over_processes_lose_nothing_through_a_broker_restart(tmp_path: Path):
+    """The fleet split over two processes (simulator/fleet.py ``FleetProcesses``, what the
+    1,000-gate bench runs): every gate's events stored exactly once, through a broker
+    restart under a load that is stopped from here, and the sums answered across both."""
+    import os
+
+    from simulator.fleet import FleetProcesses
+
+    site, gates = "fleet", 16
+    broker = Broker(tmp_path / "broker", gates=gates)
+    creds = broker.add_gates(site, [f"g{i:02d}" for i in range(gates)])
+    console_creds = broker.add_console("fleet")
+    broker.start()
+    path = tmp_path / "events.db"
+    workers = IngestWorkers(WorkerSpec(broker.endpoint(console_creds), str(path), name="fleet", site=site), 1)
+    fleet: FleetProcesses | None = None
+    store: EventStore | None = None
+    try:
+        workers.start()
+        assert workers.wait_ready(60)
+        fleet = FleetProcesses(
+            tmp_path / "gates", site, creds, broker.endpoint, codes=resident_codes(100), processes=2
+        )
+        assert len(fleet) == gates and len(fleet.pids) == 2 and os.getpid() not in fleet.pids
+        fleet.start()
+        assert fleet.wait(lambda: fleet.connected() == gates, 60)
+        first = fleet.run_load(1.5, per_gate_per_s=2.0)
+        assert first["taken"] > gates and first["start_lag_p99_ms"] is not None
+        marks = fleet.marks()
+        assert sum(marks.values()) >= first["taken"]
+
+        stop = threading.Event()
+        load = threading.Thread(
+            target=fleet.run_load, args=(600.0,), kwargs={"per_gate_per_s": 2.0, "stop": stop}, daemon=True
+        )
+        load.start()
+        time.sleep(1.0)
+        broker.stop()
+        time.sleep(1.0)
+        broker.start()
+        assert fleet.wait(lambda: fleet.connected() == gates, 90), "every gate reconnects by itself"
+        time.sleep(1.0)
+        stop.set()
+        load.join(30)
+        assert not load.is_alive(), "the load stopped when told"
+        assert fleet.wait(lambda: fleet.backlog() == 0, 90), "every backlog drains"
+        assert fleet.acked_through(fleet.marks())
+
+        store = EventStore(path)
+        taken = fleet.last_seqs()
+        assert sorted(taken) == sorted(f"g{i:02d}" for i in range(gates))
+        rows = store.db.query(
+            "SELECT gate, COUNT(*), COUNT(DISTINCT seq), MAX(seq) FROM events WHERE site = ? GROUP BY gate",
+            (site,),
+        )
+        stored = {gate: (int(n), int(seqs), int(top)) for gate, n, seqs, top in rows}
+        assert sum(taken.values()) == sum(n for n, _, _ in stored.values()) == fleet.taken() > first["taken"]
+        for gate, last in taken.items():
+            n, seqs, top = stored[gate]
+            assert n == seqs, f"{gate}: {n - seqs} duplicated"
+            assert seqs == top == last, f"{gate}: {last - seqs} lost"
+    finally:
+        if fleet is not None:
+            fleet.stop()
+        workers.stop()
+        if store is not None:
+            store.close()
+        broker.stop()
