@@ -30,8 +30,15 @@ number, over all the phases.
 ``--quick``: 200 gates, 5 s of steady load, the broker down 3 s, console outages of 8 s
 and 4 s (the issue's 10 minutes), a 10 s alarm grace (the console's is 60 s), the threads
 comparison at 25 gates; the brokers' state in ``/dev/shm``.  Full: 1,000 gates, 60 s
-phases, the 10-minute outage; ``--rate`` lowers the scans per gate where the console
+phases, the 10-minute outage; ``--rate`` lowers the scans per gate where the machine
 cannot take a thousand a second.  ``phase_s`` in the JSON says where the time went.
+
+The gates run ``--gates-per-process`` (400) to a process (:class:`simulator.fleet.FleetProcesses`
+beyond that): at 1 scan/s a thousand gates' own code needs more than the one core an
+interpreter lock lets one process use.  Their CPU per scan is reported
+(``harness_cpu_us_per_scan``) beside the console's, with the cores that were busy: on a
+machine the gates share with the console, the two together are what it must carry.
+``--steady-only`` stops after the steady phase: what rate a machine carries.
 
 Usage: ``python bench/fleet.py [--quick] [--gates N] [--postgres URL]``.  Prints a
 table, then one JSON line.
@@ -43,6 +50,7 @@ import argparse
 import atexit
 import json
 import logging
+import os
 import shutil
 import sys
 import tempfile
@@ -62,7 +70,9 @@ from bench.cpu import TICK_S, Ticks, pids_named  # noqa: E402
 from broker.config import QueueSizing  # noqa: E402
 from broker.launcher import Broker  # noqa: E402
 from broker.twin import copy_identity  # noqa: E402
-from simulator.fleet import Fleet, open_fds, raise_open_files, rss_kb  # noqa: E402
+from simulator.fleet import Fleet, FleetProcesses, open_fds, raise_open_files, rss_kb  # noqa: E402
+
+AnyFleet = Fleet | FleetProcesses
 from simulator.scenario import resident_codes  # noqa: E402
 
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -190,7 +200,7 @@ def _stamp() -> str:
 
 
 def _under_load(
-    fleet: Fleet, seconds: float, rate: float
+    fleet: AnyFleet, seconds: float, rate: float
 ) -> tuple[threading.Thread, threading.Event, dict[str, Any]]:
     stop = threading.Event()
     result: dict[str, Any] = {}
@@ -201,14 +211,6 @@ def _under_load(
     thread = threading.Thread(target=run, name="fleet-load", daemon=True)
     thread.start()
     return thread, stop, result
-
-
-def _acked_through(fleet: Fleet, marks: dict[str, int]) -> bool:
-    for gate in fleet.gates:
-        first = gate.outbox.first_pending_seq()
-        if first is not None and first <= marks[gate.gate]:
-            return False
-    return True
 
 
 def compare_threads(
@@ -262,7 +264,13 @@ def _scratch_dir() -> Path:
 
 
 def _drain(
-    console: Console, fleet: Fleet, broker: Broker, workers: int, seconds: float, rate: float, timeout: float
+    console: Console,
+    fleet: AnyFleet,
+    broker: Broker,
+    workers: int,
+    seconds: float,
+    rate: float,
+    timeout: float,
 ) -> dict[str, Any]:
     """Stop the console for ``seconds`` under load, start it, and time the catching up while the
     gates keep scanning: from the moment the restarted console is connected to the broker (its
@@ -275,13 +283,13 @@ def _drain(
     thread, stop, _ = _under_load(fleet, 3600, rate)
     time.sleep(seconds)
     backlog = fleet.backlog()
-    marks = {gate.gate: gate.outbox.last_seq for gate in fleet.gates}
+    marks = fleet.marks()
     stored0 = console.stored()
     groups = {"workers": [], "broker": [broker.pid or 0], "database": pids_named("postgres")}
     ticks = Ticks(groups).start()
     started, taken0 = time.time(), fleet.taken()
     console.start(workers, wait=False)
-    caught_up = fleet.wait(lambda m=marks: _acked_through(fleet, m), timeout, 0.02)
+    caught_up = fleet.wait(lambda m=marks: fleet.acked_through(m), timeout, 0.02)
     ended = time.time()
     used = ticks.stop()
     stored, taken = console.stored(), fleet.taken()
@@ -299,7 +307,7 @@ def _drain(
         "drain_s": round(drain_s, 2),
         "stored_per_s": round((stored - stored0) / drain_s, 1),
         "arrival_per_s": round((taken - taken0) / whole_s, 1),
-        "nominal_arrival_per_s": round(len(fleet.gates) * rate, 1),
+        "nominal_arrival_per_s": round(len(fleet) * rate, 1),
         "stored_per_s_incl_start": round((stored - stored0) / whole_s, 1),
         "busy_cores": round(used["machine"] * TICK_S / whole_s, 2),
         "resends_during_outage_and_drain": resends,
@@ -337,7 +345,7 @@ def _failover_console(endpoints: list[Any], url: str, ready: Any, stop: Any) -> 
 
 
 def _failover(
-    fleet: Fleet,
+    fleet: AnyFleet,
     url: str,
     first: Broker,
     second: Broker,
@@ -364,13 +372,13 @@ def _failover(
             raise SystemExit("the console did not subscribe on both brokers")
         thread, stop, _ = _under_load(fleet, 3600, rate)
         time.sleep(before_s)
-        n = len(fleet.gates)
+        n = len(fleet)
         killed = time.perf_counter()
         first.kill()
         moved = fleet.wait(lambda: fleet.on_broker(1) == n, timeout, 0.02)
         moved_s = time.perf_counter() - killed
-        marks = {gate.gate: gate.outbox.last_seq for gate in fleet.gates}
-        caught_up = fleet.wait(lambda: _acked_through(fleet, marks), timeout, 0.05)
+        marks = fleet.marks()
+        caught_up = fleet.wait(lambda: fleet.acked_through(marks), timeout, 0.05)
         caught_up_s = time.perf_counter() - killed
         stop.set()
         thread.join()
@@ -412,7 +420,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     broker = Broker(scratch / "broker", max_queued_messages=sizing.messages, gates=n)
     twin: Broker | None = None
     console: Console | None = None
-    fleet: Fleet | None = None
+    fleet: AnyFleet | None = None
     try:
         began = time.perf_counter()
         creds = broker.add_gates(SITE, [f"g{i:04d}" for i in range(n)])
@@ -426,7 +434,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         twin.start()
         console.start(1, wait=False)  # the worker starts while the gates connect
         harness_kb0 = rss_kb()
-        fleet = Fleet(workdir / "gates", SITE, creds, broker.endpoint, codes=resident_codes(500))
+        processes = -(-n // args.gates_per_process)
+        result["harness_processes"] = processes
+        fleet = (
+            FleetProcesses(
+                workdir / "gates",
+                SITE,
+                creds,
+                broker.endpoint,
+                codes=resident_codes(500),
+                processes=processes,
+            )
+            if processes > 1
+            else Fleet(workdir / "gates", SITE, creds, broker.endpoint, codes=resident_codes(500))
+        )
         began = time.perf_counter()
         fleet.start()
         if not fleet.wait(lambda: fleet.connected() == n, 120):
@@ -451,11 +472,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         # 1. steady load
         since = _stamp()
-        groups = {"workers": console.pids(), "broker": [broker.pid or 0], "database": pids_named("postgres")}
+        groups = {
+            "workers": console.pids(),
+            "broker": [broker.pid or 0],
+            "database": pids_named("postgres"),
+            "harness": sorted({os.getpid(), *fleet.pids}),  # the gates, and the console's watcher thread
+        }
         stored0, ticks = console.stored(), Ticks(groups).start()
         load = fleet.run_load(steady_s, per_gate_per_s=args.rate)
         drained = fleet.wait(lambda: fleet.backlog() == 0, 60, 0.02)
         used = ticks.stop()
+        steady_wall_s = load["elapsed_s"]
         stored = console.stored() - stored0
         latencies = console.latencies_ms(since)
         result["steady"] = {
@@ -468,6 +495,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "p99_ms": round(pct(latencies, 99) or 0, 1),
             "reader_lag_p99_ms": load["start_lag_p99_ms"],
             "events_per_batch": round(stored / max(1, console.batches_since(since)), 2),
+            "busy_cores": round(used["machine"] * TICK_S / steady_wall_s, 2),
         }
         result["scan_to_console_p99_ms"] = result["steady"]["p99_ms"]
         result["console_cpu_us_per_event"] = round(
@@ -477,68 +505,76 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             g: round(used[g] * TICK_S / max(1, stored) * 1e6, 1)
             for g in ("workers", "broker", "database", "other")
         }
-        result["harness_mb_per_gate"] = round((rss_kb() - harness_kb0) / n / 1024, 3)
+        # What the simulated gates cost this machine besides: the same real gate code that
+        # runs on each Pi, here all in one process (one interpreter lock).
+        result["harness_cpu_us_per_scan"] = round(used["harness"] * TICK_S / max(1, load["taken"]) * 1e6, 1)
+        # This process's growth since before the gates, and every fleet process whole
+        # (an interpreter each: counted, not subtracted).
+        harness_kb = rss_kb() - harness_kb0 + sum(rss_kb(pid) for pid in fleet.pids if pid != os.getpid())
+        result["harness_mb_per_gate"] = round(harness_kb / n / 1024, 3)
 
         phase("steady")
+        if not args.steady_only:  # a capacity run stops here
+            # 2. broker restart under load
+            alarm_mark = console.last_alarm()
+            thread, stop, _ = _under_load(fleet, 3600, args.rate)
+            time.sleep(1.0)
+            began = time.perf_counter()
+            broker.stop()
+            time.sleep(args.broker_down_s)  # an upgrade or a reboot, not only a process restart
+            broker.start()
+            online = fleet.wait(lambda: fleet.connected() == n, 120, 0.02)
+            online_s = time.perf_counter() - began
+            marks = fleet.marks()
+            caught_up = fleet.wait(lambda: fleet.acked_through(marks), args.drain_timeout, 0.02)
+            recovery_s = time.perf_counter() - began
+            stop.set()
+            thread.join()
+            fleet.wait(lambda: fleet.backlog() == 0, 60)
+            # Held offlines raise (if they do) once the grace after the console's reconnect has
+            # passed; the console outages below run meanwhile and are counted after it.
+            alarms_due = time.monotonic() + grace_s + console.watcher.outages.hold_s + 3
+            time.sleep(1.0)  # the watcher has read the gates' ``online`` before the console stops
+            result["restart"] = {"all_online_s": round(online_s, 2), "recovered": online and caught_up}
+            result["broker_restart_recovery_s"] = round(recovery_s, 2)
 
-        # 2. broker restart under load
-        alarm_mark = console.last_alarm()
-        thread, stop, _ = _under_load(fleet, 3600, args.rate)
-        time.sleep(1.0)
-        began = time.perf_counter()
-        broker.stop()
-        time.sleep(args.broker_down_s)  # an upgrade or a reboot, not only a process restart
-        broker.start()
-        online = fleet.wait(lambda: fleet.connected() == n, 120, 0.02)
-        online_s = time.perf_counter() - began
-        marks = {gate.gate: gate.outbox.last_seq for gate in fleet.gates}
-        caught_up = fleet.wait(lambda: _acked_through(fleet, marks), args.drain_timeout, 0.02)
-        recovery_s = time.perf_counter() - began
-        stop.set()
-        thread.join()
-        fleet.wait(lambda: fleet.backlog() == 0, 60)
-        # Held offlines raise (if they do) once the grace after the console's reconnect has
-        # passed; the console outages below run meanwhile and are counted after it.
-        alarms_due = time.monotonic() + grace_s + console.watcher.outages.hold_s + 3
-        time.sleep(1.0)  # the watcher has read the gates' ``online`` before the console stops
-        result["restart"] = {"all_online_s": round(online_s, 2), "recovered": online and caught_up}
-        result["broker_restart_recovery_s"] = round(recovery_s, 2)
+            phase("broker_restart")
 
-        phase("broker_restart")
-
-        # 3. console outage, then the drain, with one worker and then two
-        for workers, seconds in ((1, outage_s), (2, outage_s / 2)):
-            result[f"drain_{workers}w"] = _drain(
-                console, fleet, broker, workers, seconds, args.rate, args.drain_timeout
+            # 3. console outage, then the drain, with one worker and then two
+            for workers, seconds in ((1, outage_s), (2, outage_s / 2)):
+                result[f"drain_{workers}w"] = _drain(
+                    console, fleet, broker, workers, seconds, args.rate, args.drain_timeout
+                )
+                fleet.wait(lambda: fleet.backlog() == 0, args.drain_timeout)
+            # The console's rate while catching up, against the rate at which events kept arriving.
+            first = result["drain_1w"]
+            result["console_outage_drain_ratio"] = round(
+                first["stored_per_s"] / max(1.0, first["arrival_per_s"]), 2
             )
-            fleet.wait(lambda: fleet.backlog() == 0, args.drain_timeout)
-        # The console's rate while catching up, against the rate at which events kept arriving.
-        first = result["drain_1w"]
-        result["console_outage_drain_ratio"] = round(
-            first["stored_per_s"] / max(1.0, first["arrival_per_s"]), 2
-        )
-        result["console_outage_drain_ratio_incl_start"] = round(
-            first["stored_per_s_incl_start"] / max(1.0, first["arrival_per_s"]), 2
-        )
-        result["ingest_2w_over_1w"] = round(
-            result["drain_2w"]["stored_per_s"] / result["drain_1w"]["stored_per_s"], 2
-        )
+            result["console_outage_drain_ratio_incl_start"] = round(
+                first["stored_per_s_incl_start"] / max(1.0, first["arrival_per_s"]), 2
+            )
+            result["ingest_2w_over_1w"] = round(
+                result["drain_2w"]["stored_per_s"] / result["drain_1w"]["stored_per_s"], 2
+            )
 
-        phase("console_outages")
-        time.sleep(max(0.0, alarms_due - time.monotonic()))
-        phase("alarm_wait")
-        alarms = console.alarms_since(alarm_mark)
-        result["restart"]["alarms"] = alarms
-        result["restart"]["suppressed_offline"] = console.watcher.outages.suppressed
-        result["offline_alarms_on_restart"] = alarms.get("broker.outage", 0) + alarms.get("gate.offline", 0)
+            phase("console_outages")
+            time.sleep(max(0.0, alarms_due - time.monotonic()))
+            phase("alarm_wait")
+            alarms = console.alarms_since(alarm_mark)
+            result["restart"]["alarms"] = alarms
+            result["restart"]["suppressed_offline"] = console.watcher.outages.suppressed
+            result["offline_alarms_on_restart"] = alarms.get("broker.outage", 0) + alarms.get(
+                "gate.offline", 0
+            )
 
-        # 4. failover: the gates' broker killed, a twin beside it
-        console.stop()
-        result["failover"] = _failover(
-            fleet, url, broker, twin, console.creds, args.rate, 1.0, args.drain_timeout
-        )
-        result["failover_s"] = result["failover"]["all_moved_s"]
-        phase("failover")
+            # 4. failover: the gates' broker killed, a twin beside it
+            console.stop()
+            result["failover"] = _failover(
+                fleet, url, broker, twin, console.creds, args.rate, 1.0, args.drain_timeout
+            )
+            result["failover_s"] = result["failover"]["all_moved_s"]
+            phase("failover")
 
         result["backlog_at_end"] = fleet.backlog()  # still in the gates' outboxes: not lost, not counted
         lost, duplicates = console.integrity(fleet.pending_excluded())
@@ -569,37 +605,43 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def table(result: dict[str, Any]) -> str:
-    steady, restart = result["steady"], result["restart"]
+    steady = result["steady"]
     lines = [
         f"fleet: {result['gates']} gates, PostgreSQL store ({'quick' if result['quick'] else 'full'})",
         f"  provision {result['provision_s']} s, all connected in {result['connect_all_s']} s",
         f"  steady {result['rate_per_gate']:g}/s/gate: {steady['taken']} taken, {steady['stored']} stored, "
-        f"{steady['scans_per_s']}/s, scan-to-console p50 {steady['p50_ms']} ms p99 {steady['p99_ms']} ms",
-        f"  broker restart: all online in {restart['all_online_s']} s, caught up in "
-        f"{result['broker_restart_recovery_s']} s; alarms {restart['alarms']}",
+        f"{steady['scans_per_s']}/s, scan-to-console p50 {steady['p50_ms']} ms p99 {steady['p99_ms']} ms "
+        f"(readers late {steady['reader_lag_p99_ms']} ms at p99; {steady['busy_cores']} cores busy)",
+        f"  console {result['console_cpu_us_per_event']} us CPU/event {result['console_cpu_split_us']}; "
+        f"harness {result['harness_cpu_us_per_scan']} us CPU/scan, {result['harness_mb_per_gate']} MB/gate",
     ]
-    for workers in (1, 2):
-        d = result[f"drain_{workers}w"]
+    if "restart" in result:
+        restart = result["restart"]
         lines.append(
-            f"  console outage {d['outage_s']:g} s, {workers} worker(s): backlog {d['backlog']}, started in "
-            f"{d['start_s']} s, drained in {d['drain_s']} s at {d['stored_per_s']}/s vs "
-            f"{d['arrival_per_s']}/s arriving ({d['busy_cores']} cores busy; {d['resends_during_outage_and_drain']} "
-            "resends)"
+            f"  broker restart: all online in {restart['all_online_s']} s, caught up in "
+            f"{result['broker_restart_recovery_s']} s; alarms {restart['alarms']}"
         )
-    lines.append(
-        f"  drain / arrival: {result['console_outage_drain_ratio']} "
-        f"(counting the start-up: {result['console_outage_drain_ratio_incl_start']})"
-    )
-    fo = result["failover"]
-    lines.append(
-        f"  failover (broker SIGKILLed, twin beside it): all {fo['on_second']} gates moved in {fo['all_moved_s']} s, "
-        f"caught up in {fo['caught_up_s']} s"
-    )
+        for workers in (1, 2):
+            d = result[f"drain_{workers}w"]
+            lines.append(
+                f"  console outage {d['outage_s']:g} s, {workers} worker(s): backlog {d['backlog']}, started in "
+                f"{d['start_s']} s, drained in {d['drain_s']} s at {d['stored_per_s']}/s vs "
+                f"{d['arrival_per_s']}/s arriving ({d['busy_cores']} cores busy; "
+                f"{d['resends_during_outage_and_drain']} resends)"
+            )
+        lines.append(
+            f"  drain / arrival: {result['console_outage_drain_ratio']} "
+            f"(counting the start-up: {result['console_outage_drain_ratio_incl_start']})"
+        )
+        fo = result["failover"]
+        lines.append(
+            f"  failover (broker SIGKILLed, twin beside it): all {fo['on_second']} gates moved in "
+            f"{fo['all_moved_s']} s, caught up in {fo['caught_up_s']} s"
+        )
     lines += [
         f"  lost {result['lost']}, duplicates {result['duplicates']} of {result['taken']} taken "
         f"({result['resends']} resends in all); run {result['run_s']} s",
-        f"  broker {result['broker_kb_per_gate']} KB/gate, harness {result['harness_mb_per_gate']} MB/gate, "
-        f"console {result['console_cpu_us_per_event']} us CPU/event {result['console_cpu_split_us']}",
+        f"  broker {result['broker_kb_per_gate']} KB/gate",
     ]
     for mode, cost in result.get("per_gate", {}).items():
         lines.append(f"  per gate ({mode}): {cost}")
@@ -621,6 +663,17 @@ def main() -> None:
     )
     parser.add_argument("--broker-down-s", type=float, default=3.0, help="how long the broker stays down")
     parser.add_argument("--postgres", default=DEFAULT_POSTGRES)
+    parser.add_argument(
+        "--gates-per-process",
+        type=int,
+        default=400,
+        help="gates per harness process (one interpreter lock cannot carry 1,000 gates at 1 scan/s)",
+    )
+    parser.add_argument(
+        "--steady-only",
+        action="store_true",
+        help="only the steady load and its costs: what rate this machine can carry for --gates",
+    )
     parser.add_argument(
         "--log-level", default="ERROR", help="this process's log level (the gates, the watcher)"
     )
