@@ -36,6 +36,21 @@ def wait(condition, timeout: float, interval: float = 0.1) -> bool:
     return condition()
 
 
+def stored_once(store: EventStore, site: str, taken: dict[str, int]) -> int:
+    """Assert every gate's events ``1..taken[gate]`` are in the store exactly once; return how many."""
+    rows = store.db.query(
+        "SELECT gate, COUNT(*), COUNT(DISTINCT seq), MAX(seq) FROM events WHERE site = ? GROUP BY gate",
+        (site,),
+    )
+    stored = {gate: (int(n), int(seqs), int(top)) for gate, n, seqs, top in rows}
+    for gate, last in taken.items():
+        n, seqs, top = stored[gate]
+        assert n == seqs, f"{gate}: {n - seqs} duplicated"
+        assert seqs == top == last, f"{gate}: {last - seqs} lost"
+    assert sum(n for n, _, _ in stored.values()) == sum(taken.values()), "events of gates not taken"
+    return sum(taken.values())
+
+
 def test_a_broker_restart_under_fifty_gates_loses_nothing_and_raises_one_alarm(tmp_path: Path):
     site = "fleet"
     broker = Broker(tmp_path / "broker", gates=GATES)
@@ -85,16 +100,7 @@ def test_a_broker_restart_under_fifty_gates_loses_nothing_and_raises_one_alarm(t
         assert watcher.outages.suppressed >= 1, "the gates' wills were held, then dropped"
 
         taken = fleet.last_seqs()
-        rows = store.db.query(
-            "SELECT gate, COUNT(*), COUNT(DISTINCT seq), MAX(seq) FROM events WHERE site = ? GROUP BY gate",
-            (site,),
-        )
-        stored = {gate: (int(n), int(seqs), int(top)) for gate, n, seqs, top in rows}
-        assert sum(taken.values()) == sum(n for n, _, _ in stored.values()) > GATES
-        for gate, last in taken.items():
-            n, seqs, top = stored[gate]
-            assert n == seqs, f"{gate}: {n - seqs} duplicated"
-            assert seqs == top == last, f"{gate}: {last - seqs} lost"
+        assert stored_once(store, site, taken) > GATES
     finally:
         if fleet is not None:
             fleet.stop()
@@ -141,17 +147,7 @@ def test_thirty_gates_move_to_the_twin_broker_when_theirs_is_killed_and_lose_not
         stop.set()
         load.join(30)
         assert fleet.wait(lambda: fleet.backlog() == 0, 60), "every event acknowledged through the twin"
-        taken = fleet.last_seqs()
-        rows = store.db.query(
-            "SELECT gate, COUNT(*), COUNT(DISTINCT seq), MAX(seq) FROM events WHERE site = ? GROUP BY gate",
-            (site,),
-        )
-        stored = {gate: (int(n), int(seqs), int(top)) for gate, n, seqs, top in rows}
-        assert sum(taken.values()) > gates
-        for gate, last in taken.items():
-            n, seqs, top = stored[gate]
-            assert n == seqs, f"{gate}: {n - seqs} duplicated"
-            assert seqs == top == last, f"{gate}: {last - seqs} lost"
+        assert stored_once(store, site, fleet.last_seqs()) > gates
     finally:
         if fleet is not None:
             fleet.stop()
@@ -212,16 +208,7 @@ def test_gates_spread_over_processes_lose_nothing_through_a_broker_restart(tmp_p
         store = EventStore(path)
         taken = fleet.last_seqs()
         assert sorted(taken) == sorted(f"g{i:02d}" for i in range(gates))
-        rows = store.db.query(
-            "SELECT gate, COUNT(*), COUNT(DISTINCT seq), MAX(seq) FROM events WHERE site = ? GROUP BY gate",
-            (site,),
-        )
-        stored = {gate: (int(n), int(seqs), int(top)) for gate, n, seqs, top in rows}
-        assert sum(taken.values()) == sum(n for n, _, _ in stored.values()) == fleet.taken() > first["taken"]
-        for gate, last in taken.items():
-            n, seqs, top = stored[gate]
-            assert n == seqs, f"{gate}: {n - seqs} duplicated"
-            assert seqs == top == last, f"{gate}: {last - seqs} lost"
+        assert stored_once(store, site, taken) == fleet.taken() > first["taken"]
     finally:
         if fleet is not None:
             fleet.stop()
