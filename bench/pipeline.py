@@ -780,15 +780,27 @@ def main() -> None:
     rounds = 3 if quick else 5
     n_commands = 2000 if quick else 10000
 
+    began = time.perf_counter()
+    phases: dict[str, float] = {}
+    mark = [began]
+
+    def phase(name: str) -> None:
+        now = time.perf_counter()
+        phases[name] = round(now - mark[0], 1)
+        mark[0] = now
+
     with tempfile.TemporaryDirectory(prefix="gatepost-bench-") as tmp:
         workdir = Path(tmp)
         outbox = bench_outbox(workdir, n_outbox)
+        phase("outbox")
         commands = bench_commands(workdir, n_commands)
+        phase("commands")
         broker = Broker(workdir / "broker")
         broker.start()
         try:
             sides, scan_ratios = scan_rounds(workdir, broker, n_scan, 5 if quick else 10)
             scan, naive, bare = sides["shipped"], sides["plain"], sides["bare"]
+            phase("scan")
             # Interleaved rounds, median of each: the two share the machine's noise.
             raw_rates, ingest_rates, tls_rates = [], [], []
             for _ in range(rounds):
@@ -798,13 +810,16 @@ def main() -> None:
             raw_rate = statistics.median(raw_rates)
             ingest_rate = statistics.median(ingest_rates)
             tls_rate = statistics.median(tls_rates)
+            phase("ingest")
             holes = bench_holes(workdir, broker, n_holes)
             # Comparison: the same losses with only the per-event timeout (no overtaking evidence).
             holes_timeout = bench_holes(workdir, broker, n_holes, overtaken_s=MqttConfig().resend_after_s)
+            phase("holes")
         finally:
             broker.stop()
         console = bench_scan_to_console(workdir, n_console, tls=False)
         tls_console = bench_scan_to_console(workdir, n_console, tls=True)
+        phase("console")
 
     rows = [
         (
@@ -960,6 +975,8 @@ def main() -> None:
         "command_replay_write_p99_ms": round(commands["replay"]["p99"], 3),
         "ed25519_verify_pynacl_p99_ms": round(commands["nacl"]["p99"], 3),
         "ed25519_verify_cryptography_p99_ms": round(commands["openssl"]["p99"], 3),
+        "phase_s": phases,
+        "run_s": round(time.perf_counter() - began, 1),
         "quick": quick,
     }
     print(json.dumps(result))
