@@ -176,7 +176,7 @@ class SharedNetwork:
             if member.removed:
                 return
             client.reconnect()
-        except (OSError, ValueError):
+        except (OSError, ValueError, RuntimeError):  # RuntimeError: see protocol.mqtt.Client
             on_fail = client.on_connect_fail  # protocol.mqtt's logs sys.exc_info(): call it in here
             if on_fail is not None:
                 with contextlib.suppress(Exception):

@@ -238,6 +238,39 @@ class Will:
     retain: bool = True
 
 
+RECONNECT_TRIES = 3
+"""How many times :meth:`Client.reconnect` starts again when a publish from another thread
+mutated paho's outgoing queue under it."""
+
+
+class Client(paho.Client):
+    """paho's client, whose reconnect survives a publish from another thread.
+
+    paho 2.x's ``reconnect()`` walks its queue of outgoing packets (to mark lost QoS 0
+    publishes) without the lock that ``publish()`` takes to append to it
+    (paho/mqtt/client.py, ``Client.reconnect``).  A publish from another thread in that
+    moment — the console's acks come from its writer thread, a gate's status and replies
+    from theirs — raises ``RuntimeError: deque mutated during iteration``.  Under
+    ``loop_start()`` that ends paho's network thread, which only catches ``OSError``
+    around a reconnect: the client never connects again, and its process looks alive.
+    Seen in bench/fleet.py: an ingest worker that lost the broker under load stopped
+    for good.  ``reconnect()`` starts from scratch each time (fresh read state, socket
+    closed, queue walked, then cleared), so starting it again is what a second try by
+    paho's own loop would do.
+    """
+
+    def reconnect(self) -> paho.MQTTErrorCode:
+        tries = 1
+        while True:
+            try:
+                return super().reconnect()
+            except RuntimeError as exc:
+                if tries >= RECONNECT_TRIES:
+                    raise
+                tries += 1
+                log.warning("reconnect met a publish from another thread (%s); starting it again", exc)
+
+
 def make_client(
     endpoint: BrokerEndpoint,
     *,
@@ -256,7 +289,7 @@ def make_client(
     ``manual_ack`` defers the PUBACK of each received message until the caller has
     committed it, so the broker redelivers anything the process did not finish.
     """
-    client = paho.Client(
+    client = Client(
         callback_api_version=CallbackAPIVersion.VERSION2,
         client_id=endpoint.client_id or f"anonymous-{secrets.token_hex(6)}",
         protocol=paho.MQTTv5,
