@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import paho.mqtt as paho_mqtt
 import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
@@ -57,10 +58,15 @@ def test_a_reconnect_that_meets_a_publish_still_connects(broker: Broker):
 
 
 def test_paho_alone_fails_there():
-    """The failure the wrapper exists for, on paho's own client: if paho fixes its reconnect,
-    this fails, and protocol.mqtt.Client can go."""
+    """The failure the wrapper exists for, on paho's own client (the case above is a real
+    one).  A paho that no longer fails here is reported as a skip: protocol.mqtt.Client's
+    repair can then go."""
     client = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
     client.connect_async("127.0.0.1", 1)  # reconnect() needs a host; the walk comes before the socket
     client._out_packet.append(_PublishedMeanwhile(client._out_packet))
-    with pytest.raises(RuntimeError, match="mutated during iteration"):
+    try:
         client.reconnect()
+    except RuntimeError as exc:
+        assert "mutated during iteration" in str(exc)
+    except OSError:
+        pytest.skip(f"paho-mqtt {paho_mqtt.__version__} walks its outgoing queue safely now")
