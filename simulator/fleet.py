@@ -347,19 +347,19 @@ class FleetProcesses:
         context = multiprocessing.get_context("spawn")  # no threads or sockets of ours inherited
         self._children: list[tuple[Any, Any, threading.Lock]] = []
         share = -(-len(self.credentials) // max(1, processes))
-        for index in range(0, len(self.credentials), share):
-            part = self.credentials[index : index + share]
+        self._shares = [self.credentials[i : i + share] for i in range(0, len(self.credentials), share)]
+        for index, part in enumerate(self._shares):
             spec = {
                 "root": Path(root),
                 "site": site,
                 "credentials": part,
                 "endpoints": [endpoint(creds) for creds in part],
                 "codes": list(codes),
-                "seed": seed + index,
+                "seed": seed + index * share,
                 "options": options,
             }
             ours, theirs = context.Pipe()
-            child = context.Process(target=_serve, args=(theirs, spec), name=f"fleet-{index // share}")
+            child = context.Process(target=_serve, args=(theirs, spec), name=f"fleet-{index}")
             child.start()
             theirs.close()
             self._children.append((child, ours, threading.Lock()))
@@ -425,16 +425,12 @@ class FleetProcesses:
         return sum(self._all("resends"))
 
     def add_broker(self, endpoint: Callable[[Credentials], BrokerEndpoint]) -> None:
-        for index, (_child, conn, lock) in enumerate(self._children):
+        for (child, conn, lock), part in zip(self._children, self._shares, strict=True):
             with lock:
-                conn.send(("add_broker", ([endpoint(c) for c in self._share(index)],)))
+                conn.send(("add_broker", ([endpoint(c) for c in part],)))
                 status, value = conn.recv()
             if status != "ok":
-                raise RuntimeError(f"fleet process {index}: add_broker failed: {value}")
-
-    def _share(self, index: int) -> list[Credentials]:
-        share = -(-len(self.credentials) // len(self._children))
-        return self.credentials[index * share : (index + 1) * share]
+                raise RuntimeError(f"fleet process {child.name}: add_broker failed: {value}")
 
     def on_broker(self, index: int) -> int:
         return sum(self._all("on_broker", index))

@@ -204,6 +204,8 @@ def test_gates_spread_over_processes_lose_nothing_through_a_broker_restart(tmp_p
         assert not load.is_alive(), "the load stopped when told"
         assert fleet.wait(lambda: fleet.backlog() == 0, 90), "every backlog drains"
         assert fleet.acked_through(fleet.marks())
+        fleet.add_broker(broker.endpoint)  # each child's gates list a second broker: here the same one
+        assert fleet.on_broker(0) == gates and fleet.on_broker(1) == 0
 
         store = EventStore(path)
         taken = fleet.last_seqs()
