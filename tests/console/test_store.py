@@ -343,3 +343,36 @@ def test_two_workers_storing_the_same_events_in_opposite_orders_do_not_deadlock(
             store.close()
     assert not errors, errors
     assert sorted(results) == [0, 0, 0, 300, 300, 300], "each event stored once, by one of the two"
+
+
+def test_old_numbers_from_many_gates_are_checked_in_one_query(db_url, make_events):
+    """After a console outage a drain batch holds resends from hundreds of gates, each at or
+    below its gate's highest stored number.  The ingest guard asks which ids are stored under
+    them in one query (per 300), not one per gate: per gate, a 1,000-gate drain stalled the
+    writer long enough for the broker to drop the console's session, over and over.  A number
+    stored under another id is still found, on any gate of the batch."""
+    from console.integrity import IngestGuard
+
+    gates = [f"g{i:02d}" for i in range(60)]
+    stored = {gate: make_events("fleet", gate, range(1, 4)) for gate in gates}
+    with EventStore(db_url) as store:
+        store.insert_events([event for events in stored.values() for event in events])
+        guard = IngestGuard(store)
+        resent = [event for events in stored.values() for event in events[:2]]  # the same ids again
+        forged = make_events("fleet", "g37", [3])  # a used number under a new id
+        guard.check_events(resent[:1])  # the guard learns every gate's highest number once
+        for gate in gates:
+            guard.check_events(stored[gate][:1])
+        queries: list[str] = []
+        original = store.db.query
+
+        def counted(sql: str, params: Any = ()) -> Any:
+            queries.append(sql)
+            return original(sql, params)
+
+        store.db.query = counted  # type: ignore[method-assign]
+        verdict = guard.check_events(resent + forged)
+        assert len(queries) == 1, f"{len(queries)} queries for {len(gates)} gates"
+        by_id = dict(zip((event.id for event in verdict.events), verdict.flags, strict=True))
+        assert not any(by_id[event.id] for event in resent)
+        assert by_id[forged[0].id], "the reused number is flagged"
