@@ -506,7 +506,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for g in ("workers", "broker", "database", "other")
         }
         # What the simulated gates cost this machine besides: the same real gate code that
-        # runs on each Pi, here all in one process (one interpreter lock).
+        # runs on each Pi, here in this process or the fleet's processes (FleetProcesses).
         result["harness_cpu_us_per_scan"] = round(used["harness"] * TICK_S / max(1, load["taken"]) * 1e6, 1)
         # This process's growth since before the gates, and every fleet process whole
         # (an interpreter each: counted, not subtracted).
